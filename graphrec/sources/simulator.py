@@ -1,0 +1,183 @@
+"""A deterministic event simulator with a drift scenario.
+
+Users have latent tastes, items have a category, latent factors and Zipf-like
+popularity. Each day a random set of users interacts with items drawn from a
+softmax over ``zipf_weight * log(popularity) + taste * <user, item>``, so the data
+has collaborative structure a graph model can learn and a popularity baseline cannot.
+
+From ``drift_day`` on, one category's popularity jumps and a wave of new items in
+that category appears. The same configuration and seed always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphrec import contract
+from graphrec.sources.landing import write_partition
+
+CATEGORIES = ("books", "music", "movies", "games", "sports", "garden", "kitchen", "toys", "fashion", "travel")
+EVENT_TYPE_P = {"view": 0.80, "click": 0.15, "purchase": 0.05}
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
+    """Parameters of a simulated world.
+
+    Args:
+        n_users: number of users.
+        n_items: number of items in the initial catalog.
+        n_categories: number of item categories (at most ``len(CATEGORIES)``).
+        days: number of daily partitions to produce.
+        start: the first day (UTC).
+        events_per_day: mean number of interactions per day.
+        latent_dim: dimension of the hidden user/item factors.
+        taste_strength: weight of the user-item affinity in the choice logits.
+        zipf_exponent: exponent of the Zipf popularity ``rank ** -a``.
+        drift_day: 1-based day on which drift starts, or ``None`` for no drift.
+        drift_category: index of the category whose popularity jumps.
+        drift_boost: multiplicative popularity boost of that category.
+        drift_new_items: number of new items (in the drift category) appearing on ``drift_day``.
+        corrupt_day: 1-based day whose partition is written malformed (to exercise
+            quarantine), or ``None``.
+        seed: random seed.
+    """
+
+    n_users: int = 800
+    n_items: int = 500
+    n_categories: int = 8
+    days: int = 10
+    start: dt.date = dt.date(2025, 1, 1)
+    events_per_day: int = 4000
+    latent_dim: int = 8
+    taste_strength: float = 3.0
+    zipf_exponent: float = 0.8
+    drift_day: int | None = 8
+    drift_category: int = 0
+    drift_boost: float = 3.0
+    drift_new_items: int = 80
+    corrupt_day: int | None = None
+    seed: int = 42
+
+    def day(self, index: int) -> dt.date:
+        """The date of 1-based day ``index``."""
+        return self.start + dt.timedelta(days=index - 1)
+
+
+@dataclasses.dataclass
+class _World:
+    user_factors: np.ndarray
+    user_activity: np.ndarray
+    item_factors: np.ndarray
+    item_category: np.ndarray
+    item_log_pop: np.ndarray
+    item_first_day: np.ndarray  # 1-based day on which each item appears
+
+
+def _build_world(cfg: SimulationConfig) -> _World:
+    if not 1 <= cfg.n_categories <= len(CATEGORIES):
+        raise ValueError(f"n_categories must be in 1..{len(CATEGORIES)}")
+    rng = np.random.default_rng([cfg.seed, 0])
+    n_new = cfg.drift_new_items if cfg.drift_day is not None else 0
+    n_total = cfg.n_items + n_new
+    # Users lean towards a category: a category direction added to their factors.
+    cat_dirs = rng.normal(size=(cfg.n_categories, cfg.latent_dim))
+    user_cat = rng.integers(0, cfg.n_categories, size=cfg.n_users)
+    user_factors = rng.normal(size=(cfg.n_users, cfg.latent_dim)) * 0.6 + cat_dirs[user_cat]
+    user_activity = rng.lognormal(mean=0.0, sigma=0.8, size=cfg.n_users)
+    item_category = rng.integers(0, cfg.n_categories, size=n_total)
+    if n_new:
+        item_category[cfg.n_items:] = cfg.drift_category
+    item_factors = rng.normal(size=(n_total, cfg.latent_dim)) * 0.6 + cat_dirs[item_category]
+    # Equal-norm item factors: affinity decides by direction, not by a few long vectors.
+    item_factors *= np.sqrt(cfg.latent_dim) / np.linalg.norm(item_factors, axis=1, keepdims=True)
+    ranks = rng.permutation(n_total) + 1
+    item_log_pop = -cfg.zipf_exponent * np.log(ranks)
+    item_first_day = np.ones(n_total, dtype=np.int64)
+    if n_new:
+        item_first_day[cfg.n_items:] = cfg.drift_day
+        # New items arrive with buzz: popular from the first day.
+        item_log_pop[cfg.n_items:] = -cfg.zipf_exponent * np.log(rng.integers(10, 200, size=n_new))
+    norm = np.sqrt(cfg.latent_dim)
+    return _World(user_factors / norm, user_activity, item_factors / norm, item_category, item_log_pop, item_first_day)
+
+
+def _simulate_day(cfg: SimulationConfig, world: _World, index: int) -> pd.DataFrame:
+    rng = np.random.default_rng([cfg.seed, index])
+    available = np.flatnonzero(world.item_first_day <= index)
+    log_pop = world.item_log_pop[available].copy()
+    drifting = cfg.drift_day is not None and index >= cfg.drift_day
+    if drifting:
+        log_pop[world.item_category[available] == cfg.drift_category] += np.log(cfg.drift_boost)
+
+    n_events = int(rng.poisson(cfg.events_per_day))
+    activity = world.user_activity / world.user_activity.sum()
+    users = np.sort(rng.choice(cfg.n_users, size=n_events, p=activity))
+    uniq, counts = np.unique(users, return_counts=True)
+
+    logits = log_pop[None, :] + cfg.taste_strength * (world.user_factors[uniq] @ world.item_factors[available].T)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(probs, axis=1)
+    draws = rng.random(n_events)
+    row = np.repeat(np.arange(len(uniq)), counts)
+    picked = np.minimum((cdf[row] < draws[:, None]).sum(axis=1), len(available) - 1)
+    items = available[picked]
+
+    start = pd.Timestamp(cfg.day(index).isoformat(), tz="UTC")
+    offsets_us = np.sort(rng.integers(0, 86_400_000_000, size=n_events))
+    event_types = rng.choice(list(EVENT_TYPE_P), size=n_events, p=list(EVENT_TYPE_P.values()))
+    order = rng.permutation(n_events)  # users visit in random order through the day
+    frame = pd.DataFrame(
+        {
+            contract.USER_ID: users[order].astype(np.int64),
+            contract.ITEM_ID: items[order].astype(np.int64),
+            contract.EVENT_TS: start + pd.to_timedelta(offsets_us, unit="us"),
+            contract.EVENT_TYPE: event_types,
+            contract.RATING: np.full(n_events, np.nan),
+        }
+    )
+    return frame
+
+
+def _corrupt(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Malform a batch the way upstream systems do: null keys, stray timestamps, unknown types."""
+    bad = frame.copy()
+    n = len(bad)
+    idx = rng.choice(n, size=max(3, n // 50), replace=False)
+    bad[contract.USER_ID] = bad[contract.USER_ID].astype("Int64")
+    bad.loc[idx[: len(idx) // 3], contract.USER_ID] = pd.NA
+    bad.loc[idx[len(idx) // 3 : 2 * len(idx) // 3], contract.EVENT_TS] -= pd.Timedelta(days=3)
+    bad.loc[idx[2 * len(idx) // 3 :], contract.EVENT_TYPE] = "bogus"
+    return bad
+
+
+def simulate(cfg: SimulationConfig, landing_dir: Path) -> list[Path]:
+    """Write ``cfg.days`` daily partitions into ``landing_dir`` and return their directories."""
+    world = _build_world(cfg)
+    written = []
+    for index in range(1, cfg.days + 1):
+        ds = cfg.day(index)
+        interactions = _simulate_day(cfg, world, index)
+        new_items = np.flatnonzero(world.item_first_day == index)
+        items = pd.DataFrame(
+            {
+                contract.ITEM_ID: new_items.astype(np.int64),
+                contract.CATEGORY: [CATEGORIES[c] for c in world.item_category[new_items]],
+                contract.FIRST_SEEN_TS: pd.Timestamp(ds.isoformat(), tz="UTC"),
+            }
+        )
+        users = pd.DataFrame({contract.USER_ID: np.unique(interactions[contract.USER_ID]).astype(np.int64)})
+        corrupt = cfg.corrupt_day is not None and index == cfg.corrupt_day
+        if corrupt:
+            interactions = _corrupt(interactions, np.random.default_rng([cfg.seed, index, 1]))
+        written.append(
+            write_partition(landing_dir, ds, interactions, items, users, enforce_schema=not corrupt)
+        )
+    return written
