@@ -1,0 +1,34 @@
+# graphrec: two commands for a new user.
+#   make demo   create .venv, install graphrec, run the whole nightly loop through Airflow
+#   make test   create/update .venv and run the test suite
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.graphrec-installed
+
+.PHONY: demo test install lock clean-var
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/graphrec demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Regenerate the lock from pyproject's direct pins (needs network access to the registries).
+lock:
+	rm -rf /tmp/graphrec-lock && $(PYTHON) -m venv /tmp/graphrec-lock
+	/tmp/graphrec-lock/bin/python -m pip install --quiet --upgrade pip==25.3
+	/tmp/graphrec-lock/bin/python -m pip install --quiet '.[test]'
+	{ echo "# Full transitive lock for Python 3.11 (linux x86_64). Regenerate: make lock"; \
+	  /tmp/graphrec-lock/bin/python -m pip freeze --exclude graphrec | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > constraints.txt
+
+clean-var:
+	rm -rf var

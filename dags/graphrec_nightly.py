@@ -1,0 +1,192 @@
+"""
+### graphrec nightly pipeline
+
+Runs every night at 02:00 UTC on the previous day's partition:
+
+validate (Great Expectations) → features (Feast materialization) → train (LightGCN,
+MLflow `challenger`) → canary (challenger vs `champion`) → publish (FAISS index, atomic
+pointer switch) → drift check (Evidently) → on drift: alert email and a retraining run
+of this DAG, triggered through Airflow with a conf that says why.
+
+Trigger it from the UI to (re)process a day: set **ds** in the form, or leave it empty to
+process the day before the run's logical date. Re-running a day is idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, get_current_context, task
+
+from graphrec.assets import CURATED_INTERACTIONS, DRIFT_ALERT, ONLINE_FEATURES, PUBLISHED_INDEX, RETRIEVER_CHALLENGER
+from graphrec.settings import get_settings
+
+_settings = get_settings()  # environment only: no I/O, no connections
+
+DEFAULT_ARGS = {
+    "owner": "graphrec",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+}
+
+
+@dag(
+    dag_id="graphrec_nightly",
+    description="Validate, featurize, train, canary, publish and watch drift for one day of interactions.",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["graphrec", "nightly"],
+    params={
+        "ds": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Partition day (YYYY-MM-DD). Empty: the day before the run's logical date.",
+        ),
+        "window_days": Param(
+            _settings.window_days, type="integer", minimum=2, maximum=365,
+            description="Curated days the retriever trains on (the last day is the holdout).",
+        ),
+        "epochs": Param(_settings.epochs, type="integer", minimum=1, maximum=1000, description="Training epochs."),
+        "force_publish": Param(
+            False, type="boolean", description="Promote and publish even if the canary gate says no."
+        ),
+        "trigger_reason": Param(
+            "", type="string", description="Why this run was started (set by drift-triggered retraining)."
+        ),
+    },
+)
+def graphrec_nightly():
+    @task
+    def resolve_day() -> dict:
+        """Which partition this run processes, and why it runs."""
+        from graphrec.runs import resolve_run_day
+
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        return resolve_run_day(
+            params=context["params"],
+            logical_date=context.get("logical_date"),
+            run_after=dag_run.run_after,
+            run_type=str(dag_run.run_type),
+        )
+
+    @task(retries=0, outlets=[CURATED_INTERACTIONS])
+    def validate(day: dict) -> dict:
+        """Great Expectations suite; a bad partition is quarantined and the run fails."""
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        from graphrec.lake import parse_ds
+        from validation import MissingPartition, PartitionRejected, validate_partition
+
+        try:
+            outcome = validate_partition(get_settings(), parse_ds(day["ds"]))
+            outcome.raise_for_status()
+        except PartitionRejected as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except MissingPartition as exc:
+            raise AirflowSkipException(str(exc)) from exc
+        return outcome.to_dict()
+
+    @task(outlets=[ONLINE_FEATURES])
+    def features(day: dict, _validated: dict) -> dict:
+        """Compute feature tables from curated/, apply the Feast repo, materialize incrementally."""
+        from graphrec.features import materialize
+        from graphrec.lake import parse_ds
+
+        return materialize(get_settings(), parse_ds(day["ds"]))
+
+    @task(outlets=[RETRIEVER_CHALLENGER])
+    def train(day: dict, _features: dict) -> dict:
+        """Train LightGCN on the window, log to MLflow, register a version aliased `challenger`."""
+        from graphrec.lake import parse_ds
+        from training.retriever import train_retriever
+
+        params = get_current_context()["params"]
+        return train_retriever(
+            get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
+            reason=day["reason"],
+        )
+
+    @task
+    def canary(day: dict, trained: dict) -> dict:
+        """Challenger vs champion on the same fresh holdout; moves `champion` if it passes."""
+        from graphrec.lake import parse_ds
+        from training.canary import run_canary
+
+        params = get_current_context()["params"]
+        return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"])
+
+    @task(outlets=[PUBLISHED_INDEX])
+    def publish(day: dict, decision: dict) -> dict:
+        """Build the FAISS index of the promoted model and switch serving to it atomically."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from graphrec.lake import parse_ds
+        from serving.publish import publish_model
+
+        if not decision["promoted"]:
+            raise AirflowSkipException(f"champion kept, nothing to publish: {decision['reason']}")
+        return publish_model(get_settings(), decision["challenger_version"], parse_ds(day["ds"]))
+
+    @task(trigger_rule="none_failed")
+    def drift_check(day: dict) -> dict:
+        """Evidently report of the day's interactions against the preceding reference days."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from graphrec.lake import partition_name, parse_ds
+        from monitoring.drift import check_drift
+
+        settings = get_settings()
+        if day["reason"].startswith("drift"):
+            raise AirflowSkipException("this run is itself a drift-triggered retrain: no new check")
+        if not (settings.curated_dir / partition_name(parse_ds(day["ds"]))).is_dir():
+            raise AirflowSkipException(f"no curated partition for {day['ds']}: nothing to check")
+        return check_drift(settings, parse_ds(day["ds"]))
+
+    @task.short_circuit
+    def drift_detected(result: dict) -> bool:
+        return bool(result.get("drifted"))
+
+    @task(outlets=[DRIFT_ALERT])
+    def send_alert(day: dict, result: dict) -> dict:
+        """Email the people on call and return the conf of the retraining run."""
+        from monitoring.alerts import send_drift_alert
+
+        settings = get_settings()
+        send_drift_alert(result, settings)
+        return {
+            "ds": day["ds"],
+            "window_days": settings.drift_retrain_window_days,
+            "trigger_reason": (
+                f"drift on {day['ds']}: share {result['share']:.2f} >= {result['threshold']:.2f}"
+                f" ({', '.join(result['drifted_columns'])})"
+            ),
+        }
+
+    day = resolve_day()
+    validated = validate(day)
+    featured = features(day, validated)
+    trained = train(day, featured)
+    decision = canary(day, trained)
+    published = publish(day, decision)
+    drift = drift_check(day)
+    published >> drift
+    retrain_conf = send_alert(day, drift)
+    drift_detected(drift) >> retrain_conf
+    retrain_conf >> TriggerDagRunOperator(
+        task_id="trigger_retrain",
+        trigger_dag_id="graphrec_nightly",
+        conf=retrain_conf,
+        logical_date=None,
+        wait_for_completion=False,
+    )
+
+
+graphrec_nightly()

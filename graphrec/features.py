@@ -1,0 +1,444 @@
+"""Feature tables, their Feast store, materialization and online reads.
+
+The Feast *definitions* live in ``feature_repo/`` (declarative, no code paths); this
+module is everything that runs:
+
+* :func:`compute_feature_tables` — a pure transform from interactions and the catalog
+  to one snapshot row per entity, stamped with the snapshot time ``as_of``;
+* :func:`build_features` — reads the curated lake up to a day and upserts that day's
+  snapshot into the offline store (one parquet file per view and day, replaced
+  atomically, so a rerun replaces rather than duplicates);
+* :func:`feature_store`, :func:`apply_definitions`, :func:`materialize` — thin adapters
+  over Feast: open the store under ``settings.feast_dir``, register the repository's
+  objects, and load the snapshot into the online store;
+* :func:`online_features`, :func:`online_recent_items` — per-request reads for serving.
+
+Snapshot semantics: the row for day ``ds`` summarises every event before
+``as_of = ds + 1 day`` (00:00 UTC), so point-in-time joins never see the future. Windows
+are ``[as_of - 1 day, as_of)`` and ``[as_of - 7 days, as_of)``; users are included while
+they have an event in the last :data:`HISTORY_DAYS` days (their counters drop to zero
+before they leave, so the online store never keeps a stale non-zero count), items while
+they are in the catalog.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import string
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from graphrec import contract, lake
+from graphrec.settings import Settings
+
+if TYPE_CHECKING:  # Feast is heavy; import it only where it is used.
+    from feast import FeatureStore
+
+USER_ACTIVITY = "user_activity"
+ITEM_POPULARITY = "item_popularity"
+USER_RECENT_ITEMS = "user_recent_items"
+FEATURE_VIEWS = (USER_ACTIVITY, ITEM_POPULARITY, USER_RECENT_ITEMS)
+RANKER_SERVICE = "ranker_features_v1"
+
+EVENT_TIMESTAMP = "event_timestamp"
+WINDOW_DAYS = 7
+HISTORY_DAYS = 30
+RECENT_ITEMS = 50
+UNKNOWN_CATEGORY = "unknown"
+
+_TS = pa.timestamp("us", tz="UTC")
+OFFLINE_SCHEMAS: dict[str, pa.Schema] = {
+    USER_ACTIVITY: pa.schema(
+        [
+            (contract.USER_ID, pa.int64()),
+            ("events_1d", pa.int64()),
+            ("events_7d", pa.int64()),
+            ("distinct_items_7d", pa.int64()),
+            ("days_since_last_event", pa.int64()),
+            (EVENT_TIMESTAMP, _TS),
+        ]
+    ),
+    ITEM_POPULARITY: pa.schema(
+        [
+            (contract.ITEM_ID, pa.int64()),
+            ("events_1d", pa.int64()),
+            ("events_7d", pa.int64()),
+            ("users_7d", pa.int64()),
+            (contract.CATEGORY, pa.string()),
+            (EVENT_TIMESTAMP, _TS),
+        ]
+    ),
+    USER_RECENT_ITEMS: pa.schema(
+        [
+            (contract.USER_ID, pa.int64()),
+            ("recent_items", pa.list_(pa.int64())),
+            ("recent_categories", pa.list_(pa.string())),
+            (EVENT_TIMESTAMP, _TS),
+        ]
+    ),
+}
+"""Columns of each offline snapshot file; the Feast schemas in ``feature_repo/`` mirror them."""
+
+# User features the recommendation service reads per request (one entity key: user_id).
+USER_FEATURE_REFS = (
+    f"{USER_ACTIVITY}:events_1d",
+    f"{USER_ACTIVITY}:events_7d",
+    f"{USER_ACTIVITY}:distinct_items_7d",
+    f"{USER_ACTIVITY}:days_since_last_event",
+    f"{USER_RECENT_ITEMS}:recent_items",
+    f"{USER_RECENT_ITEMS}:recent_categories",
+)
+
+
+# Pure transforms ---------------------------------------------------------------------------
+def snapshot_time(ds: dt.date | str) -> pd.Timestamp:
+    """The ``event_timestamp`` of day ``ds``'s snapshot: the end of that UTC day."""
+    return lake.day_bounds(lake.parse_ds(ds))[1]
+
+
+def compute_feature_tables(
+    interactions: pd.DataFrame,
+    catalog: pd.DataFrame,
+    as_of: pd.Timestamp,
+    *,
+    history_days: int = HISTORY_DAYS,
+    max_recent: int = RECENT_ITEMS,
+) -> dict[str, pd.DataFrame]:
+    """Snapshot the three feature views as of one moment.
+
+    Only events in ``[as_of - history_days, as_of)`` count, so passing more history than
+    needed changes nothing. Ties in ``event_ts`` keep the input order.
+
+    Args:
+        interactions (pd.DataFrame): events with ``user_id``, ``item_id``, ``event_ts``.
+        catalog (pd.DataFrame): items with ``item_id`` and ``category`` (``first_seen_ts``
+            optional: items first seen at or after ``as_of`` are left out).
+        as_of (pd.Timestamp): the snapshot time, stamped as ``event_timestamp``.
+        history_days (int, optional): look-back of the user views. (default: ``30``)
+        max_recent (int, optional): length of ``recent_items``. (default: ``50``)
+
+    Returns:
+        dict[str, pd.DataFrame]: ``{view name: frame}`` with the columns of
+        :data:`OFFLINE_SCHEMAS`, one row per entity, sorted by entity id.
+    """
+    as_of = _utc(as_of)
+    events = _events_in(interactions, as_of - pd.Timedelta(days=history_days), as_of)
+    items = _catalog_until(catalog, as_of)
+    category = items.set_index(contract.ITEM_ID)[contract.CATEGORY]
+    tables = {
+        USER_ACTIVITY: _user_activity(events, as_of),
+        ITEM_POPULARITY: _item_popularity(events, items, as_of),
+        USER_RECENT_ITEMS: _user_recent_items(events, category, max_recent),
+    }
+    for name, frame in tables.items():
+        frame[EVENT_TIMESTAMP] = pd.Series(as_of, index=frame.index, dtype="datetime64[us, UTC]")
+        tables[name] = frame[OFFLINE_SCHEMAS[name].names].reset_index(drop=True)
+    return tables
+
+
+def _utc(ts: pd.Timestamp | dt.datetime | str) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _events_in(interactions: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    cols = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS]
+    if interactions.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(cols, ("int64", "int64", "datetime64[us, UTC]"))})
+    events = interactions[cols]
+    ts = events[contract.EVENT_TS]
+    events = events[(ts >= start) & (ts < end)]
+    return events.sort_values(contract.EVENT_TS, kind="stable", ignore_index=True)
+
+
+def _catalog_until(catalog: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    if catalog.empty:
+        return pd.DataFrame({contract.ITEM_ID: pd.Series(dtype="int64"), contract.CATEGORY: pd.Series(dtype=str)})
+    if contract.FIRST_SEEN_TS in catalog:
+        catalog = catalog[catalog[contract.FIRST_SEEN_TS] < as_of]
+    return catalog.drop_duplicates(contract.ITEM_ID, keep="last")[[contract.ITEM_ID, contract.CATEGORY]]
+
+
+def _window(events: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.DataFrame:
+    return events[events[contract.EVENT_TS] >= as_of - pd.Timedelta(days=days)]
+
+
+def _counts(frame: pd.DataFrame, key: str, index: pd.Index, distinct: str | None = None) -> np.ndarray:
+    grouped = frame.groupby(key)
+    counts = grouped[distinct].nunique() if distinct else grouped.size()
+    return counts.reindex(index, fill_value=0).to_numpy(dtype=np.int64)
+
+
+def _user_activity(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    users = pd.Index(np.unique(events[contract.USER_ID].to_numpy(dtype=np.int64)), name=contract.USER_ID)
+    last_day, last_week = _window(events, as_of, 1), _window(events, as_of, WINDOW_DAYS)
+    last_ts = events.groupby(contract.USER_ID)[contract.EVENT_TS].max().reindex(users)
+    return pd.DataFrame(
+        {
+            contract.USER_ID: users.to_numpy(),
+            "events_1d": _counts(last_day, contract.USER_ID, users),
+            "events_7d": _counts(last_week, contract.USER_ID, users),
+            "distinct_items_7d": _counts(last_week, contract.USER_ID, users, distinct=contract.ITEM_ID),
+            "days_since_last_event": ((as_of - last_ts) // pd.Timedelta(days=1)).to_numpy(dtype=np.int64),
+        }
+    )
+
+
+def _item_popularity(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    ids = np.union1d(items[contract.ITEM_ID].to_numpy(dtype=np.int64), events[contract.ITEM_ID].to_numpy(dtype=np.int64))
+    index = pd.Index(ids, name=contract.ITEM_ID)
+    last_day, last_week = _window(events, as_of, 1), _window(events, as_of, WINDOW_DAYS)
+    category = items.set_index(contract.ITEM_ID)[contract.CATEGORY].reindex(index).fillna(UNKNOWN_CATEGORY)
+    return pd.DataFrame(
+        {
+            contract.ITEM_ID: ids,
+            "events_1d": _counts(last_day, contract.ITEM_ID, index),
+            "events_7d": _counts(last_week, contract.ITEM_ID, index),
+            "users_7d": _counts(last_week, contract.ITEM_ID, index, distinct=contract.USER_ID),
+            contract.CATEGORY: category.astype(str).to_numpy(),
+        }
+    )
+
+
+def _user_recent_items(events: pd.DataFrame, category: pd.Series, max_recent: int) -> pd.DataFrame:
+    # `events` is time-sorted, and groupby keeps row order within a group: tail = most recent.
+    recent = events.groupby(contract.USER_ID, sort=False).tail(max_recent)
+    sequences = recent.groupby(contract.USER_ID, sort=True)[contract.ITEM_ID].agg(list)
+    lookup = category.to_dict()
+    return pd.DataFrame(
+        {
+            contract.USER_ID: sequences.index.to_numpy(dtype=np.int64),
+            "recent_items": [[int(i) for i in seq] for seq in sequences],
+            "recent_categories": [[lookup.get(i, UNKNOWN_CATEGORY) for i in seq] for seq in sequences],
+        }
+    )
+
+
+# Offline store (parquet snapshots under settings.feast_dir) --------------------------------
+def offline_file(settings: Settings, view: str, ds: dt.date | str) -> Path:
+    """Where day ``ds``'s snapshot of ``view`` lives (matches the FileSource paths)."""
+    return settings.feast_dir / "offline" / view / f"{lake.parse_ds(ds).isoformat()}.parquet"
+
+
+def build_features(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
+    """Compute day ``ds``'s snapshots from the curated lake and upsert them offline.
+
+    Reads the last :data:`HISTORY_DAYS` curated partitions up to ``ds`` and the catalog up
+    to ``ds``. Each view's snapshot replaces the file of that day atomically, so rerunning
+    a day replaces its rows and never duplicates them.
+
+    Args:
+        settings (Settings): the installation.
+        ds (date | str): the partition day; it must be in ``curated/``.
+
+    Returns:
+        dict: ``{"ds", "as_of", "views": {name: {"path", "rows"}}}`` (JSON-able).
+
+    Raises:
+        FileNotFoundError: when ``curated/ds=<ds>`` does not exist.
+    """
+    day = lake.parse_ds(ds)
+    if not (settings.curated_dir / lake.partition_name(day)).is_dir():
+        raise FileNotFoundError(f"no curated partition {lake.partition_name(day)} in {settings.curated_dir}")
+    first = day - dt.timedelta(days=HISTORY_DAYS - 1)
+    days = [d for d in lake.list_partitions(settings.curated_dir) if first <= d <= day]
+    interactions = lake.read_curated(settings.curated_dir, days)
+    catalog = lake.read_catalog(settings.curated_dir, until=day)
+    as_of = snapshot_time(day)
+    tables = compute_feature_tables(interactions, catalog, as_of)
+    views = {}
+    for name, frame in tables.items():
+        path = offline_file(settings, name, day)
+        lake.atomic_write_parquet(path, frame, schema=OFFLINE_SCHEMAS[name])
+        views[name] = {"path": str(path), "rows": len(frame)}
+    return {"ds": day.isoformat(), "as_of": as_of.isoformat(), "views": views}
+
+
+def read_offline(settings: Settings, view: str) -> pd.DataFrame:
+    """All snapshots of one view in the offline store (empty frame when none)."""
+    directory = settings.feast_dir / "offline" / view
+    files = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+    if not files:
+        return OFFLINE_SCHEMAS[view].empty_table().to_pandas()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+# Feast adapters ----------------------------------------------------------------------------
+_STORES: dict[tuple[str, str], FeatureStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def repo_config(settings: Settings):
+    """``feature_repo/feature_store.yaml`` resolved for ``settings`` as a Feast ``RepoConfig``.
+
+    Feast's own loader expands environment variables; here ``${GRAPHREC_HOME}`` comes from
+    ``settings`` first (other variables still from the environment), and ``repo_path`` is
+    ``settings.feast_dir``, which is what relative ``FileSource`` paths resolve against.
+    """
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    text = (settings.feature_repo / "feature_store.yaml").read_text()
+    text = os.path.expandvars(string.Template(text).safe_substitute(GRAPHREC_HOME=str(settings.root)))
+    config = RepoConfig(**yaml.safe_load(text))
+    config.repo_path = settings.feast_dir
+    return config
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    """The Feast store of this installation, created once per process and reused.
+
+    Registry, online store and offline snapshots all live under ``settings.feast_dir``.
+    The object is cached (per feast directory and repository) because opening it costs
+    far more than a lookup: a request handler can call this on every request.
+    """
+    from feast import FeatureStore
+
+    key = (str(settings.feast_dir), str(settings.feature_repo))
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None:
+            settings.feast_dir.mkdir(parents=True, exist_ok=True)
+            store = FeatureStore(repo_path=str(settings.feast_dir), config=repo_config(settings))
+            _STORES[key] = store
+        return store
+
+
+def load_definitions(settings: Settings) -> list[Any]:
+    """Import the repository's definition files by path and collect their Feast objects.
+
+    Files follow ``feast apply``'s rules (every ``*.py`` but ``__init__.py`` and what
+    ``.feastignore`` lists); nothing is added to ``sys.modules`` or ``sys.path``.
+    """
+    from feast import Entity, FeatureService, FeatureView, Project
+    from feast.data_source import DataSource
+    from feast.repo_operations import get_repo_files
+
+    kinds = (Project, Entity, DataSource, FeatureView, FeatureService)
+    objects: list[Any] = []
+    for path in get_repo_files(settings.feature_repo.resolve()):
+        spec = importlib.util.spec_from_file_location(f"graphrec_feature_repo.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for value in vars(module).values():
+            if isinstance(value, kinds) and not any(value is seen for seen in objects):
+                objects.append(value)
+    return objects
+
+
+def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> dict[str, list[str]]:
+    """Make the registry match ``feature_repo/``, like ``feast apply``; a no-op when it does.
+
+    Objects that changed or are new are applied; objects of the project that are no
+    longer defined are deleted (with their online tables).
+
+    Returns:
+        dict: ``{"applied": [names], "deleted": [names]}``.
+    """
+    from feast import Entity, FeatureService, FeatureView, Project
+    from feast.data_source import DataSource
+    from feast.repo_contents import RepoContents
+    from feast.repo_operations import extract_objects_for_apply_delete
+
+    store = store or feature_store(settings)
+    objects = load_definitions(settings)
+
+    def of(kind):
+        return [o for o in objects if isinstance(o, kind)]
+
+    repo = RepoContents(
+        projects=of(Project), data_sources=of(DataSource), feature_views=of(FeatureView),
+        on_demand_feature_views=[], stream_feature_views=[], label_views=[],
+        entities=of(Entity), feature_services=of(FeatureService), permissions=[],
+    )  # fmt: skip
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(store.project, store.registry, repo)
+    if to_apply or to_delete:
+        store.apply(list(to_apply), objects_to_delete=list(to_delete), partial=False)
+    return {"applied": sorted(o.name for o in to_apply), "deleted": sorted(o.name for o in to_delete)}
+
+
+def materialize(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
+    """Build day ``ds``'s offline snapshots, register the definitions, load the online store.
+
+    Each view is loaded with ``materialize_incremental`` up to the end of ``ds``, except:
+
+    * never materialized yet: ``materialize`` over ``[as_of - ttl, as_of]`` (the incremental
+      start would be *now* - ttl, which skips a replayed or backfilled history);
+    * ``ds`` already loaded (a rerun): that day's snapshot is loaded again;
+    * a later day already loaded (a backfill): the online store is left alone, since it
+      must hold the newest values; only the offline snapshot is rewritten.
+
+    Returns:
+        dict: small and JSON-able for XCom: the ``build_features`` result plus
+        ``"online": {view: "incremental" | "initial" | "reloaded" | "skipped"}``,
+        ``"applied"`` and ``"seconds"`` timings.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    result = build_features(settings, ds)
+    timings["build"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    store = feature_store(settings)
+    applied = apply_definitions(settings, store)
+    timings["apply"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    as_of = pd.Timestamp(result["as_of"]).to_pydatetime()
+    online = {}
+    incremental = []
+    for view in store.list_feature_views():
+        last = view.most_recent_end_time
+        if last is not None and last < as_of:
+            online[view.name] = "incremental"
+            incremental.append(view.name)
+        elif last is None or last == as_of:
+            online[view.name] = "initial" if last is None else "reloaded"
+            start = as_of - view.ttl if last is None and view.ttl else as_of
+            store.materialize(start_date=start, end_date=as_of, feature_views=[view.name])
+        else:
+            online[view.name] = "skipped"
+    if incremental:
+        store.materialize_incremental(end_date=as_of, feature_views=incremental)
+    timings["materialize"] = time.perf_counter() - started
+    result.update(online=online, applied=applied["applied"], seconds={k: round(v, 3) for k, v in timings.items()})
+    return result
+
+
+# Online reads (per request) ----------------------------------------------------------------
+def online_features(settings: Settings, user_ids: list[int]) -> pd.DataFrame:
+    """The online user features, one row per requested id in request order.
+
+    Columns: ``user_id`` and the features of :data:`USER_FEATURE_REFS` (unqualified
+    names). Unknown users get ``None`` values. One SQLite read per feature view.
+    """
+    ids = [int(u) for u in user_ids]
+    if not ids:
+        return pd.DataFrame(columns=[contract.USER_ID, *(r.split(":")[1] for r in USER_FEATURE_REFS)])
+    response = feature_store(settings).get_online_features(
+        features=list(USER_FEATURE_REFS), entity_rows=[{contract.USER_ID: u} for u in ids]
+    )
+    return pd.DataFrame(response.to_dict())
+
+
+def online_recent_items(settings: Settings, user_ids: list[int]) -> dict[int, list[int]]:
+    """Each user's recent item ids from the online store, most recent last.
+
+    Used to exclude items a user has just seen; unknown users map to ``[]``.
+    """
+    ids = [int(u) for u in user_ids]
+    if not ids:
+        return {}
+    response = feature_store(settings).get_online_features(
+        features=[f"{USER_RECENT_ITEMS}:recent_items"], entity_rows=[{contract.USER_ID: u} for u in ids]
+    )
+    values = response.to_dict()["recent_items"]
+    return {u: [int(i) for i in (items or [])] for u, items in zip(ids, values)}

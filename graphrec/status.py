@@ -1,0 +1,103 @@
+"""The current state of an installation, for ``graphrec status`` and the demo summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from graphrec.lake import list_partitions
+from graphrec.settings import Settings
+
+
+def _latest_drift_report(settings: Settings) -> dict[str, Any] | None:
+    drift_dir = settings.reports_dir / "drift"
+    days = list_partitions(drift_dir)
+    if not days:
+        return None
+    latest = drift_dir / f"ds={days[-1].isoformat()}"
+    summary_path = latest / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return {
+        "ds": days[-1].isoformat(),
+        "html": str(latest / "report.html"),
+        "json": str(latest / "report.json"),
+        "drifted": summary.get("drifted"),
+        "share": summary.get("share"),
+    }
+
+
+def _drift_days(settings: Settings) -> list[str]:
+    drift_dir = settings.reports_dir / "drift"
+    found = []
+    for ds in list_partitions(drift_dir):
+        summary = drift_dir / f"ds={ds.isoformat()}" / "summary.json"
+        if summary.exists() and json.loads(summary.read_text()).get("drifted"):
+            found.append(ds.isoformat())
+    return found
+
+
+def _model_registry(settings: Settings) -> dict[str, Any]:
+    db = settings.mlflow_dir / "mlflow.db"
+    if settings.mlflow_tracking_uri is None and not db.exists():
+        return {"champion_version": None, "challenger_version": None, "versions": []}
+    from training.registry import get_alias_version, list_model_versions
+
+    return {
+        "champion_version": get_alias_version(settings, "champion"),
+        "challenger_version": get_alias_version(settings, "challenger"),
+        "versions": list_model_versions(settings),
+    }
+
+
+def collect_status(settings: Settings, *, include_registry: bool = True) -> dict[str, Any]:
+    """Champion, published index, latest drift report and lake counts as one JSON-able dict."""
+    from serving.publish import current_version, verify_version
+
+    index_version = current_version(settings)
+    index: dict[str, Any] = {"version": index_version, "manifest": None, "checksums_ok": None}
+    if index_version:
+        path = settings.indexes_dir / index_version
+        manifest = path / "manifest.json"
+        index.update(
+            manifest=str(manifest),
+            checksums_ok=verify_version(path),
+            model_version=json.loads(manifest.read_text()).get("model_version") if manifest.exists() else None,
+        )
+    mail = sorted(settings.mail_dir.glob("*.eml")) if settings.mail_dir.is_dir() else []
+    status: dict[str, Any] = {
+        "home": str(settings.root),
+        "index": index,
+        "drift": {"latest_report": _latest_drift_report(settings), "drift_days": _drift_days(settings)},
+        "lake": {
+            "landing_partitions": len(list_partitions(settings.landing_dir)),
+            "curated_partitions": len(list_partitions(settings.curated_dir)),
+            "quarantined_partitions": len(list_partitions(settings.quarantine_dir)),
+        },
+        "mail": {"messages": len(mail), "directory": str(settings.mail_dir)},
+        "reports_dir": str(settings.reports_dir),
+    }
+    if include_registry:
+        status["models"] = _model_registry(settings)
+    return status
+
+
+def format_status(status: dict[str, Any]) -> str:
+    models = status.get("models", {})
+    index = status["index"]
+    drift = status["drift"]
+    lake = status["lake"]
+    latest = drift["latest_report"] or {}
+    lines = [
+        f"home:               {status['home']}",
+        f"champion model:     {models.get('champion_version')} (versions: {len(models.get('versions', []))})",
+        f"published index:    {index['version']} (model {index.get('model_version')}, "
+        f"checksums {'ok' if index['checksums_ok'] else 'n/a' if index['checksums_ok'] is None else 'MISMATCH'})",
+        f"  manifest:         {index['manifest']}",
+        f"lake:               {lake['curated_partitions']} curated, {lake['quarantined_partitions']} quarantined, "
+        f"{lake['landing_partitions']} waiting in landing",
+        f"drift days:         {', '.join(drift['drift_days']) or 'none'}",
+        f"latest drift report: {latest.get('html', 'none')}",
+        f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']}",
+    ]
+    return "\n".join(lines)
+

@@ -1,0 +1,113 @@
+"""The FastAPI application factory of the recommendation service.
+
+Run it with uvicorn's factory mode, which reads settings from the environment::
+
+    uvicorn --factory serving.app:app_from_env --host 127.0.0.1 --port 8000
+
+Nothing is loaded at import time: the lifespan builds the
+:class:`~serving.recommender.Recommender` (and, when enabled, the Feast online hook)
+and warms it with the current index if one is published.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from graphrec.settings import Settings, get_settings
+from serving.recommender import IndexUnavailable, RecentItemsFn, Recommender
+from serving.routes import health_router, recommend_router, version_router
+
+log = logging.getLogger(__name__)
+
+
+def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
+    """A ``recent_items_fn`` backed by the Feast online store, imported on first use.
+
+    Import or connection errors surface when it is called; the recommender treats them
+    as a degraded optional source.
+    """
+
+    def recent_items(user_ids: list[int]) -> dict[int, list[int]]:
+        from graphrec.features import online_recent_items
+
+        return online_recent_items(settings, user_ids)
+
+    return recent_items
+
+
+def online_features_enabled(settings: Settings, requested: bool | None = None) -> bool:
+    """Whether to exclude recent items from the Feast online store.
+
+    Args:
+        settings (Settings): installation settings.
+        requested (bool | None): explicit choice; ``None`` means "when a Feast store
+            exists under ``settings.feast_dir``".
+    """
+    if requested is not None:
+        return requested
+    return settings.feast_dir.is_dir()
+
+
+def create_app(
+    settings: Settings,
+    recommender: Recommender | None = None,
+    *,
+    online_features: bool | None = None,
+) -> FastAPI:
+    """Build the recommendation service.
+
+    Args:
+        settings (Settings): installation settings.
+        recommender (Recommender | None): use this recommender instead of building one
+            in the lifespan (tests, embedding the service elsewhere).
+        online_features (bool | None): exclude the Feast online store's recent items
+            as well as the published history; ``None`` decides by
+            :func:`online_features_enabled`.
+
+    Returns:
+        FastAPI: the application with ``/recommend/{user_id}``, ``/healthz`` and
+        ``/version``; ``/docs`` serves the OpenAPI UI.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rec = recommender
+        if rec is None:
+            hook = online_recent_items_hook(settings) if online_features_enabled(settings, online_features) else None
+            rec = Recommender(settings, recent_items_fn=hook)
+        app.state.recommender = rec
+        try:
+            bundle = rec.refresh()
+            log.info("recommendation service ready with index %s", bundle.version)
+        except IndexUnavailable as exc:
+            log.warning("recommendation service started without an index: %s", exc)
+        yield
+        app.state.recommender = None
+
+    from graphrec import __version__
+
+    app = FastAPI(
+        title="graphrec recommendations",
+        version=__version__,
+        description="Top-k recommendations from the currently published LightGCN/FAISS index.",
+        lifespan=lifespan,
+    )
+    app.include_router(recommend_router)
+    app.include_router(health_router)
+    app.include_router(version_router)
+    app.add_exception_handler(IndexUnavailable, _index_unavailable)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the ``GRAPHREC_`` environment."""
+    return create_app(get_settings())
+
+
+async def _index_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(exc)})

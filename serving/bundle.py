@@ -1,0 +1,237 @@
+"""The on-disk layout of a published index version and the ``CURRENT`` pointer.
+
+Layout under ``settings.indexes_dir``::
+
+    CURRENT            one line: the name of the version serving uses, e.g. ``v0007``
+    v0006/ v0007/ ...  complete, immutable versions
+    .tmp-*/            a publication in progress (never read by serving)
+    .publish.lock      serialises publishers
+
+One version directory holds::
+
+    index.faiss        FAISS index over item embeddings (row j = item_ids[j])
+    item_ids.npy       int64 external item ids
+    user_ids.npy       int64 external user ids (row i of user_emb)
+    user_emb.npy       float32 [n_users, dim]
+    seen.npz           CSR of already-seen items: user_ids, indptr, item_ids
+    popular.npy        int64 item ids, most popular first (the cold-start fallback)
+    manifest.json      lineage, sizes and the sha256 of every file above
+
+A version is complete when its manifest lists every file and every checksum matches;
+:func:`load_bundle` refuses anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphrec.lake import atomic_write_bytes, sha256_file
+from serving.history import SeenSets
+
+INDEX_FILE = "index.faiss"
+ITEM_IDS_FILE = "item_ids.npy"
+USER_IDS_FILE = "user_ids.npy"
+USER_EMB_FILE = "user_emb.npy"
+SEEN_FILE = "seen.npz"
+POPULAR_FILE = "popular.npy"
+MANIFEST_FILE = "manifest.json"
+POINTER_FILE = "CURRENT"
+LOCK_FILE = ".publish.lock"
+TMP_PREFIX = ".tmp-"
+
+DATA_FILES = (INDEX_FILE, ITEM_IDS_FILE, USER_IDS_FILE, USER_EMB_FILE, SEEN_FILE, POPULAR_FILE)
+
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+
+
+class BundleError(RuntimeError):
+    """A version directory is missing, incomplete or fails its checksums."""
+
+
+# Version names ---------------------------------------------------------------
+def version_name(number: int) -> str:
+    """``7 -> "v0007"`` (zero-padded to four digits, wider when needed)."""
+    return f"v{number:04d}"
+
+
+def version_number(name: str) -> int | None:
+    """``"v0007" -> 7``; ``None`` for anything that is not a version name."""
+    match = _VERSION_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def version_dirs(indexes_dir: Path) -> list[Path]:
+    """Version directories, oldest (smallest number) first."""
+    if not indexes_dir.is_dir():
+        return []
+    found = [(version_number(p.name), p) for p in indexes_dir.iterdir() if p.is_dir()]
+    return [p for n, p in sorted((n, p) for n, p in found if n is not None)]
+
+
+# Pointer ---------------------------------------------------------------------
+def read_pointer(indexes_dir: Path) -> str | None:
+    """The version name in ``CURRENT``, or ``None`` when nothing was published."""
+    try:
+        text = (indexes_dir / POINTER_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if version_number(text) is None:
+        raise BundleError(f"{indexes_dir / POINTER_FILE} does not name a version: {text!r}")
+    return text
+
+
+def write_pointer(indexes_dir: Path, version: str) -> None:
+    """Switch ``CURRENT`` to ``version`` atomically (temporary file + ``os.replace``)."""
+    if version_number(version) is None:
+        raise ValueError(f"not a version name: {version!r}")
+    atomic_write_bytes(indexes_dir / POINTER_FILE, f"{version}\n".encode())
+
+
+def pointer_signature(indexes_dir: Path) -> tuple[int, int, int] | None:
+    """A cheap fingerprint of ``CURRENT`` (inode, mtime, size) from one ``stat``.
+
+    Every switch replaces the file, so the inode changes; comparing fingerprints lets
+    the service notice a new version without reading the file on every request.
+    """
+    try:
+        st = (indexes_dir / POINTER_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# Manifest and checksums -----------------------------------------------------
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of a version directory."""
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} has no {MANIFEST_FILE}") from exc
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / MANIFEST_FILE} is not valid JSON: {exc}") from exc
+
+
+def checksum_problems(path: Path, manifest: dict[str, Any] | None = None) -> list[str]:
+    """Everything wrong with a version directory's files, as readable messages.
+
+    Args:
+        path (Path): the version directory.
+        manifest (dict | None): its manifest, read from disk when ``None``.
+
+    Returns:
+        list[str]: empty when every required file is listed and matches its sha256.
+    """
+    try:
+        manifest = read_manifest(path) if manifest is None else manifest
+    except BundleError as exc:
+        return [str(exc)]
+    files = manifest.get("files") or {}
+    problems = [f"{name}: not listed in the manifest" for name in DATA_FILES if name not in files]
+    for name, expected in sorted(files.items()):
+        file = path / name
+        if Path(name).name != name:
+            problems.append(f"{name}: not a plain file name")
+        elif not file.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(file) != expected:
+            problems.append(f"{name}: sha256 mismatch")
+    return problems
+
+
+def checksums(path: Path, names: tuple[str, ...] = DATA_FILES) -> dict[str, str]:
+    """``{name: sha256}`` of files in ``path``."""
+    return {name: sha256_file(path / name) for name in names}
+
+
+def manifest_summary(path: Path, manifest: dict[str, Any], *, current: str | None = None) -> dict[str, Any]:
+    """The part of a manifest people and the API want to see (no checksums)."""
+    keys = ("index_version", "model_version", "run_id", "data_window", "ds", "metrics", "created_at", "dim", "n_items", "n_users")
+    summary = {key: manifest.get(key) for key in keys}
+    summary["index_version"] = summary["index_version"] or path.name
+    summary["path"] = str(path)
+    summary["current"] = path.name == current
+    return summary
+
+
+# Loading ---------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+    """One published version, fully in memory and immutable once built.
+
+    The service swaps whole bundles, so a request that started with one bundle keeps
+    using consistent arrays even if a newer version is loaded meanwhile.
+    """
+
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    index: Any  # faiss.Index (kept untyped so importing this module does not need faiss)
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    user_emb: np.ndarray
+    seen: SeenSets
+    popular: np.ndarray
+    user_rows: dict[int, int]
+
+    @property
+    def model_version(self) -> Any:
+        return self.manifest.get("model_version")
+
+    def user_row(self, user_id: int) -> int | None:
+        """Row of ``user_id`` in ``user_emb``, or ``None`` for a user the model never saw."""
+        return self.user_rows.get(int(user_id))
+
+
+def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
+    """Load a version directory into a :class:`Bundle`.
+
+    Args:
+        path (Path): the version directory (``.../indexes/vNNNN``).
+        verify (bool): check every checksum first (default). Loading a bundle whose
+            files do not match its manifest is refused.
+
+    Raises:
+        BundleError: when the directory is missing, incomplete, tampered with or
+            internally inconsistent.
+    """
+    from serving.index import load_index
+
+    if not path.is_dir():
+        raise BundleError(f"index version {path} does not exist")
+    manifest = read_manifest(path)
+    if verify:
+        problems = checksum_problems(path, manifest)
+        if problems:
+            raise BundleError(f"index version {path.name} failed verification: " + "; ".join(problems))
+    try:
+        index = load_index(path / INDEX_FILE)
+        item_ids = np.load(path / ITEM_IDS_FILE, allow_pickle=False)
+        user_ids = np.load(path / USER_IDS_FILE, allow_pickle=False)
+        user_emb = np.load(path / USER_EMB_FILE, allow_pickle=False)
+        popular = np.load(path / POPULAR_FILE, allow_pickle=False)
+        with np.load(path / SEEN_FILE, allow_pickle=False) as npz:
+            seen = SeenSets(npz["user_ids"], npz["indptr"], npz["item_ids"])
+    except BundleError:
+        raise
+    except Exception as exc:  # FAISS and numpy raise assorted types on unreadable files
+        raise BundleError(f"index version {path.name} could not be read: {exc}") from exc
+    if index.ntotal != len(item_ids) or user_emb.shape != (len(user_ids), index.d):
+        raise BundleError(f"index version {path.name} is inconsistent: index, ids and embeddings disagree")
+    return Bundle(
+        version=path.name,
+        path=path,
+        manifest=manifest,
+        index=index,
+        item_ids=item_ids.astype(np.int64, copy=False),
+        user_ids=user_ids.astype(np.int64, copy=False),
+        user_emb=np.ascontiguousarray(user_emb, dtype=np.float32),
+        seen=seen,
+        popular=popular.astype(np.int64, copy=False),
+        user_rows={int(u): i for i, u in enumerate(user_ids.tolist())},
+    )

@@ -1,0 +1,345 @@
+"""Versioned, atomic publication of a retriever's FAISS index (and rollback).
+
+Publication never lets serving see a half-written version:
+
+1. everything is written into a fresh ``indexes/.tmp-*`` directory, each file fsynced;
+2. the manifest records the sha256 of every file; the files are re-hashed and the
+   bundle re-loaded and checked (index recall against exact search) before going on;
+3. under an exclusive lock the directory is renamed to the next ``vNNNN`` (one
+   ``rename``: the version appears whole or not at all);
+4. the ``CURRENT`` pointer is replaced atomically (temporary file + ``os.replace``);
+5. versions beyond ``settings.keep_index_versions`` are pruned, never the current one.
+
+Any failure before step 3 removes the temporary directory and leaves ``CURRENT`` and
+the existing versions untouched. Rollback is :func:`activate_version` on an older one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graphrec import contract
+from graphrec.lake import atomic_write_json, day_bounds, list_partitions, parse_ds, read_curated
+from graphrec.settings import Settings
+from serving import bundle as layout
+from serving.history import popularity_order, seen_from_pairs, unique_in_order
+
+log = logging.getLogger(__name__)
+
+#: An index whose top-k misses more than this share of the exact top-k is not published.
+MIN_INDEX_RECALL = 0.99
+#: Number of users whose queries check the index against exact search.
+RECALL_CHECK_QUERIES = 256
+#: Leftover ``.tmp-*``/``.trash-*`` directories older than this are swept.
+STALE_AFTER_S = 24 * 3600
+TRASH_PREFIX = ".trash-"
+
+
+# Public API ------------------------------------------------------------------
+def publish_embeddings(
+    settings: Settings,
+    emb: Any,
+    *,
+    ds: str | dt.date,
+    seen: pd.DataFrame,
+    popularity: Sequence[int] | np.ndarray,
+) -> dict[str, Any]:
+    """Publish a model's embeddings as the next index version and make it current.
+
+    Args:
+        settings (Settings): installation settings (``indexes_dir``,
+            ``keep_index_versions``, ``top_k`` for the recall check, ``seed``).
+        emb (training.embeddings.ModelEmbeddings): user/item embeddings and their ids;
+            ``emb.meta`` supplies ``model_version``, ``run_id``, ``data_window`` and
+            ``metrics`` for the manifest.
+        ds (str | datetime.date): the logical day this publication belongs to.
+        seen (pd.DataFrame): ``user_id``/``item_id`` pairs users already interacted
+            with (duplicates allowed); they are never recommended back.
+        popularity (Sequence[int]): item ids, most popular first (cold-start fallback).
+
+    Returns:
+        dict: ``{"index_version": "vNNNN", "path": str, "manifest_path": str,
+        "model_version": ...}`` -- references only, suitable for XCom.
+
+    Raises:
+        ValueError: on inconsistent inputs (non-finite embeddings, duplicate ids...).
+        serving.bundle.BundleError: if the written bundle fails verification.
+    """
+    day = parse_ds(ds)
+    root = settings.indexes_dir
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=layout.TMP_PREFIX, dir=root))
+    try:
+        manifest = _write_bundle(tmp, emb, day=day, seen=seen, popularity=popularity, settings=settings)
+        _check_bundle(tmp, manifest, emb, settings)
+        with _publish_lock(root):
+            version = _next_version(root)
+            manifest["index_version"] = version
+            atomic_write_json(tmp / layout.MANIFEST_FILE, manifest)
+            final = root / version
+            os.rename(tmp, final)
+            _fsync_dir(root)
+            layout.write_pointer(root, version)
+            _prune(root, keep=settings.keep_index_versions, current=version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("published index %s (model version %s) at %s", version, manifest["model_version"], final)
+    return {
+        "index_version": version,
+        "path": str(final),
+        "manifest_path": str(final / layout.MANIFEST_FILE),
+        "model_version": manifest["model_version"],
+    }
+
+
+def publish_model(settings: Settings, model_version: int | str, ds: str | dt.date) -> dict[str, Any]:
+    """Publish a registered model version: MLflow embeddings + curated history up to ``ds``.
+
+    Seen pairs come from every curated partition up to and including ``ds``; the
+    popularity fallback counts interactions of the last ``settings.window_days`` days.
+
+    Args:
+        settings (Settings): installation settings.
+        model_version (int | str): registered model version, or an alias such as
+            ``"champion"``.
+        ds (str | datetime.date): the logical day (partitions after it are ignored).
+
+    Returns:
+        dict: as :func:`publish_embeddings`.
+    """
+    from training.registry import load_model_embeddings
+
+    day = parse_ds(ds)
+    emb = load_model_embeddings(settings, model_version)
+    if emb.meta.get("model_version") is None:
+        emb = dataclasses.replace(emb, meta={**emb.meta, "model_version": model_version})
+    seen, popularity = read_history(settings, day)
+    return publish_embeddings(settings, emb, ds=day, seen=seen, popularity=popularity)
+
+
+def read_history(settings: Settings, ds: str | dt.date) -> tuple[pd.DataFrame, np.ndarray]:
+    """Seen pairs and popularity order from the curated lake, as of the end of ``ds``.
+
+    Args:
+        settings (Settings): installation settings (``curated_dir``, ``window_days``).
+        ds (str | datetime.date): the last partition day to read.
+
+    Returns:
+        tuple[pd.DataFrame, np.ndarray]: ``user_id``/``item_id`` pairs from every
+        curated partition up to ``ds``, and item ids ordered by interaction count over
+        the last ``settings.window_days`` days (most popular first).
+    """
+    day = parse_ds(ds)
+    days = [d for d in list_partitions(settings.curated_dir) if d <= day]
+    interactions = read_curated(settings.curated_dir, days)
+    if interactions.empty:
+        return pd.DataFrame({contract.USER_ID: pd.Series(dtype="int64"), contract.ITEM_ID: pd.Series(dtype="int64")}), np.empty(0, np.int64)
+    window_start, _ = day_bounds(day - dt.timedelta(days=max(settings.window_days, 1) - 1))
+    recent = interactions[interactions[contract.EVENT_TS] >= window_start]
+    return interactions[[contract.USER_ID, contract.ITEM_ID]], popularity_order(recent)
+
+
+def current_version(settings: Settings) -> str | None:
+    """Name of the version ``CURRENT`` points to (``"v0007"``), or ``None``."""
+    return layout.read_pointer(settings.indexes_dir)
+
+
+def list_versions(settings: Settings) -> list[dict[str, Any]]:
+    """Summaries of every published version (oldest first), marking the current one.
+
+    Returns:
+        list[dict]: manifest summaries (``index_version``, ``model_version``, ``run_id``,
+        ``data_window``, ``ds``, ``metrics``, ``created_at``, ``dim``, ``n_items``,
+        ``n_users``, ``path``, ``current``); a version whose manifest cannot be read
+        appears with an ``error`` key instead.
+    """
+    root = settings.indexes_dir
+    current = layout.read_pointer(root)
+    out = []
+    for path in layout.version_dirs(root):
+        try:
+            out.append(layout.manifest_summary(path, layout.read_manifest(path), current=current))
+        except layout.BundleError as exc:
+            out.append({"index_version": path.name, "path": str(path), "current": path.name == current, "error": str(exc)})
+    return out
+
+
+def verify_version(path: Path) -> bool:
+    """True when a version directory lists every file and all sha256 checksums match."""
+    return not layout.checksum_problems(Path(path))
+
+
+def activate_version(settings: Settings, version: str) -> dict[str, Any]:
+    """Point ``CURRENT`` at an existing, verified version (rollback or roll-forward).
+
+    Raises:
+        serving.bundle.BundleError: if the version does not exist or fails verification.
+    """
+    root = settings.indexes_dir
+    path = root / version
+    with _publish_lock(root):
+        if layout.version_number(version) is None or not path.is_dir():
+            raise layout.BundleError(f"no index version {version!r} under {root}")
+        problems = layout.checksum_problems(path)
+        if problems:
+            raise layout.BundleError(f"refusing to activate {version}: " + "; ".join(problems))
+        layout.write_pointer(root, version)
+    log.info("CURRENT now points to %s", version)
+    return layout.manifest_summary(path, layout.read_manifest(path), current=version)
+
+
+# Writing ---------------------------------------------------------------------
+def _write_bundle(
+    directory: Path, emb: Any, *, day: dt.date, seen: pd.DataFrame, popularity: Sequence[int] | np.ndarray, settings: Settings
+) -> dict[str, Any]:
+    """Write every data file and the manifest into ``directory``; return the manifest."""
+    from serving.index import as_float32_matrix, build_index, save_index
+
+    item_ids = _unique_ids(emb.item_ids, "item")
+    user_ids = _unique_ids(emb.user_ids, "user")
+    user_emb = as_float32_matrix(emb.user_emb, name="user embeddings")
+    seen_sets = seen_from_pairs(seen)
+    popular = unique_in_order(popularity)
+
+    _write(directory / layout.ITEM_IDS_FILE, lambda fh: np.save(fh, item_ids))
+    _write(directory / layout.USER_IDS_FILE, lambda fh: np.save(fh, user_ids))
+    _write(directory / layout.USER_EMB_FILE, lambda fh: np.save(fh, user_emb))
+    _write(
+        directory / layout.SEEN_FILE,
+        lambda fh: np.savez(fh, user_ids=seen_sets.user_ids, indptr=seen_sets.indptr, item_ids=seen_sets.item_ids),
+    )
+    _write(directory / layout.POPULAR_FILE, lambda fh: np.save(fh, popular))
+    index = build_index(emb.item_emb)  # validates the item embeddings (finite, non-empty)
+    save_index(index, directory / layout.INDEX_FILE)
+    _fsync_file(directory / layout.INDEX_FILE)
+
+    meta = dict(emb.meta)
+    manifest = {
+        "index_version": None,  # assigned under the publish lock
+        "model_version": meta.get("model_version"),
+        "run_id": meta.get("run_id"),
+        "data_window": meta.get("data_window"),
+        "ds": day.isoformat(),
+        "metrics": meta.get("metrics") or {},
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "dim": int(index.d),
+        "n_items": int(index.ntotal),
+        "n_users": len(user_ids),
+        "n_seen_pairs": seen_sets.n_pairs,
+        "n_popular": len(popular),
+        "index_type": type(index).__name__,
+        "metric": "inner_product",
+        "model_meta": meta,
+        "files": layout.checksums(directory),
+    }
+    atomic_write_json(directory / layout.MANIFEST_FILE, manifest)
+    return manifest
+
+
+def _check_bundle(directory: Path, manifest: dict[str, Any], emb: Any, settings: Settings) -> None:
+    """Re-hash, re-load and recall-check a freshly written bundle; raise on any problem."""
+    from serving.index import recall_against_exact
+
+    problems = layout.checksum_problems(directory, manifest)
+    if problems:
+        raise layout.BundleError("freshly written bundle failed verification: " + "; ".join(problems))
+    loaded = layout.load_bundle(directory, verify=False)
+    n_users = len(loaded.user_ids)
+    rng = np.random.default_rng(settings.seed)
+    rows = rng.choice(n_users, size=min(n_users, RECALL_CHECK_QUERIES), replace=False) if n_users else np.empty(0, int)
+    k = min(settings.top_k, len(loaded.item_ids))
+    recall = recall_against_exact(loaded.index, emb.item_emb, loaded.user_emb[rows], k)
+    manifest["index_check"] = {"recall_at_k": recall, "k": k, "n_queries": len(rows)}
+    if recall < MIN_INDEX_RECALL:
+        raise layout.BundleError(f"index recall@{k} against exact search is {recall:.4f} < {MIN_INDEX_RECALL}")
+
+
+def _unique_ids(ids: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} ids must be one-dimensional")
+    arr = arr.astype(np.int64)
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError(f"{what} ids contain duplicates")
+    return arr
+
+
+def _write(path: Path, writer) -> None:
+    """Write a file with ``writer(fh)`` and fsync it (the rename must not outrun the data)."""
+    with open(path, "wb") as fh:
+        writer(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        _fsync_file(path)
+
+
+# Versions, lock and pruning --------------------------------------------------
+@contextlib.contextmanager
+def _publish_lock(root: Path) -> Iterator[None]:
+    """Exclusive advisory lock so concurrent publishers get distinct version numbers."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / layout.LOCK_FILE, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _next_version(root: Path) -> str:
+    numbers = [layout.version_number(p.name) or 0 for p in layout.version_dirs(root)]
+    return layout.version_name(max(numbers, default=0) + 1)
+
+
+def _prune(root: Path, *, keep: int, current: str | None) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never ``current``); sweep stale temp dirs.
+
+    A doomed version is first renamed to ``.trash-*`` so no reader can find it half
+    deleted. Returns the pruned version names.
+    """
+    versions = layout.version_dirs(root)
+    keep_names = {p.name for p in versions[-max(keep, 1):]} | ({current} if current else set())
+    pruned = []
+    for path in versions:
+        if path.name in keep_names:
+            continue
+        trash = root / f"{TRASH_PREFIX}{path.name}-{time.time_ns()}"
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        pruned.append(path.name)
+    now = time.time()
+    for leftover in root.iterdir():
+        if leftover.is_dir() and leftover.name.startswith((layout.TMP_PREFIX, TRASH_PREFIX)):
+            if now - leftover.stat().st_mtime > STALE_AFTER_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+    if pruned:
+        log.info("pruned index versions %s", pruned)
+    return pruned

@@ -1,0 +1,232 @@
+"""The in-process recommender: retrieval from the current bundle, with hot swaps.
+
+Per request the recommender
+
+1. checks the ``CURRENT`` pointer with one ``stat``; when it changed, it loads the named version
+   (verifying every checksum) into a new :class:`~serving.bundle.Bundle` and then
+   replaces its single bundle reference -- requests already running keep the old
+   bundle, new ones get the new one, and nobody sees a mix;
+2. collects what the user already saw: the bundle's seen set plus, optionally, recent
+   items from an injected ``recent_items_fn`` (the Feast online store); if that source
+   fails the request continues without it and says so in ``degraded``;
+3. for a user the model knows, searches the FAISS index for ``k + |seen|`` candidates
+   (enough to fill ``k`` after exclusion) and keeps the best ``k`` unseen ones; for an
+   unknown user, returns the most popular unseen items flagged as a fallback.
+
+A version that fails verification is refused: the recommender keeps serving the
+bundle it has, or raises :class:`IndexUnavailable` (HTTP 503) if it has none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+
+from graphrec.settings import Settings
+from serving import bundle as layout
+from serving.bundle import Bundle, BundleError
+from serving.schemas import Recommendation, ScoredItem
+
+log = logging.getLogger(__name__)
+
+#: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. a partial of
+#: ``graphrec.features.online_recent_items``.
+RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
+
+UNKNOWN_USER = "unknown_user"
+RECENT_ITEMS = "recent_items"
+
+
+class IndexUnavailable(RuntimeError):
+    """No usable published index: nothing published yet, or the current one is broken."""
+
+
+class Recommender:
+    """Serve top-k recommendations from the currently published index version.
+
+    Args:
+        settings (Settings): installation settings (``indexes_dir``).
+        recent_items_fn (RecentItemsFn | None): optional extra source of items to
+            exclude (for example the Feast online store's recent items). Failures are
+            logged and reported in ``Recommendation.degraded``, never raised.
+        verify (bool): verify checksums when loading a version (default True).
+        search_threads (int | None): FAISS OpenMP threads for this process; 1 suits
+            one-query-per-request serving (NOTES.md). ``None`` leaves it unchanged.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        recent_items_fn: RecentItemsFn | None = None,
+        *,
+        verify: bool = True,
+        search_threads: int | None = 1,
+    ) -> None:
+        self._root = settings.indexes_dir
+        self._recent_items_fn = recent_items_fn
+        self._verify = verify
+        self._bundle: Bundle | None = None
+        self._signature: tuple[int, int, int] | None = None
+        self._last_error: str | None = None
+        self._load_lock = threading.Lock()
+        if search_threads is not None:
+            from serving.index import set_search_threads
+
+            set_search_threads(search_threads)
+
+    # Bundle management -----------------------------------------------------
+    @property
+    def bundle(self) -> Bundle | None:
+        """The bundle in use right now (no refresh), or ``None`` before the first load."""
+        return self._bundle
+
+    def refresh(self) -> Bundle:
+        """Return the bundle to use, loading a newly published version if ``CURRENT`` moved.
+
+        The check is one ``stat`` of the pointer file when nothing changed. While one
+        thread loads a new version, other threads keep answering from the old bundle.
+
+        Raises:
+            IndexUnavailable: nothing is published, or the current version is unusable
+                and no earlier bundle is loaded.
+        """
+        signature = layout.pointer_signature(self._root)
+        current = self._bundle
+        if current is not None and signature == self._signature:
+            return current
+        if signature is None:
+            if current is not None:  # pointer removed by hand: keep what works
+                return current
+            raise IndexUnavailable(f"no index has been published yet (no {self._root / layout.POINTER_FILE})")
+        if current is None:
+            self._load_lock.acquire()
+        elif not self._load_lock.acquire(blocking=False):
+            return current  # another request is loading the new version
+        try:
+            return self._load_locked(signature)
+        finally:
+            self._load_lock.release()
+
+    def _load_locked(self, signature: tuple[int, int, int]) -> Bundle:
+        current = self._bundle
+        if signature == self._signature:  # another thread finished while we waited
+            if current is not None:
+                return current
+            raise IndexUnavailable(self._last_error or "no usable index version")
+        try:
+            version = layout.read_pointer(self._root)
+            if version is None:
+                raise BundleError("the CURRENT pointer disappeared")
+            if current is not None and current.version == version:
+                new = current
+            else:
+                new = layout.load_bundle(self._root / version, verify=self._verify)
+                log.info("serving index %s (model version %s)", new.version, new.model_version)
+        except BundleError as exc:
+            self._last_error = str(exc)
+            self._signature = signature  # do not retry until the pointer moves again
+            if current is not None:
+                log.error("keeping index %s: %s", current.version, exc)
+                return current
+            log.error("no usable index: %s", exc)
+            raise IndexUnavailable(str(exc)) from exc
+        self._bundle = new  # one reference assignment: the swap
+        self._signature = signature
+        self._last_error = None
+        return new
+
+    # Recommendation --------------------------------------------------------
+    def recommend(self, user_id: int, k: int) -> Recommendation:
+        """Top-``k`` unseen items for ``user_id``.
+
+        Args:
+            user_id (int): external user id.
+            k (int): number of items wanted (at least 1). Fewer come back only when
+                the user has seen nearly the whole catalog.
+
+        Returns:
+            Recommendation: items best first, the index and model versions used, and
+            flags for the popularity fallback and degraded sources.
+
+        Raises:
+            IndexUnavailable: no usable index is published.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        bundle = self.refresh()
+        degraded: list[str] = []
+        exclude = self._exclusions(bundle, user_id, degraded)
+        row = bundle.user_row(user_id)
+        if row is None:
+            items, skipped = _popular_unseen(bundle, exclude, k)
+            fallback_reason: str | None = UNKNOWN_USER
+        else:
+            items, skipped = _retrieve_unseen(bundle, row, exclude, k)
+            fallback_reason = None
+        return Recommendation(
+            user_id=user_id,
+            items=items,
+            index_version=bundle.version,
+            model_version=bundle.model_version,
+            fallback=fallback_reason is not None,
+            fallback_reason=fallback_reason,
+            excluded=skipped,
+            degraded=degraded,
+        )
+
+    def _exclusions(self, bundle: Bundle, user_id: int, degraded: list[str]) -> np.ndarray:
+        """Item ids the user already interacted with (bundle history + optional recent)."""
+        seen = bundle.seen.items_for(user_id)
+        if self._recent_items_fn is None:
+            return seen
+        try:
+            recent = self._recent_items_fn([int(user_id)]).get(int(user_id)) or []
+            recent_arr = np.fromiter((int(i) for i in recent), dtype=np.int64)
+        except Exception:  # optional source: degrade, never fail the request
+            log.warning("recent items unavailable for user %s", user_id, exc_info=True)
+            degraded.append(RECENT_ITEMS)
+            return seen
+        return np.union1d(seen, recent_arr) if recent_arr.size else seen
+
+
+def _retrieve_unseen(bundle: Bundle, row: int, exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
+    """FAISS top candidates for a known user, minus excluded items, best ``k`` kept."""
+    from serving.index import search
+
+    fetch = min(k + len(exclude), int(bundle.index.ntotal))
+    scores, positions = search(bundle.index, bundle.user_emb[row], fetch)
+    valid = positions[0] >= 0
+    ids = bundle.item_ids[positions[0][valid]]
+    return _take_unseen(ids.tolist(), scores[0][valid].tolist(), exclude, k)
+
+
+def _popular_unseen(bundle: Bundle, exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
+    """The most popular items the user has not seen (cold-start fallback)."""
+    n = len(bundle.popular)
+    scores = (1.0 - np.arange(n) / max(n, 1)).tolist()
+    return _take_unseen(bundle.popular.tolist(), scores, exclude, k)
+
+
+def _take_unseen(ids: list[int], scores: list[float], exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
+    """Walk ranked candidates, skipping excluded and repeated ids, until ``k`` are kept.
+
+    Returns:
+        tuple[list[ScoredItem], int]: the kept items and how many candidates were
+        skipped because they were excluded.
+    """
+    banned = set(exclude.tolist())
+    kept: list[ScoredItem] = []
+    taken: set[int] = set()
+    skipped = 0
+    for item_id, score in zip(ids, scores):
+        if len(kept) == k:
+            break
+        if item_id in banned:
+            skipped += 1
+        elif item_id not in taken:
+            taken.add(item_id)
+            kept.append(ScoredItem(item_id=item_id, score=float(score)))
+    return kept, skipped

@@ -1,0 +1,69 @@
+"""Pydantic models shared by the recommender and the HTTP API (its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ScoredItem(BaseModel):
+    """One recommended item."""
+
+    item_id: int
+    score: float = Field(description="Inner product of user and item embeddings; for the popularity fallback, 1.0 for the most popular item decreasing linearly with rank.")
+
+
+class Recommendation(BaseModel):
+    """Top-k items for one user, with the versions that produced them."""
+
+    user_id: int
+    items: list[ScoredItem]
+    index_version: str = Field(description="Published index version, e.g. v0007.")
+    model_version: int | str | None = Field(None, description="Registered retriever model version behind the index.")
+    fallback: bool = Field(False, description="True when the list is the popularity fallback, not the model's.")
+    fallback_reason: str | None = Field(None, description="Why the fallback was used, e.g. unknown_user.")
+    excluded: int = Field(0, description="Candidates skipped because the user already interacted with them.")
+    degraded: list[str] = Field(default_factory=list, description="Optional sources that failed for this request, e.g. recent_items.")
+
+
+class Health(BaseModel):
+    """Liveness plus whether a published index is loaded."""
+
+    status: Literal["ok", "no_index"]
+    index_version: str | None = None
+    model_version: int | str | None = None
+    detail: str | None = None
+
+
+class VersionInfo(BaseModel):
+    """Summary of the manifest of the index version being served."""
+
+    index_version: str
+    model_version: int | str | None = None
+    run_id: str | None = None
+    data_window: list[str] | None = None
+    ds: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    dim: int | None = None
+    n_items: int | None = None
+    n_users: int | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any], version: str) -> VersionInfo:
+        window = manifest.get("data_window")
+        if isinstance(window, dict):  # tolerate {"start": ..., "end": ...}
+            window = [window.get("start"), window.get("end")]
+        return cls(
+            index_version=manifest.get("index_version") or version,
+            model_version=manifest.get("model_version"),
+            run_id=manifest.get("run_id"),
+            data_window=[str(v) for v in window] if window else None,
+            ds=manifest.get("ds"),
+            metrics=manifest.get("metrics") or {},
+            created_at=manifest.get("created_at"),
+            dim=manifest.get("dim"),
+            n_items=manifest.get("n_items"),
+            n_users=manifest.get("n_users"),
+        )

@@ -1,0 +1,1 @@
+"""Datasets, splits, models, training loops, evaluation and the MLflow registry."""

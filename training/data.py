@@ -1,0 +1,205 @@
+"""Training data: a window of curated days, its temporal split, id maps and the graph.
+
+The retriever learns from a *window* of curated daily partitions ending at the run's
+day ``ds``. The last ``holdout_days`` days of the window are held out for evaluation;
+everything before them is the training part, from which the model's id maps and its
+user-item bipartite graph are built::
+
+    window  = [ds - window_days + 1, ds]                        curated partitions
+    train   = events before  ds - holdout_days + 1  (00:00 UTC)  -> id maps, graph
+    holdout = events from    ds - holdout_days + 1  on           -> evaluation
+
+:func:`load_window` is the only function here that reads files; the rest are pure
+transforms of data frames and arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from graphrec import contract, lake
+from graphrec.settings import Settings
+
+_PARTITION_FILES = (contract.INTERACTIONS_FILE, contract.ITEMS_FILE, contract.USERS_FILE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """The interactions of a window of curated days, with their lineage.
+
+    Args:
+        start: first day of the window (inclusive).
+        end: last day of the window (inclusive); the run's ``ds``.
+        days: the days in ``[start, end]`` that have a curated partition.
+        interactions: their interactions in the contract's columns.
+        fingerprint: sha256 over the sorted ``"<partition>/<file>:<sha256>"`` lines of
+            every curated file in the window; equal fingerprints mean equal input bytes.
+    """
+
+    start: dt.date
+    end: dt.date
+    days: tuple[dt.date, ...]
+    interactions: pd.DataFrame
+    fingerprint: str
+
+    @property
+    def data_window(self) -> list[str]:
+        """``[start, end]`` as ISO days (JSON-able, for lineage)."""
+        return [self.start.isoformat(), self.end.isoformat()]
+
+
+def window_days_range(ds: dt.date, window_days: int) -> list[dt.date]:
+    """The calendar days ``[ds - window_days + 1, ds]``, oldest first."""
+    if window_days < 1:
+        raise ValueError(f"window_days must be >= 1, got {window_days}")
+    return [ds - dt.timedelta(days=offset) for offset in range(window_days - 1, -1, -1)]
+
+
+def dataset_fingerprint(settings: Settings, days: list[dt.date]) -> str:
+    """sha256 over the sorted checksums of the curated files of ``days``.
+
+    Args:
+        settings: the installation's settings (for ``curated_dir``).
+        days: partition days to include (days without a partition are skipped).
+
+    Returns:
+        A hex digest that changes whenever any byte of any file in the window changes.
+    """
+    lines = []
+    for ds in days:
+        part = settings.curated_dir / lake.partition_name(ds)
+        for name in _PARTITION_FILES:
+            path = part / name
+            if path.exists():
+                lines.append(f"{part.name}/{name}:{lake.sha256_file(path)}")
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def load_window(settings: Settings, ds: dt.date, window_days: int) -> Window:
+    """Read the curated interactions of the ``window_days`` days ending at ``ds``.
+
+    Args:
+        settings: the installation's settings.
+        ds: the last day of the window (inclusive).
+        window_days: the window's length in days.
+
+    Returns:
+        The :class:`Window`; its frame is empty (with the contract's columns) when no
+        partition falls into the window.
+    """
+    calendar = window_days_range(ds, window_days)
+    present = set(lake.list_partitions(settings.curated_dir))
+    days = tuple(day for day in calendar if day in present)
+    frame = lake.read_curated(settings.curated_dir, days)
+    if frame.empty:
+        frame = contract.INTERACTIONS_SCHEMA.empty_table().to_pandas()
+    frame = frame[list(contract.INTERACTION_COLUMNS)]
+    return Window(calendar[0], calendar[-1], days, frame, dataset_fingerprint(settings, list(days)))
+
+
+def holdout_start(end: dt.date, holdout_days: int) -> pd.Timestamp:
+    """The first instant (00:00 UTC) of the last ``holdout_days`` days ending at ``end``."""
+    if holdout_days < 1:
+        raise ValueError(f"holdout_days must be >= 1, got {holdout_days}")
+    first, _ = lake.day_bounds(end - dt.timedelta(days=holdout_days - 1))
+    return first
+
+
+def temporal_split(
+    frame: pd.DataFrame, holdout_days: int, *, end: dt.date | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split interactions in time: the last ``holdout_days`` days are the holdout.
+
+    Args:
+        frame: interactions with an ``event_ts`` column (UTC).
+        holdout_days: number of trailing days to hold out.
+        end: the last day of the data; defaults to the UTC day of the latest event.
+            Pass the window's end so an empty last day is not silently skipped.
+
+    Returns:
+        ``(train, holdout)``: events strictly before the holdout's first midnight, and
+        the events from it on. Both keep the input's columns and a fresh index.
+    """
+    if frame.empty:
+        return frame.copy(), frame.copy()
+    ts = frame[contract.EVENT_TS]
+    if end is None:
+        end = ts.max().tz_convert("UTC").date()
+    cutoff = holdout_start(end, holdout_days)
+    before = (ts < cutoff).to_numpy()
+    return frame[before].reset_index(drop=True), frame[~before].reset_index(drop=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdMap:
+    """A contiguous index for a set of external ids.
+
+    Args:
+        ids: sorted unique external ids (int64); position ``i`` is the index of ``ids[i]``.
+    """
+
+    ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_values(cls, values: np.ndarray | pd.Series) -> IdMap:
+        return cls(np.unique(np.asarray(values, dtype=np.int64)))
+
+    def index(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        """Positions of ``values`` in the map; ``-1`` for ids the map does not know."""
+        values = np.asarray(values, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.full(values.shape, -1, dtype=np.int64)
+        pos = np.searchsorted(self.ids, values)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        return np.where(self.ids[pos] == values, pos, -1).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class BipartiteGraph:
+    """The user-item interaction graph of the training part.
+
+    Args:
+        users: id map of the users (rows ``0..n_users-1``).
+        items: id map of the items (rows ``0..n_items-1``).
+        edge_index: int64 array ``[2, n_edges]`` of distinct ``(user, item)`` index
+            pairs, sorted by user then item.
+    """
+
+    users: IdMap
+    items: IdMap
+    edge_index: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+def build_graph(train: pd.DataFrame) -> BipartiteGraph:
+    """Id maps and the deduplicated user-item edges of the training interactions.
+
+    Repeated interactions of a user with an item become one edge: LightGCN propagates
+    over the binary adjacency matrix.
+    """
+    users = IdMap.from_values(train[contract.USER_ID])
+    items = IdMap.from_values(train[contract.ITEM_ID])
+    u = users.index(train[contract.USER_ID])
+    i = items.index(train[contract.ITEM_ID])
+    keys = np.unique(u * max(len(items), 1) + i)
+    edge_index = np.stack([keys // max(len(items), 1), keys % max(len(items), 1)]).astype(np.int64)
+    return BipartiteGraph(users, items, edge_index)
