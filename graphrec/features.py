@@ -345,8 +345,9 @@ def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> 
     """
     from feast import Entity, FeatureService, FeatureView, Project
     from feast.data_source import DataSource
+    from feast.diff.property_diff import TransitionType
+    from feast.diff.registry_diff import diff_between
     from feast.repo_contents import RepoContents
-    from feast.repo_operations import extract_objects_for_apply_delete
 
     store = store or feature_store(settings)
     objects = load_definitions(settings)
@@ -359,9 +360,13 @@ def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> 
         on_demand_feature_views=[], stream_feature_views=[], label_views=[],
         entities=of(Entity), feature_services=of(FeatureService), permissions=[],
     )  # fmt: skip
-    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(store.project, store.registry, repo)
+    # Feast's own diff (what `feast plan` prints) decides; unchanged objects are not rewritten.
+    diffs = diff_between(store.registry, store.project, repo).feast_object_diffs
+    changed = {TransitionType.CREATE, TransitionType.UPDATE}
+    to_apply = [d.new_feast_object for d in diffs if d.transition_type in changed]
+    to_delete = [d.current_feast_object for d in diffs if d.transition_type == TransitionType.DELETE]
     if to_apply or to_delete:
-        store.apply(list(to_apply), objects_to_delete=list(to_delete), partial=False)
+        store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     return {"applied": sorted(o.name for o in to_apply), "deleted": sorted(o.name for o in to_delete)}
 
 

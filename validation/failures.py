@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from graphrec import contract
+
 SAMPLE_SIZE = 5
 UNREADABLE = "readable_parquet"
 
@@ -74,6 +76,7 @@ def _exception_messages(exception_info: Any) -> list[str]:
     for info in infos:
         if isinstance(info, Mapping) and info.get("raised_exception"):
             message = str(info.get("exception_message") or "unknown error").strip()
+            message = message.removeprefix("Error: ")
             if message not in messages:
                 messages.append(message)
     return messages
@@ -99,6 +102,15 @@ def failure_record(expectation_result: Any) -> dict[str, Any]:
     }
 
 
+def _reading_order(failure: Mapping[str, Any]) -> tuple[int, str]:
+    column = failure.get("column")
+    if column is None:
+        return -1, failure["expectation"]
+    if column in contract.INTERACTION_COLUMNS:
+        return contract.INTERACTION_COLUMNS.index(column), failure["expectation"]
+    return len(contract.INTERACTION_COLUMNS), f"{column} {failure['expectation']}"
+
+
 def failures_from_result(suite_result: Any) -> list[dict[str, Any]]:
     """Failure records of every failed expectation in an ``ExpectationSuiteValidationResult``.
 
@@ -106,9 +118,12 @@ def failures_from_result(suite_result: Any) -> list[dict[str, Any]]:
         suite_result: what ``ValidationDefinition.run`` returned.
 
     Returns:
-        list[dict]: one record per failed expectation, in suite order; empty if all passed.
+        list[dict]: one record per failed expectation, empty if all passed. GX returns
+        results in its own evaluation order; records are sorted for reading: table-level
+        expectations first, then by column in contract order.
     """
-    return [failure_record(r) for r in suite_result.results if not r.success]
+    records = [failure_record(r) for r in suite_result.results if not r.success]
+    return sorted(records, key=_reading_order)
 
 
 def unreadable_failure(error: BaseException | str) -> dict[str, Any]:
@@ -140,4 +155,7 @@ def describe_failure(failure: Mapping[str, Any]) -> str:
         what = f"details {failure['details']}"
     else:
         what = f"observed {failure.get('observed_value')!r}"
+        expected = (failure.get("kwargs") or {}).get("type_")
+        if expected is not None:
+            what += f", expected {expected!r}"
     return f"{failure['expectation']}({target}): {what}"

@@ -26,8 +26,8 @@ def test_no_import_errors(dagbag):
 def test_nightly_dag_shape(dagbag):
     dag = dagbag.get_dag("graphrec_nightly")
     assert dag is not None
-    assert dag.timetable.serialize()["expression"] == "0 2 * * *"
-    assert str(dag.timetable.serialize()["timezone"]) in ("UTC", "utc")
+    assert dag.timetable.expression == "0 2 * * *"
+    assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     chain = ["resolve_day", "validate", "features", "train", "canary", "publish", "drift_check"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ N_EMBEDDED = 100
 
 
 @pytest.fixture(scope="session")
-def sim_curated(tmp_path_factory) -> "Path":  # noqa: F821
+def sim_curated(tmp_path_factory) -> Path:
     """A curated zone with four simulated daily partitions (read-only for tests)."""
     curated = tmp_path_factory.mktemp("sim") / "curated"
     simulate(SIM, curated)
