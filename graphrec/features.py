@@ -29,6 +29,7 @@ import os
 import string
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from graphrec.settings import Settings
 
 if TYPE_CHECKING:  # Feast is heavy; import it only where it is used.
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
 USER_ACTIVITY = "user_activity"
 ITEM_POPULARITY = "item_popularity"
@@ -193,7 +195,8 @@ def _user_activity(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def _item_popularity(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    ids = np.union1d(items[contract.ITEM_ID].to_numpy(dtype=np.int64), events[contract.ITEM_ID].to_numpy(dtype=np.int64))
+    # Catalog items with no events get zeros; items with events but no catalog row still count.
+    ids = np.union1d(items[contract.ITEM_ID].to_numpy(np.int64), events[contract.ITEM_ID].to_numpy(np.int64))
     index = pd.Index(ids, name=contract.ITEM_ID)
     last_day, last_week = _window(events, as_of, 1), _window(events, as_of, WINDOW_DAYS)
     category = items.set_index(contract.ITEM_ID)[contract.CATEGORY].reindex(index).fillna(UNKNOWN_CATEGORY)
@@ -276,7 +279,7 @@ _STORES: dict[tuple[str, str], FeatureStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def repo_config(settings: Settings):
+def repo_config(settings: Settings) -> RepoConfig:
     """``feature_repo/feature_store.yaml`` resolved for ``settings`` as a Feast ``RepoConfig``.
 
     Feast's own loader expands environment variables; here ``${GRAPHREC_HOME}`` comes from
@@ -326,6 +329,8 @@ def load_definitions(settings: Settings) -> list[Any]:
     objects: list[Any] = []
     for path in get_repo_files(settings.feature_repo.resolve()):
         spec = importlib.util.spec_from_file_location(f"graphrec_feature_repo.{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import feature definitions from {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         for value in vars(module).values():
@@ -347,6 +352,7 @@ def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> 
     from feast.data_source import DataSource
     from feast.diff.property_diff import TransitionType
     from feast.diff.registry_diff import diff_between
+    from feast.feature_view import DUMMY_ENTITY_NAME
     from feast.repo_contents import RepoContents
 
     store = store or feature_store(settings)
@@ -362,12 +368,40 @@ def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> 
     )  # fmt: skip
     # Feast's own diff (what `feast plan` prints) decides; unchanged objects are not rewritten.
     diffs = diff_between(store.registry, store.project, repo).feast_object_diffs
-    changed = {TransitionType.CREATE, TransitionType.UPDATE}
-    to_apply = [d.new_feast_object for d in diffs if d.transition_type in changed]
-    to_delete = [d.current_feast_object for d in diffs if d.transition_type == TransitionType.DELETE]
+    to_apply: list[Any] = [
+        d.new_feast_object
+        for d in diffs
+        if d.transition_type == TransitionType.CREATE
+        or (d.transition_type == TransitionType.UPDATE and not _only_source_timestamps(d))
+    ]
+    to_delete: list[Any] = [
+        d.current_feast_object
+        for d in diffs
+        if d.transition_type == TransitionType.DELETE and d.name != DUMMY_ENTITY_NAME  # Feast's own placeholder
+    ]
     if to_apply or to_delete:
         store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     return {"applied": sorted(o.name for o in to_apply), "deleted": sorted(o.name for o in to_delete)}
+
+
+def _only_source_timestamps(diff) -> bool:
+    """Whether an UPDATE differs only in the embedded data source's bookkeeping timestamps.
+
+    A feature view's spec embeds its batch source *with* ``meta.created_timestamp``, which
+    is set when the definitions are imported; Feast's diff therefore reports every view
+    as updated on every apply. Such a diff is not a change of definition.
+    """
+    for prop in diff.feast_object_property_diffs:
+        if prop.property_name not in ("batch_source", "stream_source"):
+            return False
+        existing, declared = type(prop.val_existing)(), type(prop.val_declared)()
+        existing.CopyFrom(prop.val_existing)
+        declared.CopyFrom(prop.val_declared)
+        existing.ClearField("meta")
+        declared.ClearField("meta")
+        if existing != declared:
+            return False
+    return True
 
 
 def materialize(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
@@ -393,45 +427,63 @@ def materialize(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
 
     started = time.perf_counter()
     store = feature_store(settings)
+    timings["open_store"] = time.perf_counter() - started
+
+    started = time.perf_counter()
     applied = apply_definitions(settings, store)
     timings["apply"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    as_of = pd.Timestamp(result["as_of"]).to_pydatetime()
-    online = {}
-    incremental = []
-    for view in store.list_feature_views():
-        last = view.most_recent_end_time
-        if last is not None and last < as_of:
-            online[view.name] = "incremental"
-            incremental.append(view.name)
-        elif last is None or last == as_of:
-            online[view.name] = "initial" if last is None else "reloaded"
-            start = as_of - view.ttl if last is None and view.ttl else as_of
-            store.materialize(start_date=start, end_date=as_of, feature_views=[view.name])
-        else:
-            online[view.name] = "skipped"
-    if incremental:
-        store.materialize_incremental(end_date=as_of, feature_views=incremental)
+    online = _load_online(store, pd.Timestamp(result["as_of"]).to_pydatetime())
     timings["materialize"] = time.perf_counter() - started
     result.update(online=online, applied=applied["applied"], seconds={k: round(v, 3) for k, v in timings.items()})
     return result
 
 
+def _load_online(store: FeatureStore, as_of: dt.datetime) -> dict[str, str]:
+    """Load every view's snapshots up to ``as_of`` into the online store (see :func:`materialize`)."""
+    modes: dict[str, str] = {}
+    with warnings.catch_warnings():
+        # The Dask-based file offline store emits pandas FutureWarnings on every read.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="dask")
+        for view in store.list_feature_views():
+            last = view.most_recent_end_time
+            if last is not None and last > as_of:
+                modes[view.name] = "skipped"
+            elif last is not None and last < as_of:
+                modes[view.name] = "incremental"
+            else:
+                modes[view.name] = "initial" if last is None else "reloaded"
+                start = as_of - view.ttl if last is None and view.ttl else as_of
+                store.materialize(start_date=start, end_date=as_of, feature_views=[view.name])
+        incremental = [name for name, mode in modes.items() if mode == "incremental"]
+        if incremental:
+            store.materialize_incremental(end_date=as_of, feature_views=incremental)
+    return dict(sorted(modes.items()))
+
+
 # Online reads (per request) ----------------------------------------------------------------
 def online_features(settings: Settings, user_ids: list[int]) -> pd.DataFrame:
-    """The online user features, one row per requested id in request order.
+    """The online user features, one row per requested id, in request order.
 
     Columns: ``user_id`` and the features of :data:`USER_FEATURE_REFS` (unqualified
-    names). Unknown users get ``None`` values. One SQLite read per feature view.
+    names). Counters are nullable ``Int64``; unknown users get ``<NA>`` and ``None``.
     """
     ids = [int(u) for u in user_ids]
-    if not ids:
-        return pd.DataFrame(columns=[contract.USER_ID, *(r.split(":")[1] for r in USER_FEATURE_REFS)])
-    response = feature_store(settings).get_online_features(
-        features=list(USER_FEATURE_REFS), entity_rows=[{contract.USER_ID: u} for u in ids]
-    )
-    return pd.DataFrame(response.to_dict())
+    names = [ref.split(":", 1)[1] for ref in USER_FEATURE_REFS]
+    if ids:
+        response = feature_store(settings).get_online_features(
+            features=list(USER_FEATURE_REFS), entity_rows=[{contract.USER_ID: u} for u in ids]
+        )
+        values = response.to_dict()
+    else:
+        values = {name: [] for name in [contract.USER_ID, *names]}
+    frame = pd.DataFrame({contract.USER_ID: ids} | {name: values[name] for name in names})
+    for view in (USER_ACTIVITY, USER_RECENT_ITEMS):
+        for field in OFFLINE_SCHEMAS[view]:
+            if field.name in names and pa.types.is_integer(field.type):
+                frame[field.name] = frame[field.name].astype("Int64")
+    return frame
 
 
 def online_recent_items(settings: Settings, user_ids: list[int]) -> dict[int, list[int]]:

@@ -96,11 +96,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask_mode() -> int:
+    """The mode a plainly created file would get (mkstemp always uses 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, _umask_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -123,6 +131,7 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame, schema=None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, _umask_mode())
     os.close(fd)
     try:
         pq.write_table(table, tmp)

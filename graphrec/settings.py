@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     keep_index_versions: int = 5
 
     # Monitoring and alerts
-    drift_share_threshold: float = Field(0.5, description="Share of drifted columns that counts as drift.")
+    drift_share_threshold: float = Field(0.4, description="Share of drifted columns that counts as drift.")
     drift_retrain_window_days: int = 3
     alert_recipients: list[str] = ["mlops@localhost"]
     alert_sender: str = "graphrec@localhost"

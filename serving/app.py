@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from graphrec.settings import Settings, get_settings
-from serving.recommender import IndexUnavailable, RecentItemsFn, Recommender
+from serving.recommender import NoPublishedIndex, RecentItemsFn, Recommender
 from serving.routes import health_router, recommend_router, version_router
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,20 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
         return online_recent_items(settings, user_ids)
 
     return recent_items
+
+
+def warm_online_store(settings: Settings) -> None:
+    """Open the Feast store once at start-up so the first request does not pay for it.
+
+    Opening it imports Feast and reads the registry (seconds); failures are logged only:
+    the recommender degrades per request anyway.
+    """
+    try:
+        from graphrec.features import feature_store
+
+        feature_store(settings)
+    except Exception:
+        log.warning("Feast online store unavailable at start-up", exc_info=True)
 
 
 def online_features_enabled(settings: Settings, requested: bool | None = None) -> bool:
@@ -78,13 +92,16 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rec = recommender
         if rec is None:
-            hook = online_recent_items_hook(settings) if online_features_enabled(settings, online_features) else None
+            hook = None
+            if online_features_enabled(settings, online_features):
+                warm_online_store(settings)
+                hook = online_recent_items_hook(settings)
             rec = Recommender(settings, recent_items_fn=hook)
         app.state.recommender = rec
         try:
             bundle = rec.refresh()
             log.info("recommendation service ready with index %s", bundle.version)
-        except IndexUnavailable as exc:
+        except NoPublishedIndex as exc:
             log.warning("recommendation service started without an index: %s", exc)
         yield
         app.state.recommender = None
@@ -100,7 +117,7 @@ def create_app(
     app.include_router(recommend_router)
     app.include_router(health_router)
     app.include_router(version_router)
-    app.add_exception_handler(IndexUnavailable, _index_unavailable)
+    app.add_exception_handler(NoPublishedIndex, _index_unavailable)
     return app
 
 

@@ -177,7 +177,7 @@ class Bundle:
     user_emb: np.ndarray
     seen: SeenSets
     popular: np.ndarray
-    user_rows: dict[int, int]
+    user_lookup: tuple[np.ndarray, np.ndarray]  # (sorted user ids, their rows in user_emb)
 
     @property
     def model_version(self) -> Any:
@@ -185,7 +185,11 @@ class Bundle:
 
     def user_row(self, user_id: int) -> int | None:
         """Row of ``user_id`` in ``user_emb``, or ``None`` for a user the model never saw."""
-        return self.user_rows.get(int(user_id))
+        sorted_ids, rows = self.user_lookup
+        i = int(np.searchsorted(sorted_ids, user_id))
+        if i < len(sorted_ids) and int(sorted_ids[i]) == int(user_id):
+            return int(rows[i])
+        return None
 
 
 def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
@@ -233,5 +237,11 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         user_emb=np.ascontiguousarray(user_emb, dtype=np.float32),
         seen=seen,
         popular=popular.astype(np.int64, copy=False),
-        user_rows={int(u): i for i, u in enumerate(user_ids.tolist())},
+        user_lookup=_lookup(user_ids.astype(np.int64, copy=False)),
     )
+
+
+def _lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ids and their original positions, for ``searchsorted`` lookups."""
+    order = np.argsort(ids, kind="stable")
+    return ids[order], order

@@ -14,13 +14,14 @@ Per request the recommender
    unknown user, returns the most popular unseen items flagged as a fallback.
 
 A version that fails verification is refused: the recommender keeps serving the
-bundle it has, or raises :class:`IndexUnavailable` (HTTP 503) if it has none.
+bundle it has, or raises :class:`NoPublishedIndex` (HTTP 503) if it has none.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -40,8 +41,11 @@ UNKNOWN_USER = "unknown_user"
 RECENT_ITEMS = "recent_items"
 
 
-class IndexUnavailable(RuntimeError):
-    """No usable published index: nothing published yet, or the current one is broken."""
+class NoPublishedIndex(RuntimeError):
+    """No usable published index: nothing published yet, or the current one fails verification.
+
+    The HTTP service answers 503 with the message; the CLI prints it.
+    """
 
 
 class Recommender:
@@ -55,6 +59,9 @@ class Recommender:
         verify (bool): verify checksums when loading a version (default True).
         search_threads (int | None): FAISS OpenMP threads for this process; 1 suits
             one-query-per-request serving (NOTES.md). ``None`` leaves it unchanged.
+        recent_items_retry_s (float): after ``recent_items_fn`` fails, skip it (and
+            report it as degraded) for this many seconds, so an unreachable store does
+            not add its timeout to every request.
     """
 
     def __init__(
@@ -64,9 +71,12 @@ class Recommender:
         *,
         verify: bool = True,
         search_threads: int | None = 1,
+        recent_items_retry_s: float = 30.0,
     ) -> None:
         self._root = settings.indexes_dir
         self._recent_items_fn = recent_items_fn
+        self._recent_items_retry_s = recent_items_retry_s
+        self._recent_items_down_until = 0.0
         self._verify = verify
         self._bundle: Bundle | None = None
         self._signature: tuple[int, int, int] | None = None
@@ -90,7 +100,7 @@ class Recommender:
         thread loads a new version, other threads keep answering from the old bundle.
 
         Raises:
-            IndexUnavailable: nothing is published, or the current version is unusable
+            NoPublishedIndex: nothing is published, or the current version is unusable
                 and no earlier bundle is loaded.
         """
         signature = layout.pointer_signature(self._root)
@@ -100,7 +110,7 @@ class Recommender:
         if signature is None:
             if current is not None:  # pointer removed by hand: keep what works
                 return current
-            raise IndexUnavailable(f"no index has been published yet (no {self._root / layout.POINTER_FILE})")
+            raise NoPublishedIndex(f"no index has been published yet (no {self._root / layout.POINTER_FILE})")
         if current is None:
             self._load_lock.acquire()
         elif not self._load_lock.acquire(blocking=False):
@@ -115,7 +125,7 @@ class Recommender:
         if signature == self._signature:  # another thread finished while we waited
             if current is not None:
                 return current
-            raise IndexUnavailable(self._last_error or "no usable index version")
+            raise NoPublishedIndex(self._last_error or "no usable index version")
         try:
             version = layout.read_pointer(self._root)
             if version is None:
@@ -132,7 +142,7 @@ class Recommender:
                 log.error("keeping index %s: %s", current.version, exc)
                 return current
             log.error("no usable index: %s", exc)
-            raise IndexUnavailable(str(exc)) from exc
+            raise NoPublishedIndex(str(exc)) from exc
         self._bundle = new  # one reference assignment: the swap
         self._signature = signature
         self._last_error = None
@@ -152,7 +162,7 @@ class Recommender:
             flags for the popularity fallback and degraded sources.
 
         Raises:
-            IndexUnavailable: no usable index is published.
+            NoPublishedIndex: no usable index is published.
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -182,11 +192,17 @@ class Recommender:
         seen = bundle.seen.items_for(user_id)
         if self._recent_items_fn is None:
             return seen
+        if time.monotonic() < self._recent_items_down_until:
+            degraded.append(RECENT_ITEMS)
+            return seen
         try:
             recent = self._recent_items_fn([int(user_id)]).get(int(user_id)) or []
             recent_arr = np.fromiter((int(i) for i in recent), dtype=np.int64)
         except Exception:  # optional source: degrade, never fail the request
-            log.warning("recent items unavailable for user %s", user_id, exc_info=True)
+            log.warning(
+                "recent items unavailable (skipping them for %.0f s)", self._recent_items_retry_s, exc_info=True
+            )
+            self._recent_items_down_until = time.monotonic() + self._recent_items_retry_s
             degraded.append(RECENT_ITEMS)
             return seen
         return np.union1d(seen, recent_arr) if recent_arr.size else seen

@@ -8,14 +8,14 @@ blocking, so FastAPI runs them in its thread pool.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
-from serving.recommender import IndexUnavailable, Recommender
+from serving.recommender import NoPublishedIndex, Recommender
 from serving.schemas import Health, Recommendation, VersionInfo
 
-_UNAVAILABLE = {503: {"description": "No usable index has been published yet."}}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "No usable index has been published yet."}}
 
 
 def get_recommender(request: Request) -> Recommender:
@@ -48,7 +48,7 @@ def healthz(recommender: RecommenderDep) -> Health:
     """Liveness (always 200) plus whether an index is loaded and which one."""
     try:
         bundle = recommender.refresh()
-    except IndexUnavailable as exc:
+    except NoPublishedIndex as exc:
         return Health(status="no_index", detail=str(exc))
     return Health(status="ok", index_version=bundle.version, model_version=bundle.model_version)
 

@@ -28,6 +28,10 @@ from graphrec.settings import Settings
 _PARTITION_FILES = (contract.INTERACTIONS_FILE, contract.ITEMS_FILE, contract.USERS_FILE)
 
 
+class InsufficientDataError(ValueError):
+    """The window has too little data to train or evaluate (no history or no holdout users)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Window:
     """The interactions of a window of curated days, with their lineage.

@@ -150,10 +150,14 @@ def _gather(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[n
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores per row, best first (ties: lower index)."""
+    """Column indices of the ``k`` largest scores per row, best first.
+
+    Equal scores are ordered by column; ``argpartition`` decides (deterministically) which
+    of several items tied at the cut-off make it into the top ``k``.
+    """
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part.sort(axis=1)  # stable tie-break by column before ordering by score
+    part.sort(axis=1)  # so that the stable sort below orders ties by column
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
 

@@ -47,6 +47,9 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
         return [jsonable(v) for v in value]
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
+        return None if pd.isna(value) else value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float):
@@ -55,8 +58,8 @@ def jsonable(value: Any) -> Any:
         return value
     if value is pd.NaT or value is pd.NA:
         return None
-    if isinstance(value, (pd.Timestamp, dt.datetime, dt.date)):
-        return value.isoformat()
+    if isinstance(value, (pd.Timestamp, pd.Timedelta, dt.datetime, dt.date, dt.timedelta)):
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
     return str(value)
 
 

@@ -6,8 +6,8 @@ batch definition together form a ``ValidationDefinition``, which runs with
 ``batch_parameters={"dataframe": frame}``. Each call builds its own ephemeral context, so
 calls share no state and nothing is written to disk.
 
-GX's progress bars (tqdm, on stderr) are switched off through the context's
-``progress_bars`` variable; they would flood Airflow task logs.
+The context is configured in code: in-memory stores, no data docs site, and GX's progress
+bars (tqdm, on stderr) switched off, since they would flood Airflow task logs.
 """
 
 from __future__ import annotations
@@ -39,10 +39,17 @@ def run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
         great_expectations.core.ExpectationSuiteValidationResult: GX's full result.
     """
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),  # in memory, no data docs site
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
     batch_definition = (
         context.data_sources.add_pandas("graphrec")
         .add_dataframe_asset(suite.name)

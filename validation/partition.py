@@ -27,11 +27,13 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from graphrec import contract
 from graphrec.lake import parse_ds, partition_name, sha256_file
 from graphrec.settings import Settings
 from validation.failures import unreadable_failure
+from validation.gx_run import validate_interactions
 from validation.outcome import MissingPartition, ValidationOutcome
 from validation.quarantine import quarantine_partition
 from validation.suite import suite_name
@@ -52,8 +54,6 @@ def read_interactions(path: Path) -> pd.DataFrame:
     Raises:
         OSError, ValueError, pyarrow.ArrowException: the file is missing or not Parquet.
     """
-    import pyarrow.parquet as pq
-
     return pq.read_table(path).to_pandas(ignore_metadata=True)
 
 
@@ -65,8 +65,6 @@ def partition_checksums(part_dir: Path) -> dict[str, str]:
 
 
 def _count_rows(path: Path) -> int:
-    import pyarrow.parquet as pq
-
     try:
         return pq.ParquetFile(path).metadata.num_rows
     except (OSError, ValueError, pa.ArrowException):
@@ -151,8 +149,6 @@ def validate_partition(settings: Settings, ds: dt.date | str) -> ValidationOutco
         except (OSError, ValueError, pa.ArrowException) as exc:
             rows, failed = 0, [unreadable_failure(f"{type(exc).__name__}: {exc}")]
         else:
-            from validation.gx_run import validate_interactions
-
             rows, failed = len(frame), validate_interactions(frame, ds)
 
     if failed:

@@ -47,10 +47,14 @@ def settings(tmp_path) -> Settings:
 def make_embeddings(interactions) -> Callable[..., ModelEmbeddings]:
     """Factory of random-but-seeded embeddings over the simulated users and items."""
 
-    def make(seed: int = 0, model_version: int = 1, dim: int = 16, n_users: int = N_EMBEDDED) -> ModelEmbeddings:
+    def make(
+        seed: int = 0, model_version: int = 1, dim: int = 16, n_users: int = N_EMBEDDED, shuffled: bool = False
+    ) -> ModelEmbeddings:
         rng = np.random.default_rng(seed)
         item_ids = np.sort(interactions["item_id"].unique()).astype(np.int64)
         user_ids = np.arange(n_users, dtype=np.int64)
+        if shuffled:  # ids in no particular order, as a real id map may be
+            item_ids, user_ids = rng.permutation(item_ids), rng.permutation(user_ids)
         return ModelEmbeddings(
             user_ids=user_ids,
             item_ids=item_ids,

@@ -1,0 +1,270 @@
+"""The MLflow adapter: tracking setup, model logging, registry versions and aliases.
+
+Embedded default: tracking and registry in SQLite under ``settings.mlflow_dir`` and
+artifacts under ``settings.artifacts_dir`` (the experiment is created with that
+artifact location, so nothing lands in ``./mlruns``). With ``GRAPHREC_MLFLOW_TRACKING_URI``
+pointing at an MLflow server, the server decides where artifacts go.
+
+A retriever version is a pyfunc model (:class:`training.pyfunc_model.EmbeddingRetriever`)
+whose only artifact is the ``embeddings/`` directory of a
+:class:`~training.embeddings.ModelEmbeddings`. Versions are addressed by number or
+by alias (``challenger``, ``champion``); registry stages are deprecated and unused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+from graphrec.settings import Settings
+from training import pyfunc_model
+from training.embeddings import ModelEmbeddings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_NAME_IN_RUN = "retriever"
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("long", "user_id")]),
+    outputs=Schema(
+        [ColSpec("long", "user_id"), ColSpec("long", "rank"), ColSpec("long", "item_id"), ColSpec("float", "score")]
+    ),
+    params=ParamSchema([ParamSpec("k", "long", 20)]),
+)
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the installation's tracking store and experiment.
+
+    Sets the process's tracking and registry URI to ``settings.tracking_uri``, creates
+    the experiment ``settings.mlflow_experiment`` if needed (with
+    ``artifact_location = settings.artifacts_dir`` for local stores) and makes it the
+    active experiment.
+
+    Returns:
+        The experiment id.
+    """
+    uri = settings.tracking_uri
+    if _is_local_store(uri):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = client_for(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    if experiment is None:
+        location = settings.artifacts_dir.as_uri() if _is_local_store(uri) else None
+        try:
+            experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        except MlflowException:  # created concurrently by another task
+            experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """An :class:`~mlflow.MlflowClient` bound to the installation's stores."""
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+@contextlib.contextmanager
+def _run(settings: Settings, run_id: str | None) -> Iterator[str]:
+    """The active run, the run ``run_id`` (resumed), or a fresh run; yields its id."""
+    active = mlflow.active_run()
+    if active is not None and run_id in (None, active.info.run_id):
+        yield active.info.run_id
+        return
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run.info.run_id
+
+
+def pip_requirements() -> list[str]:
+    """What the pyfunc model needs at inference (explicit: no slow inference of them)."""
+    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
+            f"cloudpickle=={cloudpickle.__version__}"]
+
+
+def register_model(
+    settings: Settings,
+    embeddings: ModelEmbeddings,
+    *,
+    run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    alias: str | None = None,
+) -> int:
+    """Log ``embeddings`` as a pyfunc model and register it as a new version.
+
+    Args:
+        settings: the installation's settings.
+        embeddings: the model; its ``meta`` (data window, metrics, lineage...) is stored
+            in ``meta.json`` together with the run id.
+        run_id: the run to log into; defaults to the active run, or a new run.
+        tags: model-version tags (values are stringified).
+        alias: an alias to point at the new version (e.g. ``"challenger"``).
+
+    Returns:
+        The new version number of ``settings.retriever_model_name``.
+    """
+    configure(settings)
+    with _run(settings, run_id) as active_run_id, tempfile.TemporaryDirectory() as tmp:
+        meta = {**embeddings.meta, "run_id": active_run_id}
+        directory = ModelEmbeddings(
+            embeddings.user_ids, embeddings.item_ids, embeddings.user_emb, embeddings.item_emb, meta
+        ).save(Path(tmp) / pyfunc_model.EMBEDDINGS_ARTIFACT)
+        # Pickle the model class by value so loading it needs no graphrec installation.
+        cloudpickle.register_pickle_by_value(pyfunc_model)
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_NAME_IN_RUN,
+                python_model=pyfunc_model.EmbeddingRetriever(),
+                artifacts={pyfunc_model.EMBEDDINGS_ARTIFACT: str(directory)},
+                pip_requirements=pip_requirements(),
+                signature=SIGNATURE,
+                input_example=pd.DataFrame({"user_id": embeddings.user_ids[:2].astype(np.int64)}),
+            )
+        finally:
+            cloudpickle.unregister_pickle_by_value(pyfunc_model)
+        version = mlflow.register_model(info.model_uri, settings.retriever_model_name)
+    client = client_for(settings)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(settings.retriever_model_name, version.version, key, str(value))
+    if alias is not None:
+        set_alias(settings, alias, int(version.version))
+    return int(version.version)
+
+
+def set_alias(settings: Settings, alias: str, version: int) -> None:
+    """Point ``alias`` of the retriever model at ``version`` (moving it if it exists)."""
+    client_for(settings).set_registered_model_alias(settings.retriever_model_name, alias, str(version))
+
+
+def get_alias_version(settings: Settings, alias: str) -> int | None:
+    """The version ``alias`` points at, or ``None`` (no such alias or model yet)."""
+    try:
+        version = client_for(settings).get_model_version_by_alias(settings.retriever_model_name, alias)
+    except MlflowException as exc:
+        # No registered model yet, or no such alias on it; anything else is a real error.
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return int(version.version)
+
+
+def set_version_tags(settings: Settings, version: int, tags: dict[str, Any]) -> None:
+    """Set (stringified) tags on a model version."""
+    client = client_for(settings)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.retriever_model_name, str(version), key, str(value))
+
+
+def get_version_tags(settings: Settings, version: int) -> dict[str, str]:
+    """The tags of a model version."""
+    return dict(client_for(settings).get_model_version(settings.retriever_model_name, str(version)).tags)
+
+
+def list_model_versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every registered retriever version as a small JSON-able dict, oldest first.
+
+    Returns:
+        ``[{version, aliases, run_id, created, ds, reason, recall_at_20, ndcg_at_20,
+        canary_decision}, ...]``; tag-derived fields are ``None`` when absent, and the
+        list is empty when nothing is registered yet.
+    """
+    try:
+        versions = client_for(settings).search_model_versions(f"name='{settings.retriever_model_name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+    # Search results do not carry aliases in every store: read them off the model.
+    aliases: dict[int, list[str]] = {}
+    if versions:
+        model = client_for(settings).get_registered_model(settings.retriever_model_name)
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(int(version), []).append(alias)
+    rows = []
+    for mv in sorted(versions, key=lambda v: int(v.version)):
+        tags = mv.tags or {}
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": sorted(aliases.get(int(mv.version), [])),
+                "run_id": mv.run_id,
+                "created": pd.Timestamp(mv.creation_timestamp, unit="ms", tz="UTC").isoformat(),
+                "ds": tags.get("ds"),
+                "reason": tags.get("reason"),
+                "recall_at_20": float(tags["recall_at_20"]) if "recall_at_20" in tags else None,
+                "ndcg_at_20": float(tags["ndcg_at_20"]) if "ndcg_at_20" in tags else None,
+                "canary_decision": tags.get("canary.decision"),
+            }
+        )
+    return rows
+
+
+def resolve_version(settings: Settings, ref: int | str) -> int:
+    """A version number from a number, a numeric string or an alias name.
+
+    Raises:
+        LookupError: the alias is not set.
+    """
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        return int(ref)
+    version = get_alias_version(settings, ref)
+    if version is None:
+        raise LookupError(f"model {settings.retriever_model_name!r} has no alias {ref!r}")
+    return version
+
+
+def load_model_embeddings(settings: Settings, ref: int | str) -> ModelEmbeddings:
+    """Load a registered retriever's embeddings by version number or alias.
+
+    Args:
+        settings: the installation's settings.
+        ref: a version number (``3``) or an alias (``"champion"``, ``"challenger"``).
+
+    Returns:
+        The :class:`ModelEmbeddings`; its ``meta`` is the stored lineage (``run_id``,
+        ``data_window``, ``metrics``...) plus ``model_version`` and ``model_name``.
+    """
+    version = resolve_version(settings, ref)
+    client = client_for(settings)
+    model_version = client.get_model_version(settings.retriever_model_name, str(version))
+    uri = f"models:/{settings.retriever_model_name}/{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=tmp, tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
+        )
+        embeddings = ModelEmbeddings.load(_find_embeddings_dir(Path(local)))
+    meta = {
+        **embeddings.meta,
+        "model_name": settings.retriever_model_name,
+        "model_version": version,
+        "run_id": model_version.run_id or embeddings.meta.get("run_id"),
+    }
+    return ModelEmbeddings(embeddings.user_ids, embeddings.item_ids, embeddings.user_emb, embeddings.item_emb, meta)
+
+
+def _find_embeddings_dir(model_dir: Path) -> Path:
+    """The ``embeddings/`` directory inside a downloaded pyfunc model."""
+    matches = sorted(p.parent for p in model_dir.rglob("embeddings.npz"))
+    if not matches:
+        raise FileNotFoundError(f"no embeddings.npz in the model at {model_dir}")
+    return matches[0]
