@@ -105,14 +105,20 @@ def graphrec_nightly():
     @task(outlets=[RETRIEVER_CHALLENGER])
     def train(day: dict, _features: dict) -> dict:
         """Train LightGCN on the window, log to MLflow, register a version aliased `challenger`."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from graphrec.lake import parse_ds
+        from training.data import InsufficientDataError
         from training.retriever import train_retriever
 
         params = get_current_context()["params"]
-        return train_retriever(
-            get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
-            reason=day["reason"],
-        )
+        try:
+            return train_retriever(
+                get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
+                reason=day["reason"],
+            )
+        except InsufficientDataError as exc:
+            raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
 
     @task
     def canary(day: dict, trained: dict) -> dict:

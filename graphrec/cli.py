@@ -78,7 +78,20 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _recent_items_fn(settings):
-    """Exclude what the Feast online store knows the user saw after the index was built."""
+    """Exclude what the Feast online store knows the user saw after the index was built.
+
+    Only needed when curated days exist beyond the published index's day; opening the
+    Feast store costs seconds, so a CLI call skips it when the index is up to date.
+    """
+    from graphrec.lake import list_partitions, parse_ds
+    from serving.publish import current_version
+
+    version = current_version(settings)
+    curated = list_partitions(settings.curated_dir)
+    if version and curated:
+        manifest = json.loads((settings.indexes_dir / version / "manifest.json").read_text())
+        if manifest.get("ds") and parse_ds(manifest["ds"]) >= curated[-1]:
+            return None
     from graphrec.features import online_recent_items
 
     return lambda user_ids: online_recent_items(settings, user_ids)

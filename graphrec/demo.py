@@ -86,7 +86,10 @@ def _line(run: dict[str, Any]) -> str:
     if publish := run.get("publish"):
         parts.append(f"index {publish['index_version']}")
     if drift := run.get("drift_check"):
-        parts.append(f"drift share {drift.get('share', 0):.2f}" + (" DRIFT" if drift.get("drifted") else ""))
+        if drift.get("share") is None:
+            parts.append(f"drift not checked ({drift.get('reason')})")
+        else:
+            parts.append(f"drift share {drift['share']:.2f}" + (" DRIFT" if drift.get("drifted") else ""))
     if tasks.get("trigger_retrain") == "success":
         parts.append("-> alert emailed, retrain triggered")
     return " ".join(parts)
@@ -144,7 +147,7 @@ def run_demo(
     retrains = [r for r in runs if (r.get("reason") or "").startswith("drift")]
     summary = {
         "wall_seconds": round(elapsed, 1),
-        "days_processed": sum(1 for r in runs if r["tasks"].get("validate") == "success"),
+        "days_processed": len({r["ds"] for r in runs if r["tasks"].get("validate") == "success"}),
         "days_simulated": config.days,
         "partitions_quarantined": status["lake"]["quarantined_partitions"],
         "model_versions": len(status["models"]["versions"]),

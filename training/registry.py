@@ -247,6 +247,10 @@ def load_model_embeddings(settings: Settings, ref: int | str) -> ModelEmbeddings
     version = resolve_version(settings, ref)
     client = client_for(settings)
     model_version = client.get_model_version(settings.retriever_model_name, str(version))
+    # Resolving a models:/ URI consults the process-wide registry URI even when one is passed
+    # explicitly (MLflow 3.17), so a fresh process (an Airflow task) must set it first.
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     uri = f"models:/{settings.retriever_model_name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(

@@ -101,3 +101,24 @@ def test_list_model_versions(settings, tmp_path):
     last = rows[-1]
     assert last["aliases"] == ["listed"] and last["ds"] == "2025-01-02" and last["recall_at_20"] == 0.25
     assert last["run_id"] and last["canary_decision"] is None
+
+
+def test_load_in_a_fresh_process_without_configure(settings, tmp_path):
+    """Airflow runs each task in a new process: loading must not rely on earlier global MLflow state."""
+    import os
+    import subprocess
+    import sys
+
+    version = registry.register_model(settings, _random_embeddings(7), alias=registry.CHALLENGER)
+    code = (
+        "from graphrec.settings import Settings\n"
+        "from training.registry import load_model_embeddings\n"
+        f"emb = load_model_embeddings(Settings(home={str(settings.home)!r}), {version})\n"
+        "print(emb.meta['model_version'])\n"
+    )
+    # Whatever the process-wide MLflow default is (here: another, empty store), the
+    # installation's own store must be used.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'elsewhere.db'}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == str(version)
