@@ -34,6 +34,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _explicit_settings(settings: Settings) -> dict[str, str]:
+    """Settings given explicitly (not from defaults) as GRAPHREC_* variables for the tasks."""
+    env = {}
+    for name in sorted(settings.model_fields_set - {"home"}):
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        env[f"GRAPHREC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return env
+
+
 def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = None) -> dict[str, str]:
     """Environment for embedded Airflow components and the tasks they run."""
     home = settings.airflow_home
@@ -64,6 +75,8 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
         "GRAPHREC_HOME": str(settings.root),
+        **_explicit_settings(settings),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
     }
