@@ -125,6 +125,22 @@ class AirflowClient:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self._call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        """A task's XCom value (decoded from JSON when it is a string), or None if absent."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        response = self._http.get(path)
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise RuntimeError(f"Airflow API GET {path} -> {response.status_code}: {response.text}")
+        value = response.json().get("value")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
     def wait_idle(self, dag_id: str, *, timeout: float = 900, poll: float = 1.0) -> None:
         """Wait until the DAG has no queued or running runs (including runs it triggered)."""
         deadline = time.monotonic() + timeout

@@ -8,7 +8,6 @@ API for one run per day (as a user would from the UI) and reports what happened.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -36,20 +35,6 @@ def prepare_home(settings: Settings) -> None:
     (root / MARKER).write_text("created by `graphrec demo`; the next demo run wipes this directory\n")
 
 
-def _xcom(client, run_id: str, task_id: str) -> Any:
-    try:
-        entry = client._call("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
-    except RuntimeError:
-        return None
-    value = entry.get("value")
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def describe_run(client, run: dict) -> dict[str, Any]:
     """Task states and the key results of one DAG run, read back through the REST API."""
     run_id = run["dag_run_id"]
@@ -60,11 +45,11 @@ def describe_run(client, run: dict) -> dict[str, Any]:
         "conf": run.get("conf") or {},
         "tasks": states,
     }
-    day = _xcom(client, run_id, "resolve_day") if states.get("resolve_day") == "success" else None
+    day = client.xcom(DAG_ID, run_id, "resolve_day") if states.get("resolve_day") == "success" else None
     out["ds"], out["reason"] = (day or {}).get("ds"), (day or {}).get("reason")
     for task_id in ("train", "canary", "publish", "drift_check"):
         if states.get(task_id) == "success":
-            out[task_id] = _xcom(client, run_id, task_id)
+            out[task_id] = client.xcom(DAG_ID, run_id, task_id)
     return out
 
 
