@@ -10,10 +10,51 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+Severity = Literal["blocking", "warning", "off"]
+
+
+class ValidationSettings(BaseModel):
+    """The data contract's knobs: severities and the batch-level thresholds.
+
+    Set from the environment with a double underscore, for example
+    ``GRAPHREC_VALIDATION__NEW_ITEMS_BLOCK=0.6`` or
+    ``GRAPHREC_VALIDATION__SEVERITY='{"duplicate_events": "warning"}'``. The check names
+    and their default severities are listed by ``graphrec contract`` (see
+    :mod:`validation.checks`).
+    """
+
+    severity: dict[str, Severity] = Field(
+        default_factory=dict, description="Per-check severity overrides: blocking, warning or off."
+    )
+    # Batch level: compared with the trailing curated days before the partition.
+    trailing_days: int = Field(7, ge=1, description="How many earlier curated days form the reference.")
+    min_history_days: int = Field(3, ge=1, description="Batch checks run only with this many earlier days.")
+    row_count_warn_ratio: float = Field(2.0, gt=1, description="Warn outside [min/r, max*r] of trailing counts.")
+    row_count_block_ratio: float = Field(5.0, gt=1, description="Block outside [min/r, max*r] of trailing counts.")
+    new_users_warn: float = Field(0.25, ge=0, le=1, description="Share of events by never-seen users: warn.")
+    new_users_block: float = Field(0.5, ge=0, le=1, description="Share of events by never-seen users: block.")
+    new_items_warn: float = Field(0.25, ge=0, le=1, description="Share of events on never-seen items: warn.")
+    new_items_block: float = Field(0.5, ge=0, le=1, description="Share of events on never-seen items: block.")
+    dominance_min_rows: int = Field(1000, ge=1, description="Dominance checks need at least this many rows.")
+    user_share_warn: float = Field(0.03, ge=0, le=1, description="Largest share of one user's events: warn.")
+    user_share_block: float = Field(0.08, ge=0, le=1, description="Largest share of one user's events: block.")
+    item_share_warn: float = Field(0.2, ge=0, le=1, description="Largest share of one item's events: warn.")
+    item_share_block: float = Field(0.35, ge=0, le=1, description="Largest share of one item's events: block.")
+    # Row level
+    future_tolerance_s: int = Field(300, ge=0, description="Clock skew allowed for events 'in the future'.")
+    # Items file
+    categories: list[str] | None = Field(None, description="Allowed item categories; None: any matching the pattern.")
+    category_pattern: str = r"^[A-Za-z0-9][A-Za-z0-9 _&/'.-]{0,63}$"
+    # Output
+    data_docs: bool = Field(True, description="Write Great Expectations Data Docs (HTML) for every run.")
 
 
 class Settings(BaseSettings):
@@ -23,7 +64,7 @@ class Settings(BaseSettings):
     for the lake, FAISS files on disk and a loopback SMTP sink for alerts.
     """
 
-    model_config = SettingsConfigDict(env_prefix="GRAPHREC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="GRAPHREC_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(Path("var"), description="Root of the lake, stores, indexes, reports and mail.")
     seed: int = 42
@@ -31,6 +72,9 @@ class Settings(BaseSettings):
     # Where the non-package parts of the project live (editable installs find them).
     dags_folder: Path = PROJECT_ROOT / "dags"
     feature_repo: Path = PROJECT_ROOT / "feature_repo"
+
+    # Data contract (validation/)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     # MLflow
     mlflow_tracking_uri: str | None = Field(None, description="Defaults to SQLite under home.")
@@ -112,6 +156,15 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
+
+    @property
+    def validation_reports_dir(self) -> Path:
+        """One JSON record per validation run, by day, plus the Data Docs site."""
+        return self.reports_dir / "validation"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.validation_reports_dir / "data_docs"
 
     @property
     def mail_dir(self) -> Path:

@@ -63,6 +63,10 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
             checksums_ok=verify_version(path),
             model_version=json.loads(manifest.read_text()).get("model_version") if manifest.exists() else None,
         )
+    from validation.partition import recent_validations
+    from validation.quarantine import list_quarantined
+
+    recent = recent_validations(settings)
     mail = sorted(settings.mail_dir.glob("*.eml")) if settings.mail_dir.is_dir() else []
     status: dict[str, Any] = {
         "home": str(settings.root),
@@ -72,6 +76,15 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
             "landing_partitions": len(list_partitions(settings.landing_dir)),
             "curated_partitions": len(list_partitions(settings.curated_dir)),
             "quarantined_partitions": len(list_partitions(settings.quarantine_dir)),
+        },
+        "validation": {
+            "recent": recent,
+            "warnings": {v["ds"]: v["warning_checks"] for v in recent if v.get("warning_checks")},
+            "quarantined": [
+                {"ds": q["ds"], "attempt": q["attempt"], "reason": q["reason"], "day_now_curated": q["day_now_curated"]}
+                for q in list_quarantined(settings)
+            ],
+            "data_docs": str(settings.data_docs_dir / "index.html"),
         },
         "mail": {"messages": len(mail), "directory": str(settings.mail_dir)},
         "reports_dir": str(settings.reports_dir),
@@ -87,6 +100,12 @@ def format_status(status: dict[str, Any]) -> str:
     drift = status["drift"]
     lake = status["lake"]
     latest = drift["latest_report"] or {}
+    validation = status.get("validation", {})
+    warnings = "; ".join(f"{ds} {', '.join(checks)}" for ds, checks in validation.get("warnings", {}).items())
+    quarantined = "; ".join(
+        f"{q['ds']} {q['reason']}{' (corrected since)' if q['day_now_curated'] else ''}"
+        for q in validation.get("quarantined", [])
+    )
     lines = [
         f"home:               {status['home']}",
         f"champion model:     {models.get('champion_version')} (versions: {len(models.get('versions', []))})",
@@ -95,6 +114,9 @@ def format_status(status: dict[str, Any]) -> str:
         f"  manifest:         {index['manifest']}",
         f"lake:               {lake['curated_partitions']} curated, {lake['quarantined_partitions']} quarantined, "
         f"{lake['landing_partitions']} waiting in landing",
+        f"quarantined:        {quarantined or 'none'}",
+        f"validation warnings: {warnings or 'none'}",
+        f"data docs:          {validation.get('data_docs')}",
         f"drift days:         {', '.join(drift['drift_days']) or 'none'}",
         f"latest drift report: {latest.get('html', 'none')}",
         f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']}",

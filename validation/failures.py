@@ -4,6 +4,9 @@ A failure record is the unit that the quarantine reason file, the rejection mess
 the ``status`` command all show. It is a dict::
 
     {
+        "check": "null_ids",               # the contract's name for the rule (validation.checks)
+        "severity": "blocking",            # or "warning"
+        "level": "row",                    # file, row, batch, items or users
         "expectation": "expect_column_values_to_not_be_null",
         "column": "user_id",               # None for table-level expectations
         "kwargs": {"column": "user_id"},   # the expectation's arguments
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec import contract
+from validation.checks import CHECKS
 
 SAMPLE_SIZE = 5
 UNREADABLE = "readable_parquet"
@@ -85,14 +89,21 @@ def _exception_messages(exception_info: Any) -> list[str]:
     return messages
 
 
+def _base(check: str, severity: str | None = None) -> dict[str, Any]:
+    spec = CHECKS[check]
+    return {"check": check, "severity": severity or spec.severity, "level": spec.level}
+
+
 def failure_record(expectation_result: Any) -> dict[str, Any]:
     """The failure record of one failed ``ExpectationValidationResult``."""
     config = expectation_result.expectation_config
+    meta = dict(config.meta or {})
     kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
     result = dict(expectation_result.result or {})
     errors = _exception_messages(expectation_result.exception_info)
     sample = result.get("partial_unexpected_list")
     return {
+        **_base(meta.get("check", "wrong_types"), meta.get("severity")),
         "expectation": config.type,
         "column": kwargs.get("column"),
         "kwargs": jsonable(kwargs),
@@ -105,33 +116,66 @@ def failure_record(expectation_result: Any) -> dict[str, Any]:
     }
 
 
-def _reading_order(failure: Mapping[str, Any]) -> tuple[int, str]:
+def _split_column_set(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """``expect_table_columns_to_match_set`` covers two checks: missing and extra columns."""
+    mismatched = ((record.get("details") or {}).get("mismatched") or {})
+    missing, extra = mismatched.get("missing") or [], mismatched.get("unexpected") or []
+    if record["check"] != "missing_columns" or not (missing or extra):
+        return [record]
+    out = []
+    if missing:
+        out.append({**record, "observed_value": sorted(missing)})
+    if extra:
+        out.append({**record, **_base("extra_columns", record["severity"]), "observed_value": sorted(extra)})
+    return out
+
+
+def _reading_order(failure: Mapping[str, Any]) -> tuple[int, int, str]:
+    levels = ("file", "row", "batch", "items", "users")
+    level = levels.index(failure.get("level", "file")) if failure.get("level") in levels else 0
     column = failure.get("column")
     if column is None:
-        return -1, failure["expectation"]
+        return level, -1, failure["check"]
     if column in contract.INTERACTION_COLUMNS:
-        return contract.INTERACTION_COLUMNS.index(column), failure["expectation"]
-    return len(contract.INTERACTION_COLUMNS), f"{column} {failure['expectation']}"
+        return level, contract.INTERACTION_COLUMNS.index(column), failure["check"]
+    return level, len(contract.INTERACTION_COLUMNS), f"{column} {failure['check']}"
 
 
-def failures_from_result(suite_result: Any) -> list[dict[str, Any]]:
+def failures_from_result(suite_result: Any, columns: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Failure records of every failed expectation in an ``ExpectationSuiteValidationResult``.
 
     Args:
-        suite_result: what ``ValidationDefinition.run`` returned.
+        suite_result: what a checkpoint or ``ValidationDefinition.run`` returned.
+        columns: the frame's columns. GX reports an expectation on a missing column, or on
+            a column of the wrong type, as an error; those errors are consequences of the
+            ``missing_columns``/``wrong_types`` failure already reported and are dropped.
 
     Returns:
-        list[dict]: one record per failed expectation, empty if all passed. GX returns
-        results in its own evaluation order; records are sorted for reading: table-level
-        expectations first, then by column in contract order.
+        list[dict]: one record per failed expectation (the column-set expectation may give
+        a ``missing_columns`` and an ``extra_columns`` record), empty if all passed, sorted
+        for reading: file level first, then by column in contract order.
     """
-    records = [failure_record(r) for r in suite_result.results if not r.success]
-    return sorted(records, key=_reading_order)
+    records = []
+    for r in suite_result.results:
+        if not r.success:
+            records.extend(_split_column_set(failure_record(r)))
+    present = set(columns) if columns is not None else None
+    mistyped = {f["column"] for f in records if f["check"].endswith(("wrong_types", "_schema")) and f["column"]}
+    kept = []
+    for f in records:
+        col = f.get("column")
+        consequence = f["error"] and col is not None and (
+            (present is not None and col not in present) or (col in mistyped and not f["check"].endswith(("wrong_types", "_schema")))
+        )
+        if not consequence:
+            kept.append(f)
+    return sorted(kept, key=_reading_order)
 
 
-def unreadable_failure(error: BaseException | str) -> dict[str, Any]:
-    """The failure record for a file that could not be read as Parquet at all."""
+def file_failure(check: str, message: str, severity: str | None = None) -> dict[str, Any]:
+    """The failure record of a file-level problem found before GX could run."""
     return {
+        **_base(check, severity),
         "expectation": UNREADABLE,
         "column": None,
         "kwargs": {},
@@ -140,13 +184,19 @@ def unreadable_failure(error: BaseException | str) -> dict[str, Any]:
         "unexpected_sample": None,
         "observed_value": None,
         "details": None,
-        "error": f"unreadable: {error}",
+        "error": message,
     }
 
 
 def describe_failure(failure: Mapping[str, Any]) -> str:
-    """One line for a failure record, e.g. ``expect_column_values_to_not_be_null(user_id): 3 unexpected``."""
+    """One line for a failure record.
+
+    For example ``null_ids [expect_column_values_to_not_be_null(user_id)]: 3 unexpected``
+    or ``new_items_high [expect_column_mean_to_be_between(item_is_new)]: observed 0.374,
+    expected <= 0.25``.
+    """
     target = failure.get("column") or "table"
+    check = failure.get("check")
     if failure.get("error"):
         what = f"error: {failure['error']}"
     elif failure.get("unexpected_count") is not None:
@@ -154,11 +204,19 @@ def describe_failure(failure: Mapping[str, Any]) -> str:
         sample = failure.get("unexpected_sample")
         if sample:
             what += f", e.g. {sample[:3]}"
-    elif failure.get("details"):
-        what = f"details {failure['details']}"
+    elif failure.get("check") in ("missing_columns", "extra_columns"):
+        what = f"{failure['check'].split('_')[0]} {failure.get('observed_value')}"
     else:
-        what = f"observed {failure.get('observed_value')!r}"
-        expected = (failure.get("kwargs") or {}).get("type_")
-        if expected is not None:
-            what += f", expected {expected!r}"
-    return f"{failure['expectation']}({target}): {what}"
+        observed = failure.get("observed_value")
+        what = f"observed {round(observed, 4) if isinstance(observed, float) else observed!r}"
+        kwargs = failure.get("kwargs") or {}
+        if kwargs.get("type_") is not None:
+            what += f", expected {kwargs['type_']!r}"
+        bounds = [f">= {kwargs['min_value']}"] if kwargs.get("min_value") is not None else []
+        bounds += [f"<= {kwargs['max_value']}"] if kwargs.get("max_value") is not None else []
+        if bounds:
+            what += f", expected {' and '.join(bounds)}"
+    if failure.get("expectation") == UNREADABLE:
+        return f"{check}: {failure.get('error')}"
+    name = f"{check} [{failure['expectation']}({target})]" if check else f"{failure['expectation']}({target})"
+    return f"{name}: {what}"

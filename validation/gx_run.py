@@ -1,43 +1,45 @@
-"""Run an expectation suite over an in-memory frame with Great Expectations 1.x.
+"""Run the contract's suites with Great Expectations 1.x and write Data Docs.
 
-The GX 1.x object chain is: an ephemeral data context → a pandas data source → a
-dataframe asset → a whole-dataframe batch definition; an ``ExpectationSuite`` and that
-batch definition together form a ``ValidationDefinition``, which runs with
-``batch_parameters={"dataframe": frame}``. Each call builds its own ephemeral context, so
-calls share no state and nothing is written to disk.
+The GX 1.x object chain is: a data context → a pandas data source → a dataframe asset →
+a whole-dataframe batch definition; an ``ExpectationSuite`` and that batch definition form
+a ``ValidationDefinition``; a ``Checkpoint`` runs it with ``batch_parameters={"dataframe":
+frame}`` and its ``UpdateDataDocsAction`` renders the result as an HTML page.
 
-The context is configured in code: in-memory stores, no data docs site, and GX's progress
-bars (tqdm, on stderr) switched off, since they would flood Airflow task logs.
+Each call builds its own ephemeral context configured in code: suites and definitions in
+memory, GX's progress bars off (they would flood Airflow task logs). With a ``docs_dir``
+the validation results are kept as JSON under ``docs_dir/../gx_results`` and the Data Docs
+site under ``docs_dir``, so its ``index.html`` lists every run so far; the page of one run
+is ``validations/<suite>/<run name>/<run time>/<batch>.html``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+import logging
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from validation.failures import failures_from_result
-from validation.suite import build_interactions_suite
+log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    import great_expectations as gx
-
-# SUMMARY gives counts and a few unexpected values without materializing every row index.
-RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+# SUMMARY gives counts and a few unexpected values without materializing every row index;
+# COMPLETE (used for source files) also gives the index of every unexpected row.
+SUMMARY = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+COMPLETE = {"result_format": "COMPLETE"}
 
 
-def run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
-    """Validate ``frame`` against ``suite`` in a fresh ephemeral GX context.
+@dataclasses.dataclass
+class SuiteRun:
+    """One suite's result and, when Data Docs are on, its HTML page."""
 
-    Args:
-        frame (pandas.DataFrame): the data, as read from the partition.
-        suite (great_expectations.ExpectationSuite): an unsaved suite (it is added to the
-            new context; the caller's object is not modified).
+    suite: str
+    result: Any
+    page: Path | None = None
 
-    Returns:
-        great_expectations.core.ExpectationSuiteValidationResult: GX's full result.
-    """
+
+def _context(docs_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -46,32 +48,107 @@ def run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
     )
 
     config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(),  # in memory, no data docs site
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
     )
-    context = gx.get_context(mode="ephemeral", project_config=config)
-    batch_definition = (
-        context.data_sources.add_pandas("graphrec")
-        .add_dataframe_asset(suite.name)
-        .add_batch_definition_whole_dataframe("whole_partition")
-    )
-    # Add a copy: adding assigns ids, and the caller's suite stays a pure value.
-    copy = gx.ExpectationSuite(name=suite.name, expectations=suite.expectation_configurations, meta=dict(suite.meta))
-    stored = context.suites.add(copy)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"validate_{suite.name}", data=batch_definition, suite=stored)
-    )
-    return definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+    if docs_dir is not None:
+        results_dir = docs_dir.parent / "gx_results"
+        config.stores["validation_results_store"] = {
+            "class_name": "ValidationResultsStore",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(results_dir)},
+        }
+        config.data_docs_sites = {
+            "graphrec": {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        }
+    return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def validate_interactions(frame: pd.DataFrame, ds: dt.date) -> list[dict[str, Any]]:
-    """Check one day's interactions against the contract suite.
+def _page(docs_dir: Path, suite: str, run_name: str, run_time: dt.datetime) -> Path | None:
+    """The Data Docs page GX rendered for one suite in one run (GX does not return it)."""
+    stamp = run_time.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    pages = sorted((docs_dir / "validations" / suite / run_name / stamp).glob("*.html"))
+    return pages[0] if pages else None
+
+
+def run_suites(
+    batches: list[tuple[Any, pd.DataFrame]],
+    *,
+    run_name: str,
+    run_time: dt.datetime,
+    docs_dir: Path | None = None,
+    result_format: dict[str, Any] | None = None,
+) -> list[SuiteRun]:
+    """Validate each ``(suite, frame)`` pair in one fresh GX context.
 
     Args:
-        frame (pandas.DataFrame): the interactions of partition ``ds``.
-        ds (datetime.date): the partition day.
+        batches: the suites (unsaved ``gx.ExpectationSuite`` values, not modified) and the
+            frames they check.
+        run_name: names the run in Data Docs, e.g. ``ds=2025-01-01``.
+        run_time: when the run happened (UTC); part of each page's path.
+        docs_dir: the Data Docs site; ``None`` renders nothing.
+        result_format: GX result format (default :data:`SUMMARY`).
+
+    Returns:
+        list[SuiteRun]: in the order of ``batches``.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = _context(docs_dir)
+    source = context.data_sources.add_pandas("graphrec")
+    runs = []
+    for suite, frame in batches:
+        batch_definition = source.add_dataframe_asset(suite.name).add_batch_definition_whole_dataframe("partition")
+        # Add a copy: adding assigns ids, and the caller's suite stays a pure value.
+        stored = context.suites.add(
+            gx.ExpectationSuite(name=suite.name, expectations=suite.expectation_configurations, meta=dict(suite.meta))
+        )
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"validate_{suite.name}", data=batch_definition, suite=stored)
+        )
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")] if docs_dir is not None else []
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"checkpoint_{suite.name}",
+                validation_definitions=[definition],
+                actions=actions,
+                result_format=result_format or SUMMARY,
+            )
+        )
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            run_id=RunIdentifier(run_name=run_name, run_time=run_time),
+        )
+        (result,) = outcome.run_results.values()
+        result = result["validation_result"] if isinstance(result, dict) else result
+        runs.append(SuiteRun(suite=suite.name, result=result, page=_page(docs_dir, suite.name, run_name, run_time) if docs_dir else None))
+    return runs
+
+
+def validate_interactions(
+    frame: pd.DataFrame,
+    ds: dt.date,
+    now: dt.datetime | None = None,
+    config: Any = None,
+) -> list[dict[str, Any]]:
+    """Check one day's interactions against the file- and row-level suite, without Data Docs.
+
+    Args:
+        frame: the interactions of partition ``ds``.
+        ds: the partition day.
+        now: validation time for ``timestamp_in_future`` (``None`` leaves that rule out).
+        config: a :class:`graphrec.settings.ValidationSettings` (defaults when ``None``).
 
     Returns:
         list[dict]: failure records (see :mod:`validation.failures`); empty means valid.
     """
-    return failures_from_result(run_suite(frame, build_interactions_suite(ds)))
+    from validation.failures import failures_from_result
+    from validation.suite import build_interactions_suite
+
+    run_time = now or dt.datetime.now(dt.timezone.utc)
+    (run,) = run_suites([(build_interactions_suite(ds, now, config), frame)], run_name=f"ds={ds}", run_time=run_time)
+    return failures_from_result(run.result, columns=frame.columns)

@@ -35,13 +35,20 @@ class ValidationOutcome:
             ``landing/``; the curated partition was left as it was).
         rows: rows in the interactions file (0 if it could not be read; for
             ``already_curated`` the rows of the curated file).
-        failed: failure records (see :mod:`validation.failures`); empty unless quarantined.
+        failed: blocking failure records (see :mod:`validation.failures`); empty unless
+            quarantined.
+        warnings: warning-level failure records: the partition was accepted (or, if
+            something else blocked it, quarantined) with these problems recorded.
         path: where the partition directory is now.
         reason_path: the ``_reason.json`` written for a quarantined partition, else ``None``.
         checksums: sha256 of each file in the partition, by file name (lineage: these are
             the exact bytes that were validated).
         replaced_previous: a re-landed partition replaced an older curated one.
         checked_at: when the check ran (UTC), ``None`` for ``already_curated``.
+        data_docs: the Great Expectations Data Docs pages (HTML) of this run, by suite.
+        record_path: the JSON record of this validation run under
+            ``reports/validation/ds=.../``.
+        profile: ``live`` (nightly feed) or ``backfill`` (historical load).
     """
 
     ds: dt.date
@@ -53,6 +60,10 @@ class ValidationOutcome:
     checksums: dict[str, str] = dataclasses.field(default_factory=dict)
     replaced_previous: bool = False
     checked_at: dt.datetime | None = None
+    warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    data_docs: dict[str, str] = dataclasses.field(default_factory=dict)
+    record_path: Path | None = None
+    profile: str = "live"
 
     @property
     def ok(self) -> bool:
@@ -62,12 +73,17 @@ class ValidationOutcome:
     def message(self) -> str:
         """A human-readable summary naming each failed expectation."""
         head = f"partition ds={self.ds.isoformat()} {self.status} ({self.rows} rows) at {self.path}"
-        if not self.failed:
-            return head
-        lines = [f"{head}: {len(self.failed)} failed expectation(s):"]
-        lines += [f"  - {describe_failure(f)}" for f in self.failed]
+        lines = [head]
+        if self.failed:
+            lines[0] += f": {len(self.failed)} blocking failure(s):"
+            lines += [f"  - {describe_failure(f)}" for f in self.failed]
+        if self.warnings:
+            lines.append(f"  {len(self.warnings)} warning(s):")
+            lines += [f"  - {describe_failure(f)}" for f in self.warnings]
         if self.reason_path is not None:
             lines.append(f"  reason file: {self.reason_path}")
+        for suite, page in self.data_docs.items():
+            lines.append(f"  Data Docs ({suite}): file://{page}")
         return "\n".join(lines)
 
     def raise_for_status(self) -> ValidationOutcome:
@@ -87,6 +103,12 @@ class ValidationOutcome:
             "status": self.status,
             "rows": self.rows,
             "failed": [describe_failure(f) for f in self.failed],
+            "failed_checks": sorted({f["check"] for f in self.failed}),
+            "warnings": [describe_failure(f) for f in self.warnings],
+            "warning_checks": sorted({f["check"] for f in self.warnings}),
+            "data_docs": dict(self.data_docs),
+            "record_path": str(self.record_path) if self.record_path else None,
+            "profile": self.profile,
             "path": str(self.path),
             "reason_path": str(self.reason_path) if self.reason_path else None,
             "checksums": dict(self.checksums),

@@ -1,42 +1,58 @@
 """Validate one landed partition and move it, whole, to ``curated/`` or ``quarantine/``.
 
-This is the adapter between the lake on disk and the pure checks:
+This is the adapter between the lake on disk and the contract:
 
-1. read ``landing/ds=YYYY-MM-DD/interactions.parquet`` (a file that cannot be read as
-   Parquet fails with reason ``unreadable: <error>``, without running GX);
-2. run the contract suite (:func:`validation.gx_run.validate_interactions`);
-3. valid: ``os.replace`` the directory into ``curated/``; invalid: move it unchanged into
-   ``quarantine/`` with a ``_reason.json`` (:mod:`validation.quarantine`).
+1. read each file of ``landing/ds=YYYY-MM-DD/`` with the file-level checks
+   (:mod:`validation.reading`): missing, empty, not Parquet, damaged, not UTF-8;
+2. run the suites (:mod:`validation.suite`) in one Great Expectations run that writes Data
+   Docs: interactions (file and row level), batch level against the trailing curated days
+   (:mod:`validation.history`), the items and users files;
+3. no blocking failure: ``os.replace`` the directory into ``curated/`` (warnings are kept
+   in the outcome); any blocking failure: move it unchanged into ``quarantine/`` with a
+   ``_reason.json`` (:mod:`validation.quarantine`);
+4. write a JSON record of the run under ``reports/validation/ds=YYYY-MM-DD/``.
 
 Re-running a day is safe. With nothing in ``landing/`` and the day already curated the
 call is a no-op (``already_curated``). A re-landed day that passes replaces the curated
 one: the old directory is renamed aside (to a name readers ignore, see
 :func:`graphrec.lake.list_partitions`), the new one renamed in, then the old one deleted;
 a reader sees the old partition or the new one, never a mix of files. A re-landed day that
-fails is quarantined and the curated partition stays as it was.
+fails is quarantined and the curated partition stays as it was. Quarantine records are
+never deleted: a corrected partition accepted later leaves the earlier rejection as history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graphrec import contract
-from graphrec.lake import parse_ds, partition_name, sha256_file
+from graphrec.lake import atomic_write_json, list_partitions, parse_ds, partition_name, sha256_file
 from graphrec.settings import Settings
-from validation.failures import unreadable_failure
-from validation.gx_run import validate_interactions
+from validation.checks import Profile, severity_of, validate_overrides
+from validation.failures import failures_from_result, file_failure
+from validation.gx_run import run_suites
+from validation.history import load_history
 from validation.outcome import MissingPartition, ValidationOutcome
-from validation.quarantine import quarantine_partition
-from validation.suite import suite_name
+from validation.quarantine import quarantine_partition, utc_stamp
+from validation.reading import read_parquet_checked
+from validation.suite import (
+    batch_frame,
+    build_batch_suite,
+    build_interactions_suite,
+    build_items_suite,
+    build_users_suite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +62,13 @@ SUPERSEDED_MARK = ".superseded-"
 def read_interactions(path: Path) -> pd.DataFrame:
     """Read an interactions file into pandas with dtypes that mirror its Parquet types.
 
-    Pandas metadata stored in the file is ignored on purpose: it would let a writer's
-    in-memory dtype (say nullable ``Int64``) mask what the file holds. Here an ``int64``
-    column without nulls reads as ``int64``, with nulls as ``float64``, and
-    ``timestamp[us, tz=UTC]`` as ``datetime64[us, UTC]``.
-
     Raises:
-        OSError, ValueError, pyarrow.ArrowException: the file is missing or not Parquet.
+        ValueError: the file fails a file-level check (the message says which).
     """
-    return pq.read_table(path).to_pandas(ignore_metadata=True)
+    frame, problem = read_parquet_checked(path)
+    if problem is not None:
+        raise ValueError(f"{problem.check}: {problem.message}")
+    return frame
 
 
 def partition_checksums(part_dir: Path) -> dict[str, str]:
@@ -101,22 +115,100 @@ def promote(landing: Path, curated: Path) -> bool:
     return replaced
 
 
-def validate_partition(settings: Settings, ds: dt.date | str) -> ValidationOutcome:
-    """Validate the landed interactions of day ``ds`` and file the partition accordingly.
+def check_files(
+    settings: Settings,
+    part_dir: Path,
+    ds: dt.date,
+    *,
+    now: dt.datetime,
+    profile: Profile = "live",
+    run_name: str | None = None,
+) -> tuple[int, list[dict[str, Any]], dict[str, str], dict[str, Any]]:
+    """Run every contract check over the files of one partition directory.
+
+    Returns:
+        ``(rows, failures, data_docs, history)``: rows of the interactions file (0 if it
+        could not be read), every failure record with its effective severity, the Data
+        Docs page of each suite, and a summary of the trailing history used.
+    """
+    config = settings.validation
+    validate_overrides(config.severity)
+    failures: list[dict[str, Any]] = []
+    batches: list[tuple[Any, pd.DataFrame]] = []
+    rows = 0
+    history = load_history(settings.curated_dir, ds, config.trailing_days)
+
+    frame, problem = read_parquet_checked(part_dir / contract.INTERACTIONS_FILE)
+    if problem is not None:
+        # An unreadable file cannot be accepted whatever the configuration says.
+        failures.append(file_failure(problem.check, problem.message, "blocking"))
+    else:
+        rows = len(frame)
+        batches.append((build_interactions_suite(ds, now, config, profile), frame))
+        if rows and {contract.USER_ID, contract.ITEM_ID} <= set(frame.columns):  # 0 rows: empty_file says it
+            batches.append((build_batch_suite(ds, history, rows, config, profile), batch_frame(frame, history)))
+    for file, prefix, build in (
+        (contract.ITEMS_FILE, "items_", build_items_suite),
+        (contract.USERS_FILE, "users_", build_users_suite),
+    ):
+        path = part_dir / file
+        if not path.exists():
+            continue  # both files are optional: a day may bring no new items or users
+        extra, problem = read_parquet_checked(path, prefix=prefix)
+        if problem is not None:
+            severity = severity_of(problem.check, config.severity, profile)
+            if severity != "off":
+                failures.append(file_failure(problem.check, problem.message, severity))
+        else:
+            batches.append((build(config, profile), extra))
+
+    docs_dir = settings.data_docs_dir if config.data_docs else None
+    runs = run_suites(batches, run_name=run_name or partition_name(ds), run_time=now, docs_dir=docs_dir)
+    for (_suite, checked), run in zip(batches, runs):
+        failures.extend(failures_from_result(run.result, columns=checked.columns))
+    pages = {run.suite: str(run.page) for run in runs if run.page is not None}
+    return rows, failures, pages, history.describe()
+
+
+def write_record(settings: Settings, outcome: ValidationOutcome, failures: list[dict[str, Any]],
+                 history: dict[str, Any]) -> Path:
+    """Keep a JSON record of one validation run (status, every failure, Data Docs pages)."""
+    checked = outcome.checked_at or dt.datetime.now(dt.timezone.utc)
+    day_dir = settings.validation_reports_dir / "runs" / partition_name(outcome.ds)
+    path = day_dir / f"{checked.astimezone(dt.timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    payload = {**outcome.to_dict(), "record_path": str(path), "failures": failures, "history": history}
+    atomic_write_json(path, payload)
+    return path
+
+
+def validate_partition(
+    settings: Settings,
+    ds: dt.date | str,
+    *,
+    now: dt.datetime | None = None,
+    profile: Profile = "live",
+) -> ValidationOutcome:
+    """Validate the landed partition of day ``ds`` and file it accordingly.
 
     Args:
-        settings (graphrec.settings.Settings): locates ``landing/``, ``curated/`` and
-            ``quarantine/``.
+        settings (graphrec.settings.Settings): locates the zones; ``settings.validation``
+            holds severities and thresholds.
         ds (datetime.date | str): the partition day (``YYYY-MM-DD`` strings are accepted).
+        now (datetime.datetime | None): the validation time (UTC; default: the clock).
+            Events after it (plus the configured tolerance) are ``timestamp_in_future``.
+        profile: ``live`` for the nightly feed, ``backfill`` for historical loads (batch
+            checks can only warn; see :mod:`validation.checks`).
 
     Returns:
         ValidationOutcome: ``status`` is ``"curated"``, ``"quarantined"`` or
-        ``"already_curated"``; call :meth:`ValidationOutcome.raise_for_status` to turn a
-        rejection into an exception.
+        ``"already_curated"``; ``warnings`` lists accepted problems. Call
+        :meth:`ValidationOutcome.raise_for_status` to turn a rejection into an exception.
 
     Raises:
         MissingPartition: the day is neither in ``landing/`` nor in ``curated/``.
+        ValueError: a severity override names no check.
     """
+    validate_overrides(settings.validation.severity)
     ds = parse_ds(ds)
     name = partition_name(ds)
     landing = settings.landing_dir / name
@@ -132,58 +224,65 @@ def validate_partition(settings: Settings, ds: dt.date | str) -> ValidationOutco
                 failed=[],
                 path=curated,
                 checksums=partition_checksums(curated),
+                profile=profile,
             )
         raise MissingPartition(
             f"no partition {name}: neither {landing} nor {curated} exists "
             f"(has the day been landed? landed days: see {settings.landing_dir})"
         )
 
-    checked_at = dt.datetime.now(dt.timezone.utc)
+    checked_at = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     checksums = partition_checksums(landing)
-    interactions_path = landing / contract.INTERACTIONS_FILE
-    if not interactions_path.is_file():
-        rows, failed = 0, [unreadable_failure(f"{contract.INTERACTIONS_FILE} is missing")]
-    else:
-        try:
-            frame = read_interactions(interactions_path)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            rows, failed = 0, [unreadable_failure(f"{type(exc).__name__}: {exc}")]
-        else:
-            rows, failed = len(frame), validate_interactions(frame, ds)
-
-    if failed:
-        target, reason_path = quarantine_partition(
-            settings,
-            ds,
-            landing,
-            failed=failed,
-            rows=rows,
-            checksums=checksums,
-            checked_at=checked_at,
-            suite=suite_name(ds),
-        )
-        log.warning("%s quarantined at %s: %d failed expectation(s)", name, target, len(failed))
-        return ValidationOutcome(
-            ds=ds,
-            status="quarantined",
-            rows=rows,
-            failed=failed,
-            path=target,
-            reason_path=reason_path,
-            checksums=checksums,
-            checked_at=checked_at,
-        )
-
-    replaced = promote(landing, curated)
-    log.info("%s curated (%d rows%s) at %s", name, rows, ", replaced previous" if replaced else "", curated)
-    return ValidationOutcome(
-        ds=ds,
-        status="curated",
-        rows=rows,
-        failed=[],
-        path=curated,
-        checksums=checksums,
-        replaced_previous=replaced,
-        checked_at=checked_at,
+    rows, failures, pages, history = check_files(
+        settings, landing, ds, now=checked_at, profile=profile, run_name=f"{name}_{utc_stamp(checked_at)}"
     )
+    blocking = [f for f in failures if f["severity"] == "blocking"]
+    warnings = [f for f in failures if f["severity"] == "warning"]
+    common = dict(ds=ds, rows=rows, checksums=checksums, checked_at=checked_at, warnings=warnings,
+                  data_docs=pages, profile=profile)
 
+    if blocking:
+        target, reason_path = quarantine_partition(
+            settings, ds, landing, failed=blocking, warnings=warnings, rows=rows, checksums=checksums,
+            checked_at=checked_at, suites=sorted(pages) or ["interactions"], data_docs=pages, history=history,
+        )
+        outcome = ValidationOutcome(status="quarantined", failed=blocking, path=target, reason_path=reason_path,
+                                    **common)
+        log.warning("%s quarantined at %s: %s", name, target, sorted({f["check"] for f in blocking}))
+    else:
+        replaced = promote(landing, curated)
+        outcome = ValidationOutcome(status="curated", failed=[], path=curated, replaced_previous=replaced, **common)
+        log.info("%s curated (%d rows%s) at %s", name, rows, ", replaced previous" if replaced else "", curated)
+        if warnings:
+            log.warning("%s accepted with %d warning(s): %s", name, len(warnings),
+                        sorted({f["check"] for f in warnings}))
+    record = write_record(settings, outcome, failures, history)
+    outcome = dataclasses.replace(outcome, record_path=record)
+    for suite, page in pages.items():
+        log.info("Data Docs for %s (%s): file://%s", name, suite, page)
+    return outcome
+
+
+def recent_validations(settings: Settings, days: int = 14) -> list[dict[str, Any]]:
+    """The latest validation record of each of the last ``days`` validated days, oldest first.
+
+    Each entry: ``ds``, ``status``, ``rows``, ``failed_checks``, ``warning_checks``,
+    ``warnings`` (one line each), ``checked_at``, ``profile``, ``record_path`` and the
+    Data Docs ``data_docs`` pages. Used by ``graphrec status`` and the run summary.
+    """
+    import json
+
+    runs_dir = settings.validation_reports_dir / "runs"
+    out = []
+    for ds in list_partitions(runs_dir)[-days:]:
+        records = sorted((runs_dir / partition_name(ds)).glob("*.json"))
+        if not records:
+            continue
+        try:
+            record = json.loads(records[-1].read_text())
+        except (OSError, ValueError):
+            continue
+        out.append({key: record.get(key) for key in (
+            "ds", "status", "rows", "failed_checks", "warning_checks", "warnings", "checked_at", "profile",
+            "record_path", "data_docs")})
+    return out

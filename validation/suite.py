@@ -1,100 +1,256 @@
-"""The Great Expectations suite that one day's interactions must pass.
+"""The Great Expectations suites of the data contract.
 
-The suite is a pure function of the partition day: the same ``ds`` always gives the
-same expectations, so a validation result can be reproduced later from the day alone.
-It encodes :mod:`graphrec.contract`:
+Four suites, each a pure function of its arguments (the same arguments always give the
+same expectations, so a validation can be reproduced later):
 
-* the columns are exactly ``INTERACTION_COLUMNS`` (any order) and each column has the
-  pandas dtype that the contract's Arrow type reads back as (``int64`` ids, a
-  ``datetime64[us, UTC]`` time, ``float64`` rating); ``event_type`` holds strings;
-* the keys ``user_id``, ``item_id``, ``event_ts`` and ``event_type`` are never null;
-* ids are non-negative;
-* every ``event_ts`` falls inside the day, ``[ds 00:00 UTC, ds+1 00:00 UTC)``;
-* ``event_type`` is one of ``EVENT_TYPES``;
-* a present ``rating`` lies in ``[RATING_MIN, RATING_MAX]`` (null ratings are allowed:
-  column map expectations in GX 1.x skip nulls, NaN included);
-* the partition has at least one row.
+* :func:`build_interactions_suite`: file- and row-level rules for one day's interactions:
+  exact column set, ``empty_file`` (at least one row), contract dtypes, non-null keys,
+  non-negative ids, ``event_ts`` inside the day and not in the future, known event types,
+  ratings in range, no duplicate events.
+* :func:`build_batch_suite`: batch-level rules over :func:`batch_frame`, compared with the
+  trailing curated days (:class:`validation.history.BatchHistory`): row count, share of
+  events by never-seen users / on never-seen items, one user or item dominating the batch.
+* :func:`build_items_suite` and :func:`build_users_suite`: the partition's catalog files.
 
-The types are strict on purpose: curated partitions are read together (by Feast's
-offline store and the training window), and Parquet readers refuse to merge files whose
-schemas differ, for example ``timestamp[ns]`` next to ``timestamp[us]``.
+Every expectation carries ``meta = {"check": <name>, "severity": <severity>}`` with a name
+from :mod:`validation.checks`; checks whose severity is ``off`` are left out.
 
-Great Expectations takes seconds to import, so it is imported inside the function.
+The types are strict on purpose: curated partitions are read together (by Feast's offline
+store and the training window), and Parquet readers refuse to merge files whose schemas
+differ, for example ``timestamp[ns]`` next to ``timestamp[us]``.
+
+Great Expectations takes seconds to import, so it is imported inside the functions.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from graphrec import contract
 from graphrec.lake import day_bounds
+from graphrec.settings import ValidationSettings
+from validation.checks import Profile, severity_of
 
 if TYPE_CHECKING:
     import great_expectations as gx
 
-SUITE_PREFIX = "interactions"
+    from validation.history import BatchHistory
+
+INTERACTIONS_SUITE = "interactions"
+BATCH_SUITE = "interactions_batch"
+ITEMS_SUITE = "items"
+USERS_SUITE = "users"
+SOURCE_ROWS_SUITE = "source_rows"
+
+DUPLICATE_KEY = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS, contract.EVENT_TYPE]
+BATCH_COLUMNS = ("user_is_new", "item_is_new", "user_share", "item_share")
 
 
-def expected_dtypes() -> dict[str, str]:
-    """Pandas dtype names that the contract's Arrow schema reads back as.
+def pandas_dtypes(schema: pa.Schema) -> dict[str, str]:
+    """Pandas dtype names that an Arrow schema reads back as (see :func:`validation.reading.nullable_ints`).
 
-    Derived from :data:`graphrec.contract.INTERACTIONS_SCHEMA` so that the suite can never
-    drift from the contract: ``{"user_id": "int64", ..., "event_ts": "datetime64[us, UTC]"}``.
-    String columns come back as ``object`` and are checked value by value instead.
+    ``{"user_id": "Int64", ..., "event_ts": "datetime64[us, UTC]"}``. String columns come
+    back as ``object`` and are checked value by value instead.
     """
-    frame = contract.INTERACTIONS_SCHEMA.empty_table().to_pandas(ignore_metadata=True)
+    from validation.reading import nullable_ints
+
+    frame = schema.empty_table().to_pandas(ignore_metadata=True, types_mapper=nullable_ints)
     return {name: str(dtype) for name, dtype in frame.dtypes.items()}
 
 
-def suite_name(ds: dt.date) -> str:
-    """Name of the suite for one day, e.g. ``interactions_2025-01-01``."""
-    return f"{SUITE_PREFIX}_{ds.isoformat()}"
+def expected_dtypes() -> dict[str, str]:
+    """Pandas dtypes of the interactions contract (:data:`graphrec.contract.INTERACTIONS_SCHEMA`)."""
+    return pandas_dtypes(contract.INTERACTIONS_SCHEMA)
 
 
-def build_interactions_suite(ds: dt.date) -> gx.ExpectationSuite:
-    """Build the expectation suite for the interactions partition of day ``ds``.
+class _Builder:
+    """Collects expectations tagged with their check name and effective severity."""
+
+    def __init__(self, config: ValidationSettings, profile: Profile) -> None:
+        self.config, self.profile = config, profile
+        self.expectations: list[Any] = []
+
+    def add(self, check: str, expectation_cls: Any, **kwargs: Any) -> None:
+        severity = severity_of(check, self.config.severity, self.profile)
+        if severity != "off":
+            self.expectations.append(expectation_cls(**kwargs, meta={"check": check, "severity": severity}))
+
+    def types(self, check: str, dtypes: dict[str, str]) -> None:
+        import great_expectations.expectations as gxe
+
+        for column, dtype in dtypes.items():
+            if dtype == "object":  # an object column can hold anything: each value must be a str
+                self.add(check, gxe.ExpectColumnValuesToBeOfType, column=column, type_="str")
+            else:
+                self.add(check, gxe.ExpectColumnTypeToBe, column=column, type_=dtype)
+
+    def suite(self, name: str, meta: dict[str, Any]) -> gx.ExpectationSuite:
+        import great_expectations as gx
+
+        return gx.ExpectationSuite(name=name, expectations=self.expectations, meta={**meta, "profile": self.profile})
+
+
+def build_interactions_suite(
+    ds: dt.date | None,
+    now: dt.datetime | None = None,
+    config: ValidationSettings | None = None,
+    profile: Profile = "live",
+) -> gx.ExpectationSuite:
+    """File- and row-level rules for the interactions of day ``ds``.
 
     Args:
-        ds (datetime.date): the partition day; its UTC bounds limit ``event_ts``.
-
-    Returns:
-        great_expectations.ExpectationSuite: an unsaved suite named ``interactions_<ds>``
-        (add it to a data context before running it).
+        ds: the partition day; its UTC bounds limit ``event_ts``. ``None`` builds the
+            day-independent rules for a whole source file (suite ``source_rows``, without
+            ``empty_file`` and ``timestamp_outside_day``).
+        now: the validation time; events later than ``now`` plus the configured clock
+            tolerance are ``timestamp_in_future``. ``None`` leaves that rule out.
+        config: severities and thresholds (defaults when ``None``).
+        profile: ``live`` or ``backfill`` (see :mod:`validation.checks`).
     """
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    start, end = day_bounds(ds)
-    dtypes = expected_dtypes()
-    expectations: list = [
-        gxe.ExpectTableColumnsToMatchSet(column_set=list(contract.INTERACTION_COLUMNS), exact_match=True),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-    ]
-    for column, dtype in dtypes.items():
-        if dtype == "object":
-            # An object column can hold anything: check that each value is a string.
-            expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column, type_="str"))
-        else:
-            expectations.append(gxe.ExpectColumnTypeToBe(column=column, type_=dtype))
-    for column in (contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS, contract.EVENT_TYPE):
-        expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    config = config or ValidationSettings()
+    b = _Builder(config, profile)
+    b.add("missing_columns", gxe.ExpectTableColumnsToMatchSet,
+          column_set=list(contract.INTERACTION_COLUMNS), exact_match=True)
+    if ds is not None:
+        b.add("empty_file", gxe.ExpectTableRowCountToBeBetween, min_value=1)
+    b.types("wrong_types", expected_dtypes())
     for column in (contract.USER_ID, contract.ITEM_ID):
-        expectations.append(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0))
-    expectations += [
-        gxe.ExpectColumnValuesToBeBetween(
-            column=contract.EVENT_TS,
-            min_value=start.to_pydatetime(),
-            max_value=end.to_pydatetime(),
-            strict_max=True,
-        ),
-        gxe.ExpectColumnValuesToBeInSet(column=contract.EVENT_TYPE, value_set=list(contract.EVENT_TYPES)),
-        gxe.ExpectColumnValuesToBeBetween(
-            column=contract.RATING, min_value=contract.RATING_MIN, max_value=contract.RATING_MAX
-        ),
-    ]
-    return gx.ExpectationSuite(
-        name=suite_name(ds),
-        expectations=expectations,
-        meta={"ds": ds.isoformat(), "contract": "graphrec.contract.INTERACTIONS_SCHEMA"},
+        b.add("null_ids", gxe.ExpectColumnValuesToNotBeNull, column=column)
+        b.add("negative_ids", gxe.ExpectColumnValuesToBeBetween, column=column, min_value=0)
+    for column in (contract.EVENT_TS, contract.EVENT_TYPE):
+        b.add("null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
+    if ds is not None:
+        start, end = day_bounds(ds)
+        b.add("timestamp_outside_day", gxe.ExpectColumnValuesToBeBetween, column=contract.EVENT_TS,
+              min_value=start.to_pydatetime(), max_value=end.to_pydatetime(), strict_max=True)
+    if now is not None:
+        latest = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(seconds=config.future_tolerance_s)
+        b.add("timestamp_in_future", gxe.ExpectColumnValuesToBeBetween, column=contract.EVENT_TS,
+              max_value=latest.floor("s").to_pydatetime())
+    b.add("unknown_event_type", gxe.ExpectColumnValuesToBeInSet,
+          column=contract.EVENT_TYPE, value_set=list(contract.EVENT_TYPES))
+    b.add("rating_out_of_range", gxe.ExpectColumnValuesToBeBetween,
+          column=contract.RATING, min_value=contract.RATING_MIN, max_value=contract.RATING_MAX)
+    b.add("duplicate_events", gxe.ExpectCompoundColumnsToBeUnique, column_list=DUPLICATE_KEY)
+    if ds is None:
+        return b.suite(SOURCE_ROWS_SUITE, {"contract": "graphrec.contract.INTERACTIONS_SCHEMA"})
+    return b.suite(INTERACTIONS_SUITE, {"ds": ds.isoformat(), "contract": "graphrec.contract.INTERACTIONS_SCHEMA"})
+
+
+def build_source_rows_suite(now: dt.datetime | None = None, config: ValidationSettings | None = None):
+    """The row-level rules that do not depend on a partition day, for whole source files.
+
+    Loaders run it over a source mapped onto the contract (index = source line number) so
+    that bad rows are reported with their line numbers before anything is landed.
+    """
+    return build_interactions_suite(None, now, config)
+
+
+def batch_frame(frame: pd.DataFrame, history: BatchHistory) -> pd.DataFrame:
+    """Per-event batch features: is the user / item new, and its share of the batch.
+
+    ``user_share`` of a row is the share of the batch's events made by that row's user,
+    so the column's maximum is the share of the most active user.
+    """
+    # float64 with NaN for null ids (null_ids reports those); ids stay exact below 2**53.
+    users = frame[contract.USER_ID].to_numpy(dtype="float64", na_value=np.nan)
+    items = frame[contract.ITEM_ID].to_numpy(dtype="float64", na_value=np.nan)
+    n = max(len(frame), 1)
+
+    def share(values: np.ndarray) -> np.ndarray:
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        return counts[inverse] / n
+
+    return pd.DataFrame(
+        {
+            "user_is_new": (~np.isin(users, history.known_users)).astype("int8"),
+            "item_is_new": (~np.isin(items, history.known_items)).astype("int8"),
+            "user_share": share(users),
+            "item_share": share(items),
+        }
     )
+
+
+def build_batch_suite(
+    ds: dt.date,
+    history: BatchHistory,
+    rows: int,
+    config: ValidationSettings | None = None,
+    profile: Profile = "live",
+) -> gx.ExpectationSuite:
+    """Batch-level rules for day ``ds`` against the trailing curated days.
+
+    Row count and new-id shares need ``config.min_history_days`` earlier curated days;
+    the dominance rules need ``config.dominance_min_rows`` rows (one user making 5% of ten
+    events is not a bot). Each rule has a warning tier and a blocking tier.
+    """
+    import great_expectations.expectations as gxe
+
+    config = config or ValidationSettings()
+    b = _Builder(config, profile)
+    if history.days >= config.min_history_days:
+        low, high = min(history.row_counts), max(history.row_counts)
+        for check, ratio in (("row_count_unusual", config.row_count_warn_ratio),
+                             ("row_count_anomaly", config.row_count_block_ratio)):
+            b.add(check, gxe.ExpectTableRowCountToBeBetween,
+                  min_value=math.floor(low / ratio), max_value=math.ceil(high * ratio))
+        for who in ("users", "items"):
+            column = f"{who[:-1]}_is_new"
+            b.add(f"new_{who}_high", gxe.ExpectColumnMeanToBeBetween,
+                  column=column, max_value=getattr(config, f"new_{who}_warn"))
+            b.add(f"new_{who}_flood", gxe.ExpectColumnMeanToBeBetween,
+                  column=column, max_value=getattr(config, f"new_{who}_block"))
+    if rows >= config.dominance_min_rows:
+        for who in ("user", "item"):
+            b.add(f"{who}_share_high", gxe.ExpectColumnMaxToBeBetween,
+                  column=f"{who}_share", max_value=getattr(config, f"{who}_share_warn"))
+            b.add(f"{who}_dominance", gxe.ExpectColumnMaxToBeBetween,
+                  column=f"{who}_share", max_value=getattr(config, f"{who}_share_block"))
+    return b.suite(BATCH_SUITE, {"ds": ds.isoformat(), "history": history.describe()})
+
+
+def build_items_suite(config: ValidationSettings | None = None, profile: Profile = "live") -> gx.ExpectationSuite:
+    """Rules for a partition's ``items.parquet``: schema, unique ids, valid categories."""
+    import great_expectations.expectations as gxe
+
+    config = config or ValidationSettings()
+    b = _Builder(config, profile)
+    b.add("items_schema", gxe.ExpectTableColumnsToMatchSet,
+          column_set=list(contract.ITEMS_SCHEMA.names), exact_match=True)
+    b.types("items_schema", pandas_dtypes(contract.ITEMS_SCHEMA))
+    for column in contract.ITEMS_SCHEMA.names:
+        b.add("items_null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
+    b.add("items_negative_ids", gxe.ExpectColumnValuesToBeBetween, column=contract.ITEM_ID, min_value=0)
+    b.add("items_duplicate_ids", gxe.ExpectColumnValuesToBeUnique, column=contract.ITEM_ID)
+    if config.categories is not None:
+        b.add("items_invalid_category", gxe.ExpectColumnValuesToBeInSet,
+              column=contract.CATEGORY, value_set=list(config.categories))
+    else:
+        b.add("items_invalid_category", gxe.ExpectColumnValuesToMatchRegex,
+              column=contract.CATEGORY, regex=config.category_pattern)
+    return b.suite(ITEMS_SUITE, {"contract": "graphrec.contract.ITEMS_SCHEMA"})
+
+
+def build_users_suite(config: ValidationSettings | None = None, profile: Profile = "live") -> gx.ExpectationSuite:
+    """Rules for a partition's ``users.parquet``: ``user_id`` present, int64, unique, >= 0.
+
+    Other columns (demographics) are allowed.
+    """
+    import great_expectations.expectations as gxe
+
+    config = config or ValidationSettings()
+    b = _Builder(config, profile)
+    b.add("users_schema", gxe.ExpectColumnToExist, column=contract.USER_ID)
+    b.types("users_schema", pandas_dtypes(contract.USERS_SCHEMA))
+    b.add("users_null_ids", gxe.ExpectColumnValuesToNotBeNull, column=contract.USER_ID)
+    b.add("users_negative_ids", gxe.ExpectColumnValuesToBeBetween, column=contract.USER_ID, min_value=0)
+    b.add("users_duplicate_ids", gxe.ExpectColumnValuesToBeUnique, column=contract.USER_ID)
+    return b.suite(USERS_SUITE, {"contract": "graphrec.contract.USERS_SCHEMA"})

@@ -16,6 +16,7 @@ import pandas as pd
 
 from graphrec import contract
 from graphrec.sources.landing import split_by_day, write_partition
+from graphrec.sources.loading import SourceLoad
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 GENRES = (
@@ -44,21 +45,43 @@ def download(dest: Path, url: str = ML100K_URL) -> Path:
     return dest
 
 
-def load(source: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Load (interactions, items, users) frames in the contract's schema."""
+def _parse_ratings(raw: bytes) -> tuple[pd.DataFrame, list[dict]]:
+    """Parse ``u.data`` (tab-separated ``user item rating unix_ts``) keeping line numbers.
+
+    Lines that do not have four integer fields are returned as parse errors, not dropped.
+    """
+    from validation.source_rows import bad_row
+
+    table = pd.read_csv(io.BytesIO(raw), sep="\t", names=["user_id", "item_id", "rating", "ts"], dtype=str,
+                        keep_default_na=False)
+    table.index = pd.RangeIndex(1, len(table) + 1, name="line")
+    numbers = table.apply(pd.to_numeric, errors="coerce")
+    bad = numbers.isna().any(axis=1) | (numbers[["user_id", "item_id", "ts"]] % 1 != 0).any(axis=1)
+    errors = [
+        bad_row(line, "unparseable_row", None, "\t".join(table.loc[line]), "expected 4 numeric tab-separated fields")
+        for line in table.index[bad]
+    ]
+    return numbers[~bad], errors
+
+
+def load_source(source: Path) -> SourceLoad:
+    """Map MovieLens 100K onto the contract (index = line number in ``u.data``).
+
+    Ratings become ``event_type="rating"`` events; each movie's category is its first
+    genre flag; its first-seen time is its first rating.
+    """
     read = _opener(Path(source))
-    ratings = pd.read_csv(
-        io.BytesIO(read("u.data")), sep="\t", names=["user_id", "item_id", "rating", "ts"],
-        dtype={"user_id": "int64", "item_id": "int64", "rating": "float64", "ts": "int64"},
-    )
+    ratings, errors = _parse_ratings(read("u.data"))
     interactions = pd.DataFrame(
         {
-            contract.USER_ID: ratings["user_id"],
-            contract.ITEM_ID: ratings["item_id"],
-            contract.EVENT_TS: pd.to_datetime(ratings["ts"], unit="s", utc=True).astype("datetime64[us, UTC]"),
+            contract.USER_ID: ratings["user_id"].astype("int64"),
+            contract.ITEM_ID: ratings["item_id"].astype("int64"),
+            contract.EVENT_TS: pd.to_datetime(ratings["ts"].astype("int64"), unit="s", utc=True).astype(
+                "datetime64[us, UTC]"),
             contract.EVENT_TYPE: "rating",
-            contract.RATING: ratings["rating"],
-        }
+            contract.RATING: ratings["rating"].astype("float64"),
+        },
+        index=ratings.index,
     )
     item_cols = ["item_id", "title", "release", "video_release", "url", *GENRES]
     raw_items = pd.read_csv(
@@ -73,18 +96,32 @@ def load(source: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     users = pd.read_csv(
         io.BytesIO(read("u.user")), sep="|", names=["user_id", "age", "gender", "occupation", "zip"]
     )
-    return interactions, items, users[["user_id"]].astype("int64")
+    return SourceLoad(
+        name="movielens-100k", path=Path(source), interactions=interactions, parse_errors=errors,
+        items=items, users=users[["user_id"]].astype("int64"), file="u.data",
+    )
+
+
+def load(source: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Load (interactions, items, users) frames in the contract's schema."""
+    loaded = load_source(source)
+    return loaded.interactions.reset_index(drop=True), loaded.items, loaded.users
+
+
+def resolve(source: Path | None, cache_dir: Path) -> Path:
+    """The local path to read: ``source``, or the archive downloaded into ``cache_dir``."""
+    return Path(source) if source is not None else download(cache_dir / "ml-100k.zip")
 
 
 def land(source: Path | None, landing_dir: Path, cache_dir: Path | None = None) -> list[Path]:
-    """Write MovieLens 100K into ``landing_dir`` as one partition per UTC day.
+    """Write MovieLens 100K into ``landing_dir`` as one partition per UTC day, unvalidated.
 
     Each day's partition carries the items first rated that day and the users active
-    that day, so the curated catalog grows the way it would in production.
+    that day, so the curated catalog grows the way it would in production. The product
+    path is :func:`graphrec.sources.loading.land_source` (checks rows first, then
+    validates every partition); this one only writes.
     """
-    if source is None:
-        source = download((cache_dir or landing_dir.parent / "downloads") / "ml-100k.zip")
-    interactions, items, _users = load(Path(source))
+    interactions, items, _users = load(resolve(source, cache_dir or landing_dir.parent / "downloads"))
     item_day = items[contract.FIRST_SEEN_TS].dt.date
     written = []
     for ds, day in split_by_day(interactions).items():

@@ -40,8 +40,8 @@ def failed_pairs(failures: list[dict]) -> set[tuple[str, str | None]]:
 
 def test_expected_dtypes_follow_the_contract():
     assert expected_dtypes() == {
-        "user_id": "int64",
-        "item_id": "int64",
+        "user_id": "Int64",
+        "item_id": "Int64",
         "event_ts": "datetime64[us, UTC]",
         "event_type": "object",
         "rating": "float64",
@@ -51,7 +51,7 @@ def test_expected_dtypes_follow_the_contract():
 def test_suite_is_a_pure_function_of_the_day():
     a, b = build_interactions_suite(DS), build_interactions_suite(DS)
     other = build_interactions_suite(DS + dt.timedelta(days=1))
-    assert a.name == "interactions_2025-01-01"
+    assert a.name == "interactions" and a.meta["ds"] == "2025-01-01"
     assert a.expectation_configurations == b.expectation_configurations
     assert a.expectation_configurations != other.expectation_configurations
     (window,) = [
@@ -124,11 +124,24 @@ def _numeric_event_type(f):
     f[contract.EVENT_TYPE] = 1
 
 
+CHECK_OF = {
+    ("expect_column_values_to_not_be_null", "user_id"): "null_ids",
+    ("expect_column_type_to_be", "user_id"): "wrong_types",
+    ("expect_column_values_to_be_between", "event_ts"): "timestamp_outside_day",
+    ("expect_column_values_to_be_in_set", "event_type"): "unknown_event_type",
+    ("expect_column_values_to_not_be_null", "event_type"): "null_values",
+    ("expect_column_values_to_be_between", "item_id"): "negative_ids",
+    ("expect_column_values_to_be_between", "rating"): "rating_out_of_range",
+    ("expect_column_type_to_be", "item_id"): "wrong_types",
+    ("expect_column_type_to_be", "event_ts"): "wrong_types",
+    ("expect_column_values_to_be_of_type", "event_type"): "wrong_types",
+}
+
+
 @pytest.mark.parametrize(
     ("corrupt", "expected", "count"),
     [
         (_null_user, ("expect_column_values_to_not_be_null", "user_id"), 3),
-        (_null_user, ("expect_column_type_to_be", "user_id"), None),
         (_before_day, ("expect_column_values_to_be_between", "event_ts"), 4),
         (_at_next_midnight, ("expect_column_values_to_be_between", "event_ts"), 2),
         (_bogus_type, ("expect_column_values_to_be_in_set", "event_type"), 5),
@@ -147,6 +160,7 @@ def test_each_violation_is_named(tmp_path, day_frame, corrupt, expected, count):
     failures = validate_interactions(roundtrip(tmp_path, frame), DS)
     assert expected in failed_pairs(failures)
     (failure,) = [f for f in failures if (f["expectation"], f["column"]) == expected]
+    assert failure["check"] == CHECK_OF[expected] and failure["severity"] == "blocking"
     if count is not None:
         assert failure["unexpected_count"] == count
         assert failure["unexpected_sample"]
@@ -164,19 +178,22 @@ def test_each_violation_is_named(tmp_path, day_frame, corrupt, expected, count):
 )
 def test_column_set_mismatch_is_named(tmp_path, day_frame, change, missing, unexpected):
     failures = validate_interactions(roundtrip(tmp_path, change(day_frame.copy())), DS)
-    (match,) = [f for f in failures if f["expectation"] == "expect_table_columns_to_match_set"]
-    mismatched = match["details"]["mismatched"]
-    assert sorted(mismatched.get("missing") or []) == missing
-    assert sorted(mismatched.get("unexpected") or []) == unexpected
-    # Expectations on a missing column cannot run; GX reports them as errors, not passes.
+    by_check = {f["check"]: f for f in failures if f["expectation"] == "expect_table_columns_to_match_set"}
+    assert sorted(by_check) == sorted((["missing_columns"] if missing else []) + (["extra_columns"] if unexpected else []))
+    if missing:
+        assert by_check["missing_columns"]["observed_value"] == missing
+    if unexpected:
+        assert by_check["extra_columns"]["observed_value"] == unexpected
+    # Expectations on a missing column cannot run; those GX errors are consequences of
+    # missing_columns and are not reported a second time.
     for column in missing:
-        on_column = [f for f in failures if f["column"] == column]
-        assert on_column and all("does not exist" in (f["error"] or "") for f in on_column)
+        assert not [f for f in failures if f["column"] == column]
 
 
 def test_empty_partition_fails_row_count(tmp_path, day_frame):
     failures = validate_interactions(roundtrip(tmp_path, day_frame.iloc[:0]), DS)
     assert ("expect_table_row_count_to_be_between", None) in failed_pairs(failures)
+    assert {f["check"] for f in failures} == {"empty_file"}
 
 
 def test_gx_progress_bars_are_silenced(tmp_path, day_frame, capfd):

@@ -1,0 +1,420 @@
+"""The contract's corpus of malformed partitions, severities, idempotency and the records.
+
+Each malformed partition is built by the test from a valid simulated day, landed on top
+of four curated days (so that batch-level checks have a history), and must be quarantined
+with exactly the named blocking check(s), byte-identical, leaving ``curated/`` untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from graphrec import contract
+from graphrec.lake import partition_name, sha256_file
+from graphrec.settings import Settings, ValidationSettings
+from graphrec.sources.simulator import SimulationConfig, simulate
+from validation.checks import CHECKS, severity_of
+from validation.partition import validate_partition
+from validation.quarantine import list_quarantined, show_quarantined
+
+CFG = SimulationConfig(n_users=300, n_items=200, days=5, events_per_day=1500, drift_day=None)
+DAY = CFG.day(5)
+HISTORY = [CFG.day(i) for i in range(1, 5)]
+# "now" for the corpus: noon of the day being validated, so the future check can bite.
+NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.timezone.utc)
+AFTER = NOON + dt.timedelta(days=2)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A home with days 1-4 curated and day 5 landed (valid), validated once."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    settings = Settings(home=home, validation=ValidationSettings(data_docs=False))
+    simulate(CFG, settings.landing_dir)
+    for ds in HISTORY:
+        assert validate_partition(settings, ds, now=AFTER).status == "curated"
+    return home
+
+
+@pytest.fixture
+def settings(template, tmp_path) -> Settings:
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    return Settings(home=home, validation=ValidationSettings(data_docs=False))
+
+
+def tree(directory: Path) -> dict[str, tuple[str, int]]:
+    return {
+        p.relative_to(directory).as_posix(): (sha256_file(p), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def day_dir(settings: Settings) -> Path:
+    return settings.landing_dir / partition_name(DAY)
+
+
+def frame_of(settings: Settings, file: str = contract.INTERACTIONS_FILE) -> pd.DataFrame:
+    return pd.read_parquet(day_dir(settings) / file)
+
+
+def rewrite(settings: Settings, frame: pd.DataFrame | pa.Table, file: str = contract.INTERACTIONS_FILE) -> None:
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, day_dir(settings) / file)
+
+
+# One function per failure kind: each corrupts the landed day-5 partition in place. -------
+def missing_file(s):
+    (day_dir(s) / contract.INTERACTIONS_FILE).unlink()
+
+
+def empty_bytes(s):
+    (day_dir(s) / contract.INTERACTIONS_FILE).write_bytes(b"")
+
+
+def zero_rows(s):
+    rewrite(s, pa.Table.from_pandas(frame_of(s).iloc[:0], schema=contract.INTERACTIONS_SCHEMA, preserve_index=False))
+
+
+def csv_text(s):
+    (day_dir(s) / contract.INTERACTIONS_FILE).write_bytes(frame_of(s).to_csv(index=False).encode())
+
+
+def truncated(s):
+    path = day_dir(s) / contract.INTERACTIONS_FILE
+    path.write_bytes(path.read_bytes()[:-200])
+
+
+def latin1_text(s):
+    table = pa.Table.from_pandas(frame_of(s), schema=contract.INTERACTIONS_SCHEMA, preserve_index=False)
+    types = [t.replace("click", "cl\u00efck").encode("latin-1") for t in table.column(contract.EVENT_TYPE).to_pylist()]
+    rewrite(s, table.set_column(3, contract.EVENT_TYPE, pa.array(types, pa.binary())))
+
+
+def missing_column(s):
+    rewrite(s, frame_of(s).drop(columns=[contract.RATING]))
+
+
+def extra_column(s):
+    rewrite(s, frame_of(s).assign(session_id="abc"))
+
+
+def int32_ids(s):
+    rewrite(s, frame_of(s).astype({contract.ITEM_ID: "int32"}))
+
+
+def null_ids(s):
+    table = pa.Table.from_pandas(frame_of(s), schema=contract.INTERACTIONS_SCHEMA, preserve_index=False)
+    users = table.column(contract.USER_ID).to_pylist()
+    users[:5] = [None] * 5
+    # Still int64 in the file (nullable): the only problem is the nulls.
+    schema = contract.INTERACTIONS_SCHEMA.set(0, pa.field(contract.USER_ID, pa.int64(), nullable=True))
+    rewrite(s, table.set_column(0, pa.field(contract.USER_ID, pa.int64()), pa.array(users, pa.int64())).cast(schema))
+
+
+def negative_ids(s):
+    f = frame_of(s)
+    f.loc[f.index[:3], contract.ITEM_ID] = -1
+    rewrite(s, f)
+
+
+def null_event_type(s):
+    f = frame_of(s)
+    f.loc[f.index[:4], contract.EVENT_TYPE] = None
+    rewrite(s, f)
+
+
+def outside_day(s):
+    f = frame_of(s)
+    f.loc[f.index[:6], contract.EVENT_TS] -= pd.Timedelta(days=2)
+    rewrite(s, f)
+
+
+def in_future(s):
+    f = frame_of(s)
+    late = f.index[f[contract.EVENT_TS] > pd.Timestamp(NOON) + pd.Timedelta(hours=1)]
+    assert len(late) > 10
+    rewrite(s, f)  # unchanged: validated at NOON, the afternoon's events lie in the future
+
+
+def unknown_type(s):
+    f = frame_of(s)
+    f.loc[f.index[:7], contract.EVENT_TYPE] = "teleport"
+    rewrite(s, f)
+
+
+def bad_rating(s):
+    f = frame_of(s)
+    f.loc[f.index[:2], contract.RATING] = 11.0
+    rewrite(s, f)
+
+
+def duplicates(s):
+    f = frame_of(s)
+    rewrite(s, pd.concat([f, f.iloc[:20]], ignore_index=True).sort_values(contract.EVENT_TS, kind="stable"))
+
+
+def row_count_collapse(s):
+    rewrite(s, frame_of(s).iloc[:100])
+
+
+def row_count_flood(s):
+    f = frame_of(s)
+    copies = [f.assign(**{contract.EVENT_TS: (f[contract.EVENT_TS] + pd.Timedelta(microseconds=k)).astype(
+        "datetime64[us, UTC]")}) for k in range(8)]
+    rewrite(s, pd.concat(copies, ignore_index=True))
+
+
+def new_user_flood(s):
+    f = frame_of(s)
+    n = int(len(f) * 0.6)
+    f.loc[f.index[:n], contract.USER_ID] = np.arange(100_000, 100_000 + n)
+    rewrite(s, f)
+
+
+def new_item_flood(s):
+    f = frame_of(s)
+    n = int(len(f) * 0.6)
+    f.loc[f.index[:n], contract.ITEM_ID] = np.arange(500_000, 500_000 + n)
+    rewrite(s, f)
+
+
+def bot_user(s):
+    f = frame_of(s)
+    n = int(len(f) * 0.12)
+    f.loc[f.index[:n], contract.USER_ID] = int(f[contract.USER_ID].iloc[-1])
+    f.loc[f.index[:n], contract.EVENT_TS] += pd.to_timedelta(np.arange(n), unit="us")
+    rewrite(s, f)
+
+
+def hot_item(s):
+    f = frame_of(s)
+    n = int(len(f) * 0.45)
+    f.loc[f.index[:n], contract.ITEM_ID] = int(f[contract.ITEM_ID].iloc[-1])
+    f.loc[f.index[:n], contract.EVENT_TS] += pd.to_timedelta(np.arange(n), unit="us")
+    rewrite(s, f)
+
+
+def items_dupes(s):
+    items = pq.read_table(day_dir(s) / contract.ITEMS_FILE)
+    extra = pa.Table.from_pandas(
+        pd.DataFrame({contract.ITEM_ID: [3, 3], contract.CATEGORY: ["books", "music"],
+                      contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC")}).astype(
+            {contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
+        schema=contract.ITEMS_SCHEMA, preserve_index=False)
+    rewrite(s, pa.concat_tables([items, extra]) if items.num_rows else extra, contract.ITEMS_FILE)
+
+
+def items_bad_category(s):
+    items = pd.DataFrame({contract.ITEM_ID: [9001, 9002], contract.CATEGORY: ["books", "???"],
+                          contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC")})
+    rewrite(s, pa.Table.from_pandas(items.astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
+                                    schema=contract.ITEMS_SCHEMA, preserve_index=False), contract.ITEMS_FILE)
+
+
+def items_garbage(s):
+    (day_dir(s) / contract.ITEMS_FILE).write_bytes(b"item_id,category\n1,books\n")
+
+
+def users_dupes(s):
+    users = frame_of(s, contract.USERS_FILE)
+    rewrite(s, pd.concat([users, users.iloc[:3]], ignore_index=True), contract.USERS_FILE)
+
+
+CORPUS: list[tuple[Callable[[Settings], None], set[str]]] = [
+    (missing_file, {"missing_file"}),
+    (empty_bytes, {"empty_file"}),
+    (zero_rows, {"empty_file"}),
+    (csv_text, {"wrong_format"}),
+    (truncated, {"corrupt_file"}),
+    (latin1_text, {"wrong_encoding"}),
+    (missing_column, {"missing_columns"}),
+    (extra_column, {"extra_columns"}),
+    (int32_ids, {"wrong_types"}),
+    (null_ids, {"null_ids"}),
+    (negative_ids, {"negative_ids"}),
+    (null_event_type, {"null_values"}),
+    (outside_day, {"timestamp_outside_day"}),
+    (in_future, {"timestamp_in_future"}),
+    (unknown_type, {"unknown_event_type"}),
+    (bad_rating, {"rating_out_of_range"}),
+    (duplicates, {"duplicate_events"}),
+    (row_count_collapse, {"row_count_anomaly"}),
+    (row_count_flood, {"row_count_anomaly"}),
+    (new_user_flood, {"new_users_flood"}),
+    (new_item_flood, {"new_items_flood"}),
+    (bot_user, {"user_dominance"}),
+    (hot_item, {"item_dominance"}),
+    (items_dupes, {"items_duplicate_ids"}),
+    (items_bad_category, {"items_invalid_category"}),
+    (items_garbage, {"items_unreadable"}),
+    (users_dupes, {"users_duplicate_ids"}),
+]
+
+
+def test_the_corpus_covers_every_blocking_check_kind():
+    covered = set().union(*(checks for _, checks in CORPUS))
+    assert len(CORPUS) >= 15
+    expected = {name for name, check in CHECKS.items() if check.severity == "blocking"}
+    # Null/negative ids and schema problems of the users file share their code path with
+    # the interactions file; they are covered in test_validation_suite.py.
+    assert expected - covered <= {"items_schema", "items_null_values", "items_negative_ids", "users_unreadable",
+                                  "users_schema", "users_null_ids", "users_negative_ids"}
+
+
+@pytest.mark.parametrize(("corrupt", "checks"), CORPUS, ids=[c.__name__ for c, _ in CORPUS])
+def test_malformed_partition_is_quarantined_with_its_named_reason(settings, corrupt, checks):
+    corrupt(settings)
+    landed = day_dir(settings)
+    raw = tree(landed)
+    raw_digests = {name: digest for name, (digest, _) in raw.items()}
+    curated_before = tree(settings.curated_dir)
+
+    outcome = validate_partition(settings, DAY, now=NOON if corrupt is in_future else AFTER)
+
+    assert outcome.status == "quarantined", outcome.message()
+    assert {f["check"] for f in outcome.failed} == checks, outcome.message()
+    assert all(f["severity"] == "blocking" for f in outcome.failed)
+    # Nothing lost: the landed files are in quarantine, byte for byte, next to the reason.
+    assert not landed.exists()
+    kept = {p.name: sha256_file(p) for p in outcome.path.iterdir() if p.name != "_reason.json"}
+    assert kept == raw_digests
+    # curated/ is untouched (same files, same bytes, same modification times).
+    assert tree(settings.curated_dir) == curated_before
+    reason = json.loads(outcome.reason_path.read_text())
+    assert set(reason["checks"]) == checks and reason["reason"] == ", ".join(sorted(checks))
+    assert reason["files"] == raw_digests
+    assert reason["counts"]["blocking"] == len(outcome.failed)
+    for failure in reason["failed"]:
+        assert failure["check"] in checks
+        # Each record says what was observed: counts, a sample, an observed value or an error.
+        assert (failure["unexpected_count"] or failure["observed_value"] is not None or failure["error"]
+                or failure["details"]), failure
+
+
+def test_warning_level_problem_is_accepted_and_reported(settings):
+    # 35% of events on never-seen items: above the warning threshold, below the block.
+    f = frame_of(settings)
+    n = int(len(f) * 0.35)
+    f.loc[f.index[:n], contract.ITEM_ID] = np.arange(700_000, 700_000 + n) % 90 + 700_000
+    rewrite(settings, f)
+
+    outcome = validate_partition(settings, DAY, now=AFTER)
+
+    assert outcome.status == "curated", outcome.message()
+    assert [w["check"] for w in outcome.warnings] == ["new_items_high"]
+    assert outcome.warnings[0]["observed_value"] == pytest.approx(n / len(f), abs=1e-3)
+    assert "new_items_high" in outcome.message()
+    summary = outcome.to_dict()
+    assert summary["warning_checks"] == ["new_items_high"] and summary["failed_checks"] == []
+    record = json.loads(outcome.record_path.read_text())
+    assert record["status"] == "curated" and record["warning_checks"] == ["new_items_high"]
+
+    from graphrec.status import collect_status, format_status
+
+    status = collect_status(settings)
+    (latest,) = [v for v in status["validation"]["recent"] if v["ds"] == DAY.isoformat()]
+    assert latest["warning_checks"] == ["new_items_high"]
+    assert "new_items_high" in format_status(status)
+
+
+def test_severity_is_configuration(settings):
+    duplicates(settings)
+    relaxed = Settings(home=settings.home, validation=ValidationSettings(
+        data_docs=False, severity={"duplicate_events": "warning"}))
+    outcome = validate_partition(relaxed, DAY, now=AFTER)
+    assert outcome.status == "curated"
+    assert [w["check"] for w in outcome.warnings] == ["duplicate_events"]
+
+    with pytest.raises(ValueError, match="unknown check"):
+        validate_partition(Settings(home=settings.home, validation=ValidationSettings(
+            severity={"no_such_check": "off"})), DAY)
+
+
+def test_check_set_to_off_is_not_evaluated(settings):
+    unknown_type(settings)
+    off = Settings(home=settings.home, validation=ValidationSettings(
+        data_docs=False, severity={"unknown_event_type": "off"}))
+    assert validate_partition(off, DAY, now=AFTER).status == "curated"
+
+
+def test_backfill_profile_turns_batch_blocks_into_warnings(settings):
+    bot_user(settings)
+    outcome = validate_partition(settings, DAY, now=AFTER, profile="backfill")
+    assert outcome.status == "curated"
+    assert {"user_dominance", "user_share_high"} <= {w["check"] for w in outcome.warnings}
+    assert severity_of("user_dominance", {}, "backfill") == "warning"
+    assert severity_of("duplicate_events", {}, "backfill") == "blocking"
+
+
+def test_corrected_partition_is_accepted_and_quarantine_history_kept(settings):
+    original = {p.name: p.read_bytes() for p in day_dir(settings).iterdir()}
+    unknown_type(settings)
+    rejected = validate_partition(settings, DAY, now=AFTER)
+    assert rejected.status == "quarantined"
+
+    # The corrected batch is re-delivered.
+    day_dir(settings).mkdir(parents=True)
+    for name, data in original.items():
+        (day_dir(settings) / name).write_bytes(data)
+    accepted = validate_partition(settings, DAY, now=AFTER)
+
+    assert accepted.status == "curated"
+    assert rejected.reason_path.exists()
+    (entry,) = list_quarantined(settings)
+    assert entry["checks"] == ["unknown_event_type"] and entry["day_now_curated"] is True
+    (shown,) = show_quarantined(settings, DAY.isoformat())
+    assert shown["reason_file"]["failed"][0]["check"] == "unknown_event_type"
+    assert shown["reason_file"]["failed"][0]["unexpected_count"] == 7
+    with pytest.raises(LookupError, match="nothing quarantined"):
+        show_quarantined(settings, HISTORY[0].isoformat())
+
+
+def test_same_day_twice_is_idempotent_in_curated_and_feast_offline(settings):
+    from graphrec.features import build_features, read_offline
+
+    original = {p.name: p.read_bytes() for p in day_dir(settings).iterdir()}
+    first = validate_partition(settings, DAY, now=AFTER)
+    build_features(settings, DAY)
+    curated = {n: d for n, (d, _) in tree(settings.curated_dir).items()}
+    offline = {view: read_offline(settings, view) for view in ("user_activity", "item_popularity")}
+
+    # The same day is delivered and processed again.
+    day_dir(settings).mkdir(parents=True)
+    for name, data in original.items():
+        (day_dir(settings) / name).write_bytes(data)
+    second = validate_partition(settings, DAY, now=AFTER)
+    build_features(settings, DAY)
+    third = validate_partition(settings, DAY, now=AFTER)  # nothing landed: a no-op
+
+    assert first.status == second.status == "curated" and second.replaced_previous
+    assert third.status == "already_curated"
+    assert first.checksums == second.checksums == third.checksums
+    assert {n: d for n, (d, _) in tree(settings.curated_dir).items()} == curated
+    for view, before in offline.items():
+        after = read_offline(settings, view)
+        key = [c for c in after.columns if c.endswith("_id")] + ["event_timestamp"]
+        assert not after.duplicated(key).any()
+        pd.testing.assert_frame_equal(after, before)
+
+
+def test_data_docs_are_written_and_linked(settings):
+    with_docs = Settings(home=settings.home, validation=ValidationSettings(data_docs=True))
+    outcome = validate_partition(with_docs, DAY, now=AFTER)
+    assert set(outcome.data_docs) == {"interactions", "interactions_batch", "items", "users"}
+    for page in outcome.data_docs.values():
+        html = Path(page).read_text()
+        assert Path(page).is_relative_to(with_docs.data_docs_dir) and "<html" in html.lower()
+    assert (with_docs.data_docs_dir / "index.html").is_file()
+    assert f"file://{outcome.data_docs['interactions']}" in outcome.message()
