@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var
+.PHONY: demo test install lock clean-var bench-validation
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Benchmarks print figures and record them under benchmarks/results/.
+bench-validation: $(STAMP)
+	$(BIN)/python benchmarks/bench_validation.py --rows 1000000
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:

@@ -79,7 +79,9 @@ def graphrec_nightly():
 
     @task(retries=0, outlets=[CURATED_INTERACTIONS])
     def validate(day: dict) -> dict:
-        """Great Expectations suite; a bad partition is quarantined and the run fails."""
+        """The data contract (Great Expectations): a partition with a blocking failure is
+        quarantined and the run fails; warnings are accepted and returned for the summary.
+        The log links the run's Data Docs."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from graphrec.lake import parse_ds
@@ -87,6 +89,7 @@ def graphrec_nightly():
 
         try:
             outcome = validate_partition(get_settings(), parse_ds(day["ds"]))
+            print(outcome.message())  # the task log: status, failures, warnings, Data Docs links
             outcome.raise_for_status()
         except PartitionRejected as exc:
             raise AirflowFailException(str(exc)) from exc

@@ -36,12 +36,112 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_load_movielens(args: argparse.Namespace) -> int:
-    from graphrec.sources import movielens
+def _source_load(args: argparse.Namespace, settings):
+    if args.source == "movielens":
+        from graphrec.sources import movielens
+
+        return movielens.load_source(movielens.resolve(Path(args.path) if args.path else None,
+                                                       settings.root / "downloads"))
+    if not args.path:
+        raise ValueError(f"`graphrec load {args.source}` needs a path")
+    if args.source == "gowalla":
+        from graphrec.sources import gowalla
+
+        return gowalla.load_source(Path(args.path))
+    from graphrec.sources import generic
+
+    return generic.load_source(Path(args.path))
+
+
+def _cmd_load(args: argparse.Namespace) -> int:
+    from graphrec.sources.loading import BadSourceRows, land_source
 
     settings = get_settings()
-    written = movielens.land(Path(args.path) if args.path else None, settings.landing_dir)
-    print(f"landed {len(written)} daily partitions of MovieLens 100K in {settings.landing_dir}")
+    try:
+        load = _source_load(args, settings)
+        report = land_source(settings, load, on_bad_rows=args.on_bad_rows, validate=not args.no_validate)
+    except BadSourceRows as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0 if report.quarantined == 0 else 5
+
+
+def _cmd_load_movielens(args: argparse.Namespace) -> int:
+    args.source = "movielens"
+    return _cmd_load(args)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from validation import MissingPartition, validate_partition
+
+    try:
+        outcome = validate_partition(get_settings(), args.ds, profile=args.profile)
+    except (MissingPartition, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(outcome.to_dict(), indent=2) if args.json else outcome.message())
+    return 0 if outcome.ok else 4
+
+
+def _cmd_quarantine(args: argparse.Namespace) -> int:
+    from validation import list_quarantined, show_quarantined
+
+    settings = get_settings()
+    if args.action == "list":
+        entries = list_quarantined(settings)
+        if args.json:
+            print(json.dumps(entries, indent=2, default=str))
+        elif not entries:
+            print(f"nothing quarantined in {settings.quarantine_dir}")
+        for e in [] if args.json else entries:
+            later = "  (a corrected partition was accepted since)" if e["day_now_curated"] else ""
+            print(f"{e['partition']}/{e['attempt']}  {e['rows']} rows  {e['reason']}{later}")
+        return 0
+    try:
+        shown = show_quarantined(settings, args.partition)
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(shown, indent=2, default=str))
+        return 0
+    for e in shown:
+        print(f"{e['partition']}/{e['attempt']}: {e['rows']} rows, checked {e['checked_at']}")
+        print(f"  reason: {e['reason']}")
+        print(f"  files:  {e['path']}")
+        for line in e["failed"]:
+            print(f"  - {line}")
+        for line in e["warnings"]:
+            print(f"  (warning) {line}")
+        for suite, page in (e.get("data_docs") or {}).items():
+            print(f"  Data Docs ({suite}): file://{page}")
+        if e["day_now_curated"]:
+            print("  a corrected partition for this day has been accepted since")
+    return 0
+
+
+def _cmd_contract(args: argparse.Namespace) -> int:
+    from validation.checks import CHECKS, severity_of, validate_overrides
+
+    config = get_settings().validation
+    validate_overrides(config.severity)
+    rows = [
+        {"check": c.name, "level": c.level, "default": c.severity,
+         "severity": severity_of(c.name, config.severity, args.profile), "description": c.description}
+        for c in CHECKS.values()
+    ]
+    if args.json:
+        print(json.dumps({"checks": rows, "settings": config.model_dump()}, indent=2))
+        return 0
+    for r in rows:
+        changed = "" if r["severity"] == r["default"] else f" (default {r['default']})"
+        print(f"{r['level']:6s} {r['check']:24s} {r['severity']:8s}{changed}  {r['description']}")
+    thresholds = {k: v for k, v in config.model_dump().items() if k not in ("severity",)}
+    print("thresholds: " + ", ".join(f"{k}={v}" for k, v in thresholds.items()))
     return 0
 
 
@@ -143,9 +243,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="landing directory (default: GRAPHREC_HOME/landing)")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("load-movielens", help="land MovieLens 100K as daily partitions")
+    def load_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--on-bad-rows", choices=["fail", "quarantine"], default="fail",
+                       help="fail: land nothing if any row breaks the contract (default); quarantine: land the "
+                            "good rows and keep the bad ones, by line, under quarantine/sources/")
+        p.add_argument("--no-validate", action="store_true", help="land only; the nightly DAG validates")
+        p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("load", help="check a source by line, land it as daily partitions and validate them")
+    p.add_argument("source", choices=["movielens", "gowalla", "source"],
+                   help="movielens (ml-100k dir or zip; downloads without a path), gowalla (dir with "
+                        "train.txt/test.txt), source (a TOML column-mapping config for a CSV/Parquet file)")
+    p.add_argument("path", nargs="?")
+    load_options(p)
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser("load-movielens", help="same as `graphrec load movielens`")
     p.add_argument("path", nargs="?", help="ml-100k directory or ml-100k.zip (default: download)")
+    load_options(p)
     p.set_defaults(func=_cmd_load_movielens)
+
+    p = sub.add_parser("validate", help="validate one landed day (what the DAG's validate task does)")
+    p.add_argument("ds", help="YYYY-MM-DD")
+    p.add_argument("--profile", choices=["live", "backfill"], default="live")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("quarantine", help="what was rejected and why")
+    qsub = p.add_subparsers(dest="action", required=True)
+    q = qsub.add_parser("list", help="every quarantined attempt with its reason")
+    q.add_argument("--json", action="store_true")
+    q = qsub.add_parser("show", help="the full reason of one partition's attempts")
+    q.add_argument("partition", help="YYYY-MM-DD, ds=YYYY-MM-DD or ds=YYYY-MM-DD/<attempt>")
+    q.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_quarantine)
+
+    p = sub.add_parser("contract", help="the data contract's checks, severities and thresholds")
+    p.add_argument("--profile", choices=["live", "backfill"], default="live")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_contract)
 
     p = sub.add_parser("status", help="champion, published index, drift and lake counts")
     p.add_argument("--json", action="store_true")

@@ -47,7 +47,7 @@ def describe_run(client, run: dict) -> dict[str, Any]:
     }
     day = client.xcom(DAG_ID, run_id, "resolve_day") if states.get("resolve_day") == "success" else None
     out["ds"], out["reason"] = (day or {}).get("ds"), (day or {}).get("reason")
-    for task_id in ("train", "canary", "publish", "drift_check"):
+    for task_id in ("validate", "train", "canary", "publish", "drift_check"):
         if states.get(task_id) == "success":
             out[task_id] = client.xcom(DAG_ID, run_id, task_id)
     return out
@@ -61,6 +61,8 @@ def _line(run: dict[str, Any]) -> str:
     if tasks.get("validate") == "failed":
         return f"{head}: partition QUARANTINED by validation"
     parts = [head + ":"]
+    if warnings := (run.get("validate") or {}).get("warning_checks"):
+        parts.append(f"accepted with warnings {warnings};")
     if train := run.get("train"):
         parts.append(
             f"model v{train['model_version']} Recall@20 {train['recall_at_20']:.4f} NDCG@20 {train['ndcg_at_20']:.4f}"
@@ -135,6 +137,9 @@ def run_demo(
         "days_processed": len({r["ds"] for r in runs if r["tasks"].get("validate") == "success"}),
         "days_simulated": config.days,
         "partitions_quarantined": status["lake"]["quarantined_partitions"],
+        "quarantined": status["validation"]["quarantined"],
+        "validation_warnings": status["validation"]["warnings"],
+        "data_docs": status["validation"]["data_docs"],
         "model_versions": len(status["models"]["versions"]),
         "champion_version": status["models"]["champion_version"],
         "promotions": sum(1 for r in runs if (r.get("canary") or {}).get("promoted")),
@@ -159,7 +164,12 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         "graphrec demo summary",
         f"  wall time:              {summary['wall_seconds']:.0f} s",
         f"  days processed:         {summary['days_processed']} of {summary['days_simulated']}",
-        f"  partitions quarantined: {summary['partitions_quarantined']} (graphrec status; {settings.quarantine_dir})",
+        f"  partitions quarantined: {summary['partitions_quarantined']} "
+        + "".join(f"[{q['ds']}: {q['reason']}] " for q in summary["quarantined"])
+        + "(graphrec quarantine list)",
+        f"  validation warnings:    "
+        + ("; ".join(f"{ds} {', '.join(c)}" for ds, c in summary["validation_warnings"].items()) or "none"),
+        f"  data docs:              {summary['data_docs']}",
         f"  model versions:         {summary['model_versions']}, champion v{summary['champion_version']}, "
         f"{summary['promotions']} promotions",
         f"  published index:        {summary['index_version']} ({summary['index_manifest']})",

@@ -346,40 +346,47 @@ def _read_csv(path: Path, options: FileOptions, wanted: list[str]) -> tuple[pd.D
     raw_line = _RawLines(data)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=options.delimiter or ",",
                         quotechar=options.quotechar, strict=True)
+    del text
+    delimiter = options.delimiter or ","
     errors: list[dict[str, Any]] = []
     rows: list[list[str]] = []
     lines: list[int] = []
     header: list[str] | None = None if options.header else list(options.names or [])
     header_line = 0
-    previous = 0
+    previous = 0  # the last physical line read: a record starts on the line after it
     while True:
         try:
-            for record in reader:
+            if header is None:  # the first non-blank record is the header
+                for record in reader:
+                    start, previous = previous + 1, reader.line_num
+                    if invalid and not invalid.isdisjoint(range(start, previous + 1)):
+                        raise SourceConfigError(f"{path}: the header line is not valid {options.encoding}")
+                    if record:
+                        header, header_line = [name.strip() for name in record], start
+                        break
+                if header is None:
+                    raise SourceConfigError(f"{path} is empty: no header line")
+            width = len(header)
+            add_row, add_line = rows.append, lines.append
+            for record in reader:  # the hot loop: keep it lean
                 start, previous = previous + 1, reader.line_num
                 if invalid and not invalid.isdisjoint(range(start, previous + 1)):
                     bad = min(invalid.intersection(range(start, previous + 1)))
                     errors.append(bad_row(start, "invalid_encoding", None, raw_line(bad),
                                           f"line {bad} is not valid {options.encoding}"))
-                    if header is None:
-                        raise SourceConfigError(f"{path}: the header line is not valid {options.encoding}")
-                    continue
-                if not record:
-                    continue
-                if header is None:
-                    header, header_line = [name.strip() for name in record], start
-                    continue
-                if len(record) != len(header):
-                    errors.append(bad_row(start, "wrong_field_count", None, (options.delimiter or ",").join(record)[:200],
-                                          f"expected {len(header)} fields, found {len(record)}"))
-                    continue
-                rows.append(record)
-                lines.append(start)
+                elif len(record) == width:
+                    add_row(record)
+                    add_line(start)
+                elif record:  # an empty record is a blank line, not a row
+                    errors.append(bad_row(start, "wrong_field_count", None, delimiter.join(record)[:200],
+                                          f"expected {width} fields, found {len(record)}"))
             break
         except csv.Error as exc:
             start, previous = previous + 1, reader.line_num
+            if header is None:
+                raise SourceConfigError(f"{path}: the header (line {start}) is not valid CSV: {exc}") from exc
             errors.append(bad_row(start, "unparseable_row", None, raw_line(start), f"malformed CSV: {exc}"))
-    if header is None:
-        raise SourceConfigError(f"{path} is empty: no header line")
+    assert header is not None
     where = f"the header (line {header_line})" if options.header else "names"
     missing = [c for c in wanted if c not in header]
     if missing:
@@ -388,12 +395,15 @@ def _read_csv(path: Path, options: FileOptions, wanted: list[str]) -> tuple[pd.D
     if repeated:
         raise SourceConfigError(f"{path}: column(s) {repeated} appear more than once in {where}")
     positions = {c: header.index(c) for c in wanted}
-    frame = pd.DataFrame(
-        {c: pd.Series([r[i] for r in rows], dtype=object) for c, i in positions.items()},
-        index=pd.RangeIndex(0, len(rows)),
-    )
-    frame.index = pd.Index(np.asarray(lines, dtype=np.int64))
+    index = pd.Index(np.asarray(lines, dtype=np.int64))
+    frame = pd.DataFrame({c: _object_array([r[i] for r in rows]) for c, i in positions.items()}, index=index)
     return frame, errors
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def _read_parquet(path: Path, wanted: list[str]) -> pd.DataFrame:
@@ -421,36 +431,71 @@ def _read(options: FileOptions, wanted: list[str]) -> tuple[pd.DataFrame, list[d
 # -- converting values -----------------------------------------------------------------------
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """Values as stripped text; missing values become ''."""
-    return values.where(values.notna(), "").astype(str).str.strip()
+def _text(values: pd.Series) -> np.ndarray:
+    """Values as an object array of stripped ``str``; missing values become ``''``."""
+    array = values.to_numpy(dtype=object)
+    try:
+        return _object_array([v.strip() for v in array])
+    except AttributeError:  # not all str (a Parquet column with nulls or other types)
+        return _object_array(["" if v is None or v is pd.NA or v != v else str(v).strip() for v in array])
+
+
+def _with_nulls(text: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A copy of ``text`` with ``None`` where ``mask`` is set."""
+    out = text.copy()
+    out[mask] = None
+    return out
+
+
+def _no_underscores(text: np.ndarray) -> bool:
+    """``int()`` and ``float()`` accept ``1_000``; the contract's sources do not."""
+    return "_" not in "".join(text)
 
 
 def _parse_integers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(int64 values, missing mask, invalid mask) of a column of integers, text or numbers."""
+    """(int64 values, missing mask, invalid mask) of a column of integers, text or numbers.
+
+    Text must be an optional sign and decimal digits (surrounding spaces are ignored).
+    """
     n = len(values)
     if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         missing = values.isna().to_numpy()
         return values.fillna(0).to_numpy(dtype=np.int64), missing, np.zeros(n, dtype=bool)
     if pd.api.types.is_float_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=np.float64)
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
         missing = np.isnan(numbers)
         valid = ~missing & (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2.0 ** 63)
         out = np.zeros(n, dtype=np.int64)
         out[valid] = numbers[valid].astype(np.int64)
         return out, missing, ~missing & ~valid
     text = _text(values)
-    missing = (text == "").to_numpy()
-    valid = text.str.fullmatch(_INTEGER).to_numpy(dtype=bool)
+    missing = text == ""
+    if not missing.any() and _no_underscores(text):
+        try:  # fast path: every value is an integer
+            return text.astype(np.int64), missing, np.zeros(n, dtype=bool)
+        except (ValueError, OverflowError):
+            pass
+    integer, long = re.compile(_INTEGER).fullmatch, re.compile(_LONG_INTEGER).fullmatch
+    valid = np.fromiter((integer(v) is not None for v in text), dtype=bool, count=n)
     out = np.zeros(n, dtype=np.int64)
     if valid.any():
-        out[valid] = text[valid].astype(np.int64).to_numpy()
-    long = text.str.fullmatch(_LONG_INTEGER).to_numpy(dtype=bool)
-    for position in np.flatnonzero(long):  # 19+ digits: in int64 or not
-        number = int(text.iat[position])
-        if -(2 ** 63) <= number < 2 ** 63:
-            out[position], valid[position] = number, True
+        out[valid] = text[valid].astype(np.int64)
+    for position in np.flatnonzero(~valid & ~missing):  # 19+ digits: in int64 or not
+        if long(text[position]) and -(2 ** 63) <= int(text[position]) < 2 ** 63:
+            out[position], valid[position] = int(text[position]), True
     return out, missing, ~missing & ~valid
+
+
+def _parse_floats(text: np.ndarray) -> np.ndarray:
+    """Text to float64 (``''`` and anything that is not a number: NaN)."""
+    filled = np.where(text == "", "nan", text)
+    if _no_underscores(text):
+        try:
+            return filled.astype(np.float64)
+        except ValueError:
+            pass
+    return pd.to_numeric(pd.Series(_with_nulls(text, text == "")), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan)
 
 
 def _epochs(numbers: np.ndarray, integers: np.ndarray, is_integer: np.ndarray, unit: str) -> np.ndarray:
@@ -490,14 +535,16 @@ def _parse_timestamps(values: pd.Series, settings: TimestampsSection, source: st
         is_integer = ~missing & ~invalid
     else:
         text = _text(values)
-        missing = (text == "").to_numpy()
+        missing = text == ""
         if settings.unit is None:
             fmt = settings.format or "ISO8601"
-            stamps = pd.to_datetime(text.where(~missing), format=fmt, utc=True, errors="coerce")
+            stamps = pd.to_datetime(pd.Series(_with_nulls(text, missing), index=index), format=fmt, utc=True,
+                                    errors="coerce")
             expected = "ISO 8601" if settings.format is None else f"format {settings.format!r}"
             if settings.timezone != "UTC":
                 if settings.format is None:
-                    naive = ~text.str.fullmatch(_ISO_OFFSET).to_numpy(dtype=bool)
+                    offset = re.compile(_ISO_OFFSET).fullmatch
+                    naive = np.fromiter((offset(v) is None for v in text), dtype=bool, count=len(text))
                 else:
                     naive = np.full(len(text), "%z" not in fmt and "%Z" not in fmt)
                 naive &= stamps.notna().to_numpy()
@@ -508,9 +555,10 @@ def _parse_timestamps(values: pd.Series, settings: TimestampsSection, source: st
                     stamps[naive] = local
                 expected += f" (naive times in {settings.timezone}; ambiguous or skipped local times need an offset)"
             return stamps, missing, stamps.isna().to_numpy() & ~missing, expected
-        integers, _, invalid = _parse_integers(text)
-        numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        integers, _, invalid = _parse_integers(pd.Series(text, index=index))
         is_integer = ~missing & ~invalid
+        numbers = integers.astype(np.float64)
+        numbers[~is_integer] = _parse_floats(text[~is_integer])
     micros = _epochs(numbers, integers, is_integer, settings.unit)
     stamps = pd.Series(pd.DatetimeIndex(micros.astype("datetime64[us]")).tz_localize("UTC"), index=index)
     return stamps, missing, stamps.isna().to_numpy() & ~missing, f"an epoch in {settings.unit}"
@@ -536,12 +584,14 @@ def _map_interactions(raw: pd.DataFrame, config: SourceConfig) -> tuple[pd.DataF
     def missing_message(column: str) -> Callable[[Any], str]:
         return lambda _value: f"{column} (column {mapping[column]!r}) is empty"
 
+    def not_integer_message(column: str) -> Callable[[Any], str]:
+        return lambda value: f"{column} (column {mapping[column]!r}) = {value!r} is not an integer in the int64 range"
+
     columns: dict[str, Any] = {}
     for column in (contract.USER_ID, contract.ITEM_ID):
         values, missing, invalid = _parse_integers(raw[mapping[column]])
         report(missing, "missing_value", column, missing_message(column))
-        report(invalid, "not_an_integer", column,
-               lambda v, c=column: f"{c} (column {mapping[c]!r}) = {v!r} is not an integer in the int64 range")
+        report(invalid, "not_an_integer", column, not_integer_message(column))
         columns[column] = values
 
     stamps, missing, invalid, expected = _parse_timestamps(raw[mapping[contract.EVENT_TS]], config.timestamps,
@@ -554,14 +604,15 @@ def _map_interactions(raw: pd.DataFrame, config: SourceConfig) -> tuple[pd.DataF
     default = config.defaults.event_type
     if contract.EVENT_TYPE in mapping:
         text = _text(raw[mapping[contract.EVENT_TYPE]])
-        empty = (text == "").to_numpy()
+        empty = text == ""
         if default is not None:
-            text = text.where(~empty, default)
+            text[empty] = default
         else:
             report(empty, "missing_value", contract.EVENT_TYPE, missing_message(contract.EVENT_TYPE))
-        if config.event_types:
-            text = text.map(config.event_types).where(text.isin(list(config.event_types)), text)
-        columns[contract.EVENT_TYPE] = text.to_numpy(dtype=object)
+        if config.event_types:  # values without a mapping stay as they are: the contract reports them
+            lookup = config.event_types.get
+            text = _object_array([lookup(v, v) for v in text])
+        columns[contract.EVENT_TYPE] = text
     else:
         columns[contract.EVENT_TYPE] = np.full(len(raw), default, dtype=object)
 
@@ -571,9 +622,10 @@ def _map_interactions(raw: pd.DataFrame, config: SourceConfig) -> tuple[pd.DataF
             ratings = source.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             text = _text(source)
-            ratings = pd.to_numeric(text.where(text != ""), errors="coerce").to_numpy(dtype=np.float64,
-                                                                                    na_value=np.nan)
-            not_number = (text != "").to_numpy() & np.isnan(ratings) & ~text.str.lower().isin(["nan"]).to_numpy()
+            ratings = _parse_floats(text)
+            not_number = (text != "") & np.isnan(ratings)
+            if not_number.any():  # a literal NaN is a missing rating, not an error
+                not_number &= np.fromiter((v.lower() != "nan" for v in text), dtype=bool, count=len(text))
             report(not_number, "not_a_number", contract.RATING,
                    lambda v: f"rating (column {mapping[contract.RATING]!r}) = {v!r} is not a number")
         columns[contract.RATING] = ratings
@@ -601,9 +653,9 @@ def _catalog(items: ItemsSection) -> pd.Series:
         shown = ", ".join(str(n) for n in sorted(lines)[:20])
         raise SourceConfigError(f"item catalog {items.path}: {len(lines)} row(s) without a readable item id "
                                 f"at line(s) {shown}")
-    categories = (_text(raw[items.category]).replace("", UNKNOWN_CATEGORY) if items.category
-                  else pd.Series(UNKNOWN_CATEGORY, index=raw.index))
-    catalog = pd.DataFrame({"item_id": ids, "category": categories.to_numpy(dtype=object)}, index=raw.index)
+    categories = _text(raw[items.category]) if items.category else np.full(len(raw), "", dtype=object)
+    categories[categories == ""] = UNKNOWN_CATEGORY
+    catalog = pd.DataFrame({"item_id": ids, "category": categories}, index=raw.index)
     catalog = catalog.drop_duplicates()
     conflicting = catalog["item_id"][catalog["item_id"].duplicated(keep=False)]
     if len(conflicting):

@@ -24,7 +24,10 @@ timestamp of its first occurrence, so the contract's ``duplicate_events`` check 
 Line numbers (the index of the mapped interactions and the ``line`` of every bad-row
 record) are 1-based line numbers in ``train.txt`` for training rows and
 ``TEST_LINE_OFFSET + line`` (``10_000_000 + line``) for rows of ``test.txt``; parse-error
-messages also name the file and its own line number.
+messages also name the file and its own line number. A line is one source row holding all
+of a user's items, so all its interactions share its number: a line that cannot be parsed
+is reported as one ``unparseable_row``, and under ``on_bad_rows="quarantine"`` a line with
+a bad value (a negative id, a repeated item) is held back as a whole.
 """
 
 from __future__ import annotations

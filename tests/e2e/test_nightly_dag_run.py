@@ -92,7 +92,15 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     failed = {f["expectation"] for f in reason["failed"]}
     assert any("not_be_null" in name for name in failed)
     assert any("in_set" in name for name in failed)
+    assert {"null_ids", "timestamp_outside_day", "unknown_event_type"} <= set(reason["checks"])
     assert not (settings.curated_dir / partition_name(corrupt_day)).exists()
+    # Every validation run left a record and Data Docs pages (linked from the task log).
+    from graphrec.status import collect_status
+
+    recent = {v["ds"]: v for v in collect_status(settings, include_registry=False)["validation"]["recent"]}
+    assert recent[corrupt_day.isoformat()]["status"] == "quarantined"
+    assert recent[CONFIG.day(1).isoformat()]["status"] == "curated"
+    assert all(Path(page).is_file() for page in recent[CONFIG.day(1).isoformat()]["data_docs"].values())
 
     # Day 3: trained, promoted (forced) and published.
     day3 = _states(runs[3])
