@@ -49,11 +49,26 @@ class BatchHistory:
 EMPTY = BatchHistory(0, (), np.array([], dtype=np.int64), np.array([], dtype=np.int64))
 
 
+# Curated files never change in place (a re-landed day is a new directory renamed in), so
+# ids read once are kept, keyed by path, inode, size and modification time: validating day
+# after day of a long backfill then reads each earlier partition's files once, not daily.
+_ID_CACHE: dict[tuple[str, int, int, int], np.ndarray] = {}
+_ID_CACHE_MAX = 4096
+
+
 def _ids(part: Path, file: str, column: str) -> np.ndarray:
     path = part / file
     if not path.is_file():
         path = part / contract.INTERACTIONS_FILE
-    return pq.read_table(path, columns=[column]).column(column).to_numpy(zero_copy_only=False)
+    stat = path.stat()
+    key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _ID_CACHE.get(key)
+    if cached is None:
+        cached = np.unique(pq.read_table(path, columns=[column]).column(column).to_numpy(zero_copy_only=False))
+        if len(_ID_CACHE) >= _ID_CACHE_MAX:
+            _ID_CACHE.clear()
+        _ID_CACHE[key] = cached
+    return cached
 
 
 def load_history(curated_dir: Path, ds: dt.date, trailing_days: int) -> BatchHistory:

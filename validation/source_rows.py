@@ -64,6 +64,8 @@ def find_bad_rows(
     suite = build_source_rows_suite(now, config)
     # The contract reads int64 ids as pandas' nullable Int64 (validation.reading.nullable_ints).
     frame = frame.astype({c: "Int64" for c in (contract.USER_ID, contract.ITEM_ID) if c in frame.columns})
+    # GX reports the index of a named index as {name: value}: keep it a plain line number.
+    frame = frame.rename_axis(None)
     (run,) = run_suites([(suite, frame)], run_name="source", run_time=now, result_format=COMPLETE)
     records: list[dict[str, Any]] = []
     for result in run.result.results:

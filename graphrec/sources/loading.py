@@ -159,8 +159,9 @@ def land_source(
     frame = load.interactions
     found = find_bad_rows(frame, now=now, config=settings.validation) if len(frame) else pd.DataFrame(
         columns=BAD_ROW_COLUMNS)
-    bad = pd.concat([pd.DataFrame.from_records(load.parse_errors, columns=BAD_ROW_COLUMNS), found],
-                    ignore_index=True).sort_values(["line", "check"], kind="stable", ignore_index=True)
+    parts = [f for f in (pd.DataFrame.from_records(load.parse_errors, columns=BAD_ROW_COLUMNS), found) if len(f)]
+    bad = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=BAD_ROW_COLUMNS)).sort_values(
+        ["line", "check"], kind="stable", ignore_index=True)
     rows_read = len(frame) + len({e["line"] for e in load.parse_errors})
     report = None
     if not bad.empty:

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from graphrec import contract
-from graphrec.lake import list_partitions, partition_name
+from graphrec.lake import list_partitions, partition_name, read_catalog, read_curated
+from graphrec.settings import Settings, ValidationSettings
 from graphrec.sources import movielens
+from graphrec.sources.loading import BadSourceRows, land_source
 from graphrec.sources.simulator import SimulationConfig, simulate
 
 ML100K = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "ml-100k"
@@ -99,17 +101,54 @@ def test_movielens_loader_maps_the_contract(ml100k_dir, tmp_path, as_zip):
     assert items[contract.CATEGORY].notna().all()
 
 
-def test_movielens_lands_daily_partitions(ml100k_dir, tmp_path):
-    landing = tmp_path / "landing"
-    written = movielens.land(ml100k_dir, landing)
-    total = sum(len(pd.read_parquet(p / contract.INTERACTIONS_FILE)) for p in written)
-    assert total == 100_000
-    days = list_partitions(landing)
-    assert len(days) == len(written) > 200
-    sample = pd.read_parquet(landing / partition_name(days[10]) / contract.INTERACTIONS_FILE)
+def test_movielens_loads_through_the_contract_with_nothing_quarantined(ml100k_dir, tmp_path):
+    """Acceptance: every row passes the row rules, every daily partition is curated, and
+    the counts match the dataset's README (100,000 ratings, 943 users, 1,682 items)."""
+    settings = Settings(home=tmp_path / "home", validation=ValidationSettings(data_docs=False))
+    report = land_source(settings, movielens.load_source(ml100k_dir))
+
+    assert report.bad_rows == 0 and report.bad_rows_report is None
+    assert report.quarantined == 0 and report.curated == report.partitions > 200
+    assert report.rows_curated == 100_000
+    days = list_partitions(settings.curated_dir)
+    curated = read_curated(settings.curated_dir, days)
+    assert len(curated) == 100_000
+    assert curated[contract.USER_ID].nunique() == 943
+    assert curated[contract.ITEM_ID].nunique() == 1682 == len(read_catalog(settings.curated_dir))
+    assert not (settings.quarantine_dir).exists() or not list(settings.quarantine_dir.rglob("_reason.json"))
+    # A historical dump breaks live-feed batch expectations (new users rate dozens of films
+    # on their first day): under the backfill profile those are warnings, reported.
+    assert report.warnings_by_check.get("new_users_high", 0) > 0
+    sample = pd.read_parquet(settings.curated_dir / partition_name(days[10]) / contract.INTERACTIONS_FILE)
     assert (sample[contract.EVENT_TS].dt.date == days[10]).all()
-    catalog = pd.concat(pd.read_parquet(p / contract.ITEMS_FILE) for p in written)
-    assert catalog[contract.ITEM_ID].is_unique and len(catalog) == 1682
+
+
+def test_movielens_bad_rows_are_reported_by_line_and_nothing_lands(ml100k_dir, tmp_path):
+    source = tmp_path / "ml"
+    shutil.copytree(ml100k_dir, source)
+    # The 300 earliest ratings (a few days), so that landing them stays quick.
+    lines = sorted((source / "u.data").read_text().splitlines(), key=lambda line: int(line.split("\t")[3]))[:300]
+    lines[9] = "-5\t" + lines[9].split("\t", 1)[1]    # line 10: negative user id
+    lines[19] = "abc\tdef"                              # line 20: not four numbers
+    lines[29] = lines[29].rsplit("\t", 2)[0] + "\t9\t" + lines[29].rsplit("\t", 1)[1]  # line 30: rating 9
+    (source / "u.data").write_text("\n".join(lines) + "\n")
+    settings = Settings(home=tmp_path / "home", validation=ValidationSettings(data_docs=False))
+
+    with pytest.raises(BadSourceRows) as excinfo:
+        land_source(settings, movielens.load_source(source))
+    message = str(excinfo.value)
+    for fragment in ("line(s) 10", "line(s) 20", "line(s) 30", "negative_ids", "unparseable_row", "rating_out_of_range"):
+        assert fragment in message
+    assert not settings.landing_dir.exists() and not settings.curated_dir.exists()
+    (report,) = settings.quarantine_dir.glob("sources/movielens-100k/*/bad_rows.csv")
+    bad = pd.read_csv(report)
+    assert sorted(zip(bad["line"], bad["check"])) == [
+        (10, "negative_ids"), (20, "unparseable_row"), (30, "rating_out_of_range")]
+
+    # The same source with the quarantine policy: the 297 good rows land and are curated.
+    landed = land_source(settings, movielens.load_source(source), on_bad_rows="quarantine")
+    assert landed.rows_landed == 297 and landed.bad_rows == 3 and landed.quarantined == 0
+    assert len(read_curated(settings.curated_dir, list_partitions(settings.curated_dir))) == 297
 
 
 def test_movielens_rejects_a_path_that_is_not_the_dataset(tmp_path):
