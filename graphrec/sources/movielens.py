@@ -1,4 +1,4 @@
-"""MovieLens 100K mapped onto the interactions contract and split into daily partitions.
+"""MovieLens 100K mapped onto the interactions contract (landed by :mod:`graphrec.sources.loading`).
 
 Reads the official GroupLens archive (``ml-100k.zip``) or its extracted directory from a
 local path, or downloads the archive when no path is given.
@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 
 from graphrec import contract
-from graphrec.sources.landing import split_by_day, write_partition
 from graphrec.sources.loading import SourceLoad
 
 ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -111,21 +110,3 @@ def load(source: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 def resolve(source: Path | None, cache_dir: Path) -> Path:
     """The local path to read: ``source``, or the archive downloaded into ``cache_dir``."""
     return Path(source) if source is not None else download(cache_dir / "ml-100k.zip")
-
-
-def land(source: Path | None, landing_dir: Path, cache_dir: Path | None = None) -> list[Path]:
-    """Write MovieLens 100K into ``landing_dir`` as one partition per UTC day, unvalidated.
-
-    Each day's partition carries the items first rated that day and the users active
-    that day, so the curated catalog grows the way it would in production. The product
-    path is :func:`graphrec.sources.loading.land_source` (checks rows first, then
-    validates every partition); this one only writes.
-    """
-    interactions, items, _users = load(resolve(source, cache_dir or landing_dir.parent / "downloads"))
-    item_day = items[contract.FIRST_SEEN_TS].dt.date
-    written = []
-    for ds, day in split_by_day(interactions).items():
-        day_items = items[item_day == ds].reset_index(drop=True)
-        day_users = pd.DataFrame({contract.USER_ID: sorted(day[contract.USER_ID].unique())}, dtype="int64")
-        written.append(write_partition(landing_dir, ds, day, day_items, day_users))
-    return written
