@@ -31,6 +31,7 @@ one matrix product per batch.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -149,17 +150,40 @@ def _gather(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[n
     return which, values[np.repeat(starts, lengths) + offsets]
 
 
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the ``k`` largest scores per row, best first.
-
-    Equal scores are ordered by column; ``argpartition`` decides (deterministically) which
-    of several items tied at the cut-off make it into the top ``k``.
-    """
-    k = min(k, scores.shape[1])
+def _top_k_exact(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     part.sort(axis=1)  # so that the stable sort below orders ties by column
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest scores per row, best first.
+
+    Equal scores are ordered by column, and of several items tied at the cut-off the
+    lowest columns make it into the top ``k``, so results never depend on the library's
+    tie-breaking. ``torch.topk`` does the selection (about 13x faster than numpy's
+    ``argpartition`` on 1024 x 41k scores); rows with a tie at the cut-off (rare with
+    learned float scores; e.g. users with fewer than ``k`` unmasked items) are redone
+    exactly with ``argpartition``.
+    """
+    import torch
+
+    k = min(k, scores.shape[1])
+    if k == 0 or scores.shape[0] == 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64)
+    scores = np.ascontiguousarray(scores, dtype=np.float32)
+    values, idx = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=False)
+    idx = idx.numpy().astype(np.int64)
+    kth = values.min(dim=1).values.numpy()
+    at_cut = (scores == kth[:, None]).sum(axis=1)
+    chosen_at_cut = (np.take_along_axis(scores, idx, axis=1) == kth[:, None]).sum(axis=1)
+    tied = np.flatnonzero(at_cut > chosen_at_cut)
+    if len(tied):
+        idx[tied] = _top_k_exact(scores[tied], k)
+    chosen = np.take_along_axis(scores, idx, axis=1)
+    order = np.lexsort((idx, -chosen), axis=1)  # by score descending, then column
+    return np.take_along_axis(idx, order, axis=1)
 
 
 def evaluate_embeddings(
@@ -176,30 +200,58 @@ def evaluate_embeddings(
     Returns:
         :class:`RankingMetrics`; both means are 0 when the task has no users.
     """
+    user_emb = np.asarray(model.user_emb, dtype=np.float32)
+    item_emb_t = np.ascontiguousarray(np.asarray(model.item_emb, dtype=np.float32).T)
+    return evaluate_scorer(
+        lambda rows: user_emb[rows] @ item_emb_t, model.user_ids, model.item_ids, task, k, batch_size=batch_size
+    )
+
+
+def evaluate_scorer(
+    score: Callable[[np.ndarray], np.ndarray],
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    task: RankingTask,
+    k: int = DEFAULT_K,
+    *,
+    batch_size: int = 1024,
+) -> RankingMetrics:
+    """All-ranking Recall@K and NDCG@K of any scoring model (see the module docstring).
+
+    Args:
+        score: ``score(rows)`` returns a dense ``(len(rows), len(item_ids))`` float array:
+            the scores of the model's users at positions ``rows`` of ``user_ids`` for
+            every item in ``item_ids`` order. Dot-product models, closed-form filters
+            (:mod:`training.gfcf`) and popularity all go through this one function.
+        user_ids: external ids of the users the model can score (its rows).
+        item_ids: external ids of the items it scores (its columns).
+        task: the ground truth.
+        k: the cut-off.
+        batch_size: users per call of ``score``.
+    """
     n = task.n_users
     recall = np.zeros(n, dtype=np.float64)
     ndcg = np.zeros(n, dtype=np.float64)
     # IdMap looks ids up in sorted arrays; remember how to get back to the model's rows.
-    order = np.argsort(model.user_ids, kind="stable")
-    model_users = IdMap(np.asarray(model.user_ids, dtype=np.int64)[order])
-    model_items_sorted = np.argsort(model.item_ids, kind="stable")
-    item_lookup = IdMap(np.asarray(model.item_ids, dtype=np.int64)[model_items_sorted])
+    order = np.argsort(user_ids, kind="stable")
+    model_users = IdMap(np.asarray(user_ids, dtype=np.int64)[order])
+    model_items_sorted = np.argsort(item_ids, kind="stable")
+    item_lookup = IdMap(np.asarray(item_ids, dtype=np.int64)[model_items_sorted])
 
-    rows_in_model = model_users.index(task.user_ids)
-    known = np.flatnonzero(rows_in_model >= 0)
-    if n == 0 or len(model.item_ids) == 0 or len(known) == 0:
+    positions = model_users.index(task.user_ids)
+    known = np.flatnonzero(positions >= 0)
+    if n == 0 or len(item_ids) == 0 or len(known) == 0:
         return RankingMetrics(k, 0.0, 0.0, n, int(len(known)), recall, ndcg)
 
-    user_emb = np.asarray(model.user_emb, dtype=np.float32)[order]
-    item_emb = np.ascontiguousarray(model.item_emb, dtype=np.float32)
-    item_ids = np.asarray(model.item_ids, dtype=np.int64)
+    rows_in_model = np.where(positions >= 0, order[np.maximum(positions, 0)], -1)
+    item_ids = np.asarray(item_ids, dtype=np.int64)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(discounts)
     n_test = task.n_test
 
     for lo in range(0, len(known), batch_size):
         batch = known[lo : lo + batch_size]
-        scores = user_emb[rows_in_model[batch]] @ item_emb.T
+        scores = np.array(score(rows_in_model[batch]), dtype=np.float32, copy=True)
         # Mask history items the model knows.
         which, seen = _gather(task.seen_indptr, task.seen_items, batch)
         pos = item_lookup.index(seen)

@@ -141,3 +141,16 @@ def test_top_k_indices_orders_best_first():
     scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 1.0, 2.0, 0.0]], np.float32)
     assert top_k_indices(scores, 3).tolist() == [[1, 3, 2], [0, 2, 1]]
     assert top_k_indices(scores, 10).shape == (2, 4)
+
+
+def test_fast_top_k_equals_the_exact_selection_with_ties_and_masks():
+    from training.metrics import _top_k_exact, top_k_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scores = rng.integers(0, 5, size=(7, 30)).astype(np.float32)  # many ties
+        scores[rng.random(scores.shape) < 0.3] = -np.inf  # masked history items
+        k = int(rng.integers(1, 31))
+        np.testing.assert_array_equal(top_k_indices(scores, k), _top_k_exact(scores, k))
+    wide = rng.standard_normal((64, 5000)).astype(np.float32)
+    np.testing.assert_array_equal(top_k_indices(wide, 20), _top_k_exact(wide, 20))
