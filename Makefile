@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var bench-validation
+.PHONY: demo test install lock clean-var bench-validation bench-retrieval
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 # Benchmarks print figures and record them under benchmarks/results/.
 bench-validation: $(STAMP)
 	$(BIN)/python benchmarks/bench_validation.py --rows 1000000
+
+# Gowalla (../shared/datasets/gowalla or DATA=path): popularity, GF-CF, LightGCN for 30 min.
+bench-retrieval: $(STAMP)
+	$(BIN)/python benchmarks/bench_retrieval.py $(if $(DATA),--data $(DATA))
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:
