@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gfcf-k", type=int, default=256)
     parser.add_argument("--gfcf-alpha", type=float, default=0.3)
     parser.add_argument("--levels", type=float, nargs="+", default=[0.10, 0.15, 0.17, 0.18, 0.183])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for training (default: the trainer's choice, one thread below 1M edges)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
 
             config = TrainConfig(epochs=args.epochs, embedding_dim=args.dim, num_layers=layers,
                                  learning_rate=args.lr, batch_size=args.batch_size,
-                                 weight_decay=args.weight_decay, seed=args.seed, eval_every=args.eval_every)
+                                 weight_decay=args.weight_decay, seed=args.seed, eval_every=args.eval_every,
+                                 num_threads=args.threads)
             try:
                 train_lightgcn(graph, config, evaluate=evaluate)
             except TimeoutError:
