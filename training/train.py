@@ -64,7 +64,8 @@ class TrainConfig:
         num_threads: torch intra-op threads during training; ``None`` picks one thread
             for graphs under ``SMALL_GRAPH_EDGES`` edges (the per-layer products are too
             small to split, and on a busy 2-core machine a second thread made steps up
-            to 10x slower) and all cores above.
+            to 10x slower) and all cores above (Gowalla, 810k edges: 2 threads trained
+            70 epochs at batch 32768 in 355 s against 961 s on one thread, same model).
         propagation: ``"symmetric_csr"`` (default, fastest), ``"csr"`` (PyG's LGConv over
             the pre-normalised CSR matrix) or ``"edge_index"`` (PyG's LGConv normalising
             a plain ``edge_index`` on every call). All three compute the same model.
@@ -119,7 +120,7 @@ def normalized_adjacency(graph: BipartiteGraph) -> torch.Tensor:
         return to_torch_csr_tensor(edge_index, weight, size=(n, n))
 
 
-SMALL_GRAPH_EDGES = 1_000_000
+SMALL_GRAPH_EDGES = 200_000
 PROPAGATIONS = ("symmetric_csr", "csr", "edge_index")
 
 
