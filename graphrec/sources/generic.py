@@ -59,7 +59,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from graphrec import contract
-from graphrec.sources.loading import SourceLoad
+from graphrec.sources.loading import SourceLoad, catalog_from_events
 
 UNKNOWN_CATEGORY = "unknown"
 CONTRACT_COLUMNS = contract.INTERACTION_COLUMNS
@@ -687,21 +687,10 @@ def load_source(config: SourceConfig | Path) -> SourceLoad:
     raw, errors = _read(source, list(mapping.values()))
     interactions, value_errors = _map_interactions(raw, config)
     errors = sorted(errors + value_errors, key=lambda e: e["line"])
-    # A negative item id is reported on its interaction rows; the catalog leaves it out,
-    # so that the good rows can land under on_bad_rows="quarantine".
-    valid_items = interactions[interactions[contract.ITEM_ID] >= 0]
-    first_seen = valid_items.groupby(contract.ITEM_ID, sort=True)[contract.EVENT_TS].min()
-    items = pd.DataFrame(
-        {
-            contract.ITEM_ID: first_seen.index.to_numpy(dtype=np.int64),
-            contract.CATEGORY: UNKNOWN_CATEGORY,
-            contract.FIRST_SEEN_TS: first_seen.array,
-        }
-    )
+    items = catalog_from_events(interactions, UNKNOWN_CATEGORY)
     if config.items is not None:
         categories = _catalog(config.items)
         items[contract.CATEGORY] = items[contract.ITEM_ID].map(categories).fillna(UNKNOWN_CATEGORY).astype(object)
-    items[contract.FIRST_SEEN_TS] = items[contract.FIRST_SEEN_TS].astype("datetime64[us, UTC]")
     users = pd.DataFrame({contract.USER_ID: np.unique(interactions[contract.USER_ID].to_numpy())}, dtype="int64")
     file = source.path.name if source.format == "csv" else f"{source.path.name} (1-based row numbers)"
     return SourceLoad(name=source.name, path=source.path, interactions=interactions, parse_errors=errors,

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec import contract
-from graphrec.sources.loading import SourceLoad
+from graphrec.sources.loading import SourceLoad, catalog_from_events
 
 TRAIN_FILE = "train.txt"
 TEST_FILE = "test.txt"
@@ -220,17 +220,7 @@ def load_source(path: Path, *, start: dt.date = dt.date(2020, 1, 1)) -> SourceLo
         for parsed, offset in ((train, 0), (test, TEST_LINE_OFFSET))
         for line, text, message in parsed.errors
     ]
-    # A negative item id is reported on its interaction rows; the catalog leaves it out,
-    # so that the good rows can land under on_bad_rows="quarantine".
-    valid_items = interactions[interactions[contract.ITEM_ID] >= 0]
-    first_seen = valid_items.groupby(contract.ITEM_ID, sort=True)[contract.EVENT_TS].min()
-    items = pd.DataFrame(
-        {
-            contract.ITEM_ID: first_seen.index.to_numpy(dtype=np.int64),
-            contract.CATEGORY: CATEGORY,
-            contract.FIRST_SEEN_TS: first_seen.array,
-        }
-    )
+    items = catalog_from_events(interactions, CATEGORY)
     users = pd.DataFrame({contract.USER_ID: np.unique(np.concatenate([train.users, test.users]))}, dtype="int64")
     return SourceLoad(
         name=SOURCE_NAME, path=Path(path), interactions=interactions, parse_errors=errors,

@@ -127,6 +127,25 @@ def _write_bad_rows(settings: Settings, load: SourceLoad, bad: pd.DataFrame, pol
     return report
 
 
+def catalog_from_events(interactions: pd.DataFrame, category: str) -> pd.DataFrame:
+    """One catalog row per item seen in ``interactions``: ``category`` and the first event time.
+
+    Negative item ids are left out: they are reported on their interaction rows, and a
+    catalog without them lets the good rows land under ``on_bad_rows="quarantine"``.
+    """
+    valid = interactions[interactions[contract.ITEM_ID] >= 0]
+    first_seen = valid.groupby(contract.ITEM_ID, sort=True)[contract.EVENT_TS].min()
+    items = pd.DataFrame(
+        {
+            contract.ITEM_ID: first_seen.index.to_numpy(dtype="int64"),
+            contract.CATEGORY: category,
+            contract.FIRST_SEEN_TS: first_seen.array,
+        }
+    )
+    items[contract.FIRST_SEEN_TS] = items[contract.FIRST_SEEN_TS].astype("datetime64[us, UTC]")
+    return items
+
+
 def _catalog_days(items: pd.DataFrame, days: list[dt.date]) -> pd.Series:
     """The landed day whose partition carries each item: its first-seen day, or the next
     landed day when no interactions fell on that day (the last day for later items), so

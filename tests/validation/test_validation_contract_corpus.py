@@ -190,20 +190,21 @@ def new_item_flood(s):
     rewrite(s, f)
 
 
-def bot_user(s):
+def _concentrate(s, column: str, share: float) -> None:
+    """Give ``share`` of the day's events to one existing user or item (times kept unique)."""
     f = frame_of(s)
-    n = int(len(f) * 0.12)
-    f.loc[f.index[:n], contract.USER_ID] = int(f[contract.USER_ID].iloc[-1])
+    n = int(len(f) * share)
+    f.loc[f.index[:n], column] = int(f[column].iloc[-1])
     f.loc[f.index[:n], contract.EVENT_TS] += pd.to_timedelta(np.arange(n), unit="us")
     rewrite(s, f)
+
+
+def bot_user(s):
+    _concentrate(s, contract.USER_ID, 0.12)
 
 
 def hot_item(s):
-    f = frame_of(s)
-    n = int(len(f) * 0.45)
-    f.loc[f.index[:n], contract.ITEM_ID] = int(f[contract.ITEM_ID].iloc[-1])
-    f.loc[f.index[:n], contract.EVENT_TS] += pd.to_timedelta(np.arange(n), unit="us")
-    rewrite(s, f)
+    _concentrate(s, contract.ITEM_ID, 0.45)
 
 
 def items_dupes(s):
