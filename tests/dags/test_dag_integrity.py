@@ -57,3 +57,41 @@ def test_dag_files_do_not_import_heavy_libraries_at_parse_time():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1:] in ([""], []), result.stdout
+
+
+def test_model_param_offers_every_retriever_kind(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from graphrec.settings import RETRIEVER_MODELS, get_settings
+
+    param = dagbag.get_dag("graphrec_nightly").params.get_param("model")
+    assert param.schema["enum"] == ["lightgcn", "mf", "gfcf", "popularity"] == list(RETRIEVER_MODELS)
+    assert param.value == get_settings().retriever_model and param.description
+    assert param.resolve("gfcf") == "gfcf"
+    with pytest.raises(ParamValidationError):
+        param.resolve("svd")
+
+
+def _with_params(monkeypatch, callable_, params):
+    """Run a TaskFlow callable outside Airflow with ``params`` as its context's params."""
+    monkeypatch.setitem(callable_.__globals__, "get_current_context", lambda: {"params": params})
+
+
+def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypatch):
+    import monitoring.alerts
+    import training.retriever
+
+    dag = dagbag.get_dag("graphrec_nightly")
+    params = {"model": "gfcf", "window_days": 14, "epochs": 30}
+    calls = []
+    monkeypatch.setattr(training.retriever, "train_retriever", lambda *args, **kwargs: calls.append(kwargs) or {})
+    train = dag.get_task("train").python_callable
+    _with_params(monkeypatch, train, params)
+    train({"ds": "2025-01-08", "reason": "schedule"}, {})
+    assert calls[0]["model"] == "gfcf"
+
+    monkeypatch.setattr(monitoring.alerts, "send_drift_alert", lambda result, settings: None)
+    send_alert = dag.get_task("send_alert").python_callable
+    _with_params(monkeypatch, send_alert, params)
+    conf = send_alert({"ds": "2025-01-08"}, {"share": 0.5, "threshold": 0.4, "drifted_columns": ["item_id"]})
+    assert conf["model"] == "gfcf" and conf["trigger_reason"].startswith("drift on 2025-01-08")

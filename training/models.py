@@ -1,0 +1,127 @@
+"""The retriever kinds ``train_retriever`` can fit, each ending as a :class:`ModelEmbeddings`.
+
+Every kind is a dot-product model over the training graph's users and items, so the
+same evaluation (:func:`training.metrics.evaluate_embeddings`), MLflow registration,
+canary gate, FAISS index and recommender serve all of them:
+
+* ``lightgcn``: LightGCN with BPR (:func:`training.train.train_lightgcn`), dimension
+  ``embedding_dim``;
+* ``mf``: MF-BPR, the same trainer with ``num_layers = 0``, dimension ``embedding_dim``;
+* ``gfcf``: GF-CF, closed form and training-free (:func:`training.gfcf.fit_gfcf`),
+  exported by :meth:`training.gfcf.GFCF.embeddings`, dimension ``2 k``;
+* ``popularity``: item counts (:func:`training.metrics.popularity_model`), dimension 1.
+  The canary never promotes it (it cannot beat itself) unless forced.
+
+A kind's *params* (:func:`model_params`) are a JSON-able dict that fully describes the
+fit: they are logged to MLflow, stored in the embeddings' ``meta``, part of the
+idempotency key, and the only input :func:`fit_model` takes besides the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pandas as pd
+
+from graphrec.settings import RETRIEVER_MODELS, Settings
+from training.data import BipartiteGraph, InsufficientDataError
+from training.embeddings import ModelEmbeddings
+from training.gfcf import fit_gfcf
+from training.metrics import popularity_model
+from training.train import EvalFn, TrainConfig, train_lightgcn
+
+#: MLflow param prefix per kind (``train.epochs``, ``gfcf.k``...).
+PARAM_PREFIX = {"lightgcn": "train", "mf": "train", "gfcf": "gfcf", "popularity": "popularity"}
+
+
+@dataclasses.dataclass
+class FittedRetriever:
+    """What fitting one retriever kind produced.
+
+    Args:
+        embeddings: user and item embeddings with the graph's external ids.
+        seconds: wall time of the fit (evaluation callbacks included).
+        losses: mean loss per epoch (trained kinds only).
+        evaluations: ``(epoch, metrics)`` pairs from the evaluation callback.
+        details: numbers known only after fitting (e.g. GF-CF's ``k`` after capping).
+    """
+
+    embeddings: ModelEmbeddings
+    seconds: float
+    losses: list[float] = dataclasses.field(default_factory=list)
+    evaluations: list[tuple[int, dict[str, float]]] = dataclasses.field(default_factory=list)
+    details: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it is a known retriever kind, else a ``ValueError`` listing them."""
+    if kind not in RETRIEVER_MODELS:
+        raise ValueError(f"unknown retriever model {kind!r}: choose one of {', '.join(RETRIEVER_MODELS)}")
+    return kind
+
+
+def model_params(kind: str, config: TrainConfig, settings: Settings) -> dict[str, Any]:
+    """The JSON-able params of ``kind``.
+
+    Args:
+        kind: one of :data:`graphrec.settings.RETRIEVER_MODELS`.
+        config: the trainer's config (``lightgcn``; ``mf`` with ``num_layers = 0``).
+        settings: ``gfcf_k``, ``gfcf_alpha`` and ``seed`` for ``gfcf``.
+    """
+    check_kind(kind)
+    if kind == "lightgcn":
+        return dataclasses.asdict(config)
+    if kind == "mf":
+        return dataclasses.asdict(dataclasses.replace(config, num_layers=0))
+    if kind == "gfcf":
+        return {"k": settings.gfcf_k, "alpha": settings.gfcf_alpha, "seed": settings.seed}
+    return {}
+
+
+def logged_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` named for MLflow: ``{"train.epochs": 30, ...}`` or ``{"gfcf.k": 256, ...}``."""
+    return {f"{PARAM_PREFIX[kind]}.{name}": value for name, value in params.items()}
+
+
+def fit_model(
+    kind: str,
+    params: dict[str, Any],
+    graph: BipartiteGraph,
+    history: pd.DataFrame,
+    evaluate: EvalFn | None = None,
+) -> FittedRetriever:
+    """Fit a retriever of ``kind`` on the training graph.
+
+    Args:
+        kind: one of :data:`graphrec.settings.RETRIEVER_MODELS`.
+        params: its params (:func:`model_params`).
+        graph: the training graph (:func:`training.data.build_graph` of ``history``).
+        history: the training interactions (popularity counts repeats; the graph does not).
+        evaluate: called by the trained kinds every ``eval_every`` epochs.
+
+    Raises:
+        InsufficientDataError: GF-CF on fewer than two users or items (no SVD to take).
+    """
+    check_kind(kind)
+    started = time.perf_counter()
+    if kind in ("lightgcn", "mf"):
+        result = train_lightgcn(graph, TrainConfig(**params), evaluate)
+        return FittedRetriever(result.embeddings, result.seconds, list(result.losses), list(result.evaluations))
+    if kind == "gfcf":
+        if min(graph.n_users, graph.n_items) < 2:
+            raise InsufficientDataError(
+                f"GF-CF needs at least 2 users and 2 items, the graph has {graph.n_users} and {graph.n_items}"
+            )
+        fitted = fit_gfcf(
+            graph.edge_index[0], graph.edge_index[1], graph.n_users, graph.n_items,
+            k=params["k"], alpha=params["alpha"], user_ids=graph.users.ids, item_ids=graph.items.ids,
+            seed=params["seed"],
+        )
+        embeddings = fitted.embeddings()
+        return FittedRetriever(
+            embeddings, time.perf_counter() - started,
+            details={"gfcf_k_used": embeddings.meta["k"], "gfcf_svd_seconds": fitted.fit_seconds},
+        )
+    return FittedRetriever(popularity_model(history), time.perf_counter() - started)
