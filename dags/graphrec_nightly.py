@@ -118,7 +118,12 @@ def graphrec_nightly():
 
     @task(outlets=[RETRIEVER_CHALLENGER])
     def train(day: dict, _features: dict) -> dict:
-        """Fit the chosen retriever on the window, log to MLflow, register a version aliased `challenger`."""
+        """Fit the chosen retriever on the window, log to MLflow, register a version aliased `challenger`.
+
+        lightgcn and mf stop early on a validation split of the training days (never the
+        holdout); the trainer logs one line per epoch to this task's log and MLflow gets
+        the curves (`train_loss`, `val_recall_at_20`) and a `final_metrics.json` table.
+        The returned summary carries `epochs_run`, `stopped_early` and `best_epoch`."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from graphrec.lake import parse_ds

@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     learning_rate: float = 0.01
     batch_size: int = 2048
     weight_decay: float = 1e-4
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1,
+        description="lightgcn/mf: share of each user's newest training events kept for early stopping (0: off).",
+    )
+    eval_every: int = Field(2, ge=0, description="lightgcn/mf: evaluate on the validation split every this many epochs")
+    patience: int = Field(
+        3, ge=0, description="lightgcn/mf: evaluations without a better validation Recall@20 before stopping (0: off)."
+    )
     top_k: int = 20
 
     # Canary gate: the challenger may trail the champion's Recall@20 by at most this much.

@@ -207,3 +207,54 @@ def build_graph(train: pd.DataFrame) -> BipartiteGraph:
     keys = np.unique(u * max(len(items), 1) + i)
     edge_index = np.stack([keys // max(len(items), 1), keys % max(len(items), 1)]).astype(np.int64)
     return BipartiteGraph(users, items, edge_index)
+
+
+def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out each user's latest training interactions as a validation set.
+
+    Early stopping needs a score that the holdout never influences, so it is taken from
+    the training part only (the holdout is not an argument). For every user with ``n >= 2``
+    interactions, the latest ``k = min(ceil(fraction * n), n - 1)`` of them by
+    ``event_ts`` are validation candidates; the rest, and every interaction of users with
+    a single one, are the fit part. Every user of ``train`` thus keeps at least one fit
+    interaction (and an embedding). Identical ``(user, item, event_ts)`` events are
+    never split between the parts: such a group goes to validation only when all of it
+    falls among the user's latest ``k``.
+
+    Ties in ``event_ts`` are broken by a seeded hash of ``(user, item, event_ts)``, so the
+    result depends only on the rows and ``seed``, not on their order in the frame.
+
+    Args:
+        train: the training interactions (:func:`temporal_split`), with ``user_id``,
+            ``item_id`` and ``event_ts`` columns.
+        fraction: share of each user's interactions to validate on, in ``[0, 1)``;
+            ``0`` returns all of ``train`` as the fit part.
+        seed: seeds the tie-breaking among events with equal timestamps.
+
+    Returns:
+        ``(fit, validation)``: each keeps the input's columns and row order, with a
+        fresh index; together they are exactly the rows of ``train``.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+    if train.empty or fraction == 0:
+        return train.reset_index(drop=True), train.iloc[:0].reset_index(drop=True)
+    keys = pd.DataFrame(
+        {
+            "user": train[contract.USER_ID].to_numpy(np.int64),
+            "item": train[contract.ITEM_ID].to_numpy(np.int64),
+            "ts": train[contract.EVENT_TS].to_numpy("datetime64[ns]").view(np.int64),
+        }
+    )
+    keys["tie"] = pd.util.hash_pandas_object(keys.assign(seed=np.int64(seed)), index=False).to_numpy()
+    keys["row"] = np.arange(len(keys))
+    ordered = keys.sort_values(["user", "ts", "tie", "item"], kind="mergesort")
+    n = ordered.groupby("user", sort=False)["user"].transform("size").to_numpy()
+    from_end = n - 1 - ordered.groupby("user", sort=False).cumcount().to_numpy()  # 0 = the latest
+    k = np.minimum(np.ceil(fraction * n), n - 1)
+    # A group of identical events is validation only when its oldest copy is among the latest k.
+    oldest = pd.Series(from_end, index=ordered.index).groupby([ordered["user"], ordered["item"], ordered["ts"]])
+    candidate = (oldest.transform("max").to_numpy() < k) & (n >= 2)
+    is_validation = np.zeros(len(keys), dtype=bool)
+    is_validation[ordered["row"].to_numpy()] = candidate
+    return train[~is_validation].reset_index(drop=True), train[is_validation].reset_index(drop=True)

@@ -35,6 +35,10 @@ from training.train import EvalFn, TrainConfig, train_lightgcn
 #: MLflow param prefix per kind (``train.epochs``, ``gfcf.k``...).
 PARAM_PREFIX = {"lightgcn": "train", "mf": "train", "gfcf": "gfcf", "popularity": "popularity"}
 
+#: The kinds trained for epochs (with an evaluation callback and early stopping); the
+#: others are fitted in closed form and need no validation split.
+TRAINED_KINDS = ("lightgcn", "mf")
+
 
 @dataclasses.dataclass
 class FittedRetriever:
@@ -46,6 +50,10 @@ class FittedRetriever:
         losses: mean loss per epoch (trained kinds only).
         evaluations: ``(epoch, metrics)`` pairs from the evaluation callback.
         details: numbers known only after fitting (e.g. GF-CF's ``k`` after capping).
+        best_epoch: trained kinds with early stopping: the epoch whose embeddings were
+            kept (``None`` when the trainer does not report one).
+        stopped_early: whether training stopped before ``epochs`` for lack of progress.
+        epochs_run: epochs actually trained (trained kinds only).
     """
 
     embeddings: ModelEmbeddings
@@ -53,6 +61,9 @@ class FittedRetriever:
     losses: list[float] = dataclasses.field(default_factory=list)
     evaluations: list[tuple[int, dict[str, float]]] = dataclasses.field(default_factory=list)
     details: dict[str, float] = dataclasses.field(default_factory=dict)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    epochs_run: int | None = None
 
 
 def check_kind(kind: str) -> str:
@@ -97,9 +108,12 @@ def fit_model(
     Args:
         kind: one of :data:`graphrec.settings.RETRIEVER_MODELS`.
         params: its params (:func:`model_params`).
-        graph: the training graph (:func:`training.data.build_graph` of ``history``).
+        graph: the graph to fit (:func:`training.data.build_graph`); for the trained
+            kinds with a validation split, the graph of its fit part only.
         history: the training interactions (popularity counts repeats; the graph does not).
-        evaluate: called by the trained kinds every ``eval_every`` epochs.
+        evaluate: called by the trained kinds every ``eval_every`` epochs; with
+            ``patience > 0`` in ``params`` the trainer stops early on its ``monitor`` key
+            and returns the embeddings of the best evaluation.
 
     Raises:
         InsufficientDataError: GF-CF on fewer than two users or items (no SVD to take).
@@ -108,7 +122,12 @@ def fit_model(
     started = time.perf_counter()
     if kind in ("lightgcn", "mf"):
         result = train_lightgcn(graph, TrainConfig(**params), evaluate)
-        return FittedRetriever(result.embeddings, result.seconds, list(result.losses), list(result.evaluations))
+        return FittedRetriever(
+            result.embeddings, result.seconds, list(result.losses), list(result.evaluations),
+            best_epoch=getattr(result, "best_epoch", None),
+            stopped_early=bool(getattr(result, "stopped_early", False)),
+            epochs_run=getattr(result, "epochs_run", len(result.losses)),
+        )
     if kind == "gfcf":
         if min(graph.n_users, graph.n_items) < 2:
             raise InsufficientDataError(

@@ -4,6 +4,28 @@ The model is one of the kinds of :mod:`training.models` (``lightgcn``, ``mf``, `
 ``popularity``), chosen by ``settings.retriever_model`` or the ``model`` argument; all
 are evaluated, logged and registered the same way.
 
+**Validation and early stopping.** The trained kinds (``lightgcn``, ``mf``) never see the
+holdout while training: with ``settings.validation_fraction > 0`` each user's latest
+training events are split off (:func:`training.data.validation_split`), the graph and
+id maps are built from the rest (the *fit* part), the trainer's evaluation callback
+scores the validation events every ``settings.eval_every`` epochs and stops after
+``settings.patience`` evaluations without a better validation Recall@20, keeping the
+embeddings of the best one. Those embeddings are then scored on the holdout exactly like
+every other kind. The model is fitted on the fit part only (the usual early-stopping
+trade-off: the newest ~10% of the training events teach the stopping rule, not the
+embeddings), and items seen only in validation events are unknown to it, like items first
+seen in the holdout. ``gfcf`` and ``popularity`` have no epochs and fit the whole
+training part.
+
+**What the MLflow run holds.** Params: the window, partitions, ``dataset_fingerprint``,
+``code_version``, ``validation_fraction`` and the kind's params (``train.seed``,
+``train.patience``...). Metric histories with ``step = epoch``: ``train_loss``,
+``val_recall_at_20``, ``val_ndcg_at_20``. Metrics: the holdout ``recall_at_20``,
+``ndcg_at_20`` and the popularity baseline's, ``epochs_run``, ``best_epoch`` and
+``stopped_early`` when the trainer reports them. A table artifact
+``final_metrics.json`` (:func:`final_metrics_table`): one row per model scored on the
+holdout.
+
 :func:`train_retriever` is what the Airflow task calls. It is idempotent for its
 inputs: a rerun with the same curated bytes, hyper-parameters and code finds the
 version it registered before (model-version tag ``training_key``), points
@@ -17,24 +39,37 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import subprocess
 import time
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 import graphrec
 from graphrec.settings import PROJECT_ROOT, Settings
 from training import registry
-from training.data import InsufficientDataError, build_graph, holdout_start, load_window, temporal_split
-from training.metrics import DEFAULT_K, build_ranking_task, evaluate_embeddings, popularity_model
-from training.models import check_kind, fit_model, logged_params, model_params
+from training.data import (
+    InsufficientDataError,
+    build_graph,
+    holdout_start,
+    load_window,
+    temporal_split,
+    validation_split,
+)
+from training.metrics import DEFAULT_K, RankingMetrics, build_ranking_task, evaluate_embeddings, popularity_model
+from training.models import TRAINED_KINDS, FittedRetriever, check_kind, fit_model, logged_params, model_params
 from training.train import TrainConfig
 
 SUMMARY_TAG = "summary"
 TRAINING_KEY_TAG = "training_key"
+#: The run artifact with the holdout metrics of the model and its baseline.
+FINAL_METRICS_TABLE = "final_metrics.json"
+
+log = logging.getLogger(__name__)
 
 
 def code_version() -> str:
@@ -50,26 +85,99 @@ def code_version() -> str:
 
 
 def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
-    """The :class:`TrainConfig` the settings describe (``epochs`` overrides)."""
-    return TrainConfig(
-        epochs=epochs or settings.epochs,
-        embedding_dim=settings.embedding_dim,
-        num_layers=settings.num_layers,
-        learning_rate=settings.learning_rate,
-        batch_size=settings.batch_size,
-        weight_decay=settings.weight_decay,
-        seed=settings.seed,
-    )
+    """The :class:`TrainConfig` the settings describe (``epochs`` overrides).
+
+    Early stopping (``patience``) needs a validation split to watch: it is off when
+    ``settings.validation_fraction`` is 0, so that nothing ever stops on the holdout.
+    """
+    values = {
+        "epochs": epochs or settings.epochs,
+        "embedding_dim": settings.embedding_dim,
+        "num_layers": settings.num_layers,
+        "learning_rate": settings.learning_rate,
+        "batch_size": settings.batch_size,
+        "weight_decay": settings.weight_decay,
+        "seed": settings.seed,
+        "eval_every": settings.eval_every,
+        "patience": settings.patience if settings.validation_fraction > 0 else 0,
+    }
+    # Only the fields this trainer has (``patience`` came with early stopping).
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value for name, value in values.items() if name in fields})
 
 
 def _training_key(
-    fingerprint: str, ds: dt.date, window_days: int, holdout_days: int, model: str, params: dict[str, Any], code: str
+    fingerprint: str, ds: dt.date, window_days: int, holdout_days: int, model: str, params: dict[str, Any], code: str,
+    validation_fraction: float,
 ) -> str:
     payload = {
         "fingerprint": fingerprint, "ds": ds.isoformat(), "window_days": window_days,
         "holdout_days": holdout_days, "model": model, "params": params, "code": code,
+        "validation_fraction": validation_fraction,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def chosen_evaluation(fitted: FittedRetriever) -> tuple[int, dict[str, float]] | None:
+    """The validation evaluation of the embeddings ``fitted`` returned.
+
+    That is the evaluation at ``best_epoch`` when the trainer reports one (early
+    stopping keeps the best embeddings), else the last one (the final embeddings);
+    ``None`` without evaluations.
+    """
+    if fitted.best_epoch is not None:
+        for epoch, values in fitted.evaluations:
+            if epoch == fitted.best_epoch:
+                return epoch, values
+    return fitted.evaluations[-1] if fitted.evaluations else None
+
+
+def final_metrics_table(
+    kind: str,
+    model: RankingMetrics,
+    baseline: RankingMetrics,
+    validation: tuple[int, dict[str, float]] | None = None,
+) -> pd.DataFrame:
+    """The run's final table: one row per model scored on the holdout.
+
+    Args:
+        kind: the retriever kind (the first row's ``model``).
+        model: its holdout metrics.
+        baseline: the popularity baseline's holdout metrics (row ``popularity``).
+        validation: ``(epoch, {"recall_at_K": ..., "ndcg_at_K": ...})`` of the kept
+            embeddings on the validation split (:func:`chosen_evaluation`); fills the
+            model row's ``val_*`` columns (null elsewhere). ``val_epoch`` is the epoch of
+            the kept embeddings: the best one under early stopping, else the last.
+
+    Returns:
+        Columns ``model, role, recall_at_K, ndcg_at_K, n_eval_users, val_recall_at_K,
+        val_ndcg_at_K, val_epoch``; ``role`` is ``candidate`` or ``baseline``.
+    """
+    k = model.k
+    names = (f"recall_at_{k}", f"ndcg_at_{k}")
+    epoch, values = validation if validation is not None else (None, {})
+    rows = [
+        {"model": kind, "role": "candidate", names[0]: model.recall, names[1]: model.ndcg,
+         "n_eval_users": model.n_users,
+         **{f"val_{name}": values.get(name) for name in names}, "val_epoch": epoch},
+        {"model": "popularity", "role": "baseline", names[0]: baseline.recall, names[1]: baseline.ndcg,
+         "n_eval_users": baseline.n_users, **{f"val_{name}": None for name in names}, "val_epoch": None},
+    ]
+    return pd.DataFrame(rows)
+
+
+def _log_curves(settings: Settings, run_id: str, fitted: FittedRetriever) -> None:
+    """``train_loss`` and ``val_*`` metric histories with ``step = epoch``."""
+    now = int(time.time() * 1000)
+    history = [Metric("train_loss", loss, now, epoch) for epoch, loss in enumerate(fitted.losses, start=1)]
+    history += [
+        Metric(f"val_{name}", value, now, epoch)
+        for epoch, values in fitted.evaluations
+        for name, value in values.items()
+    ]
+    client = registry.client_for(settings)
+    for lo in range(0, len(history), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=history[lo : lo + 1000])
 
 
 def _find_version(settings: Settings, key: str) -> tuple[int, dict[str, Any]] | None:
@@ -113,8 +221,11 @@ def train_retriever(
     Returns:
         A small JSON-able summary for XCom: ``run_id, model_version, model,
         recall_at_20, ndcg_at_20, popularity_recall_at_20, popularity_ndcg_at_20,
-        data_window, n_users, n_items, n_train, n_holdout, n_eval_users, seconds`` plus
-        ``ds, reason, dataset_fingerprint, reused``.
+        data_window, n_users, n_items, n_train, n_fit, n_validation, n_holdout,
+        n_eval_users, seconds`` plus ``ds, reason, dataset_fingerprint, reused``; the
+        trained kinds add ``epochs_run, stopped_early``, ``best_epoch`` (when the trainer
+        reports it) and ``val_recall_at_20, val_ndcg_at_20`` (the kept embeddings on the
+        validation split). ``n_users``/``n_items`` are the model's (the fit part's).
 
     Raises:
         InsufficientDataError: no training events, or no user with both history and
@@ -138,15 +249,34 @@ def train_retriever(
             f"to {ds} has {len(holdout)} events and none is a new item of a user with history"
         )
     params = model_params(kind, train_config(settings, epochs), settings)
+    validation_fraction = settings.validation_fraction if kind in TRAINED_KINDS else 0.0
     code = code_version()
-    key = _training_key(window.fingerprint, ds, window_days, settings.holdout_days, kind, params, code)
+    key = _training_key(
+        window.fingerprint, ds, window_days, settings.holdout_days, kind, params, code, validation_fraction
+    )
     registry.configure(settings)
     if reuse and (found := _find_version(settings, key)) is not None:
         version, summary = found
         registry.set_alias(settings, registry.CHALLENGER, version)
         return {**summary, "reason": reason, "reused": True, "seconds": round(time.perf_counter() - started, 3)}
 
-    graph = build_graph(train)
+    # The validation split comes from the training part only: the holdout never steers training.
+    fit, validation = validation_split(train, validation_fraction, settings.seed)
+    val_task = build_ranking_task(fit, validation) if len(validation) else None
+    fit_params = params
+    if val_task is not None and val_task.n_users == 0:
+        log.warning(
+            "validation split has no user with a new item: training on all %d events, no early stopping", len(train)
+        )
+        fit, validation, val_task = train, train.iloc[:0], None
+    if val_task is None and fit_params.get("patience"):
+        fit_params = {**params, "patience": 0}
+    if val_task is not None:
+        log.info(
+            "validation split (fraction %.2f): %d fit events, %d validation events, %d validation users",
+            validation_fraction, len(fit), len(validation), val_task.n_users,
+        )
+    graph = build_graph(fit)
     k = DEFAULT_K
     with mlflow.start_run(run_name=f"retriever-{kind}-{ds.isoformat()}-{reason}") as run:
         mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": kind})
@@ -156,42 +286,59 @@ def train_retriever(
                 "data_window": json.dumps(window.data_window),
                 "partitions": json.dumps([d.isoformat() for d in window.days]),
                 "dataset_fingerprint": window.fingerprint, "code_version": code, "reason": reason,
-                "model": kind, **logged_params(kind, params),
+                "model": kind, "validation_fraction": validation_fraction, **logged_params(kind, params),
             }
         )
 
         def evaluate(embeddings):
-            metrics = evaluate_embeddings(embeddings, task, k)
+            metrics = evaluate_embeddings(embeddings, val_task, k)
+            # Unprefixed: the trainer monitors "recall_at_20"; MLflow gets them as val_*.
             return {f"recall_at_{k}": metrics.recall, f"ndcg_at_{k}": metrics.ndcg}
 
-        result = fit_model(kind, params, graph, train, evaluate)
+        result = fit_model(kind, fit_params, graph, train, evaluate if val_task is not None else None)
         final = evaluate_embeddings(result.embeddings, task, k)
         popularity = evaluate_embeddings(popularity_model(train), task, k)
-        now = int(time.time() * 1000)
-        history = [Metric("epoch_loss", loss, now, epoch) for epoch, loss in enumerate(result.losses, start=1)]
-        history += [
-            Metric(f"epoch_{name}", value, now, epoch) for epoch, values in result.evaluations for name, value in values.items()
-        ]
-        if history:  # the closed-form kinds have no epochs
-            registry.client_for(settings).log_batch(run.info.run_id, metrics=history)
+        _log_curves(settings, run.info.run_id, result)
+        chosen = chosen_evaluation(result)
+        mlflow.log_table(final_metrics_table(kind, final, popularity, chosen), FINAL_METRICS_TABLE)
         metrics = {
             f"recall_at_{k}": final.recall, f"ndcg_at_{k}": final.ndcg,
             f"popularity_recall_at_{k}": popularity.recall, f"popularity_ndcg_at_{k}": popularity.ndcg,
         }
+        training: dict[str, Any] = {}  # trained kinds: how the epochs went
+        if kind in TRAINED_KINDS:
+            training["epochs_run"] = result.epochs_run
+            training["stopped_early"] = result.stopped_early
+            if result.best_epoch is not None:
+                training["best_epoch"] = result.best_epoch
+            if chosen is not None:
+                training.update({f"val_{name}": round(value, 6) for name, value in chosen[1].items()})
         mlflow.log_metrics(
             {**metrics, "train_seconds": result.seconds, "n_eval_users": final.n_users,
              "n_users": graph.n_users, "n_items": graph.n_items, "n_edges": graph.n_edges,
-             "embedding_dim": result.embeddings.dim, **result.details}
+             "n_fit": len(fit), "n_validation": len(validation),
+             "n_val_users": val_task.n_users if val_task is not None else 0,
+             "embedding_dim": result.embeddings.dim, **result.details,
+             **{name: float(value) for name, value in training.items()
+                if name in ("epochs_run", "stopped_early", "best_epoch")}}
+        )
+        log.info(
+            "%s: holdout recall@%d %.4f, ndcg@%d %.4f (popularity %.4f, %.4f)%s",
+            kind, k, final.recall, k, final.ndcg, popularity.recall, popularity.ndcg,
+            "".join(f", {name} {value}" for name, value in training.items()),
         )
         summary = {
             "run_id": run.info.run_id,
             "model_version": None,
             "model": kind,
             **{name: round(value, 6) for name, value in metrics.items()},
+            **training,
             "data_window": window.data_window,
             "n_users": graph.n_users,
             "n_items": graph.n_items,
             "n_train": len(train),
+            "n_fit": len(fit),
+            "n_validation": len(validation),
             "n_holdout": len(holdout),
             "n_eval_users": final.n_users,
             "ds": ds.isoformat(),
@@ -208,6 +355,7 @@ def train_retriever(
             "metrics": metrics,
             "params": params,
             "fit_details": result.details,
+            "validation": {"fraction": validation_fraction, "n_fit": len(fit), "n_validation": len(validation), **training},
             "code_version": code,
             "ds": ds.isoformat(),
             "reason": reason,

@@ -11,7 +11,9 @@ user-item graph without weights or non-linearities:
 
 and scores a user-item pair by ``<x_u, x_i>``. Training minimises the Bayesian
 Personalised Ranking loss over (user, positive item, sampled negative item) triples
-(:meth:`torch_geometric.nn.models.LightGCN.recommendation_loss`), with Adam.
+(:meth:`torch_geometric.nn.models.LightGCN.recommendation_loss`), with Adam. The loss of
+a batch, negative sampling included, is one function of :mod:`training.losses`
+(:func:`~training.losses.batch_loss`; ``TrainConfig.loss`` picks one of its ``LOSSES``).
 
 Speed: ``Â`` never changes, so it is normalised once (``gcn_norm``) and handed to
 the model as a torch sparse CSR matrix with ``normalize=False``; each layer is then one
@@ -23,27 +25,64 @@ step: plain ``edge_index`` ~80-120 ms, CSR with PyG's LGConv ~15-23 ms, symmetri
 ~6-9 ms; the 30 default epochs took ~36 s, ~9 s and ~3-4 s (2-core machine shared with
 other jobs). All three give the same model (``tests/training``).
 
-This module holds no I/O: graphs in, embeddings and a history of numbers out.
+Hygiene, all off by default (the defaults train exactly as before they existed):
+
+* **Early stopping** (``TrainConfig.patience > 0`` with an ``evaluate`` callback): stop
+  after ``patience`` evaluations in a row without a higher ``TrainConfig.monitor`` and
+  return the embeddings of the best evaluation, not the last. The callback scores a
+  validation split the caller takes from the training data (never the test set).
+* **Checkpoints** (``checkpoint_dir``): the whole loop state is saved at every evaluation,
+  every ``TrainConfig.checkpoint_every`` epochs and after the last epoch
+  (:mod:`training.checkpoint`); ``resume=True`` continues from it, and a run of ``N``
+  epochs equals ``N / 2`` epochs plus a resume to ``N``, bit for bit.
+* **Progress** (:mod:`training.progress`): a tqdm bar with the live loss and metric on a
+  terminal, one log line per epoch elsewhere (Airflow's task logs).
+
+**Distributed data parallel.** Under ``torchrun`` (any initialised ``torch.distributed``
+group of two or more processes; gloo on CPU) every rank holds the whole graph and
+computes the full propagation through :class:`~torch.nn.parallel.DistributedDataParallel`.
+All ranks draw the same edge permutation; each global batch of ``batch_size`` edges is
+cut into ``world_size`` contiguous shards, each rank samples negatives for its shard
+(its own generator, seeded by ``(seed, rank)``) and DDP averages the gradients. The
+shard losses are scaled so that this average is exactly the gradient of the one-process
+loss of the whole batch, L2 term included (:mod:`training.losses`), so one optimisation step
+sees the same ``batch_size`` edges as in one process and reaches the same quality
+(``tests/training/test_training_distributed.py``). Rank 0 alone evaluates, checkpoints
+and reports; its early-stopping decisions are broadcast so all ranks stop together.
+The command line is :mod:`training.distributed`.
+
+This module holds no I/O but the optional checkpoint file: graphs in, embeddings and a
+history of numbers out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN
 from torch_geometric.utils import to_torch_csr_tensor
 
+from training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from training.data import BipartiteGraph
 from training.embeddings import ModelEmbeddings
+from training.losses import LOSSES, Positives, Shard, batch_loss
+from training.losses import sample_negatives as sample_negatives  # re-exported: callers import it from here
 from training.model import build_lightgcn
+from training.progress import EpochProgress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,20 +94,31 @@ class TrainConfig:
         embedding_dim: size of the embeddings. (default: ``64``)
         num_layers: number of propagation layers ``L``. (default: ``3``)
         learning_rate: Adam's step size. (default: ``0.01``)
-        batch_size: positive edges per optimisation step. (default: ``2048``)
+        batch_size: positive edges per optimisation step; under DDP the global batch,
+            shared among the ranks. (default: ``2048``)
         weight_decay: L2 strength ``lambda`` of the BPR loss on the batch's layer-0
             embeddings. (default: ``1e-4``)
         seed: seeds the initial embeddings, the edge shuffling and negative sampling.
         eval_every: evaluate every this many epochs (and after the last one) when an
             evaluation callback is given; ``0`` evaluates only after the last epoch.
-        num_threads: torch intra-op threads during training; ``None`` picks one thread
-            for graphs under ``SMALL_GRAPH_EDGES`` edges (the per-layer products are too
-            small to split, and on a busy 2-core machine a second thread made steps up
-            to 10x slower) and all cores above (Gowalla, 810k edges: 2 threads trained
-            70 epochs at batch 32768 in 355 s against 961 s on one thread, same model).
+        num_threads: torch intra-op threads during training (per process); ``None`` picks
+            one thread for graphs under ``SMALL_GRAPH_EDGES`` edges (the per-layer products
+            are too small to split, and on a busy 2-core machine a second thread made
+            steps up to 10x slower) and all cores above, shared among the processes of a
+            DDP run (Gowalla, 810k edges: 2 threads trained 70 epochs at batch 32768 in
+            355 s against 961 s on one thread, same model).
         propagation: ``"symmetric_csr"`` (default, fastest), ``"csr"`` (PyG's LGConv over
             the pre-normalised CSR matrix) or ``"edge_index"`` (PyG's LGConv normalising
             a plain ``edge_index`` on every call). All three compute the same model.
+        loss: the training objective, one of :data:`LOSSES`. (default: ``"bpr"``)
+        patience: stop after this many evaluations in a row without a higher ``monitor``
+            and return the best evaluation's embeddings; ``0`` (default) never stops
+            early and returns the last epoch's.
+        monitor: the key of the evaluation callback's dict that early stopping watches;
+            higher is better. (default: ``"recall_at_20"``)
+        checkpoint_every: with a checkpoint directory, also save every this many epochs
+            (besides every evaluation and the last epoch); ``0`` saves only then.
+            (default: ``10``)
     """
 
     epochs: int = 30
@@ -81,6 +131,10 @@ class TrainConfig:
     eval_every: int = 5
     num_threads: int | None = None
     propagation: str = "symmetric_csr"
+    loss: str = "bpr"
+    patience: int = 0
+    monitor: str = "recall_at_20"
+    checkpoint_every: int = 10
 
 
 @dataclasses.dataclass
@@ -88,16 +142,25 @@ class TrainResult:
     """What a training run produced.
 
     Args:
-        embeddings: final layer-combined user and item embeddings with external ids.
-        losses: mean BPR loss per epoch (``losses[e - 1]`` is epoch ``e``).
+        embeddings: layer-combined user and item embeddings with external ids: the best
+            evaluation's with early stopping (``best_epoch``), else the last epoch's.
+        losses: mean training loss per epoch (``losses[e - 1]`` is epoch ``e``).
         evaluations: ``(epoch, metrics)`` pairs from the evaluation callback.
-        seconds: wall time of the optimisation (evaluations included).
+        seconds: wall time of the optimisation (evaluations included; a resumed run adds
+            the time of the sessions before).
+        best_epoch: with early stopping (``patience > 0`` and a callback), the epoch whose
+            embeddings are returned; ``None`` otherwise.
+        stopped_early: whether training stopped before ``epochs`` for lack of progress.
+        epochs_run: epochs trained, resumed ones included (``len(losses)``).
     """
 
     embeddings: ModelEmbeddings
     losses: list[float]
     evaluations: list[tuple[int, dict[str, float]]]
     seconds: float
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    epochs_run: int = 0
 
 
 EvalFn = Callable[[ModelEmbeddings], dict[str, float]]
@@ -124,9 +187,9 @@ SMALL_GRAPH_EDGES = 200_000
 PROPAGATIONS = ("symmetric_csr", "csr", "edge_index")
 
 
-def default_threads(n_edges: int) -> int:
-    """One thread for small graphs, every core for large ones (see :class:`TrainConfig`)."""
-    return 1 if n_edges < SMALL_GRAPH_EDGES else max(1, os.cpu_count() or 1)
+def default_threads(n_edges: int, world_size: int = 1) -> int:
+    """One thread for small graphs, else the cores shared among ``world_size`` processes."""
+    return 1 if n_edges < SMALL_GRAPH_EDGES else max(1, (os.cpu_count() or 1) // world_size)
 
 
 @contextlib.contextmanager
@@ -140,30 +203,70 @@ def torch_threads(num_threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def sample_negatives(
-    users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator, rounds: int = 3
-) -> np.ndarray:
-    """Uniform random items for ``users``, re-drawn (vectorised) where they hit a positive.
+class _Propagation(torch.nn.Module):
+    """``forward(adj)`` is ``lightgcn.get_embedding(adj)``: the step's only forward, so that
+    DistributedDataParallel sees it and all-reduces the embedding table's gradient."""
 
-    Args:
-        users: user index of each positive edge in the batch.
-        n_items: number of items to draw from.
-        positive_keys: sorted ``user * n_items + item`` keys of all training edges.
-        rng: the numpy generator (seeded by the caller).
-        rounds: re-draw rounds; a remaining collision after them is kept (rare, harmless).
+    def __init__(self, lightgcn: LightGCN) -> None:
+        super().__init__()
+        self.lightgcn = lightgcn
 
-    Returns:
-        int64 item indices, one per user.
-    """
-    items = rng.integers(0, n_items, size=len(users))
-    last = len(positive_keys) - 1
-    for _ in range(rounds):
-        keys = users * n_items + items
-        clash = positive_keys[np.minimum(np.searchsorted(positive_keys, keys), last)] == keys
-        if not clash.any():
-            break
-        items[clash] = rng.integers(0, n_items, size=int(clash.sum()))
-    return items.astype(np.int64)
+    def forward(self, adj: Tensor) -> Tensor:
+        return self.lightgcn.get_embedding(adj)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ranks:
+    """This process's place in a ``torch.distributed`` group; one process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _ranks() -> _Ranks:
+    if dist.is_available() and dist.is_initialized():
+        return _Ranks(dist.get_rank(), dist.get_world_size())
+    return _Ranks()
+
+
+def _from_main(ranks: _Ranks, *values: int) -> list[int]:
+    """Rank 0's ``values`` on every rank (one broadcast)."""
+    if not ranks.distributed:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.int64)
+    dist.broadcast(tensor, src=0)
+    return tensor.tolist()
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """Everything of a run besides model, optimizer and generators (checkpointed with them)."""
+
+    epoch: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)
+    evaluations: list[tuple[int, dict[str, float]]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_state: dict[str, Tensor] | None = None
+    stale: int = 0  # evaluations since the best one
+
+
+def _build_model(graph: BipartiteGraph, config: TrainConfig) -> tuple[LightGCN, Tensor]:
+    n_nodes = graph.n_users + graph.n_items
+    if config.propagation == "edge_index":
+        return LightGCN(n_nodes, config.embedding_dim, config.num_layers), homogeneous_edge_index(graph)
+    symmetric = config.propagation == "symmetric_csr"
+    model = build_lightgcn(n_nodes, config.embedding_dim, config.num_layers, symmetric_sparse=symmetric)
+    return model, normalized_adjacency(graph)
 
 
 def _embeddings(model: LightGCN, adj: torch.Tensor, graph: BipartiteGraph) -> ModelEmbeddings:
@@ -177,73 +280,240 @@ def _embeddings(model: LightGCN, adj: torch.Tensor, graph: BipartiteGraph) -> Mo
     )
 
 
-def train_lightgcn(graph: BipartiteGraph, config: TrainConfig, evaluate: EvalFn | None = None) -> TrainResult:
-    """Train LightGCN on a bipartite graph with BPR and uniform negative sampling.
-
-    Args:
-        graph: the training graph (:func:`training.data.build_graph`).
-        config: hyper-parameters; runs with equal graphs and configs give equal results.
-        evaluate: optional callback scoring the current :class:`ModelEmbeddings`
-            (for example holdout Recall@20/NDCG@20); called every ``config.eval_every``
-            epochs and after the last one.
-
-    Returns:
-        A :class:`TrainResult` with the final embeddings (``model.get_embedding``, the
-        layer-combined ones) split into users and items.
-    """
+def _check(graph: BipartiteGraph, config: TrainConfig, checkpoint_dir: Path | None, resume: bool) -> None:
     if graph.n_edges == 0:
         raise ValueError("cannot train on a graph without edges")
     if config.propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {config.propagation!r}")
-    with torch_threads(config.num_threads or default_threads(graph.n_edges)):
-        torch.manual_seed(config.seed)
-        rng = np.random.default_rng(config.seed)
-        n_users, n_items = graph.n_users, graph.n_items
-        n_nodes = n_users + n_items
-        if config.propagation == "edge_index":
-            adj = homogeneous_edge_index(graph)
-            model = LightGCN(n_nodes, config.embedding_dim, config.num_layers)
-        else:
-            adj = normalized_adjacency(graph)
-            symmetric = config.propagation == "symmetric_csr"
-            model = build_lightgcn(n_nodes, config.embedding_dim, config.num_layers, symmetric_sparse=symmetric)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        edges = graph.edge_index
-        positive_keys = np.sort(edges[0] * n_items + edges[1])
+    if config.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
+    if config.patience < 0 or config.checkpoint_every < 0:
+        raise ValueError("patience and checkpoint_every must be >= 0")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
 
-        losses: list[float] = []
-        evaluations: list[tuple[int, dict[str, float]]] = []
-        start = time.perf_counter()
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            perm = rng.permutation(graph.n_edges)
-            total, count = 0.0, 0
-            for lo in range(0, graph.n_edges, config.batch_size):
-                batch = perm[lo : lo + config.batch_size]
-                users = edges[0, batch]
-                pos = edges[1, batch]
-                neg = sample_negatives(users, n_items, positive_keys, rng)
-                u = torch.from_numpy(users)
-                p = torch.from_numpy(pos + n_users)
-                q = torch.from_numpy(neg + n_users)
-                out = model.get_embedding(adj)
-                eu = out[u]
-                pos_rank = (eu * out[p]).sum(dim=-1)
-                neg_rank = (eu * out[q]).sum(dim=-1)
-                node_id = torch.cat([u, p, q]).unique()
-                loss = model.recommendation_loss(
-                    pos_rank, neg_rank, node_id=node_id, lambda_reg=config.weight_decay
+
+def _train_epoch(
+    step_model: torch.nn.Module,
+    model: LightGCN,
+    adj: Tensor,
+    optimizer: torch.optim.Optimizer,
+    graph: BipartiteGraph,
+    config: TrainConfig,
+    positives: Positives,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    ranks: _Ranks,
+) -> float:
+    """One pass over the shuffled edges; returns the mean loss of the global batches."""
+    edges = graph.edge_index
+    perm_rng, neg_rng = rngs
+    perm = perm_rng.permutation(graph.n_edges)
+    total = 0.0
+    for lo in range(0, graph.n_edges, config.batch_size):
+        batch = perm[lo : lo + config.batch_size]
+        mine, shard = batch, None
+        if ranks.distributed:
+            mine = np.array_split(batch, ranks.world_size)[ranks.rank]
+            shard = Shard(len(batch), ranks.world_size)
+        out = step_model(adj)
+        loss = batch_loss(model, out, edges[0, mine], edges[1, mine], config, neg_rng, positives, shard)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(batch)
+    if ranks.distributed:  # the global loss is the ranks' average
+        summed = torch.tensor([total], dtype=torch.float64)
+        dist.all_reduce(summed)
+        total = float(summed) / ranks.world_size
+    return total / graph.n_edges
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python number (``torch.load(weights_only=True)`` refuses numpy)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _save(
+    directory: Path,
+    state: _LoopState,
+    model: LightGCN,
+    optimizer: torch.optim.Optimizer,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    expected: dict[str, Any],
+    ranks: _Ranks,
+) -> None:
+    """Rank 0 writes the checkpoint; under DDP it first gathers every rank's sampler state."""
+    negative_rngs = None
+    if ranks.distributed:
+        negative_rngs = [None] * ranks.world_size if ranks.main else None
+        dist.gather_object(rngs[1].bit_generator.state, negative_rngs, dst=0)
+    if not ranks.main:
+        return
+    save_checkpoint(directory, {
+        "fingerprint": expected,
+        "epoch": state.epoch, "losses": state.losses, "seconds": state.seconds,
+        "evaluations": [(epoch, {name: _plain(value) for name, value in metrics.items()})
+                        for epoch, metrics in state.evaluations],
+        "best_epoch": state.best_epoch, "best_value": state.best_value, "best_state": state.best_state,
+        "stale": state.stale,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "numpy_rng": rngs[0].bit_generator.state, "negative_rngs": negative_rngs,
+        "torch_rng": torch.get_rng_state(),
+    })
+
+
+def _restore(
+    saved: dict[str, Any],
+    model: LightGCN,
+    optimizer: torch.optim.Optimizer,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    ranks: _Ranks,
+) -> _LoopState:
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rngs[0].bit_generator.state = saved["numpy_rng"]  # in one process also the negatives' generator
+    if ranks.distributed:
+        rngs[1].bit_generator.state = saved["negative_rngs"][ranks.rank]
+    torch.set_rng_state(saved["torch_rng"])
+    return _LoopState(
+        saved["epoch"], list(saved["losses"]), [(e, dict(m)) for e, m in saved["evaluations"]], saved["seconds"],
+        saved["best_epoch"], saved["best_value"], saved["best_state"], saved["stale"],
+    )
+
+
+def train_lightgcn(
+    graph: BipartiteGraph,
+    config: TrainConfig,
+    evaluate: EvalFn | None = None,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train LightGCN on a bipartite graph with BPR and uniform negative sampling.
+
+    In an initialised ``torch.distributed`` group of two or more processes, this is one
+    rank of a DDP run (see the module docstring): call it on every rank with the same
+    graph and config.
+
+    Args:
+        graph: the training graph (:func:`training.data.build_graph`).
+        config: hyper-parameters; runs with equal graphs and configs (and process
+            counts) give equal results.
+        evaluate: optional callback scoring the current :class:`ModelEmbeddings`
+            (for example validation Recall@20/NDCG@20); called every ``config.eval_every``
+            epochs and after the last one. With ``config.patience > 0`` training stops
+            after ``patience`` evaluations without a higher ``config.monitor`` and the
+            best evaluation's embeddings are returned. Under DDP only rank 0 calls it
+            (the other ranks may pass ``None``).
+        checkpoint_dir: save the loop's state to ``checkpoint_dir/checkpoint.pt`` at every
+            evaluation, every ``config.checkpoint_every`` epochs and after the last epoch
+            (rank 0 writes; under DDP on several machines it must be a shared path).
+        resume: continue from the checkpoint in ``checkpoint_dir`` when there is one
+            (after its epoch, up to ``config.epochs``; a missing one starts afresh, so
+            retries can always pass ``True``).
+        progress: a tqdm bar (``True``), one log line per epoch (``False``) or a bar only
+            when stderr is a terminal (``None``); rank 0 only.
+
+    Returns:
+        A :class:`TrainResult` with the embeddings (``model.get_embedding``, the
+        layer-combined ones) split into users and items.
+
+    Raises:
+        ValueError: an empty graph, an unknown ``propagation`` or ``loss``, or a
+            checkpoint written for another graph, config or process count.
+    """
+    _check(graph, config, checkpoint_dir, resume)
+    ranks = _ranks()
+    with torch_threads(config.num_threads or default_threads(graph.n_edges, ranks.world_size)):
+        torch.manual_seed(config.seed)
+        model, adj = _build_model(graph, config)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        perm_rng = np.random.default_rng(config.seed)  # the same edge order on every rank
+        neg_rng = np.random.default_rng([config.seed, ranks.rank]) if ranks.distributed else perm_rng
+        rngs = (perm_rng, neg_rng)
+        edges = graph.edge_index
+        positives = Positives(graph.n_users, graph.n_items, np.sort(edges[0] * graph.n_items + edges[1]))
+        expected = fingerprint(graph, config, ranks.world_size) if checkpoint_dir is not None else None
+        saved = load_checkpoint(checkpoint_dir, expected) if resume else None
+        state = _restore(saved, model, optimizer, rngs, ranks) if saved else _LoopState()
+        step_model: torch.nn.Module = _Propagation(model)
+        if ranks.distributed:
+            step_model = DistributedDataParallel(step_model, broadcast_buffers=False)
+        (evaluating,) = _from_main(ranks, evaluate is not None)
+        early = bool(evaluating) and config.patience > 0
+        reporter = EpochProgress(config.epochs, state.epoch, config.monitor, progress) if ranks.main else None
+        start = time.perf_counter() - state.seconds
+        stopped = early and state.stale >= config.patience
+        try:
+            for epoch in range(state.epoch + 1, config.epochs + 1):
+                if stopped:
+                    break
+                epoch_start = time.perf_counter()
+                model.train()
+                state.losses.append(
+                    _train_epoch(step_model, model, adj, optimizer, graph, config, positives, rngs, ranks)
                 )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                count += len(batch)
-            losses.append(total / count)
-            last = epoch == config.epochs
-            if evaluate is not None and (last or (config.eval_every and epoch % config.eval_every == 0)):
-                model.eval()
-                evaluations.append((epoch, evaluate(_embeddings(model, adj, graph))))
-        seconds = time.perf_counter() - start
+                state.epoch = epoch
+                last = epoch == config.epochs
+                metrics = None
+                if evaluating and (last or (config.eval_every and epoch % config.eval_every == 0)):
+                    metrics, stopped = _evaluation(state, model, adj, graph, config, evaluate, early, ranks)
+                state.seconds = time.perf_counter() - start
+                every = config.checkpoint_every and epoch % config.checkpoint_every == 0
+                if checkpoint_dir is not None and (metrics is not None or last or every or stopped):
+                    _save(checkpoint_dir, state, model, optimizer, rngs, expected, ranks)
+                if reporter is not None:
+                    reporter.update(epoch, state.losses[-1], time.perf_counter() - epoch_start, metrics)
+        finally:
+            if reporter is not None:
+                reporter.close()
+        if early and state.best_state is not None:
+            model.load_state_dict(state.best_state)
         model.eval()
-        return TrainResult(_embeddings(model, adj, graph), losses, evaluations, seconds)
+        return TrainResult(
+            _embeddings(model, adj, graph), state.losses, state.evaluations, time.perf_counter() - start,
+            best_epoch=state.best_epoch if early else None,
+            stopped_early=stopped and state.epoch < config.epochs,
+            epochs_run=state.epoch,
+        )
+
+
+def _evaluation(
+    state: _LoopState,
+    model: LightGCN,
+    adj: Tensor,
+    graph: BipartiteGraph,
+    config: TrainConfig,
+    evaluate: EvalFn | None,
+    early: bool,
+    ranks: _Ranks,
+) -> tuple[dict[str, float] | None, bool]:
+    """Rank 0 evaluates; every rank learns whether it improved and whether to stop.
+
+    Returns:
+        ``(metrics, stop)``; ``metrics`` is ``None`` on ranks other than 0.
+    """
+    metrics, improved = None, False
+    if ranks.main:
+        model.eval()
+        metrics = evaluate(_embeddings(model, adj, graph))
+        state.evaluations.append((state.epoch, metrics))
+        if early:
+            if config.monitor not in metrics:
+                raise ValueError(
+                    f"early stopping monitors {config.monitor!r}, the evaluation returned {sorted(metrics)}"
+                )
+            value = float(metrics[config.monitor])
+            improved = not math.isnan(value) and (state.best_value is None or value > state.best_value)
+            if improved:
+                state.best_value = value
+    if not early:
+        return metrics, False
+    (improved,) = _from_main(ranks, improved)
+    if improved:  # every rank holds the same parameters, so each keeps its own copy
+        state.best_epoch, state.stale = state.epoch, 0
+        state.best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    else:
+        state.stale += 1
+    return metrics, state.stale >= config.patience

@@ -6,6 +6,7 @@ each other's registry state where noted.
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ from training import registry
 from training.canary import run_canary
 from training.data import load_window, temporal_split
 from training.metrics import build_ranking_task, evaluate_embeddings
-from training.retriever import train_retriever
+from training.retriever import FINAL_METRICS_TABLE, train_retriever
 
 DS = SMALL.day(SMALL.days)
 EPOCHS = 3  # lightgcn and mf: enough to check the plumbing, not the quality
@@ -60,13 +61,22 @@ def test_each_kind_registers_a_version_scored_by_the_shared_evaluation(settings,
     assert summary["recall_at_20"] == pytest.approx(metrics.recall, abs=1e-6)
     assert summary["ndcg_at_20"] == pytest.approx(metrics.ndcg, abs=1e-6)
     assert loaded.meta["metrics"]["recall_at_20"] == pytest.approx(metrics.recall, abs=1e-6)
-    run = registry.client_for(settings).get_run(summary["run_id"])
+    client = registry.client_for(settings)
+    run = client.get_run(summary["run_id"])
     assert run.data.tags["model"] == run.data.params["model"] == kind
     assert registry.get_version_tags(settings, summary["model_version"])["model"] == kind
     expected_dim = {"lightgcn": 64, "mf": 64, "popularity": 1,
                     "gfcf": 2 * min(settings.gfcf_k, summary["n_users"] - 1, summary["n_items"] - 1)}[kind]
     assert loaded.dim == expected_dim
     assert run.data.metrics["embedding_dim"] == expected_dim
+    table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary["run_id"]])
+    assert table["model"].tolist() == [kind, "popularity"]
+    expected = [metrics.recall, summary["popularity_recall_at_20"]]
+    assert table["recall_at_20"].tolist() == pytest.approx(expected, abs=1e-6)
+    validated = kind in ("lightgcn", "mf")  # the trained kinds; gfcf and popularity fit the whole window
+    assert table["val_recall_at_20"].notna().tolist() == [validated, False]
+    assert (summary["n_validation"] > 0) == validated
+    assert bool(client.get_metric_history(summary["run_id"], "train_loss")) == validated
 
 
 def test_params_are_logged_per_kind(settings, trained):

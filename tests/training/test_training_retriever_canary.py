@@ -54,9 +54,11 @@ def test_run_has_params_epoch_metrics_and_a_challenger_version(settings, trained
     assert run.data.params["reason"] == "schedule" and run.data.params["train.epochs"] == "20"
     assert run.data.params["code_version"].startswith("0.")
     assert run.data.metrics["recall_at_20"] == pytest.approx(trained["recall_at_20"], abs=1e-6)
-    losses = client.get_metric_history(trained["run_id"], "epoch_loss")
-    assert sorted(m.step for m in losses) == list(range(1, 21))
-    assert len(client.get_metric_history(trained["run_id"], "epoch_recall_at_20")) == 4
+    epochs_run = trained["epochs_run"]  # 20 unless the validation split stopped it early
+    losses = client.get_metric_history(trained["run_id"], "train_loss")
+    assert sorted(m.step for m in losses) == list(range(1, epochs_run + 1))
+    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.eval_every == 0 or e == epochs_run]
+    assert [m.step for m in client.get_metric_history(trained["run_id"], "val_recall_at_20")] == evaluated
     assert registry.get_alias_version(settings, registry.CHALLENGER) == trained["model_version"]
     tags = registry.get_version_tags(settings, trained["model_version"])
     assert tags["ds"] == DS.isoformat() and tags["reason"] == "schedule" and "recall_at_20" in tags

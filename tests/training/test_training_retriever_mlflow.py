@@ -1,0 +1,143 @@
+"""What train_retriever logs: validation split, curves, final metrics table, early-stopping fields."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from training_sim import SMALL, curated_world
+
+import training.retriever as retriever
+from graphrec import contract
+from training import registry
+from training.data import build_graph, load_window, temporal_split
+from training.embeddings import ModelEmbeddings
+from training.metrics import RankingMetrics
+from training.models import FittedRetriever
+from training.retriever import (
+    FINAL_METRICS_TABLE,
+    chosen_evaluation,
+    final_metrics_table,
+    train_config,
+    train_retriever,
+)
+
+DS = SMALL.day(SMALL.days)
+EPOCHS = 4
+KEY = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return curated_world(tmp_path_factory.mktemp("retriever-mlflow"), SMALL, epochs=EPOCHS, batch_size=1024)
+
+
+@pytest.fixture(scope="module")
+def trained(settings):
+    """A lightgcn run, recording what went into and came out of the validation split."""
+    calls = []
+    split = retriever.validation_split
+
+    def spy(train, fraction, seed):
+        fit, validation = split(train, fraction, seed)
+        calls.append((train, fit, validation))
+        return fit, validation
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(retriever, "validation_split", spy)
+        summary = train_retriever(settings, DS, model="lightgcn")
+    return summary, calls
+
+
+def test_validation_comes_from_the_training_part_only(settings, trained):
+    summary, calls = trained
+    assert len(calls) == 1
+    given, fit, validation = calls[0]
+    window = load_window(settings, DS, settings.window_days)
+    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    holdout_keys = pd.MultiIndex.from_frame(holdout[KEY])
+    for part in (given, fit, validation):
+        assert not pd.MultiIndex.from_frame(part[KEY]).isin(holdout_keys).any()
+    assert len(given) == len(train) == summary["n_train"] == summary["n_fit"] + summary["n_validation"]
+    assert 0 < summary["n_validation"] < summary["n_fit"]
+    # The model is the fit part's graph.
+    model = registry.load_model_embeddings(settings, summary["model_version"])
+    graph = build_graph(fit)
+    np.testing.assert_array_equal(model.user_ids, graph.users.ids)
+    np.testing.assert_array_equal(model.item_ids, graph.items.ids)
+
+
+def test_curves_have_one_point_per_epoch_and_evaluation(settings, trained):
+    summary, _ = trained
+    client = registry.client_for(settings)
+    epochs_run = summary["epochs_run"]
+    assert 1 <= epochs_run <= EPOCHS
+    losses = client.get_metric_history(summary["run_id"], "train_loss")
+    assert sorted(m.step for m in losses) == list(range(1, epochs_run + 1))
+    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.eval_every == 0 or e == epochs_run]
+    for name in ("val_recall_at_20", "val_ndcg_at_20"):
+        history = client.get_metric_history(summary["run_id"], name)
+        assert sorted(m.step for m in history) == evaluated
+        assert all(0 <= m.value <= 1 for m in history)
+    run = client.get_run(summary["run_id"])
+    assert run.data.metrics["epochs_run"] == epochs_run
+    assert run.data.metrics["stopped_early"] == float(summary["stopped_early"])
+    assert run.data.params["validation_fraction"] == str(settings.validation_fraction)
+    assert run.data.params["train.seed"] == str(settings.seed)
+    assert run.data.params["dataset_fingerprint"] == summary["dataset_fingerprint"]
+    assert "code_version" in run.data.params
+    if "best_epoch" in summary:  # reported by the early-stopping trainer
+        assert run.data.metrics["best_epoch"] == summary["best_epoch"]
+
+
+def test_final_metrics_table_matches_the_run_metrics(settings, trained):
+    summary, _ = trained
+    run = registry.client_for(settings).get_run(summary["run_id"])
+    assert FINAL_METRICS_TABLE in [a.path for a in registry.client_for(settings).list_artifacts(summary["run_id"])]
+    table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary["run_id"]]).set_index("model")
+    assert list(table.index) == ["lightgcn", "popularity"]
+    assert list(table["role"]) == ["candidate", "baseline"]
+    metrics = run.data.metrics
+    for column, name in (("recall_at_20", "recall_at_20"), ("ndcg_at_20", "ndcg_at_20")):
+        assert table.loc["lightgcn", column] == pytest.approx(metrics[name], abs=1e-9)
+        assert table.loc["popularity", column] == pytest.approx(metrics[f"popularity_{name}"], abs=1e-9)
+    assert (table["n_eval_users"] == summary["n_eval_users"]).all()
+    assert table.loc["lightgcn", "val_recall_at_20"] == pytest.approx(summary["val_recall_at_20"], abs=1e-6)
+    assert table.loc["lightgcn", "val_epoch"] == summary.get("best_epoch", summary["epochs_run"])
+    assert table.loc["popularity", ["val_recall_at_20", "val_ndcg_at_20", "val_epoch"]].isna().all()
+
+
+def _metrics(recall: float, ndcg: float, n: int = 5) -> RankingMetrics:
+    return RankingMetrics(20, recall, ndcg, n, n, np.zeros(n), np.zeros(n))
+
+
+def test_final_metrics_table_without_validation():
+    table = final_metrics_table("gfcf", _metrics(0.3, 0.2), _metrics(0.1, 0.05))
+    assert table["model"].tolist() == ["gfcf", "popularity"]
+    assert table["recall_at_20"].tolist() == [0.3, 0.1]
+    assert table[["val_recall_at_20", "val_ndcg_at_20", "val_epoch"]].isna().all().all()
+
+
+def _fitted(**fields) -> FittedRetriever:
+    emb = ModelEmbeddings(np.arange(2), np.arange(2), np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32))
+    evaluations = [(2, {"recall_at_20": 0.1}), (4, {"recall_at_20": 0.3}), (6, {"recall_at_20": 0.2})]
+    return FittedRetriever(emb, 0.0, [1.0] * 6, evaluations, **fields)
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [({}, 6), ({"best_epoch": 4, "stopped_early": True}, 4), ({"best_epoch": 99}, 6)],
+)
+def test_chosen_evaluation_is_that_of_the_kept_embeddings(fields, expected):
+    assert chosen_evaluation(_fitted(**fields))[0] == expected
+    assert chosen_evaluation(dataclasses.replace(_fitted(**fields), evaluations=[])) is None
+
+
+def test_early_stopping_is_off_without_a_validation_split(settings):
+    on, off = train_config(settings), train_config(settings.model_copy(update={"validation_fraction": 0.0}))
+    assert on.eval_every == off.eval_every == settings.eval_every
+    if hasattr(on, "patience"):  # the early-stopping trainer's field
+        assert (on.patience, off.patience) == (settings.patience, 0)

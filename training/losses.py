@@ -1,0 +1,180 @@
+"""Training losses of the LightGCN trainer, one batch at a time, negative sampling included.
+
+:func:`batch_loss` is the seam between the training loop (:mod:`training.train`) and the
+objective: the loop hands it the step's propagated embeddings of all nodes and a batch
+of positive ``(user, item)`` edges; the loss draws its own negatives and returns a
+scalar to call ``backward`` on. ``TrainConfig.loss`` picks the objective among
+:data:`LOSSES`:
+
+* ``"bpr"``: Bayesian Personalised Ranking (`Rendle et al., 2009
+  <https://arxiv.org/abs/1205.2618>`_) with one uniform negative ``j`` per edge, as in
+  LightGCN, and PyG's L2 term on the batch's distinct layer-0 embeddings:
+
+  .. math::
+      \\mathcal{L} = -\\frac{1}{B} \\sum_{(u, i, j)} \\ln \\sigma(\\langle x_u, x_i \\rangle
+      - \\langle x_u, x_j \\rangle) + \\frac{\\lambda}{B} \\lVert X^{(0)}_{\\{u, i, j\\}} \\rVert^2
+
+  (:meth:`torch_geometric.nn.models.LightGCN.recommendation_loss`, bit for bit).
+
+**Under DDP** a rank sees one contiguous shard of the global batch and DDP *averages*
+the ranks' gradients. A loss therefore reduces its per-edge terms with
+:func:`batch_mean` (the shard's sum times ``world_size / global_size``) and adds its
+penalty with :func:`l2_penalty` (each node weighed by one over the number of shards
+holding it): the ranks' average is then exactly the one-process loss of the global
+batch, whatever the shard sizes. A new loss that follows these two rules trains the
+same under one process and under ``torchrun``; ``tests/training`` checks it for BPR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.nn.models import LightGCN
+
+if TYPE_CHECKING:
+    from training.train import TrainConfig
+
+#: Objectives :func:`batch_loss` knows (``TrainConfig.loss``).
+LOSSES = ("bpr",)
+
+
+def sample_negatives(
+    users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator, rounds: int = 3
+) -> np.ndarray:
+    """Uniform random items for ``users``, re-drawn (vectorised) where they hit a positive.
+
+    Args:
+        users: user index of each positive edge in the batch.
+        n_items: number of items to draw from.
+        positive_keys: sorted ``user * n_items + item`` keys of all training edges.
+        rng: the numpy generator (seeded by the caller).
+        rounds: re-draw rounds; a remaining collision after them is kept (rare, harmless).
+
+    Returns:
+        int64 item indices, one per user.
+    """
+    items = rng.integers(0, n_items, size=len(users))
+    last = len(positive_keys) - 1
+    for _ in range(rounds):
+        keys = users * n_items + items
+        clash = positive_keys[np.minimum(np.searchsorted(positive_keys, keys), last)] == keys
+        if not clash.any():
+            break
+        items[clash] = rng.integers(0, n_items, size=int(clash.sum()))
+    return items.astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Positives:
+    """What a loss needs to know about the training graph besides its batch.
+
+    Args:
+        n_users: users (items are numbered after them in ``out``).
+        n_items: items to sample negatives from.
+        keys: sorted ``user * n_items + item`` keys of every training edge.
+    """
+
+    n_users: int
+    n_items: int
+    keys: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """A rank's share of a global batch under DDP.
+
+    Args:
+        global_size: edges in the whole batch, all ranks together.
+        world_size: ranks sharing it; DDP averages their gradients.
+    """
+
+    global_size: int
+    world_size: int
+
+
+def batch_mean(values: Tensor, shard: Shard | None) -> Tensor:
+    """Mean over the batch: ``values.mean()`` in one process; under DDP the shard's sum
+    times ``world_size / global_size``, whose average over the ranks is the mean over the
+    global batch (also for unequal or empty shards)."""
+    if shard is None:
+        return values.mean()
+    return values.sum() * (shard.world_size / shard.global_size)
+
+
+def l2_penalty(model: LightGCN, node_id: Tensor, n: int, weight_decay: float, shard: Shard | None) -> Tensor | float:
+    """PyG's BPR regulariser ``lambda * ||X^(0)[node_id]||^2 / n`` over the batch's distinct nodes.
+
+    Under DDP each rank knows only its shard's nodes, and a node in several shards must
+    still count once: the ranks sum a 0/1 mask of their nodes (one all-reduce, so every
+    rank must call this at the same step) and each rank weighs a node by one over the
+    number of shards holding it, so the ranks' average is the one-process penalty of the
+    global batch (divided by ``shard.global_size``; ``n`` is then unused).
+
+    Args:
+        model: the LightGCN whose layer-0 table is penalised.
+        node_id: distinct node indices of the batch (this rank's shard under DDP).
+        n: edges in the batch (one process).
+        weight_decay: ``lambda``; ``0`` returns ``0.0`` (no all-reduce on any rank).
+        shard: ``None`` in one process, else this rank's :class:`Shard`.
+    """
+    if weight_decay == 0:
+        return 0.0
+    emb = model.embedding.weight[node_id]
+    if shard is None:
+        return weight_decay * emb.norm(p=2).pow(2) / n  # == BPRLoss, bit for bit
+    holders = torch.zeros(model.embedding.num_embeddings, dtype=emb.dtype)
+    holders[node_id] = 1.0
+    dist.all_reduce(holders)
+    share = (emb.pow(2).sum(dim=-1) / holders[node_id]).sum()
+    return weight_decay * share * (shard.world_size / shard.global_size)
+
+
+def batch_loss(
+    model: LightGCN,
+    out: Tensor,
+    users: np.ndarray,
+    pos: np.ndarray,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    positives: Positives,
+    shard: Shard | None = None,
+) -> Tensor:
+    """The training loss of one batch of positive edges (``config.loss``), negatives drawn here.
+
+    ``"bpr"``: one uniform negative per edge (:func:`sample_negatives`) and
+    ``-mean(log sigmoid(<x_u, x_i> - <x_u, x_j>)) + lambda * ||X^(0)[u, i, j]||^2 / B``,
+    which is :meth:`~torch_geometric.nn.models.LightGCN.recommendation_loss`.
+
+    Args:
+        model: the LightGCN (not its DDP wrapper); the L2 term reads its layer-0 table.
+        out: this step's propagated embeddings of all nodes (items after the users).
+        users: user index of each edge of the batch (this rank's shard under DDP).
+        pos: positive item index of each edge.
+        config: ``loss`` and ``weight_decay``.
+        rng: draws the negatives (one per rank under DDP).
+        positives: graph sizes and the keys negatives must avoid.
+        shard: ``None`` in one process; under DDP the global batch this shard belongs to,
+            and the loss is scaled so that DDP's average of the ranks' gradients is the
+            gradient of the one-process loss of that batch.
+
+    Returns:
+        A scalar tensor to call ``backward`` on.
+    """
+    if config.loss != "bpr":
+        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
+    neg = sample_negatives(users, positives.n_items, positives.keys, rng)
+    u = torch.from_numpy(users)
+    p = torch.from_numpy(pos + positives.n_users)
+    q = torch.from_numpy(neg + positives.n_users)
+    eu = out[u]
+    pos_rank = (eu * out[p]).sum(dim=-1)
+    neg_rank = (eu * out[q]).sum(dim=-1)
+    node_id = torch.cat([u, p, q]).unique()
+    log_prob = batch_mean(F.logsigmoid(pos_rank - neg_rank), shard)
+    return -log_prob + l2_penalty(model, node_id, len(users), config.weight_decay, shard)
