@@ -98,7 +98,15 @@ class Settings(BaseSettings):
     num_layers: int = 3
     learning_rate: float = 0.01
     batch_size: int = 2048
-    weight_decay: float = 1e-4
+    loss: Literal["softmax", "bpr"] = Field(
+        "softmax",
+        description="lightgcn: training objective, full softmax over the items or BPR (mf always uses BPR).",
+    )
+    weight_decay: float | None = Field(
+        None, ge=0, description="L2 strength; unset: the loss's tuned default (softmax 7, BPR 1e-4)."
+    )
+    init_std: float | None = Field(0.1, gt=0, description="Normal init of the embeddings (unset: PyG's Xavier).")
+    temperature: float = Field(0.1, gt=0, description="Softmax loss temperature.")
     validation_fraction: float = Field(
         0.1, ge=0, lt=1,
         description="lightgcn/mf: share of each user's newest training events kept for early stopping (0: off).",

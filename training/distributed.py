@@ -87,7 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=2048, help="global batch, shared among the ranks")
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--loss", choices=["bpr", "softmax"], default="bpr", help="training objective")
+    parser.add_argument("--weight-decay", type=float, default=None, help="L2 strength (default: the loss's)")
+    parser.add_argument("--init-std", type=float, default=None, help="normal init std (default: PyG's Xavier)")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     import torch.distributed as dist
 
     from training.data import build_graph
+    from training.losses import DEFAULT_WEIGHT_DECAY
     from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
     from training.train import TrainConfig, default_threads, train_lightgcn
 
@@ -119,8 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         train, test = load_split(args)
         graph = build_graph(train)
         config = TrainConfig(epochs=args.epochs, embedding_dim=args.dim, num_layers=args.layers,
-                             learning_rate=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
-                             seed=args.seed, num_threads=args.threads)
+                             learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
+                             weight_decay=DEFAULT_WEIGHT_DECAY[args.loss] if args.weight_decay is None else args.weight_decay,
+                             init_std=args.init_std, seed=args.seed, num_threads=args.threads)
         result = train_lightgcn(graph, config, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
         if rank != 0:
             return None

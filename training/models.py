@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,6 +30,7 @@ from graphrec.settings import RETRIEVER_MODELS, Settings
 from training.data import BipartiteGraph, InsufficientDataError
 from training.embeddings import ModelEmbeddings
 from training.gfcf import fit_gfcf
+from training.losses import DEFAULT_WEIGHT_DECAY
 from training.metrics import popularity_model
 from training.train import EvalFn, TrainConfig, train_lightgcn
 
@@ -78,14 +80,16 @@ def model_params(kind: str, config: TrainConfig, settings: Settings) -> dict[str
 
     Args:
         kind: one of :data:`graphrec.settings.RETRIEVER_MODELS`.
-        config: the trainer's config (``lightgcn``; ``mf`` with ``num_layers = 0``).
+        config: the trainer's config (``lightgcn``; ``mf`` with ``num_layers = 0`` and
+            the BPR loss, with BPR's default L2 unless the settings set one).
         settings: ``gfcf_k``, ``gfcf_alpha`` and ``seed`` for ``gfcf``.
     """
     check_kind(kind)
     if kind == "lightgcn":
         return dataclasses.asdict(config)
-    if kind == "mf":
-        return dataclasses.asdict(dataclasses.replace(config, num_layers=0))
+    if kind == "mf":  # MF-BPR: no propagation, always the BPR loss
+        decay = DEFAULT_WEIGHT_DECAY["bpr"] if settings.weight_decay is None else settings.weight_decay
+        return dataclasses.asdict(dataclasses.replace(config, num_layers=0, loss="bpr", weight_decay=decay))
     if kind == "gfcf":
         return {"k": settings.gfcf_k, "alpha": settings.gfcf_alpha, "seed": settings.seed}
     return {}
@@ -102,6 +106,7 @@ def fit_model(
     graph: BipartiteGraph,
     history: pd.DataFrame,
     evaluate: EvalFn | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> FittedRetriever:
     """Fit a retriever of ``kind`` on the training graph.
 
@@ -114,6 +119,8 @@ def fit_model(
         evaluate: called by the trained kinds every ``eval_every`` epochs; with
             ``patience > 0`` in ``params`` the trainer stops early on its ``monitor`` key
             and returns the embeddings of the best evaluation.
+        checkpoint_dir: the trained kinds checkpoint there and resume from what a
+            previous, interrupted attempt left (:func:`training.train.train_lightgcn`).
 
     Raises:
         InsufficientDataError: GF-CF on fewer than two users or items (no SVD to take).
@@ -121,7 +128,9 @@ def fit_model(
     check_kind(kind)
     started = time.perf_counter()
     if kind in ("lightgcn", "mf"):
-        result = train_lightgcn(graph, TrainConfig(**params), evaluate)
+        result = train_lightgcn(
+            graph, TrainConfig(**params), evaluate, checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None
+        )
         return FittedRetriever(
             result.embeddings, result.seconds, list(result.losses), list(result.evaluations),
             best_epoch=getattr(result, "best_epoch", None),

@@ -40,6 +40,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -60,6 +61,7 @@ from training.data import (
     temporal_split,
     validation_split,
 )
+from training.losses import DEFAULT_WEIGHT_DECAY
 from training.metrics import DEFAULT_K, RankingMetrics, build_ranking_task, evaluate_embeddings, popularity_model
 from training.models import TRAINED_KINDS, FittedRetriever, check_kind, fit_model, logged_params, model_params
 from training.train import TrainConfig
@@ -96,7 +98,10 @@ def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
         "num_layers": settings.num_layers,
         "learning_rate": settings.learning_rate,
         "batch_size": settings.batch_size,
-        "weight_decay": settings.weight_decay,
+        "loss": settings.loss,
+        "weight_decay": DEFAULT_WEIGHT_DECAY[settings.loss] if settings.weight_decay is None else settings.weight_decay,
+        "init_std": settings.init_std,
+        "temperature": settings.temperature,
         "seed": settings.seed,
         "eval_every": settings.eval_every,
         "patience": settings.patience if settings.validation_fraction > 0 else 0,
@@ -295,7 +300,9 @@ def train_retriever(
             # Unprefixed: the trainer monitors "recall_at_20"; MLflow gets them as val_*.
             return {f"recall_at_{k}": metrics.recall, f"ndcg_at_{k}": metrics.ndcg}
 
-        result = fit_model(kind, fit_params, graph, train, evaluate if val_task is not None else None)
+        # An Airflow retry of the same inputs resumes from the interrupted attempt's checkpoint.
+        checkpoints = settings.home / "checkpoints" / key[:16]
+        result = fit_model(kind, fit_params, graph, train, evaluate if val_task is not None else None, checkpoints)
         final = evaluate_embeddings(result.embeddings, task, k)
         popularity = evaluate_embeddings(popularity_model(train), task, k)
         _log_curves(settings, run.info.run_id, result)
@@ -369,4 +376,5 @@ def train_retriever(
              "dataset_fingerprint": window.fingerprint, TRAINING_KEY_TAG: key, SUMMARY_TAG: json.dumps(summary)},
         )
         registry.set_alias(settings, registry.CHALLENGER, version)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # registered: nothing left to resume
     return {**summary, "seconds": round(time.perf_counter() - started, 3)}

@@ -1,4 +1,4 @@
-"""Training loop of the LightGCN retriever (PyTorch Geometric) with the BPR loss.
+"""Training loop of the LightGCN retriever (PyTorch Geometric), BPR or full-softmax loss.
 
 LightGCN (`He et al., 2020 <https://arxiv.org/abs/2002.02126>`_) learns one free
 embedding ``x_i^(0)`` per user and item and propagates it over the normalised
@@ -9,11 +9,16 @@ user-item graph without weights or non-linearities:
     \\hat{A} = D^{-1/2} A D^{-1/2}, \\qquad
     \\mathbf{x} = \\frac{1}{L+1} \\sum_{l=0}^{L} \\mathbf{x}^{(l)}
 
-and scores a user-item pair by ``<x_u, x_i>``. Training minimises the Bayesian
-Personalised Ranking loss over (user, positive item, sampled negative item) triples
-(:meth:`torch_geometric.nn.models.LightGCN.recommendation_loss`), with Adam. The loss of
-a batch, negative sampling included, is one function of :mod:`training.losses`
-(:func:`~training.losses.batch_loss`; ``TrainConfig.loss`` picks one of its ``LOSSES``).
+and scores a user-item pair by ``<x_u, x_i>``. Training uses Adam on one of two losses
+(:func:`training.losses.batch_loss`, ``TrainConfig.loss``):
+
+* ``"bpr"``, the paper's: Bayesian Personalised Ranking over (user, positive item, one
+  sampled negative) triples (:meth:`torch_geometric.nn.models.LightGCN.recommendation_loss`);
+* ``"softmax"``: each positive against a softmax over *all* items, with the epoch's edges
+  grouped by user (:func:`epoch_order`). A step still costs one full-graph propagation,
+  but it now teaches every positive against every item instead of one negative: on
+  Gowalla it reaches in about 10 epochs (~3 minutes on 2 cores) the Recall@20 that BPR
+  reached after 140 epochs (README, Performance).
 
 Speed: ``Â`` never changes, so it is normalised once (``gcn_norm``) and handed to
 the model as a torch sparse CSR matrix with ``normalize=False``; each layer is then one
@@ -119,6 +124,16 @@ class TrainConfig:
         checkpoint_every: with a checkpoint directory, also save every this many epochs
             (besides every evaluation and the last epoch); ``0`` saves only then.
             (default: ``10``)
+        init_std: draw the initial embeddings from ``N(0, init_std^2)`` (the official
+            LightGCN code uses ``0.1``); ``None`` keeps PyG's Xavier-uniform init, whose
+            scale (~0.01 on Gowalla) is too small for the ``"softmax"`` loss: with it,
+            Gowalla reached Recall@20 0.092 after 8 epochs against 0.166 with ``0.1``.
+            (default: ``None``)
+        temperature: ``tau`` of the ``"softmax"`` loss (scores are divided by it before
+            the softmax); unused by BPR. (default: ``0.1``)
+        lr_decay: epoch ``e`` trains with ``learning_rate * lr_decay ** (e - 1)``
+            (a function of the epoch alone, so resumed runs keep the schedule); ``1``
+            keeps the rate constant. (default: ``1.0``)
     """
 
     epochs: int = 30
@@ -135,6 +150,9 @@ class TrainConfig:
     patience: int = 0
     monitor: str = "recall_at_20"
     checkpoint_every: int = 10
+    init_std: float | None = None
+    temperature: float = 0.1
+    lr_decay: float = 1.0
 
 
 @dataclasses.dataclass
@@ -263,10 +281,14 @@ class _LoopState:
 def _build_model(graph: BipartiteGraph, config: TrainConfig) -> tuple[LightGCN, Tensor]:
     n_nodes = graph.n_users + graph.n_items
     if config.propagation == "edge_index":
-        return LightGCN(n_nodes, config.embedding_dim, config.num_layers), homogeneous_edge_index(graph)
-    symmetric = config.propagation == "symmetric_csr"
-    model = build_lightgcn(n_nodes, config.embedding_dim, config.num_layers, symmetric_sparse=symmetric)
-    return model, normalized_adjacency(graph)
+        model, adj = LightGCN(n_nodes, config.embedding_dim, config.num_layers), homogeneous_edge_index(graph)
+    else:
+        symmetric = config.propagation == "symmetric_csr"
+        model = build_lightgcn(n_nodes, config.embedding_dim, config.num_layers, symmetric_sparse=symmetric)
+        adj = normalized_adjacency(graph)
+    if config.init_std is not None:
+        torch.nn.init.normal_(model.embedding.weight, std=config.init_std)
+    return model, adj
 
 
 def _embeddings(model: LightGCN, adj: torch.Tensor, graph: BipartiteGraph) -> ModelEmbeddings:
@@ -291,6 +313,21 @@ def _check(graph: BipartiteGraph, config: TrainConfig, checkpoint_dir: Path | No
         raise ValueError("patience and checkpoint_every must be >= 0")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
+    if not config.temperature > 0 or not 0 < config.lr_decay <= 1:
+        raise ValueError(f"temperature must be > 0 and lr_decay in (0, 1], got {config.temperature}, {config.lr_decay}")
+
+
+def epoch_order(graph: BipartiteGraph, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """The order in which an epoch visits the training edges.
+
+    A random permutation of the edges, except for the ``"softmax"`` loss: there the users
+    are shuffled and each user's edges follow one another, so that a batch holds all the
+    positives of few users (one row of the user x item score matrix per distinct user).
+    """
+    if config.loss != "softmax":
+        return rng.permutation(graph.n_edges)
+    rank = rng.permutation(graph.n_users)
+    return np.argsort(rank[graph.edge_index[0]], kind="stable")
 
 
 def _train_epoch(
@@ -307,7 +344,7 @@ def _train_epoch(
     """One pass over the shuffled edges; returns the mean loss of the global batches."""
     edges = graph.edge_index
     perm_rng, neg_rng = rngs
-    perm = perm_rng.permutation(graph.n_edges)
+    perm = epoch_order(graph, config, perm_rng)
     total = 0.0
     for lo in range(0, graph.n_edges, config.batch_size):
         batch = perm[lo : lo + config.batch_size]
@@ -450,6 +487,8 @@ def train_lightgcn(
                 if stopped:
                     break
                 epoch_start = time.perf_counter()
+                for group in optimizer.param_groups:
+                    group["lr"] = config.learning_rate * config.lr_decay ** (epoch - 1)
                 model.train()
                 state.losses.append(
                     _train_epoch(step_model, model, adj, optimizer, graph, config, positives, rngs, ranks)

@@ -12,7 +12,7 @@ from training_sim import TINY, curated_world
 from training.data import build_graph, load_window, temporal_split
 from training.losses import Positives, batch_loss, sample_negatives
 from training.model import build_lightgcn
-from training.train import TrainConfig, normalized_adjacency
+from training.train import TrainConfig, epoch_order, normalized_adjacency
 
 CONFIG = TrainConfig(embedding_dim=8)
 
@@ -46,5 +46,50 @@ def test_unknown_loss_is_refused(tiny_graph):
     model = build_lightgcn(tiny_graph.n_users + tiny_graph.n_items, 8, 1)
     with pytest.raises(ValueError, match="loss must be one of"):
         batch_loss(model, model.embedding.weight, tiny_graph.edge_index[0, :3], tiny_graph.edge_index[1, :3],
-                   dataclasses.replace(CONFIG, loss="softmax"), np.random.default_rng(0),
+                   dataclasses.replace(CONFIG, loss="warp"), np.random.default_rng(0),
                    Positives(tiny_graph.n_users, tiny_graph.n_items, np.zeros(1, np.int64)))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 2.0])
+def test_softmax_loss_is_the_dense_multinomial_likelihood(tiny_graph, weight_decay):
+    torch.manual_seed(1)
+    g = tiny_graph
+    model = build_lightgcn(g.n_users + g.n_items, 8, 2)
+    out = model.get_embedding(normalized_adjacency(g))
+    edges = g.edge_index
+    keys = np.sort(edges[0] * g.n_items + edges[1])
+    take = np.flatnonzero(np.isin(edges[0], [0, 3, 5]))  # every edge of three users
+    users, pos = edges[0, take], edges[1, take]
+    config = dataclasses.replace(CONFIG, loss="softmax", weight_decay=weight_decay)
+    loss = batch_loss(model, out, users, pos, config, np.random.default_rng(0), Positives(g.n_users, g.n_items, keys))
+    # by hand: one softmax row over all items per edge's user, mean over the edges
+    scores = out[: g.n_users] @ out[g.n_users :].T / config.temperature
+    expected = -torch.stack([torch.log_softmax(scores[u], 0)[i] for u, i in zip(users, pos)]).mean()
+    table = model.embedding.weight
+    expected = expected + weight_decay * (table[[0, 3, 5]].pow(2).sum() / len(users)
+                                          + table[g.n_users :].pow(2).sum() / g.n_edges)
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+def test_softmax_epoch_order_groups_each_users_edges(tiny_graph):
+    g = tiny_graph
+    order = epoch_order(g, dataclasses.replace(CONFIG, loss="softmax"), np.random.default_rng(3))
+    assert np.array_equal(np.sort(order), np.arange(g.n_edges))
+    users = g.edge_index[0, order]
+    starts = users[np.r_[True, users[1:] != users[:-1]]]
+    assert len(starts) == len(np.unique(users))  # each user's edges form one run
+    again = epoch_order(g, dataclasses.replace(CONFIG, loss="softmax"), np.random.default_rng(3))
+    assert np.array_equal(order, again)
+
+
+def test_lr_decay_sets_each_epochs_rate_and_bad_values_are_refused(tiny_graph):
+    from training.train import train_lightgcn
+
+    config = dataclasses.replace(CONFIG, epochs=3, batch_size=4096, loss="softmax", lr_decay=0.5, init_std=0.1)
+    decayed = train_lightgcn(tiny_graph, config, progress=False)
+    constant = train_lightgcn(tiny_graph, dataclasses.replace(config, lr_decay=1.0), progress=False)
+    assert decayed.losses[0] == constant.losses[0]  # epoch 1 trains at the full rate
+    assert not np.array_equal(decayed.embeddings.item_emb, constant.embeddings.item_emb)
+    for bad in ({"lr_decay": 0.0}, {"lr_decay": 1.5}, {"temperature": 0.0}):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            train_lightgcn(tiny_graph, dataclasses.replace(config, **bad), progress=False)
