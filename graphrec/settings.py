@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     patience: int = Field(
         3, ge=0, description="lightgcn/mf: evaluations without a better validation Recall@20 before stopping (0: off)."
     )
+    refit: bool = Field(
+        True,
+        description="lightgcn/mf: after early stopping, retrain on the whole window for the chosen number of epochs.",
+    )
     top_k: int = 20
 
     # Canary gate: the challenger may trail the champion's Recall@20 by at most this much.

@@ -24,6 +24,7 @@ from training.retriever import (
     train_config,
     train_retriever,
 )
+from training.train import train_lightgcn
 
 DS = SMALL.day(SMALL.days)
 EPOCHS = 4
@@ -63,11 +64,17 @@ def test_validation_comes_from_the_training_part_only(settings, trained):
         assert not pd.MultiIndex.from_frame(part[KEY]).isin(holdout_keys).any()
     assert len(given) == len(train) == summary["n_train"] == summary["n_fit"] + summary["n_validation"]
     assert 0 < summary["n_validation"] < summary["n_fit"]
-    # The model is the fit part's graph.
+    # Early stopping chose the epochs on the fit part; the model is then refit on the whole
+    # training part for that many epochs: the same embeddings as a direct run.
+    assert summary["refit_epochs"] == summary["best_epoch"] > 0
     model = registry.load_model_embeddings(settings, summary["model_version"])
-    graph = build_graph(fit)
+    graph = build_graph(train)
+    config = dataclasses.replace(train_config(settings), epochs=summary["best_epoch"], patience=0)
+    direct = train_lightgcn(graph, config, progress=False).embeddings
     np.testing.assert_array_equal(model.user_ids, graph.users.ids)
     np.testing.assert_array_equal(model.item_ids, graph.items.ids)
+    np.testing.assert_allclose(model.item_emb, direct.item_emb, rtol=0, atol=1e-6)
+    assert not (settings.home / "checkpoints").exists() or not any((settings.home / "checkpoints").iterdir())
 
 
 def test_curves_have_one_point_per_epoch_and_evaluation(settings, trained):
