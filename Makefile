@@ -29,7 +29,7 @@ bench-validation: $(STAMP)
 # Gowalla (../shared/datasets/gowalla or DATA=path): popularity, GF-CF, LightGCN for 30 min.
 bench-retrieval: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py --models popularity gfcf lightgcn --loss softmax \
-		--batch-size 65536 --eval-every 2 --minutes 30 $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA),--data $(DATA))
+		--batch-size 65536 --lr 0.01 --lr-decay 0.97 --eval-every 2 --minutes 30 $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA),--data $(DATA))
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:

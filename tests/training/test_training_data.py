@@ -7,22 +7,10 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
-from training_sim import TINY, curated_world
+from training_sim import TINY, curated_world, events
 
 from graphrec import contract, lake
 from training.data import IdMap, build_graph, load_window, temporal_split, window_days_range
-
-
-def _events(rows):
-    return pd.DataFrame(
-        {
-            contract.USER_ID: np.array([r[0] for r in rows], dtype=np.int64),
-            contract.ITEM_ID: np.array([r[1] for r in rows], dtype=np.int64),
-            contract.EVENT_TS: pd.to_datetime([r[2] for r in rows], utc=True, format="ISO8601"),
-            contract.EVENT_TYPE: "view",
-            contract.RATING: np.nan,
-        }
-    )
 
 
 def test_window_days_range():
@@ -67,7 +55,7 @@ def test_fingerprint_is_stable_and_tracks_bytes(tmp_path):
 
 @pytest.mark.parametrize("holdout_days", [1, 2])
 def test_temporal_split_at_midnight(holdout_days):
-    frame = _events(
+    frame = events(
         [
             (1, 10, "2025-01-01T12:00:00"),
             (1, 11, "2025-01-02T23:59:59.999999"),
@@ -83,7 +71,7 @@ def test_temporal_split_at_midnight(holdout_days):
 
 
 def test_temporal_split_with_explicit_end_keeps_an_empty_last_day_empty():
-    frame = _events([(1, 10, "2025-01-01T12:00:00"), (2, 11, "2025-01-02T12:00:00")])
+    frame = events([(1, 10, "2025-01-01T12:00:00"), (2, 11, "2025-01-02T12:00:00")])
     train, holdout = temporal_split(frame, 1, end=dt.date(2025, 1, 3))
     assert len(train) == 2 and holdout.empty
 

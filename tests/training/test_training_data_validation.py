@@ -7,24 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from training_sim import TINY, curated_world
+from training_sim import TINY, curated_world, events
 
 from graphrec import contract
 from training.data import load_window, temporal_split, validation_split
 
 KEY = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS]
-
-
-def _events(rows):
-    return pd.DataFrame(
-        {
-            contract.USER_ID: np.array([r[0] for r in rows], dtype=np.int64),
-            contract.ITEM_ID: np.array([r[1] for r in rows], dtype=np.int64),
-            contract.EVENT_TS: pd.to_datetime([r[2] for r in rows], utc=True, format="ISO8601"),
-            contract.EVENT_TYPE: "view",
-            contract.RATING: np.nan,
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def test_parts_are_disjoint_and_cover_the_input(train, fraction, seed):
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
-def test_validation_is_each_users_latest_and_every_user_keeps_fit_events(train, fraction):
+def test_validation_is_each_users_latest_and_every_user_keeps_fitevents(train, fraction):
     fit, validation = validation_split(train, fraction, 42)
     counts = train.groupby(contract.USER_ID).size()
     per_user = validation.groupby(contract.USER_ID).size()
@@ -76,7 +64,7 @@ def test_ties_are_broken_by_the_seed_and_duplicates_never_split():
     rows = [(1, item, "2025-01-01T00:00:00") for item in range(10)]
     rows += [(2, 5, "2025-01-01T00:00:00"), (2, 5, "2025-01-02T00:00:00"), (2, 5, "2025-01-02T00:00:00")]
     rows += [(3, 1, "2025-01-01T00:00:00")]
-    frame = _events(rows)
+    frame = events(rows)
     chosen = set()
     for seed in range(8):
         fit, validation = validation_split(frame, 0.2, seed)

@@ -15,22 +15,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from training_sim import TINY, curated_world
 
 from graphrec.settings import PROJECT_ROOT
-from training.data import build_graph, load_window, temporal_split
 from training.losses import Positives, Shard, batch_loss, sample_negatives
 from training.model import build_lightgcn
 from training.train import TrainConfig, normalized_adjacency, train_lightgcn
 
 CONFIG = TrainConfig(epochs=1, embedding_dim=8, batch_size=10_000, weight_decay=0.1, seed=5, num_threads=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_graph(tmp_path_factory):
-    settings = curated_world(tmp_path_factory.mktemp("tiny"), TINY)
-    train, _ = temporal_split(load_window(settings, TINY.day(TINY.days), 14).interactions, 1)
-    return build_graph(train)
 
 
 class FixedRng:

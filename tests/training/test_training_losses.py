@@ -7,21 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from training_sim import TINY, curated_world
 
-from training.data import build_graph, load_window, temporal_split
 from training.losses import Positives, batch_loss, sample_negatives
 from training.model import build_lightgcn
 from training.train import TrainConfig, epoch_order, normalized_adjacency
 
 CONFIG = TrainConfig(embedding_dim=8)
-
-
-@pytest.fixture(scope="module")
-def tiny_graph(tmp_path_factory):
-    settings = curated_world(tmp_path_factory.mktemp("tiny"), TINY)
-    train, _ = temporal_split(load_window(settings, TINY.day(TINY.days), 14).interactions, 1)
-    return build_graph(train)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-4, 0.1])

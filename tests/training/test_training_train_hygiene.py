@@ -8,20 +8,11 @@ import re
 
 import numpy as np
 import pytest
-from training_sim import TINY, curated_world
 
-from training.data import build_graph, load_window, temporal_split
 from training.losses import LOSSES
 from training.train import TrainConfig, train_lightgcn
 
 CONFIG = TrainConfig(epochs=6, embedding_dim=8, batch_size=256, eval_every=1, seed=3)
-
-
-@pytest.fixture(scope="module")
-def tiny_graph(tmp_path_factory):
-    settings = curated_world(tmp_path_factory.mktemp("tiny"), TINY)
-    train, _ = temporal_split(load_window(settings, TINY.day(TINY.days), 14).interactions, 1)
-    return build_graph(train)
 
 
 class Scripted:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from graphrec import contract
 from graphrec.settings import Settings
 from graphrec.sources.simulator import SimulationConfig, simulate
 
@@ -25,3 +29,16 @@ def curated_world(home: Path, cfg: SimulationConfig, **overrides) -> Settings:
     for part in sorted(settings.landing_dir.iterdir()):
         os.replace(part, settings.curated_dir / part.name)
     return settings
+
+
+def events(rows: list[tuple[int, int, str]]) -> pd.DataFrame:
+    """An interactions frame in the contract's columns from ``(user, item, iso time)`` rows."""
+    return pd.DataFrame(
+        {
+            contract.USER_ID: np.array([r[0] for r in rows], dtype=np.int64),
+            contract.ITEM_ID: np.array([r[1] for r in rows], dtype=np.int64),
+            contract.EVENT_TS: pd.to_datetime([r[2] for r in rows], utc=True, format="ISO8601"),
+            contract.EVENT_TYPE: "view",
+            contract.RATING: np.nan,
+        }
+    )
