@@ -57,6 +57,8 @@ def load(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from training.distributed import add_split_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["gowalla", "movielens", "simulator"], default="gowalla",
                         help="gowalla: the LightGCN paper's split; movielens: ML-100K, each user's latest "
@@ -64,12 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset path (gowalla: directory with train.txt and test.txt; movielens: ml-100k "
                              "directory or zip); default: ../shared/datasets/<dataset>")
-    parser.add_argument("--split", choices=["temporal", "random"], default="temporal", help="movielens split")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="movielens test share")
-    parser.add_argument("--sim-users", type=int, default=2000)
-    parser.add_argument("--sim-items", type=int, default=1000)
-    parser.add_argument("--sim-days", type=int, default=10)
-    parser.add_argument("--sim-events", type=int, default=8000, help="simulated events per day")
+    add_split_arguments(parser, users=2000, items=1000, days=10, events=8000)
     parser.add_argument("--models", nargs="+", default=["popularity", "gfcf", "lightgcn"],
                         choices=["popularity", "gfcf", "lightgcn", "mf"])
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-time budget per trained model")

@@ -74,16 +74,24 @@ def load_split(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[~test].reset_index(drop=True), frame[test].reset_index(drop=True)
 
 
+def add_split_arguments(
+    parser: argparse.ArgumentParser, users: int = 400, items: int = 300, days: int = 6, events: int = 3000
+) -> None:
+    """The options :func:`load_split` reads besides the dataset and its path (the simulator's
+    size defaults to ``users``, ``items``, ``days`` and ``events`` per day)."""
+    parser.add_argument("--split", choices=["temporal", "random"], default="temporal", help="movielens split")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="movielens test share")
+    parser.add_argument("--sim-users", type=int, default=users)
+    parser.add_argument("--sim-items", type=int, default=items)
+    parser.add_argument("--sim-days", type=int, default=days)
+    parser.add_argument("--sim-events", type=int, default=events, help="simulated events per day")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", choices=["simulator", "movielens", "gowalla"], default="simulator")
     parser.add_argument("--path", type=Path, default=None, help="dataset path (movielens, gowalla)")
-    parser.add_argument("--split", choices=["temporal", "random"], default="temporal", help="movielens split")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="movielens test share")
-    parser.add_argument("--sim-users", type=int, default=400)
-    parser.add_argument("--sim-items", type=int, default=300)
-    parser.add_argument("--sim-days", type=int, default=6)
-    parser.add_argument("--sim-events", type=int, default=3000, help="simulated events per day")
+    add_split_arguments(parser)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=2048, help="global batch, shared among the ranks")
     parser.add_argument("--lr", type=float, default=0.01)
