@@ -117,6 +117,11 @@ user_recent_items = FeatureView(
             dtype=Array(String),
             description="Categories of recent_items, position by position.",
         ),
+        Field(
+            name="recent_ts",
+            dtype=Array(Int64),
+            description="Event times of recent_items (epoch seconds, UTC), position by position.",
+        ),
     ],
     source=user_recent_items_source,
     online=True,

@@ -83,6 +83,7 @@ OFFLINE_SCHEMAS: dict[str, pa.Schema] = {
             (contract.USER_ID, pa.int64()),
             ("recent_items", pa.list_(pa.int64())),
             ("recent_categories", pa.list_(pa.string())),
+            ("recent_ts", pa.list_(pa.int64())),
             (EVENT_TIMESTAMP, _TS),
         ]
     ),
@@ -97,6 +98,7 @@ USER_FEATURE_REFS = (
     f"{USER_ACTIVITY}:days_since_last_event",
     f"{USER_RECENT_ITEMS}:recent_items",
     f"{USER_RECENT_ITEMS}:recent_categories",
+    f"{USER_RECENT_ITEMS}:recent_ts",
 )
 
 
@@ -214,13 +216,17 @@ def _item_popularity(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timest
 def _user_recent_items(events: pd.DataFrame, category: pd.Series, max_recent: int) -> pd.DataFrame:
     # `events` is time-sorted, and groupby keeps row order within a group: tail = most recent.
     recent = events.groupby(contract.USER_ID, sort=False).tail(max_recent)
-    sequences = recent.groupby(contract.USER_ID, sort=True)[contract.ITEM_ID].agg(list)
+    grouped = recent.groupby(contract.USER_ID, sort=True)
+    sequences = grouped[contract.ITEM_ID].agg(list)
+    seconds = recent[contract.EVENT_TS].astype("datetime64[us, UTC]").astype("int64") // 1_000_000
+    times = seconds.groupby(recent[contract.USER_ID], sort=True).agg(list)
     lookup = category.to_dict()
     return pd.DataFrame(
         {
             contract.USER_ID: sequences.index.to_numpy(dtype=np.int64),
             "recent_items": [[int(i) for i in seq] for seq in sequences],
             "recent_categories": [[lookup.get(i, UNKNOWN_CATEGORY) for i in seq] for seq in sequences],
+            "recent_ts": [[int(t) for t in seq] for seq in times.reindex(sequences.index)],
         }
     )
 
@@ -499,3 +505,94 @@ def online_recent_items(settings: Settings, user_ids: list[int]) -> dict[int, li
     )
     values = response.to_dict()["recent_items"]
     return {u: [int(i) for i in (items or [])] for u, items in zip(ids, values)}
+
+
+# Ranker features (offline point-in-time and online: the same columns) ----------------------
+def ranker_feature_names(settings: Settings) -> list[str]:
+    """The ranker's feature columns, ``<view>__<feature>``, in the feature service's order."""
+    service = feature_store(settings).get_feature_service(RANKER_SERVICE)
+    return [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
+
+
+def historical_ranker_features(settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time features of ``ranker_features_v1`` for labelled or candidate rows.
+
+    Each row gets, per view, the latest snapshot stamped at or before its
+    ``event_timestamp`` (and within the view's TTL). A snapshot stamped ``t`` summarises
+    events strictly before ``t``, so no value can come from the row's moment or later.
+
+    Args:
+        settings (Settings): the installation (its Feast store, definitions applied).
+        rows (pd.DataFrame): ``user_id``, ``item_id``, ``event_timestamp`` (UTC) and any
+            other columns, which are kept.
+
+    Returns:
+        pd.DataFrame: ``rows`` in their order with one column per feature
+        (:func:`ranker_feature_names`); a view with no snapshot in reach leaves its columns
+        missing (Feast drops such rows; they are joined back here, never lost).
+    """
+    frame = rows.reset_index(drop=True).copy()
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
+    entity = frame[[contract.USER_ID, contract.ITEM_ID, EVENT_TIMESTAMP]]
+    store = feature_store(settings)
+    for projection in store.get_feature_service(RANKER_SERVICE).feature_view_projections:
+        view = projection.name
+        key = OFFLINE_SCHEMAS[view].names[0]
+        names = [f"{view}__{f.name}" for f in projection.features]
+        # Feast's file (Dask) offline store fails on entity keys that a view has never seen
+        # (a new user or item), and keeps one row of several with the same key and time:
+        # join each distinct (key, time) of a known key once, then spread the values back.
+        lookups = entity[[key, EVENT_TIMESTAMP]].drop_duplicates()
+        lookups = lookups[lookups[key].isin(_offline_keys(settings, view, key))]
+        joined = pd.DataFrame({key: pd.Series(dtype="int64"), EVENT_TIMESTAMP: pd.Series(dtype=entity[EVENT_TIMESTAMP].dtype)})
+        if len(lookups):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                joined = store.get_historical_features(
+                    entity_df=lookups, features=[f"{view}:{f.name}" for f in projection.features],
+                    full_feature_names=True,
+                ).to_df()
+            joined[EVENT_TIMESTAMP] = pd.to_datetime(joined[EVENT_TIMESTAMP], utc=True).astype(entity[EVENT_TIMESTAMP].dtype)
+        for name in names:
+            if name not in joined:
+                joined[name] = pd.Series(dtype=object)
+        merged = entity[[key, EVENT_TIMESTAMP]].merge(joined[[key, EVENT_TIMESTAMP, *names]], how="left",
+                                                      on=[key, EVENT_TIMESTAMP], validate="many_to_one")
+        for name in names:
+            frame[name] = merged[name].to_numpy()
+    return frame
+
+
+def _offline_keys(settings: Settings, view: str, key: str) -> np.ndarray:
+    """Every entity key that has at least one snapshot row of ``view`` offline."""
+    import pyarrow.dataset as ds
+
+    directory = settings.feast_dir / "offline" / view
+    if not directory.is_dir():
+        return np.array([], dtype=np.int64)
+    column = ds.dataset(directory, format="parquet").to_table(columns=[key]).column(key)
+    return np.unique(column.to_numpy())
+
+
+def online_ranker_features(
+    settings: Settings, user_id: int, item_ids: list[int], now: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """The same columns as :func:`historical_ranker_features`, read from the online store.
+
+    One row per candidate item, in ``item_ids`` order, stamped ``now`` (default: the
+    current time) as ``event_timestamp``.
+    """
+    names = ranker_feature_names(settings)
+    ids = [int(i) for i in item_ids]
+    response = feature_store(settings).get_online_features(
+        features=feature_store(settings).get_feature_service(RANKER_SERVICE),
+        entity_rows=[{contract.USER_ID: int(user_id), contract.ITEM_ID: i} for i in ids],
+        full_feature_names=True,
+    ).to_dict()
+    stamp = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
+    frame = pd.DataFrame({contract.USER_ID: np.full(len(ids), int(user_id), dtype=np.int64),
+                          contract.ITEM_ID: np.asarray(ids, dtype=np.int64)})
+    frame[EVENT_TIMESTAMP] = pd.Series([stamp] * len(ids), dtype="datetime64[us, UTC]")
+    for name in names:
+        frame[name] = pd.Series(response[name], dtype=object) if len(ids) else pd.Series(dtype=object)
+    return frame

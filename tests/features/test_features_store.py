@@ -140,9 +140,9 @@ def test_online_features_equal_the_last_snapshot(lake_settings, materialized, la
     assert online.index.tolist() == [*users, UNKNOWN_USER]
     for column in ("events_1d", "events_7d", "distinct_items_7d", "days_since_last_event"):
         assert online.loc[users, column].astype("int64").tolist() == activity[column].tolist(), column
-    for column in ("recent_items", "recent_categories"):
+    for column in ("recent_items", "recent_categories", "recent_ts"):
         assert [list(v) for v in online.loc[users, column]] == recent.loc[users, column].tolist(), column
-    assert online.loc[UNKNOWN_USER].drop(["recent_items", "recent_categories"]).isna().all()
+    assert online.loc[UNKNOWN_USER].drop(["recent_items", "recent_categories", "recent_ts"]).isna().all()
     assert online.loc[UNKNOWN_USER, "recent_items"] is None
 
 

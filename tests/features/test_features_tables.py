@@ -119,6 +119,8 @@ def test_recent_items_are_the_last_items_most_recent_last(max_recent):
     recent = tables[USER_RECENT_ITEMS].set_index(contract.USER_ID)
     assert recent.loc[7, "recent_items"] == [1, 2, 3, 2][-max_recent:]
     assert recent.loc[7, "recent_categories"] == ["a", "b", "c", "b"][-max_recent:]
+    times = pd.to_datetime(["2025-01-05T10:00", "2025-01-08T10:00", "2025-01-09T10:00", "2025-01-09T10:00"], utc=True)
+    assert recent.loc[7, "recent_ts"] == [int(t.timestamp()) for t in times][-max_recent:]
     assert recent.loc[8, "recent_items"] == [5]
 
 

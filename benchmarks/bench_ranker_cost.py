@@ -1,0 +1,166 @@
+"""Benchmark: serving cost of the BST ranker for one request (one user, 200 candidates).
+
+On one torch thread, a :class:`training.bst.BST` of default sizes (random weights: the
+cost does not depend on them) over a vocabulary of 40,981 items and 20 categories scores
+200 candidate rows of one user whose feature list holds 50 recent items (a full 20-item
+sequence). The rows are a DataFrame shaped as serving builds it: the user's features
+broadcast to every row (one list object repeated), each candidate with its own item
+features and retrieval score. A second frame repeats the test with 200 equal but distinct
+list objects (what a feature-store client that copies lists per row would hand over), to
+show the cost of not sharing them.
+
+Timed over ``--repeats`` requests after ``--warmup``:
+
+* ``encode``: :func:`training.bst.encode`, frame to tensors;
+* ``forward``: :func:`training.bst.predict`, tensors to probabilities;
+* ``total``: encode + forward + the argsort that orders the candidates;
+* ``baseline``: the retrieval score alone, the argsort of the frame's ``retrieval_score``.
+
+Median, p95 and p99 in milliseconds go to ``benchmarks/results/ranker_cost.json``.
+
+Run: ``.venv/bin/python benchmarks/bench_ranker_cost.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).resolve().parent / "results"
+N_ITEMS = 40_981
+N_CATEGORIES = 20
+HISTORY = 50
+CANDIDATES = 200
+
+
+def request_frame(rng: np.random.Generator, *, shared: bool) -> pd.DataFrame:
+    """200 candidate rows of one user at one time, as serving builds them.
+
+    Args:
+        rng: draws the history, the candidates and their features.
+        shared: the user's sequence cells hold one list object per column (broadcast),
+            else a distinct copy per row.
+    """
+    from training import bst
+
+    now = pd.Timestamp("2024-06-01 12:00:00", tz="UTC")
+    categories = [f"cat_{k:02d}" for k in range(N_CATEGORIES)]
+    history = rng.choice(N_ITEMS, HISTORY, replace=False).tolist()
+    history_categories = [categories[i % N_CATEGORIES] for i in history]
+    ages = np.sort(rng.integers(60, 30 * 86_400, HISTORY))[::-1]  # oldest first, most recent last
+    history_ts = (int(now.timestamp()) - ages).tolist()
+    candidates = rng.choice(N_ITEMS, CANDIDATES, replace=False)
+
+    def repeat(value: list) -> list:
+        return [value] * CANDIDATES if shared else [list(value) for _ in range(CANDIDATES)]
+
+    user_counters = {name: [int(v)] * CANDIDATES for name, v in zip(bst.USER_COUNTERS, (3, 17, 12, 0))}
+    item_counters = {name: rng.integers(0, 500, CANDIDATES) for name in bst.ITEM_COUNTERS}
+    return pd.DataFrame({
+        bst.USER_ID: np.full(CANDIDATES, 7, dtype=np.int64),
+        bst.ITEM_ID: candidates.astype(np.int64),
+        bst.EVENT_TIMESTAMP: [now] * CANDIDATES,
+        **user_counters,
+        **item_counters,
+        bst.ITEM_CATEGORY: [categories[i % N_CATEGORIES] for i in candidates],
+        bst.RECENT_ITEMS: repeat(history),
+        bst.RECENT_CATEGORIES: repeat(history_categories),
+        bst.RECENT_TS: repeat(history_ts),
+        bst.RETRIEVAL_SCORE: rng.normal(size=CANDIDATES),
+    })
+
+
+def timings(fn: Callable[[], object], warmup: int, repeats: int) -> np.ndarray:
+    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for k in range(repeats):
+        start = time.perf_counter_ns()
+        fn()
+        out[k] = (time.perf_counter_ns() - start) / 1e6
+    return out
+
+
+def summary(ms: np.ndarray) -> dict[str, float]:
+    """Median, p95 and p99 in milliseconds (4 decimals)."""
+    return {"median_ms": round(float(np.median(ms)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4),
+            "p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "ranker_cost.json")
+    args = parser.parse_args(argv)
+    if args.repeats < 500:
+        parser.error("--repeats must be >= 500 for a stable p99")
+
+    import torch
+
+    from training import bst
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    categories = [f"cat_{k:02d}" for k in range(N_CATEGORIES)]
+    vocab = bst.Vocabulary.build(np.arange(N_ITEMS), categories)
+    model = bst.build_bst(vocab, seed=args.seed).eval()
+    frames = {"shared": request_frame(rng, shared=True), "copied": request_frame(rng, shared=False)}
+    batch = bst.encode(frames["shared"], vocab, model.seq_len)
+    assert int((batch.seq_age > 0).sum(dim=1).min()) == model.seq_len, "the sequence must be full"
+
+    def total(frame: pd.DataFrame) -> np.ndarray:
+        return np.argsort(-bst.predict(model, bst.encode(frame, vocab, model.seq_len)), kind="stable")
+
+    def baseline(frame: pd.DataFrame) -> np.ndarray:
+        return np.argsort(-frame[bst.RETRIEVAL_SCORE].to_numpy(dtype=np.float64), kind="stable")
+
+    cases: dict[str, Callable[[], object]] = {
+        "encode": lambda: bst.encode(frames["shared"], vocab, model.seq_len),
+        "forward": lambda: bst.predict(model, batch),
+        "total": lambda: total(frames["shared"]),
+        "encode_copied_lists": lambda: bst.encode(frames["copied"], vocab, model.seq_len),
+        "total_copied_lists": lambda: total(frames["copied"]),
+        "baseline_retrieval_argsort": lambda: baseline(frames["shared"]),
+    }
+    results = {name: summary(timings(fn, args.warmup, args.repeats)) for name, fn in cases.items()}
+
+    print(f"BST ranker, {CANDIDATES} candidates of one user, {HISTORY}-item history, seq_len {model.seq_len}, "
+          f"dim {model.dim}, {vocab.n_items - 2} items; 1 torch thread, {args.repeats} repeats")
+    print(f"{'':28s} {'median':>9s} {'p95':>9s} {'p99':>9s}   (ms)")
+    for name, res in results.items():
+        print(f"{name:28s} {res['median_ms']:9.3f} {res['p95_ms']:9.3f} {res['p99_ms']:9.3f}")
+    extra = results["total"]["median_ms"] - results["baseline_retrieval_argsort"]["median_ms"]
+    ratio = results["total"]["median_ms"] / results["baseline_retrieval_argsort"]["median_ms"]
+    print(f"ranking 200 rows by BST instead of the retrieval score alone: +{extra:.3f} ms median ({ratio:.0f}x)")
+
+    payload = {
+        "benchmark": "ranker_cost",
+        "setup": {"candidates": CANDIDATES, "history": HISTORY, "n_items": N_ITEMS, "n_categories": N_CATEGORIES,
+                  "model": model.config(), "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
+                  "warmup": args.warmup, "seed": args.seed},
+        "results": results,
+        "extra_ms_over_baseline_median": round(extra, 4),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"recorded in {args.out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,652 @@
+"""BST ranker: Behavior Sequence Transformer over Feast features, its encoder and training loop.
+
+BST (`Chen et al., 2019 <https://arxiv.org/abs/1905.06874>`_) scores a (user, candidate
+item) pair from the user's recent behaviour sequence ``v_1..v_L`` (most recent last) and
+the candidate ``v_t``. Each of the ``L + 1`` items becomes one token
+
+.. math::
+    \\mathbf{e}_j = E_{item}[v_j] + E_{cat}[c_j] + P[a_j], \\qquad
+    a_j = 1 + \\min\\left(A - 2, \\left\\lfloor \\log_2 (1 + \\Delta t_j / 1\\,\\mathrm{h}) \\right\\rfloor\\right)
+
+where ``P`` is the paper's time-based "positional" embedding indexed by the age bucket
+``a_j`` of the event (``A = AGE_BUCKETS``; bucket ``0`` is padding and the candidate has the
+dedicated bucket ``A``). The embeddings are summed rather than concatenated (the paper
+concatenates): one width ``d`` for all, no projection. One transformer block (multi-head
+self-attention and a feed-forward net of width ``4 d`` with LeakyReLU, post-norm as in the
+paper) mixes the tokens; padding positions are masked as keys and the candidate token is
+never masked, so an empty history still scores. The candidate token's output and the
+masked mean of the sequence outputs (instead of the paper's flattening, which would tie
+the MLP to ``L`` and to where the padding falls) are concatenated with the standardised
+dense features and fed to an MLP with LeakyReLU that outputs one logit.
+
+Dense features (:data:`DENSE_FEATURES`): ``log1p`` of the seven Feast counters (missing
+is ``0``), a flag per feature view saying whether the row had a snapshot at all, and the
+retriever's score. They are standardised with the training set's mean and standard
+deviation, kept as buffers of the model (:meth:`BST.fit_dense_scaling`): unlike batch
+normalisation this is the same transform in training and in serving, for a batch of one.
+
+The module holds the pure parts: :class:`Vocabulary`, :func:`encode` (frame to
+:class:`RankerBatch`), the :class:`BST` module, :func:`fit_bst`, :func:`predict` and
+:func:`auc`; :func:`save_ranker` / :func:`load_ranker` are its only file I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import functools
+import itertools
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# Frame columns (Feast ``full_feature_names=True``) ------------------------------------------
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TIMESTAMP = "event_timestamp"
+USER_COUNTERS = (
+    "user_activity__events_1d",
+    "user_activity__events_7d",
+    "user_activity__distinct_items_7d",
+    "user_activity__days_since_last_event",
+)
+ITEM_COUNTERS = ("item_popularity__events_1d", "item_popularity__events_7d", "item_popularity__users_7d")
+ITEM_CATEGORY = "item_popularity__category"
+RECENT_ITEMS = "user_recent_items__recent_items"
+RECENT_CATEGORIES = "user_recent_items__recent_categories"
+RECENT_TS = "user_recent_items__recent_ts"
+RETRIEVAL_SCORE = "retrieval_score"
+FEATURE_COLUMNS = [*USER_COUNTERS, *ITEM_COUNTERS, ITEM_CATEGORY, RECENT_ITEMS, RECENT_CATEGORIES, RECENT_TS]
+"""The Feast features the ranker reads (feature service ``ranker_features_v1``)."""
+FRAME_COLUMNS = [USER_ID, ITEM_ID, EVENT_TIMESTAMP, *FEATURE_COLUMNS, RETRIEVAL_SCORE]
+"""Every column :func:`encode` needs."""
+
+DENSE_FEATURES = [
+    *(f"log1p_{name}" for name in (*USER_COUNTERS, *ITEM_COUNTERS)),
+    "has_user_features",
+    "has_item_features",
+    RETRIEVAL_SCORE,
+]
+N_DENSE = len(DENSE_FEATURES)
+AGE_BUCKETS = 16
+"""Age buckets of sequence events: ``1..AGE_BUCKETS - 1`` (log2 of hours); ``0`` is padding."""
+PAD, UNKNOWN = 0, 1
+"""Reserved vocabulary indices; known items and categories start at ``2``."""
+_RESERVED = 2
+_NS_PER_S = 1_000_000_000
+_NS_PER_HOUR = 3600 * _NS_PER_S
+
+
+# Vocabulary ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Item ids and category strings to embedding indices (``0`` padding, ``1`` unknown).
+
+    Args:
+        item_ids: the known external item ids, sorted and distinct; id ``item_ids[k]``
+            has index ``k + 2``.
+        category_names: the known categories, sorted and distinct; same numbering.
+    """
+
+    item_ids: np.ndarray
+    category_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.item_ids, dtype=np.int64)
+        if ids.ndim != 1 or (len(ids) > 1 and not (np.diff(ids) > 0).all()):
+            raise ValueError("item_ids must be a sorted 1-d array of distinct ids")
+        names = tuple(self.category_names)
+        if list(names) != sorted(set(names)):
+            raise ValueError("category_names must be sorted and distinct")
+        object.__setattr__(self, "item_ids", ids)
+        object.__setattr__(self, "category_names", names)
+
+    @classmethod
+    def build(cls, item_ids: Iterable[int] | np.ndarray, categories: Iterable[str]) -> Vocabulary:
+        """The vocabulary of ``item_ids`` and ``categories`` (duplicates and missing values dropped)."""
+        ids = np.unique(np.asarray(item_ids if isinstance(item_ids, np.ndarray) else list(item_ids), dtype=np.int64))
+        names = sorted({c for c in categories if isinstance(c, str)})
+        return cls(ids, tuple(names))
+
+    @property
+    def n_items(self) -> int:
+        """Rows of the item embedding table (the two reserved ones included)."""
+        return len(self.item_ids) + _RESERVED
+
+    @property
+    def n_categories(self) -> int:
+        """Rows of the category embedding table (the two reserved ones included)."""
+        return len(self.category_names) + _RESERVED
+
+    def items(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of external item ``ids`` (int64, any shape); unknown ids map to ``1``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self.item_ids) == 0:
+            return np.full(ids.shape, UNKNOWN, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.item_ids, ids), len(self.item_ids) - 1)
+        return np.where(self.item_ids[pos] == ids, pos + _RESERVED, UNKNOWN).astype(np.int64)
+
+    def categories(self, values: Sequence[Any] | np.ndarray | pd.Series) -> np.ndarray:
+        """Indices of category strings (1-d); unknown and missing ones map to ``1``."""
+        found = self._category_index.get_indexer(np.asarray(values, dtype=object))
+        return np.where(found >= 0, found + _RESERVED, UNKNOWN).astype(np.int64)
+
+    @functools.cached_property
+    def _category_index(self) -> pd.Index:
+        return pd.Index(self.category_names, dtype=object)
+
+    def to_dict(self) -> dict[str, list]:
+        """A JSON-able form; :meth:`from_dict` restores it exactly."""
+        return {"item_ids": self.item_ids.tolist(), "categories": list(self.category_names)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Vocabulary:
+        """The vocabulary written by :meth:`to_dict`."""
+        return cls(np.asarray(data["item_ids"], dtype=np.int64), tuple(data["categories"]))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vocabulary):
+            return NotImplemented
+        return self.category_names == other.category_names and np.array_equal(self.item_ids, other.item_ids)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Encoded batch -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RankerBatch:
+    """The model's input for ``B`` rows (sequence length ``L``).
+
+    Args:
+        seq_items: ``[B, L]`` long, item indices of the history, most recent last,
+            left-padded with ``0``.
+        seq_categories: ``[B, L]`` long, their category indices.
+        seq_age: ``[B, L]`` long, age bucket of each event (``0`` marks padding).
+        target_item: ``[B]`` long, the candidate's item index.
+        target_category: ``[B]`` long, the candidate's category index.
+        dense: ``[B, N_DENSE]`` float32, :data:`DENSE_FEATURES`.
+    """
+
+    seq_items: Tensor
+    seq_categories: Tensor
+    seq_age: Tensor
+    target_item: Tensor
+    target_category: Tensor
+    dense: Tensor
+
+    def __len__(self) -> int:
+        return self.target_item.shape[0]
+
+    def subset(self, index: Tensor | np.ndarray | Sequence[int]) -> RankerBatch:
+        """The rows at ``index`` (positions, or a boolean mask)."""
+        index = torch.as_tensor(index)
+        return RankerBatch(*(getattr(self, f.name)[index] for f in dataclasses.fields(self)))
+
+
+# Encoder -------------------------------------------------------------------------------------
+def _epoch_ns(values: pd.Series) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC; naive times are taken as UTC)."""
+    ns = pd.to_datetime(values, utc=True).to_numpy(dtype="datetime64[ns]").view(np.int64)
+    if (ns == np.iinfo(np.int64).min).any():
+        raise ValueError(f"{EVENT_TIMESTAMP} must not be missing")
+    return ns
+
+
+def _floats(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``[rows, len(columns)]`` float64 with NaN for every kind of missing value."""
+    return np.column_stack([frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in columns])
+
+
+def dense_features(frame: pd.DataFrame) -> np.ndarray:
+    """``[rows, N_DENSE]`` float32 :data:`DENSE_FEATURES` of a frame of :data:`FRAME_COLUMNS`."""
+    user = _floats(frame, USER_COUNTERS)
+    item = _floats(frame, ITEM_COUNTERS)
+    has_user = ~np.isnan(user).all(axis=1)
+    has_item = ~np.isnan(item).all(axis=1) | frame[ITEM_CATEGORY].notna().to_numpy()
+    counters = np.log1p(np.clip(np.nan_to_num(np.hstack([user, item]), nan=0.0), 0.0, None))
+    score = frame[RETRIEVAL_SCORE].to_numpy(dtype=np.float64, na_value=np.nan)
+    score = np.where(np.isfinite(score), score, 0.0)
+    return np.column_stack([counters, has_user, has_item, score]).astype(np.float32)
+
+
+def _as_list(value: Any) -> Sequence[Any]:
+    """A sequence feature value as a sequence; ``None``/NaN/NA (no snapshot) is empty."""
+    if value is None or isinstance(value, (float, str)) or value is pd.NA:
+        return ()
+    return value
+
+
+def _distinct_sequences(columns: Sequence[np.ndarray], t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: one representative row per distinct (sequence objects, time) key.
+
+    Args:
+        columns: the rows' cells of :data:`RECENT_ITEMS`, :data:`RECENT_CATEGORIES`, :data:`RECENT_TS`.
+        t_ns: the rows' scoring times.
+
+    Rows whose three sequence cells hold the *same objects* at the same timestamp encode
+    to the same history, so it is encoded once; serving scores ~200 candidates of one user
+    whose features are broadcast, i.e. one object repeated. Equal but distinct objects are
+    simply encoded again (correct, a little slower).
+    """
+    n = len(t_ns)
+    keys = np.column_stack([np.fromiter(map(id, col), dtype=np.int64, count=n) for col in columns] + [t_ns])
+    if (keys == keys[0]).all():
+        return np.zeros(1, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first, inverse.reshape(-1)
+
+
+def encode_sequences(
+    items: Sequence[Any], categories: Sequence[Any], ts: Sequence[Any], t_ns: np.ndarray, vocab: Vocabulary,
+    seq_len: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(seq_items, seq_categories, seq_age)``, each ``[n, seq_len]`` int64, of ``n`` histories.
+
+    Events at or after the row's time ``t_ns`` are dropped, then the last ``seq_len`` kept
+    events fill the right end of the row (left padding with ``0``). Vectorised over the
+    flattened events: one Python pass only to measure and chain the lists.
+
+    Args:
+        items: per history, a list of item ids (most recent last), or a missing value.
+        categories: per history, the events' category strings.
+        ts: per history, the events' epoch seconds (UTC).
+        t_ns: ``[n]`` the time each history is scored at, nanoseconds since the epoch.
+        vocab: item and category indices.
+        seq_len: ``L``.
+    """
+    n = len(t_ns)
+    items, categories, ts = ([_as_list(v) for v in col] for col in (items, categories, ts))
+    lengths = np.fromiter(map(len, items), dtype=np.int64, count=n)
+    if not (np.array_equal(lengths, np.fromiter(map(len, categories), dtype=np.int64, count=n))
+            and np.array_equal(lengths, np.fromiter(map(len, ts), dtype=np.int64, count=n))):
+        raise ValueError(f"{RECENT_ITEMS}, {RECENT_CATEGORIES} and {RECENT_TS} must have equal lengths per row")
+    total = int(lengths.sum())
+    flat_ts = np.fromiter(itertools.chain.from_iterable(ts), dtype=np.int64, count=total) * _NS_PER_S
+    row = np.repeat(np.arange(n), lengths)
+    kept = np.flatnonzero(flat_ts < t_ns[row])  # strictly before the scoring time
+    row = row[kept]
+    counts = np.bincount(row, minlength=n)
+    within = np.arange(len(kept)) - (np.cumsum(counts) - counts)[row]
+    from_end = counts[row] - 1 - within  # 0 = most recent kept event
+    last = from_end < seq_len
+    row, event, col = row[last], kept[last], seq_len - 1 - from_end[last]
+
+    out = [np.zeros((n, seq_len), dtype=np.int64) for _ in range(3)]
+    flat_items = np.fromiter(itertools.chain.from_iterable(items), dtype=np.int64, count=total)
+    out[0][row, col] = vocab.items(flat_items[event])
+    flat_categories = np.fromiter(itertools.chain.from_iterable(categories), dtype=object, count=total)
+    out[1][row, col] = vocab.categories(flat_categories[event])
+    hours = (t_ns[row] - flat_ts[event]) / _NS_PER_HOUR
+    out[2][row, col] = 1 + np.minimum(AGE_BUCKETS - 2, np.floor(np.log2(1.0 + hours))).astype(np.int64)
+    return out[0], out[1], out[2]
+
+
+def encode(frame: pd.DataFrame, vocab: Vocabulary, seq_len: int) -> RankerBatch:
+    """The :class:`RankerBatch` of a frame of :data:`FRAME_COLUMNS`, one row per candidate.
+
+    Sequence: the last ``seq_len`` events of ``recent_items`` strictly before the row's
+    ``event_timestamp`` (defensive: the feature store already guarantees it), most recent
+    last, left-padded with ``0``; age buckets as in the module docstring. Target category:
+    ``item_popularity__category`` (missing is unknown). Dense: :func:`dense_features`.
+    Histories shared by several rows are encoded once (:func:`_distinct_sequences`).
+
+    Args:
+        frame: the rows; any feature may be missing (NaN, None, ``pd.NA``).
+        vocab: item and category indices.
+        seq_len: ``L``, the model's sequence length.
+
+    Returns:
+        The batch, rows in the frame's order.
+    """
+    missing = [c for c in FRAME_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}")
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    n = len(frame)
+    t_ns = _epoch_ns(frame[EVENT_TIMESTAMP])
+    if n:
+        columns = [frame[c].to_numpy(dtype=object) for c in (RECENT_ITEMS, RECENT_CATEGORIES, RECENT_TS)]
+        first, inverse = _distinct_sequences(columns, t_ns)
+        distinct = encode_sequences(*(col[first] for col in columns), t_ns[first], vocab, seq_len)
+        sequences = [a[inverse] for a in distinct]
+    else:
+        sequences = [np.zeros((0, seq_len), dtype=np.int64)] * 3
+    return RankerBatch(
+        seq_items=torch.from_numpy(sequences[0]),
+        seq_categories=torch.from_numpy(sequences[1]),
+        seq_age=torch.from_numpy(sequences[2]),
+        target_item=torch.from_numpy(vocab.items(frame[ITEM_ID].to_numpy(dtype=np.int64))),
+        target_category=torch.from_numpy(vocab.categories(frame[ITEM_CATEGORY].to_numpy(dtype=object))),
+        dense=torch.from_numpy(dense_features(frame)),
+    )
+
+
+# Model ---------------------------------------------------------------------------------------
+class BST(nn.Module):
+    """Behavior Sequence Transformer ranker (module docstring): one logit per row.
+
+    Args:
+        n_items: item embedding rows, :attr:`Vocabulary.n_items`.
+        n_categories: category embedding rows, :attr:`Vocabulary.n_categories`.
+        seq_len: ``L``, the history length the batches must have. (default: ``20``)
+        dim: token width ``d``. (default: ``32``)
+        heads: attention heads (must divide ``dim``). (default: ``2``)
+        age_buckets: ``A``; the age table has ``A + 1`` rows, the last for the candidate.
+            (default: :data:`AGE_BUCKETS`)
+        n_dense: dense features per row. (default: :data:`N_DENSE`)
+        hidden: widths of the MLP's hidden layers. (default: ``(64, 32)``)
+        dropout: dropout in the transformer block and the MLP. (default: ``0.1``)
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        n_categories: int,
+        *,
+        seq_len: int = 20,
+        dim: int = 32,
+        heads: int = 2,
+        age_buckets: int = AGE_BUCKETS,
+        n_dense: int = N_DENSE,
+        hidden: tuple[int, ...] = (64, 32),
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"heads ({heads}) must divide dim ({dim})")
+        self.n_items, self.n_categories, self.seq_len, self.dim, self.heads = n_items, n_categories, seq_len, dim, heads
+        self.age_buckets, self.n_dense, self.hidden, self.dropout = age_buckets, n_dense, tuple(hidden), dropout
+        self.item_embedding = nn.Embedding(n_items, dim, padding_idx=PAD)
+        self.category_embedding = nn.Embedding(n_categories, dim, padding_idx=PAD)
+        self.age_embedding = nn.Embedding(age_buckets + 1, dim, padding_idx=0)
+        for table in (self.item_embedding, self.category_embedding, self.age_embedding):
+            nn.init.normal_(table.weight, std=dim**-0.5)
+            table.weight.data[0] = 0.0
+        # A custom activation keeps torch's fused "fast path" off: train and eval (and a
+        # batch of one and of many) run the same kernels.
+        self.block = nn.TransformerEncoderLayer(
+            dim, heads, dim_feedforward=4 * dim, dropout=dropout, activation=nn.LeakyReLU(), batch_first=True
+        )
+        self.register_buffer("dense_mean", torch.zeros(n_dense))
+        self.register_buffer("dense_std", torch.ones(n_dense))
+        layers: list[nn.Module] = []
+        width = 2 * dim + n_dense
+        for size in self.hidden:
+            layers += [nn.Linear(width, size), nn.LeakyReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments, JSON-able: ``BST(**model.config())`` rebuilds it."""
+        return {
+            "n_items": self.n_items, "n_categories": self.n_categories, "seq_len": self.seq_len, "dim": self.dim,
+            "heads": self.heads, "age_buckets": self.age_buckets, "n_dense": self.n_dense,
+            "hidden": list(self.hidden), "dropout": self.dropout,
+        }
+
+    @torch.no_grad()
+    def fit_dense_scaling(self, dense: Tensor) -> None:
+        """Standardise dense features with the mean and standard deviation of ``dense`` ``[N, n_dense]``.
+
+        Constant columns (std below ``1e-6``) are only centred.
+        """
+        std = dense.double().std(dim=0, unbiased=False)
+        self.dense_mean.copy_(dense.double().mean(dim=0))
+        self.dense_std.copy_(torch.where(std < 1e-6, torch.ones_like(std), std))
+
+    def forward(self, batch: RankerBatch) -> Tensor:
+        """Logits ``[B]`` of the batch's rows."""
+        if batch.seq_items.shape[1:] != (self.seq_len,) or batch.dense.shape[1:] != (self.n_dense,):
+            raise ValueError(
+                f"batch has sequences of {tuple(batch.seq_items.shape[1:])} and dense of "
+                f"{tuple(batch.dense.shape[1:])}, the model wants ({self.seq_len},) and ({self.n_dense},)"
+            )
+        candidate_age = torch.full_like(batch.target_item, self.age_buckets)
+        items = torch.cat([batch.seq_items, batch.target_item[:, None]], dim=1)
+        categories = torch.cat([batch.seq_categories, batch.target_category[:, None]], dim=1)
+        ages = torch.cat([batch.seq_age, candidate_age[:, None]], dim=1)
+        tokens = self.item_embedding(items) + self.category_embedding(categories) + self.age_embedding(ages)
+        padding = ages == 0  # never true for the candidate (last) token
+        out = self.block(tokens, src_key_padding_mask=padding)
+        history = out[:, :-1].masked_fill(padding[:, :-1, None], 0.0)
+        pooled = history.sum(dim=1) / (~padding[:, :-1]).sum(dim=1, keepdim=True).clamp(min=1)
+        dense = (batch.dense - self.dense_mean) / self.dense_std
+        return self.mlp(torch.cat([out[:, -1], pooled, dense], dim=1)).squeeze(-1)
+
+
+def build_bst(vocab: Vocabulary, seed: int = 42, **kwargs: Any) -> BST:
+    """A :class:`BST` sized for ``vocab``, initialised from ``seed`` (global RNG untouched).
+
+    Args:
+        vocab: gives ``n_items`` and ``n_categories``.
+        seed: the initial weights' seed.
+        **kwargs: further :class:`BST` arguments.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BST(vocab.n_items, vocab.n_categories, **kwargs)
+
+
+# Training ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BSTTrainConfig:
+    """Hyper-parameters of one ranker training run.
+
+    Args:
+        epochs: passes over the training rows. (default: ``10``)
+        batch_size: rows per Adam step. (default: ``1024``)
+        learning_rate: Adam's step size. (default: ``1e-3``)
+        weight_decay: Adam's L2 term. (default: ``1e-6``)
+        seed: seeds the shuffling and dropout. (default: ``42``)
+        patience: with a validation set, stop after this many epochs in a row without a
+            higher validation AUC and restore the best epoch's weights; ``0`` never stops
+            early and keeps the last epoch's. (default: ``0``)
+        num_threads: torch intra-op threads while training, restored afterwards; ``None``
+            keeps the current setting. (default: ``None``)
+        scale_dense: fit the model's dense standardisation on the training rows first
+            (:meth:`BST.fit_dense_scaling`). (default: ``True``)
+    """
+
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-6
+    seed: int = 42
+    patience: int = 0
+    num_threads: int | None = None
+    scale_dense: bool = True
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit_bst` did to the model it trained in place.
+
+    Args:
+        losses: mean training BCE per epoch (``losses[e - 1]`` is epoch ``e``).
+        valid_auc: validation AUC after each epoch (empty without a validation set).
+        best_epoch: with early stopping, the epoch whose weights the model holds.
+        stopped_early: whether training stopped before ``epochs``.
+        seconds: wall time.
+    """
+
+    losses: list[float]
+    valid_auc: list[float]
+    best_epoch: int | None
+    stopped_early: bool
+    seconds: float
+
+
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op threads (``None``: leave them); restored on exit.
+
+    Same as :func:`training.train.torch_threads`, kept here so that serving, which imports
+    this module, does not import torch_geometric.
+    """
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(max(1, num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_labels(batch: RankerBatch, labels: np.ndarray, what: str) -> Tensor:
+    labels = np.asarray(labels, dtype=np.float32).reshape(-1)
+    if len(labels) != len(batch):
+        raise ValueError(f"{what}: {len(labels)} labels for {len(batch)} rows")
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise ValueError(f"{what}: labels must be 0 or 1")
+    return torch.from_numpy(labels)
+
+
+def fit_bst(
+    model: BST,
+    batch: RankerBatch,
+    labels: np.ndarray,
+    config: BSTTrainConfig = BSTTrainConfig(),
+    valid: tuple[RankerBatch, np.ndarray] | None = None,
+) -> FitResult:
+    """Train ``model`` in place with binary cross-entropy on logits and Adam.
+
+    Deterministic: the same initial model, data and ``config.seed`` give bit-identical
+    weights (shuffling from a seeded :class:`torch.Generator`, dropout from the global RNG
+    seeded inside :func:`torch.random.fork_rng`, so the caller's RNG state is untouched).
+    The model is left in eval mode.
+
+    Args:
+        model: the ranker, e.g. from :func:`build_bst`.
+        batch: the training rows (:func:`encode`).
+        labels: ``[N]`` 0/1 (clicked or not).
+        config: hyper-parameters.
+        valid: optional ``(batch, labels)`` scored after each epoch (AUC), needed for
+            early stopping; it must hold both classes.
+
+    Returns:
+        Per-epoch losses and validation AUCs.
+    """
+    started = time.perf_counter()
+    target = _check_labels(batch, labels, "train")
+    if len(batch) == 0:
+        raise ValueError("cannot train on an empty batch")
+    if valid is not None:
+        valid_labels = _check_labels(valid[0], valid[1], "valid").numpy()
+        if len(np.unique(valid_labels)) < 2:
+            raise ValueError("valid labels must hold both classes")
+    if config.patience < 0 or config.epochs < 1 or config.batch_size < 1:
+        raise ValueError("epochs and batch_size must be >= 1 and patience >= 0")
+    losses: list[float] = []
+    aucs: list[float] = []
+    best: tuple[float, int, dict[str, Tensor]] | None = None
+    stopped_early = False
+    with torch_threads(config.num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        if config.scale_dense:
+            model.fit_dense_scaling(batch.dense)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            order = torch.randperm(len(batch), generator=generator)
+            total = 0.0
+            for start in range(0, len(batch), config.batch_size):
+                rows = order[start : start + config.batch_size]
+                loss = F.binary_cross_entropy_with_logits(model(batch.subset(rows)), target[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(rows)
+            losses.append(total / len(batch))
+            if valid is None:
+                continue
+            aucs.append(auc(valid_labels, predict(model, valid[0])))
+            if config.patience == 0:
+                continue
+            if best is None or aucs[-1] > best[0]:
+                best = (aucs[-1], epoch, copy.deepcopy(model.state_dict()))
+            elif epoch - best[1] >= config.patience:
+                stopped_early = epoch < config.epochs
+                break
+    if best is not None:
+        model.load_state_dict(best[2])
+    model.eval()
+    return FitResult(losses, aucs, best[1] if best else None, stopped_early, time.perf_counter() - started)
+
+
+def predict(model: BST, batch: RankerBatch, batch_size: int = 8192) -> np.ndarray:
+    """Click probabilities ``[B]`` (float32), in eval mode without gradients.
+
+    The model's training mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            chunks = [torch.sigmoid(model(batch.subset(torch.arange(start, min(start + batch_size, len(batch))))))
+                      for start in range(0, len(batch), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy() if chunks else np.zeros(0, dtype=np.float32)
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of ``scores`` against 0/1 ``labels``; NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).reshape(-1)
+    if len(np.unique(labels)) < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, np.asarray(scores).reshape(-1)))
+
+
+# Persistence ---------------------------------------------------------------------------------
+WEIGHTS_FILE = "ranker.pt"
+META_FILE = "ranker.json"
+
+
+def save_ranker(model: BST, vocab: Vocabulary, directory: Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``ranker.pt`` (the state dict) and ``ranker.json`` (config, vocabulary, ``extra``).
+
+    Args:
+        model: the trained ranker.
+        vocab: the vocabulary its embeddings are indexed by.
+        directory: created if missing.
+        extra: JSON-able metadata (metrics, run ids) handed back by :func:`load_ranker`.
+
+    Returns:
+        ``directory``.
+    """
+    if (model.n_items, model.n_categories) != (vocab.n_items, vocab.n_categories):
+        raise ValueError("the vocabulary does not match the model's embedding tables")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    meta = {"model": model.config(), "vocab": vocab.to_dict(), "seq_len": model.seq_len, "extra": extra or {}}
+    (directory / META_FILE).write_text(json.dumps(meta))
+    return directory
+
+
+def load_ranker(directory: Path) -> tuple[BST, Vocabulary, dict[str, Any]]:
+    """``(model in eval mode, vocabulary, extra)`` written by :func:`save_ranker`."""
+    directory = Path(directory)
+    meta = json.loads((directory / META_FILE).read_text())
+    config = {**meta["model"], "hidden": tuple(meta["model"]["hidden"])}
+    model = BST(**config)
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, weights_only=True))
+    model.eval()
+    vocab = Vocabulary.from_dict(meta["vocab"])
+    if (model.n_items, model.n_categories) != (vocab.n_items, vocab.n_categories):
+        raise ValueError(f"{directory}: the vocabulary does not match the model's embedding tables")
+    return model, vocab, meta["extra"]
