@@ -6,10 +6,10 @@ cost does not depend on them) over a vocabulary of 40,981 items and 20 categorie
 sequence). The rows are a DataFrame shaped as serving builds it: the user's features
 broadcast to every row (one list object repeated), each candidate with its own item
 features and retrieval score. A second frame repeats the test with 200 equal but distinct
-list objects (what a feature-store client that copies lists per row would hand over), to
-show the cost of not sharing them.
+list objects (what a feature-store client that copies lists per row hands over); the
+encoder recognises both as one history.
 
-Timed over ``--repeats`` requests after ``--warmup``:
+Timed over ``--repeats`` requests after ``--warmup``, the cases taking turns:
 
 * ``encode``: :func:`training.bst.encode`, frame to tensors;
 * ``forward``: :func:`training.bst.predict`, tensors to probabilities;
@@ -79,15 +79,22 @@ def request_frame(rng: np.random.Generator, *, shared: bool) -> pd.DataFrame:
     })
 
 
-def timings(fn: Callable[[], object], warmup: int, repeats: int) -> np.ndarray:
-    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+def timings(cases: dict[str, Callable[[], object]], warmup: int, repeats: int) -> dict[str, np.ndarray]:
+    """Milliseconds of ``repeats`` calls of each case after ``warmup`` untimed ones.
+
+    The cases take turns within each repetition, so that all of them see the same machine
+    (a shared 2-core box's load changes over a run; timed one after the other, a later
+    case could look slower than the sum of its parts).
+    """
     for _ in range(warmup):
-        fn()
-    out = np.empty(repeats)
+        for fn in cases.values():
+            fn()
+    out = {name: np.empty(repeats) for name in cases}
     for k in range(repeats):
-        start = time.perf_counter_ns()
-        fn()
-        out[k] = (time.perf_counter_ns() - start) / 1e6
+        for name, fn in cases.items():
+            start = time.perf_counter_ns()
+            fn()
+            out[name][k] = (time.perf_counter_ns() - start) / 1e6
     return out
 
 
@@ -134,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
         "total_copied_lists": lambda: total(frames["copied"]),
         "baseline_retrieval_argsort": lambda: baseline(frames["shared"]),
     }
-    results = {name: summary(timings(fn, args.warmup, args.repeats)) for name, fn in cases.items()}
+    load_before = os.getloadavg()
+    results = {name: summary(ms) for name, ms in timings(cases, args.warmup, args.repeats).items()}
 
     print(f"BST ranker, {CANDIDATES} candidates of one user, {HISTORY}-item history, seq_len {model.seq_len}, "
           f"dim {model.dim}, {vocab.n_items - 2} items; 1 torch thread, {args.repeats} repeats")
@@ -153,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "extra_ms_over_baseline_median": round(extra, 4),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+                    "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+                    "load_average_1_5_15_min_before": [round(x, 2) for x in load_before]},
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

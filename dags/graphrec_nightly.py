@@ -4,8 +4,9 @@
 Runs every night at 02:00 UTC on the previous day's partition:
 
 validate (Great Expectations) → features (Feast materialization) → train (the retriever
-chosen by **model**: LightGCN, MF-BPR, GF-CF or popularity; MLflow `challenger`) → canary (challenger vs `champion`) → publish (FAISS index, atomic
-pointer switch) → drift check (Evidently) → on drift: alert email and a retraining run
+chosen by **model**: LightGCN, MF-BPR, GF-CF or popularity; MLflow `challenger`) → train_ranker
+(BST on Feast point-in-time features, paired with that retriever) → canary (the challenger
+pair vs the `champion` pair) → publish (FAISS index plus the ranker, atomic pointer switch) → drift check (Evidently) → on drift: alert email and a retraining run
 of this DAG, triggered through Airflow with a conf that says why.
 
 Trigger it from the UI to (re)process a day: set **ds** in the form, or leave it empty to
@@ -140,13 +141,36 @@ def graphrec_nightly():
             raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
 
     @task
-    def canary(day: dict, trained: dict) -> dict:
-        """Challenger vs champion on the same fresh holdout; moves `champion` if it passes."""
+    def train_ranker(day: dict, trained: dict) -> dict:
+        """Fit the BST ranker on Feast point-in-time features, paired with the new retriever.
+
+        Registered as a version of the ranker model aliased `challenger` with the tag
+        `retriever_version`; the canary judges the two as a pair. Returns `{"skipped": why}`
+        when the ranker is turned off (`GRAPHREC_RANKER_ENABLED=false`) or the window has
+        too little data for it: the pipeline then serves retrieval alone."""
+        from graphrec.lake import parse_ds
+        from training.data import InsufficientDataError
+        from training.ranker import train_ranker as fit
+
+        settings = get_settings()
+        if not settings.ranker_enabled:
+            return {"skipped": "ranker disabled (GRAPHREC_RANKER_ENABLED=false)"}
+        params = get_current_context()["params"]
+        try:
+            return fit(settings, parse_ds(day["ds"]), trained["model_version"], window_days=params["window_days"],
+                       reason=day["reason"])
+        except InsufficientDataError as exc:
+            return {"skipped": f"not enough data for the ranker: {exc}"}
+
+    @task
+    def canary(day: dict, trained: dict, ranked: dict) -> dict:
+        """Challenger pair vs champion pair on the same fresh holdout; moves both `champion` aliases if it passes."""
         from graphrec.lake import parse_ds
         from training.canary import run_canary
 
         params = get_current_context()["params"]
-        return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"])
+        return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"],
+                          ranker_version=ranked.get("model_version"))
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:
@@ -158,7 +182,8 @@ def graphrec_nightly():
 
         if not decision["promoted"]:
             raise AirflowSkipException(f"champion kept, nothing to publish: {decision['reason']}")
-        return publish_model(get_settings(), decision["challenger_version"], parse_ds(day["ds"]))
+        return publish_model(get_settings(), decision["challenger_version"], parse_ds(day["ds"]),
+                             ranker_version=decision.get("ranker_champion_after"))
 
     @task(trigger_rule="none_failed")
     def drift_check(day: dict) -> dict:
@@ -200,7 +225,8 @@ def graphrec_nightly():
     validated = validate(day)
     featured = features(day, validated)
     trained = train(day, featured)
-    decision = canary(day, trained)
+    ranked = train_ranker(day, trained)
+    decision = canary(day, trained, ranked)
     published = publish(day, decision)
     drift = drift_check(day)
     published >> drift

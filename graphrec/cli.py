@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -160,7 +161,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print("error: --k must be between 1 and 1000", file=sys.stderr)
         return 2
     settings = get_settings()
-    recommender = Recommender(settings, recent_items_fn=_recent_items_fn(settings))
+    ranker_features = None
+    if settings.ranker_enabled and settings.feast_dir.exists():
+        from graphrec.features import online_ranker_features
+
+        ranker_features = functools.partial(online_ranker_features, settings)
+    recommender = Recommender(settings, recent_items_fn=_recent_items_fn(settings), ranker_features_fn=ranker_features,
+                              rerank_candidates=settings.ranker_candidates)
     try:
         rec = recommender.recommend(args.user_id, args.k)
     except NoPublishedIndex as exc:

@@ -13,12 +13,19 @@ module is everything that runs:
   objects, and load the snapshot into the online store;
 * :func:`online_features`, :func:`online_recent_items` — per-request reads for serving.
 
-Snapshot semantics: the row for day ``ds`` summarises every event before
-``as_of = ds + 1 day`` (00:00 UTC), so point-in-time joins never see the future. Windows
-are ``[as_of - 1 day, as_of)`` and ``[as_of - 7 days, as_of)``; users are included while
-they have an event in the last :data:`HISTORY_DAYS` days (their counters drop to zero
-before they leave, so the online store never keeps a stale non-zero count), items while
-they are in the catalog.
+Snapshot semantics: the counters of day ``ds`` (``user_activity``, ``item_popularity``)
+summarise every event before ``as_of = ds + 1 day`` (00:00 UTC), so point-in-time joins
+never see the future. Windows are ``[as_of - 1 day, as_of)`` and
+``[as_of - 7 days, as_of)``; users are included while they have an event in the last
+:data:`HISTORY_DAYS` days (their counters drop to zero before they leave, so the online
+store never keeps a stale non-zero count), items while they are in the catalog.
+
+``user_recent_items`` is an event-level log instead: for every moment of the day at which
+a user acted, one row with the user's sequence right after it, stamped one microsecond
+later. A point-in-time join at ``t`` thus gets the sequence of exactly the events strictly
+before ``t`` (the BST ranker's training rows are the moments of users' events, and a user
+often acts many times a day), and the online store holds the sequence after the user's
+latest event.
 """
 
 from __future__ import annotations
@@ -140,11 +147,14 @@ def compute_feature_tables(
     tables = {
         USER_ACTIVITY: _user_activity(events, as_of),
         ITEM_POPULARITY: _item_popularity(events, items, as_of),
-        USER_RECENT_ITEMS: _user_recent_items(events, category, max_recent),
     }
     for name, frame in tables.items():
         frame[EVENT_TIMESTAMP] = pd.Series(as_of, index=frame.index, dtype="datetime64[us, UTC]")
         tables[name] = frame[OFFLINE_SCHEMAS[name].names].reset_index(drop=True)
+    day_start = as_of - pd.Timedelta(days=1)
+    sequences = _events_in(interactions, day_start - pd.Timedelta(days=history_days), as_of)
+    recent = _user_recent_items(sequences, category, max_recent, day_start, history_days)
+    tables[USER_RECENT_ITEMS] = recent[OFFLINE_SCHEMAS[USER_RECENT_ITEMS].names].reset_index(drop=True)
     return tables
 
 
@@ -213,22 +223,38 @@ def _item_popularity(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timest
     )
 
 
-def _user_recent_items(events: pd.DataFrame, category: pd.Series, max_recent: int) -> pd.DataFrame:
-    # `events` is time-sorted, and groupby keeps row order within a group: tail = most recent.
-    recent = events.groupby(contract.USER_ID, sort=False).tail(max_recent)
-    grouped = recent.groupby(contract.USER_ID, sort=True)
-    sequences = grouped[contract.ITEM_ID].agg(list)
-    seconds = recent[contract.EVENT_TS].astype("datetime64[us, UTC]").astype("int64") // 1_000_000
-    times = seconds.groupby(recent[contract.USER_ID], sort=True).agg(list)
+def _user_recent_items(
+    events: pd.DataFrame, category: pd.Series, max_recent: int, day_start: pd.Timestamp, history_days: int
+) -> pd.DataFrame:
+    """The sequence log: one row per user and distinct event time in ``[day_start, as_of)``.
+
+    Each row is the user's sequence *right after* that moment (their last ``max_recent``
+    events within ``history_days``, most recent last, events at that very moment included),
+    stamped one microsecond after it, so a point-in-time join at time ``t`` sees exactly
+    the events strictly before ``t``. ``events`` is time-sorted (groupby keeps row order).
+    """
+    columns = {contract.USER_ID: [], "recent_items": [], "recent_categories": [], "recent_ts": [], EVENT_TIMESTAMP: []}
     lookup = category.to_dict()
-    return pd.DataFrame(
-        {
-            contract.USER_ID: sequences.index.to_numpy(dtype=np.int64),
-            "recent_items": [[int(i) for i in seq] for seq in sequences],
-            "recent_categories": [[lookup.get(i, UNKNOWN_CATEGORY) for i in seq] for seq in sequences],
-            "recent_ts": [[int(t) for t in seq] for seq in times.reindex(sequences.index)],
-        }
-    )
+    window = pd.Timedelta(days=history_days).value // 1_000
+    today = events[events[contract.EVENT_TS] >= day_start]
+    users = set(today[contract.USER_ID].unique().tolist())
+    for user, group in events[events[contract.USER_ID].isin(users)].groupby(contract.USER_ID, sort=True):
+        items = group[contract.ITEM_ID].to_numpy(np.int64)
+        micros = group[contract.EVENT_TS].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+        # The last event of each distinct moment of the day closes that moment's sequence.
+        last_of_moment = np.flatnonzero((np.append(micros[1:], -1) != micros) & (micros >= day_start.value // 1_000))
+        for end in last_of_moment:
+            first = max(int(np.searchsorted(micros, micros[end] - window, side="right")), end + 1 - max_recent)
+            seq = items[first : end + 1].tolist()
+            columns[contract.USER_ID].append(int(user))
+            columns["recent_items"].append(seq)
+            columns["recent_categories"].append([lookup.get(i, UNKNOWN_CATEGORY) for i in seq])
+            columns["recent_ts"].append((micros[first : end + 1] // 1_000_000).tolist())
+            columns[EVENT_TIMESTAMP].append(int(micros[end]) + 1)
+    frame = pd.DataFrame({k: v for k, v in columns.items() if k != EVENT_TIMESTAMP})
+    frame[contract.USER_ID] = frame[contract.USER_ID].astype(np.int64)
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(np.asarray(columns[EVENT_TIMESTAMP], dtype=np.int64), unit="us", utc=True)
+    return frame
 
 
 # Offline store (parquet snapshots under settings.feast_dir) --------------------------------
@@ -257,7 +283,7 @@ def build_features(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
     day = lake.parse_ds(ds)
     if not (settings.curated_dir / lake.partition_name(day)).is_dir():
         raise FileNotFoundError(f"no curated partition {lake.partition_name(day)} in {settings.curated_dir}")
-    first = day - dt.timedelta(days=HISTORY_DAYS - 1)
+    first = day - dt.timedelta(days=HISTORY_DAYS)  # the sequence log looks 30 days back from each event
     days = [d for d in lake.list_partitions(settings.curated_dir) if first <= d <= day]
     interactions = lake.read_curated(settings.curated_dir, days)
     catalog = lake.read_catalog(settings.curated_dir, until=day)

@@ -121,8 +121,26 @@ class Settings(BaseSettings):
     )
     top_k: int = 20
 
+    # Ranker (BST, training/ranker.py)
+    ranker_enabled: bool = Field(True, description="Train the BST ranker after the retriever and serve the pair.")
+    ranker_model_name: str = "graphrec-ranker"
+    ranker_candidates: int = Field(100, ge=10, description="Retrieved candidates the ranker re-ranks per user.")
+    ranker_fraction: float = Field(
+        0.2, gt=0, lt=1,
+        description="Share of each user's newest training events the ranker learns from (its retriever never sees them).",
+    )
+    ranker_max_users: int = Field(
+        2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
+    )
+    ranker_epochs: int = Field(10, ge=1, description="BST training epochs (early-stopped on validation AUC).")
+    ranker_seq_len: int = Field(20, ge=1, description="Behaviour sequence length of the BST.")
+    ranker_k: int = Field(10, ge=1, description="Cut-off of the two-stage metrics (HR@k, NDCG@k).")
+
     # Canary gate: the challenger may trail the champion's Recall@20 by at most this much.
     canary_tolerance: float = 0.005
+    ranker_canary_tolerance: float = Field(
+        0.005, ge=0, description="How far the challenger pair's NDCG@k may trail the champion pair's."
+    )
 
     # Publication
     keep_index_versions: int = 5

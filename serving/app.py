@@ -5,12 +5,14 @@ Run it with uvicorn's factory mode, which reads settings from the environment::
     uvicorn --factory serving.app:app_from_env --host 127.0.0.1 --port 8000
 
 Nothing is loaded at import time: the lifespan builds the
-:class:`~serving.recommender.Recommender` (and, when enabled, the Feast online hook)
-and warms it with the current index if one is published.
+:class:`~serving.recommender.Recommender` (and, when enabled, the Feast online hooks:
+recent items to exclude, features for the BST ranker) and warms it with the current
+index if one is published.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from graphrec.settings import Settings, get_settings
-from serving.recommender import NoPublishedIndex, RecentItemsFn, Recommender
+from serving.recommender import NoPublishedIndex, RankerFeaturesFn, RecentItemsFn, Recommender
 from serving.routes import health_router, recommend_router, version_router
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,18 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
         return online_recent_items(settings, user_ids)
 
     return recent_items
+
+
+def online_ranker_features_hook(settings: Settings) -> RankerFeaturesFn:
+    """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store.
+
+    ``graphrec.features`` imports Feast only when the store is first opened, so building
+    the hook is cheap; store errors surface per request, where the recommender answers
+    in retrieval order and reports ``ranker_features`` as degraded.
+    """
+    from graphrec.features import online_ranker_features
+
+    return functools.partial(online_ranker_features, settings)
 
 
 def warm_online_store(settings: Settings) -> None:
@@ -72,6 +86,7 @@ def create_app(
     recommender: Recommender | None = None,
     *,
     online_features: bool | None = None,
+    ranker_features: bool | None = None,
 ) -> FastAPI:
     """Build the recommendation service.
 
@@ -82,6 +97,11 @@ def create_app(
         online_features (bool | None): exclude the Feast online store's recent items
             as well as the published history; ``None`` decides by
             :func:`online_features_enabled`.
+        ranker_features (bool | None): re-rank with the published bundle's BST ranker,
+            reading its features from the Feast online store (bundles without a ranker
+            are served retrieval-only either way); ``None`` means
+            ``settings.ranker_enabled``. ``settings.ranker_candidates`` candidates are
+            re-ranked per request.
 
     Returns:
         FastAPI: the application with ``/recommend/{user_id}``, ``/healthz`` and
@@ -92,15 +112,23 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rec = recommender
         if rec is None:
-            hook = None
+            recent_hook = ranker_hook = None
             if online_features_enabled(settings, online_features):
+                recent_hook = online_recent_items_hook(settings)
+            if settings.ranker_enabled if ranker_features is None else ranker_features:
+                ranker_hook = online_ranker_features_hook(settings)
+            if recent_hook is not None or (ranker_hook is not None and settings.feast_dir.is_dir()):
                 warm_online_store(settings)
-                hook = online_recent_items_hook(settings)
-            rec = Recommender(settings, recent_items_fn=hook)
+            rec = Recommender(
+                settings,
+                recent_items_fn=recent_hook,
+                ranker_features_fn=ranker_hook,
+                rerank_candidates=settings.ranker_candidates,
+            )
         app.state.recommender = rec
         try:
             bundle = rec.refresh()
-            log.info("recommendation service ready with index %s", bundle.version)
+            log.info("recommendation service ready with index %s (ranker version %s)", bundle.version, bundle.ranker_version)
         except NoPublishedIndex as exc:
             log.warning("recommendation service started without an index: %s", exc)
         yield
@@ -111,7 +139,8 @@ def create_app(
     app = FastAPI(
         title="graphrec recommendations",
         version=__version__,
-        description="Top-k recommendations from the currently published LightGCN/FAISS index.",
+        description="Top-k recommendations from the currently published retriever/FAISS index, re-ranked by its "
+        "BST ranker when the index carries one.",
         lifespan=lifespan,
     )
     app.include_router(recommend_router)

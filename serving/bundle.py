@@ -15,10 +15,14 @@ One version directory holds::
     user_emb.npy       float32 [n_users, dim]
     seen.npz           CSR of already-seen items: user_ids, indptr, item_ids
     popular.npy        int64 item ids, most popular first (the cold-start fallback)
+    ranker.pt          optional: the BST re-ranker's weights (:func:`training.bst.save_ranker`)
+    ranker.json        optional: its configuration and vocabulary; both or neither
     manifest.json      lineage, sizes and the sha256 of every file above
 
 A version is complete when its manifest lists every file and every checksum matches;
-:func:`load_bundle` refuses anything else.
+:func:`load_bundle` refuses anything else. A version without the two ranker files is a
+retrieval-only version; with them, the ranker is verified and loaded like the index, so
+a half-written or tampered ranker makes the whole version unusable.
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ POINTER_FILE = "CURRENT"
 LOCK_FILE = ".publish.lock"
 TMP_PREFIX = ".tmp-"
 
+RANKER_WEIGHTS_FILE = "ranker.pt"  # training.bst.WEIGHTS_FILE (not imported: it needs torch)
+RANKER_META_FILE = "ranker.json"  # training.bst.META_FILE
+
 DATA_FILES = (INDEX_FILE, ITEM_IDS_FILE, USER_IDS_FILE, USER_EMB_FILE, SEEN_FILE, POPULAR_FILE)
+RANKER_FILES = (RANKER_WEIGHTS_FILE, RANKER_META_FILE)
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 
@@ -133,6 +141,9 @@ def checksum_problems(path: Path, manifest: dict[str, Any] | None = None) -> lis
         return [str(exc)]
     files = manifest.get("files") or {}
     problems = [f"{name}: not listed in the manifest" for name in DATA_FILES if name not in files]
+    if has_ranker(manifest) or manifest.get("ranker_version") is not None:
+        # a ranker comes whole: both files, each checked below
+        problems += [f"{name}: not listed in the manifest (ranker)" for name in RANKER_FILES if name not in files]
     for name, expected in sorted(files.items()):
         file = path / name
         if Path(name).name != name:
@@ -144,6 +155,12 @@ def checksum_problems(path: Path, manifest: dict[str, Any] | None = None) -> lis
     return problems
 
 
+def has_ranker(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest lists ranker files (a version without them is retrieval-only)."""
+    files = manifest.get("files") or {}
+    return any(name in files for name in RANKER_FILES)
+
+
 def checksums(path: Path, names: tuple[str, ...] = DATA_FILES) -> dict[str, str]:
     """``{name: sha256}`` of files in ``path``."""
     return {name: sha256_file(path / name) for name in names}
@@ -151,7 +168,10 @@ def checksums(path: Path, names: tuple[str, ...] = DATA_FILES) -> dict[str, str]
 
 def manifest_summary(path: Path, manifest: dict[str, Any], *, current: str | None = None) -> dict[str, Any]:
     """The part of a manifest people and the API want to see (no checksums)."""
-    keys = ("index_version", "model_version", "run_id", "data_window", "ds", "metrics", "created_at", "dim", "n_items", "n_users")
+    keys = (
+        "index_version", "model_version", "ranker_version", "run_id", "data_window", "ds", "metrics", "created_at",
+        "dim", "n_items", "n_users",
+    )
     summary = {key: manifest.get(key) for key in keys}
     summary["index_version"] = summary["index_version"] or path.name
     summary["path"] = str(path)
@@ -178,10 +198,16 @@ class Bundle:
     seen: SeenSets
     popular: np.ndarray
     user_lookup: tuple[np.ndarray, np.ndarray]  # (sorted user ids, their rows in user_emb)
+    ranker: tuple[Any, Any, dict[str, Any]] | None = None  # training.bst.load_ranker's (model, vocab, meta)
 
     @property
     def model_version(self) -> Any:
         return self.manifest.get("model_version")
+
+    @property
+    def ranker_version(self) -> int | None:
+        """Registered ranker version published with this index, ``None`` for retrieval only."""
+        return self.manifest.get("ranker_version")
 
     def user_row(self, user_id: int) -> int | None:
         """Row of ``user_id`` in ``user_emb``, or ``None`` for a user the model never saw."""
@@ -200,9 +226,12 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         verify (bool): check every checksum first (default). Loading a bundle whose
             files do not match its manifest is refused.
 
+    When the manifest lists the ranker files, the ranker is loaded too
+    (:func:`training.bst.load_ranker`, which imports torch) into :attr:`Bundle.ranker`.
+
     Raises:
         BundleError: when the directory is missing, incomplete, tampered with or
-            internally inconsistent.
+            internally inconsistent, or its ranker cannot be loaded.
     """
     from serving.index import load_index
 
@@ -227,6 +256,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         raise BundleError(f"index version {path.name} could not be read: {exc}") from exc
     if index.ntotal != len(item_ids) or user_emb.shape != (len(user_ids), index.d):
         raise BundleError(f"index version {path.name} is inconsistent: index, ids and embeddings disagree")
+    ranker = _load_ranker(path) if has_ranker(manifest) else None
     return Bundle(
         version=path.name,
         path=path,
@@ -238,7 +268,18 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         seen=seen,
         popular=popular.astype(np.int64, copy=False),
         user_lookup=_lookup(user_ids.astype(np.int64, copy=False)),
+        ranker=ranker,
     )
+
+
+def _load_ranker(path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """The version's BST re-ranker; torch is imported only for bundles that carry one."""
+    try:
+        from training import bst
+
+        return bst.load_ranker(path)
+    except Exception as exc:  # torch, json and a mismatched state dict raise assorted types
+        raise BundleError(f"index version {path.name}: the ranker could not be loaded: {exc}") from exc
 
 
 def _lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

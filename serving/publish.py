@@ -2,9 +2,11 @@
 
 Publication never lets serving see a half-written version:
 
-1. everything is written into a fresh ``indexes/.tmp-*`` directory, each file fsynced;
+1. everything is written into a fresh ``indexes/.tmp-*`` directory, each file fsynced
+   (the BST re-ranker's ``ranker.pt``/``ranker.json`` copied in too, when one is given);
 2. the manifest records the sha256 of every file; the files are re-hashed and the
-   bundle re-loaded and checked (index recall against exact search) before going on;
+   bundle re-loaded and checked (index recall against exact search; the ranker loads
+   and scores a few candidates) before going on;
 3. under an exclusive lock the directory is renamed to the next ``vNNNN`` (one
    ``rename``: the version appears whole or not at all);
 4. the ``CURRENT`` pointer is replaced atomically (temporary file + ``os.replace``);
@@ -56,8 +58,10 @@ def publish_embeddings(
     ds: str | dt.date,
     seen: pd.DataFrame,
     popularity: Sequence[int] | np.ndarray,
+    ranker_dir: Path | None = None,
+    ranker_version: int | None = None,
 ) -> dict[str, Any]:
-    """Publish a model's embeddings as the next index version and make it current.
+    """Publish a model's embeddings (and optionally its re-ranker) as the next index version.
 
     Args:
         settings (Settings): installation settings (``indexes_dir``,
@@ -69,21 +73,33 @@ def publish_embeddings(
         seen (pd.DataFrame): ``user_id``/``item_id`` pairs users already interacted
             with (duplicates allowed); they are never recommended back.
         popularity (Sequence[int]): item ids, most popular first (cold-start fallback).
+        ranker_dir (Path | None): a directory holding ``ranker.pt`` and ``ranker.json``
+            (:func:`training.bst.save_ranker`) to serve with this index; ``None``
+            (default) publishes a retrieval-only version.
+        ranker_version (int | None): the registered ranker version of ``ranker_dir``,
+            recorded in the manifest.
 
     Returns:
         dict: ``{"index_version": "vNNNN", "path": str, "manifest_path": str,
-        "model_version": ...}`` -- references only, suitable for XCom.
+        "model_version": ..., "ranker_version": ...}`` -- references only, suitable for XCom.
 
     Raises:
-        ValueError: on inconsistent inputs (non-finite embeddings, duplicate ids...).
-        serving.bundle.BundleError: if the written bundle fails verification.
+        ValueError: on inconsistent inputs (non-finite embeddings, duplicate ids, a
+            ranker version without ranker files...).
+        FileNotFoundError: if ``ranker_dir`` lacks one of the ranker files.
+        serving.bundle.BundleError: if the written bundle fails verification or its
+            ranker does not load or score.
     """
+    if ranker_version is not None and ranker_dir is None:
+        raise ValueError(f"ranker version {ranker_version} given without its files (ranker_dir)")
     day = parse_ds(ds)
     root = settings.indexes_dir
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=layout.TMP_PREFIX, dir=root))
     try:
-        manifest = _write_bundle(tmp, emb, day=day, seen=seen, popularity=popularity, settings=settings)
+        manifest = _write_bundle(
+            tmp, emb, day=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_version
+        )
         _check_bundle(tmp, manifest, emb, settings)
         with _publish_lock(root):
             version = _next_version(root)
@@ -97,16 +113,22 @@ def publish_embeddings(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    log.info("published index %s (model version %s) at %s", version, manifest["model_version"], final)
+    log.info(
+        "published index %s (model version %s, ranker version %s) at %s",
+        version, manifest["model_version"], manifest["ranker_version"], final,
+    )
     return {
         "index_version": version,
         "path": str(final),
         "manifest_path": str(final / layout.MANIFEST_FILE),
         "model_version": manifest["model_version"],
+        "ranker_version": manifest["ranker_version"],
     }
 
 
-def publish_model(settings: Settings, model_version: int | str, ds: str | dt.date) -> dict[str, Any]:
+def publish_model(
+    settings: Settings, model_version: int | str, ds: str | dt.date, ranker_version: int | str | None = None
+) -> dict[str, Any]:
     """Publish a registered model version: MLflow embeddings + curated history up to ``ds``.
 
     Seen pairs come from every curated partition up to and including ``ds``; the
@@ -117,9 +139,12 @@ def publish_model(settings: Settings, model_version: int | str, ds: str | dt.dat
         model_version (int | str): registered model version, or an alias such as
             ``"champion"``.
         ds (str | datetime.date): the logical day (partitions after it are ignored).
+        ranker_version (int | str | None): a registered BST ranker version or alias
+            (``settings.ranker_model_name``) to serve with the retriever; ``None``
+            (default) publishes retrieval only.
 
     Returns:
-        dict: as :func:`publish_embeddings`.
+        dict: as :func:`publish_embeddings`; ``ranker_version`` is the resolved number.
     """
     from training.registry import load_model_embeddings
 
@@ -127,8 +152,16 @@ def publish_model(settings: Settings, model_version: int | str, ds: str | dt.dat
     emb = load_model_embeddings(settings, model_version)
     if emb.meta.get("model_version") is None:
         emb = dataclasses.replace(emb, meta={**emb.meta, "model_version": model_version})
+    ranker_dir, ranker_number = None, None
+    if ranker_version is not None:
+        from training import pyfunc_ranker
+
+        ranker_number = pyfunc_ranker.resolve_version(settings, ranker_version)
+        ranker_dir = pyfunc_ranker.download(settings, ranker_number)
     seen, popularity = read_history(settings, day)
-    return publish_embeddings(settings, emb, ds=day, seen=seen, popularity=popularity)
+    return publish_embeddings(
+        settings, emb, ds=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_number
+    )
 
 
 def read_history(settings: Settings, ds: str | dt.date) -> tuple[pd.DataFrame, np.ndarray]:
@@ -204,9 +237,16 @@ def activate_version(settings: Settings, version: str) -> dict[str, Any]:
 
 # Writing ---------------------------------------------------------------------
 def _write_bundle(
-    directory: Path, emb: Any, *, day: dt.date, seen: pd.DataFrame, popularity: Sequence[int] | np.ndarray, settings: Settings
+    directory: Path,
+    emb: Any,
+    *,
+    day: dt.date,
+    seen: pd.DataFrame,
+    popularity: Sequence[int] | np.ndarray,
+    ranker_dir: Path | None = None,
+    ranker_version: int | None = None,
 ) -> dict[str, Any]:
-    """Write every data file and the manifest into ``directory``; return the manifest."""
+    """Write every data file (and the ranker's, if any) and the manifest into ``directory``."""
     from serving.index import as_float32_matrix, build_index, save_index
 
     item_ids = _unique_ids(emb.item_ids, "item")
@@ -226,11 +266,20 @@ def _write_bundle(
     index = build_index(emb.item_emb)  # validates the item embeddings (finite, non-empty)
     save_index(index, directory / layout.INDEX_FILE)
     _fsync_file(directory / layout.INDEX_FILE)
+    names = layout.DATA_FILES
+    if ranker_dir is not None:
+        for name in layout.RANKER_FILES:
+            source = Path(ranker_dir) / name
+            if not source.is_file():
+                raise FileNotFoundError(f"ranker directory {ranker_dir} has no {name}")
+            _write(directory / name, lambda fh, source=source: fh.write(source.read_bytes()))
+        names = (*names, *layout.RANKER_FILES)
 
     meta = dict(emb.meta)
     manifest = {
         "index_version": None,  # assigned under the publish lock
         "model_version": meta.get("model_version"),
+        "ranker_version": None if ranker_version is None else int(ranker_version),
         "run_id": meta.get("run_id"),
         "data_window": meta.get("data_window"),
         "ds": day.isoformat(),
@@ -244,7 +293,7 @@ def _write_bundle(
         "index_type": type(index).__name__,
         "metric": "inner_product",
         "model_meta": meta,
-        "files": layout.checksums(directory),
+        "files": layout.checksums(directory, names),
     }
     atomic_write_json(directory / layout.MANIFEST_FILE, manifest)
     return manifest
@@ -266,6 +315,32 @@ def _check_bundle(directory: Path, manifest: dict[str, Any], emb: Any, settings:
     manifest["index_check"] = {"recall_at_k": recall, "k": k, "n_queries": len(rows)}
     if recall < MIN_INDEX_RECALL:
         raise layout.BundleError(f"index recall@{k} against exact search is {recall:.4f} < {MIN_INDEX_RECALL}")
+    if loaded.ranker is not None:
+        _check_ranker(loaded)
+        manifest["ranker_meta"] = loaded.ranker[2]
+
+
+def _check_ranker(loaded: layout.Bundle, n: int = 8) -> None:
+    """Score a few of the bundle's items with feature-less rows: the ranker must run.
+
+    Catches a ranker that loads but cannot score this service's rows (a feature layout
+    or sequence length it was not built for) before serving would find out per request.
+    """
+    from training import bst
+
+    model, vocab, _ = loaded.ranker
+    items = loaded.item_ids[:n]
+    frame = pd.DataFrame({column: pd.Series([None] * len(items), dtype=object) for column in bst.FRAME_COLUMNS})
+    frame[bst.USER_ID] = int(loaded.user_ids[0]) if len(loaded.user_ids) else 0
+    frame[bst.ITEM_ID] = items
+    frame[bst.EVENT_TIMESTAMP] = pd.Timestamp.now(tz="UTC")
+    frame[bst.RETRIEVAL_SCORE] = 0.0
+    try:
+        probabilities = bst.predict(model, bst.encode(frame, vocab, model.seq_len))
+    except Exception as exc:
+        raise layout.BundleError(f"the ranker cannot score candidates: {exc}") from exc
+    if probabilities.shape != (len(items),) or not np.isfinite(probabilities).all():
+        raise layout.BundleError("the ranker returned non-finite or misshapen probabilities")
 
 
 def _unique_ids(ids: np.ndarray, what: str) -> np.ndarray:

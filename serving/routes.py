@@ -39,7 +39,8 @@ def recommend(
     recommender: RecommenderDep,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
 ) -> Recommendation:
-    """Top-k unseen items for a user; unknown users get the popularity fallback."""
+    """Top-k unseen items for a user, re-ranked by the BST ranker when the index carries one;
+    unknown users get the popularity fallback."""
     return recommender.recommend(user_id, k)
 
 
@@ -50,7 +51,9 @@ def healthz(recommender: RecommenderDep) -> Health:
         bundle = recommender.refresh()
     except NoPublishedIndex as exc:
         return Health(status="no_index", detail=str(exc))
-    return Health(status="ok", index_version=bundle.version, model_version=bundle.model_version)
+    return Health(
+        status="ok", index_version=bundle.version, model_version=bundle.model_version, ranker_version=bundle.ranker_version
+    )
 
 
 @version_router.get("", response_model=VersionInfo, responses=_UNAVAILABLE)

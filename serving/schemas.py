@@ -11,7 +11,11 @@ class ScoredItem(BaseModel):
     """One recommended item."""
 
     item_id: int
-    score: float = Field(description="Inner product of user and item embeddings; for the popularity fallback, 1.0 for the most popular item decreasing linearly with rank.")
+    score: float = Field(
+        description="When reranked: the BST ranker's click probability in [0, 1]. Otherwise the inner product of "
+        "user and item embeddings (retrieval score); for the popularity fallback, 1.0 for the most popular item "
+        "decreasing linearly with rank."
+    )
 
 
 class Recommendation(BaseModel):
@@ -21,10 +25,22 @@ class Recommendation(BaseModel):
     items: list[ScoredItem]
     index_version: str = Field(description="Published index version, e.g. v0007.")
     model_version: int | str | None = Field(None, description="Registered retriever model version behind the index.")
+    ranker_version: int | None = Field(
+        None, description="Registered BST ranker version published with the index; null for a retrieval-only index."
+    )
+    reranked: bool = Field(
+        False,
+        description="True when the ranker ordered the items (scores are its probabilities); false when they are in "
+        "retrieval or popularity order: no ranker, unknown user, or the ranker's features failed (see degraded).",
+    )
     fallback: bool = Field(False, description="True when the list is the popularity fallback, not the model's.")
     fallback_reason: str | None = Field(None, description="Why the fallback was used, e.g. unknown_user.")
     excluded: int = Field(0, description="Candidates skipped because the user already interacted with them.")
-    degraded: list[str] = Field(default_factory=list, description="Optional sources that failed for this request, e.g. recent_items.")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Optional sources that failed for this request: recent_items, ranker_features (the answer is "
+        "then in retrieval order).",
+    )
 
 
 class Health(BaseModel):
@@ -33,6 +49,7 @@ class Health(BaseModel):
     status: Literal["ok", "no_index"]
     index_version: str | None = None
     model_version: int | str | None = None
+    ranker_version: int | None = None
     detail: str | None = None
 
 
@@ -41,6 +58,7 @@ class VersionInfo(BaseModel):
 
     index_version: str
     model_version: int | str | None = None
+    ranker_version: int | None = None
     run_id: str | None = None
     data_window: list[str] | None = None
     ds: str | None = None
@@ -58,6 +76,7 @@ class VersionInfo(BaseModel):
         return cls(
             index_version=manifest.get("index_version") or version,
             model_version=manifest.get("model_version"),
+            ranker_version=manifest.get("ranker_version"),
             run_id=manifest.get("run_id"),
             data_window=[str(v) for v in window] if window else None,
             ds=manifest.get("ds"),

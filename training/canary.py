@@ -108,7 +108,14 @@ def _saw_holdout(model: ModelEmbeddings, first_holdout_day: dt.date) -> bool:
     return until is not None and dt.date.fromisoformat(until) >= first_holdout_day
 
 
-def run_canary(settings: Settings, ds: dt.date, challenger_version: int, *, force: bool = False) -> dict[str, Any]:
+def run_canary(
+    settings: Settings,
+    ds: dt.date,
+    challenger_version: int,
+    *,
+    force: bool = False,
+    ranker_version: int | None = None,
+) -> dict[str, Any]:
     """Score challenger, champion and popularity on the fresh holdout; maybe promote.
 
     Args:
@@ -159,8 +166,19 @@ def run_canary(settings: Settings, ds: dt.date, challenger_version: int, *, forc
             settings.canary_tolerance,
             force=force,
         )
+    pair = None
+    if ranker_version is not None:
+        pair = judge_pair(settings, ds, challenger, ranker_version, champion_before)
+        if not pair["passed"]:
+            failed = "; ".join(pair["failures"])
+            decision = (
+                GateDecision(True, False, f"{decision.reason}; forced although the pair failed: {failed}")
+                if force else GateDecision(False, False, f"{decision.reason}; rejected as a pair: {failed}")
+            )
     if decision.promote and champion_before != challenger_version:
         registry.set_alias(settings, registry.CHAMPION, challenger_version)
+    if pair is not None and decision.promote:
+        registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.ranker_model_name)
     champion_after = registry.get_alias_version(settings, registry.CHAMPION)
     reason = "; ".join([decision.reason, *notes])
     label = "promoted" if decision.passed and decision.promote else "forced" if decision.promote else "rejected"
@@ -185,7 +203,13 @@ def run_canary(settings: Settings, ds: dt.date, challenger_version: int, *, forc
             {**common, "canary.role": "champion", "canary.decision": "replaced" if decision.promote else "retained",
              **{f"canary.{name}": value for name, value in champion_scores.items()}},
         )
+    if pair is not None:
+        _tag_rankers(settings, pair, label, decision.promote, reason)
     return {
+        "ranker": pair,
+        "ranker_version": ranker_version,
+        "ranker_champion_after": registry.get_alias_version(
+            settings, registry.CHAMPION, model=settings.ranker_model_name) if pair is not None else None,
         "promoted": decision.promote,
         "forced": decision.promote and not decision.passed,
         "reason": reason,
@@ -199,3 +223,71 @@ def run_canary(settings: Settings, ds: dt.date, challenger_version: int, *, forc
         "tolerance": settings.canary_tolerance,
         "n_eval_users": task.n_users,
     }
+
+
+def judge_pair(
+    settings: Settings,
+    ds: dt.date,
+    challenger: ModelEmbeddings,
+    ranker_version: int,
+    champion_retriever: int | None,
+) -> dict[str, Any]:
+    """The ranker half of the gate: the challenger *pair* against the champion pair.
+
+    Both pairs re-rank their own retriever's candidates on the canary's holdout
+    (:func:`training.ranker.evaluate_pair`, features as of the holdout's start). The pair
+    passes when its NDCG@k is not below the champion pair's by more than
+    ``settings.ranker_canary_tolerance`` (the champion pair is its retriever alone when no
+    ranker has been promoted yet) and the ranker does not make its own retriever worse.
+
+    Returns:
+        ``{passed, failures, challenger: metrics, champion: metrics | None,
+        champion_ranker_version, ranker_version, k}`` (JSON-able).
+    """
+    from training import ranker as ranking
+
+    window = load_window(settings, ds, settings.window_days)
+    history, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    task = build_ranking_task(history, holdout)
+    at = holdout_start(ds, settings.holdout_days)
+    k = settings.ranker_k
+    key = f"ranker_ndcg_at_{k}"
+    model, vocab, meta, _ = ranking.load_ranker(settings, ranker_version)
+    mine = ranking.evaluate_pair(settings, task, history, at, challenger, (model, vocab, meta))
+    champion_ranker = registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
+    theirs = None
+    if champion_retriever is not None:
+        retriever = registry.load_model_embeddings(settings, champion_retriever)
+        if champion_ranker is not None:
+            loaded = ranking.load_ranker(settings, champion_ranker)
+            theirs = ranking.evaluate_pair(settings, task, history, at, retriever, loaded[:3])
+        else:
+            theirs = ranking.evaluate_pair(settings, task, history, at, retriever, None)
+    failures = []
+    tolerance = settings.ranker_canary_tolerance
+    own_retrieval = mine[f"retrieval_ndcg_at_{k}"]
+    if mine[key] < own_retrieval - tolerance:
+        failures.append(f"the ranker lowers its retriever's NDCG@{k} from {own_retrieval:.4f} to {mine[key]:.4f}")
+    if theirs is not None:
+        best = theirs.get(key, theirs[f"retrieval_ndcg_at_{k}"])
+        if mine[key] < best - tolerance:
+            failures.append(f"pair NDCG@{k} {mine[key]:.4f} trails the champion pair's {best:.4f} by more than {tolerance}")
+    return {"passed": not failures, "failures": failures, "challenger": mine, "champion": theirs,
+            "ranker_version": ranker_version, "champion_ranker_version": champion_ranker, "k": k}
+
+
+def _tag_rankers(settings: Settings, pair: dict[str, Any], label: str, promoted: bool, reason: str) -> None:
+    """The decision as tags on the challenger ranker and on the champion ranker it faced."""
+    model = settings.ranker_model_name
+    numbers = {f"canary.{name}": value for name, value in pair["challenger"].items()}
+    registry.set_version_tags(settings, pair["ranker_version"],
+                              {"canary.decision": label, "canary.role": "challenger", "canary.reason": reason, **numbers},
+                              model=model)
+    before = pair["champion_ranker_version"]
+    if before is not None and before != pair["ranker_version"] and pair["champion"] is not None:
+        registry.set_version_tags(
+            settings, before,
+            {"canary.decision": "replaced" if promoted else "retained", "canary.role": "champion", "canary.reason": reason,
+             **{f"canary.{name}": value for name, value in pair["champion"].items()}},
+            model=model,
+        )

@@ -151,15 +151,15 @@ def register_model(
     return int(version.version)
 
 
-def set_alias(settings: Settings, alias: str, version: int) -> None:
-    """Point ``alias`` of the retriever model at ``version`` (moving it if it exists)."""
-    client_for(settings).set_registered_model_alias(settings.retriever_model_name, alias, str(version))
+def set_alias(settings: Settings, alias: str, version: int, *, model: str | None = None) -> None:
+    """Point ``alias`` of ``model`` (default: the retriever) at ``version`` (moving it if it exists)."""
+    client_for(settings).set_registered_model_alias(model or settings.retriever_model_name, alias, str(version))
 
 
-def get_alias_version(settings: Settings, alias: str) -> int | None:
-    """The version ``alias`` points at, or ``None`` (no such alias or model yet)."""
+def get_alias_version(settings: Settings, alias: str, *, model: str | None = None) -> int | None:
+    """The version ``alias`` of ``model`` (default: the retriever) points at, or ``None``."""
     try:
-        version = client_for(settings).get_model_version_by_alias(settings.retriever_model_name, alias)
+        version = client_for(settings).get_model_version_by_alias(model or settings.retriever_model_name, alias)
     except MlflowException as exc:
         # No registered model yet, or no such alias on it; anything else is a real error.
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -168,16 +168,16 @@ def get_alias_version(settings: Settings, alias: str) -> int | None:
     return int(version.version)
 
 
-def set_version_tags(settings: Settings, version: int, tags: dict[str, Any]) -> None:
-    """Set (stringified) tags on a model version."""
+def set_version_tags(settings: Settings, version: int, tags: dict[str, Any], *, model: str | None = None) -> None:
+    """Set (stringified) tags on a version of ``model`` (default: the retriever)."""
     client = client_for(settings)
     for key, value in tags.items():
-        client.set_model_version_tag(settings.retriever_model_name, str(version), key, str(value))
+        client.set_model_version_tag(model or settings.retriever_model_name, str(version), key, str(value))
 
 
-def get_version_tags(settings: Settings, version: int) -> dict[str, str]:
-    """The tags of a model version."""
-    return dict(client_for(settings).get_model_version(settings.retriever_model_name, str(version)).tags)
+def get_version_tags(settings: Settings, version: int, *, model: str | None = None) -> dict[str, str]:
+    """The tags of a version of ``model`` (default: the retriever)."""
+    return dict(client_for(settings).get_model_version(model or settings.retriever_model_name, str(version)).tags)
 
 
 def list_model_versions(settings: Settings) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ def test_nightly_dag_shape(dagbag):
     assert str(dag.timetable.timezone) in ("UTC", "Timezone('UTC')")
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    chain = ["resolve_day", "validate", "features", "train", "canary", "publish", "drift_check"]
+    chain = ["resolve_day", "validate", "features", "train", "train_ranker", "canary", "publish", "drift_check"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert {"drift_detected", "send_alert", "trigger_retrain"} <= set(dag.task_ids)

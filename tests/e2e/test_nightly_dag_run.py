@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -104,10 +105,17 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
 
     # Day 3: trained, promoted (forced) and published.
     day3 = _states(runs[3])
-    for task_id in ("validate", "features", "train", "canary", "publish", "drift_check"):
+    for task_id in ("validate", "features", "train", "train_ranker", "canary", "publish", "drift_check"):
         assert day3[task_id] == "success", (task_id, day3)
     version = current_version(settings)
     assert version is not None and verify_version(settings.indexes_dir / version)
+    # The pair that passed the canary is the pair that serves: the BST ranker is in the bundle.
+    manifest = json.loads((settings.indexes_dir / version / "manifest.json").read_text())
+    from training import registry
+
+    assert manifest["ranker_version"] == registry.get_alias_version(
+        settings, registry.CHAMPION, model=settings.ranker_model_name)
+    assert manifest["model_version"] == registry.get_alias_version(settings, registry.CHAMPION)
 
     # Day 4: drift is detected, an alert email is delivered over SMTP, a retrain is triggered.
     day4 = _states(runs[4])
@@ -129,8 +137,11 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     # Serving answers from the published index, excluding what the user already saw.
     history = read_curated(settings.curated_dir, list_partitions(settings.curated_dir))
     user = int(history["user_id"].value_counts().index[0])
-    rec = Recommender(settings).recommend(user, 5)
+    from graphrec.features import online_ranker_features
+
+    rec = Recommender(settings, ranker_features_fn=functools.partial(online_ranker_features, settings)).recommend(user, 5)
     assert not rec.fallback and rec.index_version == current_version(settings)
+    assert rec.reranked and rec.ranker_version is not None and rec.degraded == []
     served = [item.item_id for item in rec.items]
     assert len(set(served)) == 5
     assert not set(served) & set(history.loc[history["user_id"] == user, "item_id"])

@@ -8,6 +8,7 @@ import pytest
 
 from graphrec import contract
 from graphrec.features import (
+    EVENT_TIMESTAMP,
     ITEM_POPULARITY,
     OFFLINE_SCHEMAS,
     UNKNOWN_CATEGORY,
@@ -63,6 +64,11 @@ def test_tables_follow_the_offline_schemas():
     for name, frame in tables.items():
         assert list(frame.columns) == OFFLINE_SCHEMAS[name].names
         key = contract.ITEM_ID if name == ITEM_POPULARITY else contract.USER_ID
+        if name == USER_RECENT_ITEMS:  # the event-level log: within the day, one row per user and moment
+            stamps = frame["event_timestamp"]
+            assert ((stamps > AS_OF - pd.Timedelta(days=1)) & (stamps <= AS_OF)).all()
+            assert not frame.duplicated([key, "event_timestamp"]).any()
+            continue
         assert frame[key].is_unique and frame[key].is_monotonic_increasing
         assert (frame["event_timestamp"] == AS_OF).all()
 
@@ -104,7 +110,7 @@ def test_items_first_seen_after_the_snapshot_are_left_out():
 
 
 @pytest.mark.parametrize("max_recent", [1, 3, 50])
-def test_recent_items_are_the_last_items_most_recent_last(max_recent):
+def test_recent_items_log_has_the_sequence_after_each_moment_of_the_day(max_recent):
     events = _events(
         [
             (7, 3, "2025-01-09T10:00"),
@@ -112,16 +118,26 @@ def test_recent_items_are_the_last_items_most_recent_last(max_recent):
             (7, 2, "2025-01-08T10:00"),
             (7, 9, "2025-01-10T10:00"),  # after as_of
             (7, 2, "2025-01-09T10:00"),  # repeats are kept: it is a behaviour sequence
-            (8, 5, "2025-01-01T00:00"),
+            (7, 4, "2025-01-09T18:30"),
+            (7, 8, "2024-12-09T09:00"),  # more than 30 days before every event of the day
+            (8, 5, "2025-01-01T00:00"),  # no event on the day: no row
         ]
     )
-    tables = compute_feature_tables(events, _catalog({1: "a", 2: "b", 3: "c", 5: "e"}), AS_OF, max_recent=max_recent)
-    recent = tables[USER_RECENT_ITEMS].set_index(contract.USER_ID)
-    assert recent.loc[7, "recent_items"] == [1, 2, 3, 2][-max_recent:]
-    assert recent.loc[7, "recent_categories"] == ["a", "b", "c", "b"][-max_recent:]
-    times = pd.to_datetime(["2025-01-05T10:00", "2025-01-08T10:00", "2025-01-09T10:00", "2025-01-09T10:00"], utc=True)
-    assert recent.loc[7, "recent_ts"] == [int(t.timestamp()) for t in times][-max_recent:]
-    assert recent.loc[8, "recent_items"] == [5]
+    catalog = _catalog({1: "a", 2: "b", 3: "c", 4: "d", 5: "e"})
+    recent = compute_feature_tables(events, catalog, AS_OF, max_recent=max_recent)[USER_RECENT_ITEMS]
+    # One row per distinct moment of the day, stamped 1 microsecond after it.
+    assert recent[contract.USER_ID].tolist() == [7, 7]
+    assert recent[EVENT_TIMESTAMP].tolist() == [
+        pd.Timestamp("2025-01-09T10:00", tz="UTC") + pd.Timedelta(microseconds=1),
+        pd.Timestamp("2025-01-09T18:30", tz="UTC") + pd.Timedelta(microseconds=1),
+    ]
+    # Both events at 10:00 are in the 10:00 row (the tie keeps the input order).
+    assert recent.loc[0, "recent_items"] == [1, 2, 3, 2][-max_recent:]
+    assert recent.loc[1, "recent_items"] == [1, 2, 3, 2, 4][-max_recent:]
+    assert recent.loc[1, "recent_categories"] == ["a", "b", "c", "b", "d"][-max_recent:]
+    times = pd.to_datetime(["2025-01-05T10:00", "2025-01-08T10:00", "2025-01-09T10:00", "2025-01-09T10:00",
+                            "2025-01-09T18:30"], utc=True)
+    assert recent.loc[1, "recent_ts"] == [int(t.timestamp()) for t in times][-max_recent:]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -129,7 +145,7 @@ def test_extra_history_changes_nothing(seed):
     """Passing the whole history or only the needed window gives the same snapshot."""
     events = _random_events(2000, seed)
     catalog = _catalog({i: f"c{i % 3}" for i in range(20)})
-    needed = events[events[contract.EVENT_TS] >= AS_OF - pd.Timedelta(days=30)]
+    needed = events[events[contract.EVENT_TS] >= AS_OF - pd.Timedelta(days=31)]  # the log looks 30 days back from each event
     shuffled = events.sample(frac=1.0, random_state=seed).sort_values(contract.EVENT_TS)
     full = compute_feature_tables(shuffled, catalog, AS_OF)
     window = compute_feature_tables(needed, catalog, AS_OF)

@@ -40,7 +40,7 @@ def test_healthz_reports_no_index_then_ok(client, settings, make_embeddings, int
     assert client.get("/healthz").status_code == 200 and body["status"] == "no_index"
     _publish(settings, make_embeddings(model_version=3), interactions, popularity)
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "index_version": "v0001", "model_version": 3, "detail": None}
+    assert body == {"status": "ok", "index_version": "v0001", "model_version": 3, "ranker_version": None, "detail": None}
 
 
 def test_hot_swap_without_restart(client, settings, make_embeddings, interactions, popularity):

@@ -1,0 +1,78 @@
+"""The ranker's data and metrics: candidate lists, labels from the next interactions, HR/NDCG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphrec import contract
+from graphrec.features import EVENT_TIMESTAMP
+from training.embeddings import ModelEmbeddings
+from training.metrics import build_ranking_task
+from training.ranker import LABEL, Candidates, candidate_rows, list_metrics, pair_scores, rerank, retrieve
+
+
+def _events(rows):
+    return pd.DataFrame(
+        {
+            contract.USER_ID: [r[0] for r in rows],
+            contract.ITEM_ID: [r[1] for r in rows],
+            contract.EVENT_TS: pd.to_datetime([r[2] for r in rows], utc=True),
+        }
+    )
+
+
+@pytest.fixture
+def model() -> ModelEmbeddings:
+    # Item j scores j for user 1 and -j for user 2 (1-d embeddings).
+    items = np.arange(6, dtype=np.int64) + 100
+    return ModelEmbeddings(
+        user_ids=np.array([1, 2], dtype=np.int64), item_ids=items,
+        user_emb=np.array([[1.0], [-1.0]], dtype=np.float32), item_emb=np.arange(6, dtype=np.float32)[:, None],
+    )
+
+
+def test_retrieve_masks_seen_items_and_leaves_unknown_users_empty(model):
+    seen = _events([(1, 105, "2025-01-01"), (1, 103, "2025-01-01"), (2, 100, "2025-01-01")])
+    found = retrieve(model, np.array([1, 2, 3]), seen, 3)
+    assert found.items.tolist() == [[104, 102, 101], [101, 102, 103], [-1, -1, -1]]
+    assert found.scores[0].tolist() == [4.0, 2.0, 1.0]
+    assert np.isinf(found.scores[2]).all()
+
+
+def test_pair_scores_are_inner_products_and_nan_when_unknown(model):
+    scores = pair_scores(model, np.array([1, 2, 9]), np.array([103, 103, 103]))
+    assert scores[:2].tolist() == [3.0, -3.0] and np.isnan(scores[2])
+
+
+def test_candidate_rows_are_labelled_by_the_next_interactions_at_their_time(model):
+    found = retrieve(model, np.array([1, 2]), _events([]), 3)
+    newer = _events([(1, 104, "2025-01-05T10:00"), (1, 100, "2025-01-04T08:00"), (2, 102, "2025-01-06T00:00")])
+    rows = candidate_rows(found, newer)
+    by_user = rows.groupby(contract.USER_ID)
+    assert by_user[EVENT_TIMESTAMP].first().tolist() == list(pd.to_datetime(["2025-01-04T08:00", "2025-01-06T00:00"], utc=True))
+    assert rows.loc[rows[LABEL] == 1, contract.ITEM_ID].tolist() == [104, 102]  # 100 is not a candidate of user 1
+    assert len(rows) == 6 and rows["rank"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert rows["retrieval_score"].tolist() == [5.0, 4.0, 3.0, 0.0, -1.0, -2.0]
+
+
+def test_list_metrics_match_hand_computed_values():
+    history = _events([(1, 1, "2025-01-01"), (2, 1, "2025-01-01"), (3, 1, "2025-01-01")])
+    holdout = _events([(1, 7, "2025-01-02"), (1, 8, "2025-01-02"), (2, 9, "2025-01-02"), (3, 5, "2025-01-02")])
+    task = build_ranking_task(history, holdout)
+    lists = np.array([[7, 3, 8], [3, 4, 9], [-1, -1, -1]])
+    metrics = list_metrics(task, np.array([1, 2, 3]), lists, 3)
+    d = 1 / np.log2(np.arange(2, 5))
+    user1 = (d[0] + d[2]) / (d[0] + d[1])
+    user2 = d[2] / d[0]
+    assert metrics.hr == pytest.approx(2 / 3)
+    assert metrics.ndcg == pytest.approx((user1 + user2 + 0) / 3)
+    # Cut-off 1: only user 1's first item counts.
+    assert list_metrics(task, np.array([1, 2, 3]), lists, 1).ndcg == pytest.approx(1 / 3)
+
+
+def test_rerank_sorts_by_probability_and_keeps_retrieval_order_on_ties():
+    found = Candidates(np.array([1, 2]), np.array([[10, 11, 12], [20, 21, -1]]), np.zeros((2, 3), np.float32))
+    ranked = rerank(found, np.array([0.1, 0.9, 0.1, 0.5, 0.5]))
+    assert ranked.tolist() == [[11, 10, 12], [20, 21, -1]]

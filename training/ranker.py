@@ -1,0 +1,395 @@
+"""The second stage: a BST ranker that re-ranks the retriever's candidates.
+
+**Training rows** (:func:`build_training_rows`). The ranker must learn to re-rank what
+the retriever proposes for events the retriever has *not* seen, because that is what
+it does in serving. So the window's training part is split once more
+(:func:`training.data.validation_split`, ``settings.ranker_fraction`` of each user's
+newest events): a *proxy retriever* of the same kind and parameters as the registered one
+is fitted on the older part, and for each user (up to ``ranker_max_users``) its top
+``ranker_candidates`` unseen items become rows at the moment ``t_u`` of the user's first
+newer event, labelled 1 when the user took the item among the newer events (the next
+interactions) and 0 otherwise (:func:`candidate_rows`): the negatives are the hard ones
+the retriever proposed, and the rows have the distribution serving will see.
+
+Every row carries the proxy's retrieval score and, through Feast's point-in-time join
+(:func:`graphrec.features.historical_ranker_features`), the user's behaviour sequence and
+activity and the item's popularity and category as they were *before* ``t_u``.
+
+**Evaluation** (:func:`evaluate_pair`), the protocol reported in the README: on the
+window's holdout (the same users and ground truth as the retriever's canary), each
+evaluated user gets the serving retriever's top ``ranker_candidates`` unseen items, scored
+with features as of the holdout's start; *retrieval* keeps the retriever's order,
+*retrieval + BST* sorts the same candidates by the ranker's probability, *popularity*
+takes the most popular unseen items. HR@k (share of users with a holdout item in the
+top k) and NDCG@k (binary relevance, ideal DCG over ``min(k, |T_u|)``) are computed on
+the full holdout set ``T_u``, so a relevant item the retriever missed counts as a miss for
+both stages; AUC is the ranker's on all candidate rows (relevant = in ``T_u``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from graphrec import contract, lake
+from graphrec.features import EVENT_TIMESTAMP, historical_ranker_features
+from graphrec.settings import Settings
+from training import bst, registry
+from training.data import (
+    InsufficientDataError,
+    build_graph,
+    holdout_start,
+    load_window,
+    temporal_split,
+    validation_split,
+)
+from training.embeddings import ModelEmbeddings
+from training.metrics import RankingTask, build_ranking_task, popularity_model, top_k_indices
+from training.models import TRAINED_KINDS, fit_model
+
+log = logging.getLogger(__name__)
+
+LABEL = "label"
+RANKER_DIR = "ranker"
+PAIRED_RETRIEVER_TAG = "retriever_version"
+
+
+# Candidates -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Candidates:
+    """Each user's top retrieved items, best first (``-1`` pads users with fewer)."""
+
+    user_ids: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        """One row per (user, candidate): ``user_id, item_id, retrieval_score, rank``."""
+        n = self.items.shape[1]
+        valid = self.items >= 0
+        return pd.DataFrame(
+            {
+                contract.USER_ID: np.repeat(self.user_ids, n)[valid.ravel()],
+                contract.ITEM_ID: self.items[valid],
+                bst.RETRIEVAL_SCORE: self.scores[valid].astype(np.float64),
+                "rank": np.tile(np.arange(n), len(self.user_ids))[valid.ravel()],
+            }
+        )
+
+
+def retrieve(model: ModelEmbeddings, users: np.ndarray, seen: pd.DataFrame, n: int, batch_size: int = 1024) -> Candidates:
+    """Top ``n`` items by inner product for ``users``, masking each user's ``seen`` items.
+
+    Users the model does not know get no candidates (a row of ``-1``).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    n = min(n, len(model.item_ids))
+    items = np.full((len(users), n), -1, dtype=np.int64)
+    scores = np.full((len(users), n), -np.inf, dtype=np.float32)
+    row_of = pd.Series(np.arange(len(model.user_ids)), index=model.user_ids)
+    col_of = pd.Series(np.arange(len(model.item_ids)), index=model.item_ids)
+    rows = row_of.reindex(users).to_numpy()
+    known = np.flatnonzero(~np.isnan(rows))
+    if len(np.unique(users)) != len(users):
+        raise ValueError("retrieve() needs distinct users")
+    seen = seen[[contract.USER_ID, contract.ITEM_ID]].drop_duplicates()
+    item_t = np.ascontiguousarray(np.asarray(model.item_emb, dtype=np.float32).T)
+    for lo in range(0, len(known), batch_size):
+        batch = known[lo : lo + batch_size]
+        block = np.asarray(model.user_emb, dtype=np.float32)[rows[batch].astype(np.int64)] @ item_t
+        mask = seen[seen[contract.USER_ID].isin(users[batch])]
+        r = pd.Series(np.arange(len(batch)), index=users[batch]).reindex(mask[contract.USER_ID]).to_numpy()
+        c = col_of.reindex(mask[contract.ITEM_ID]).to_numpy()
+        ok = ~np.isnan(c)
+        block[r[ok].astype(np.int64), c[ok].astype(np.int64)] = -np.inf
+        top = top_k_indices(block, n)
+        top_scores = np.take_along_axis(block, top, axis=1)
+        top_items = np.where(np.isfinite(top_scores), model.item_ids[top], -1)
+        items[batch], scores[batch] = top_items, top_scores
+    return Candidates(users, items, scores)
+
+
+def pair_scores(model: ModelEmbeddings, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Inner products of (user, item) pairs; ``NaN`` where the model lacks either."""
+    u = pd.Series(np.arange(len(model.user_ids)), index=model.user_ids).reindex(users).to_numpy()
+    i = pd.Series(np.arange(len(model.item_ids)), index=model.item_ids).reindex(items).to_numpy()
+    out = np.full(len(users), np.nan)
+    ok = ~(np.isnan(u) | np.isnan(i))
+    ue = np.asarray(model.user_emb, dtype=np.float32)[u[ok].astype(np.int64)]
+    ie = np.asarray(model.item_emb, dtype=np.float32)[i[ok].astype(np.int64)]
+    out[ok] = (ue * ie).sum(axis=1)
+    return out
+
+
+# Training rows ------------------------------------------------------------------------------
+def candidate_rows(candidates: Candidates, newer: pd.DataFrame) -> pd.DataFrame:
+    """The ranker's training rows: each user's candidate list at the moment of their next event.
+
+    Every user of ``candidates`` is scored at ``t_u``, the time of their first event in
+    ``newer``; a candidate is positive when the user interacted with it in ``newer`` (their
+    next interactions), negative otherwise. The negatives are thus exactly the hard ones
+    the ranker meets in serving: what the retriever ranks high for this user but the user
+    did not take.
+
+    Returns:
+        ``user_id, item_id, event_timestamp, retrieval_score, rank, label``.
+    """
+    rows = candidates.frame()
+    first = newer.groupby(contract.USER_ID)[contract.EVENT_TS].min()
+    rows[EVENT_TIMESTAMP] = pd.to_datetime(first.reindex(rows[contract.USER_ID]).to_numpy(), utc=True)
+    taken = pd.MultiIndex.from_frame(newer[[contract.USER_ID, contract.ITEM_ID]].astype(np.int64))
+    rows[LABEL] = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(taken).astype(np.int64)
+    return rows[rows[EVENT_TIMESTAMP].notna()].reset_index(drop=True)
+
+
+def build_training_rows(
+    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Labelled, feature-joined rows the ranker trains on (see the module docstring).
+
+    Returns:
+        ``(rows, info)``: the rows with every feature column, ``retrieval_score`` and
+        ``label``; ``info`` counts them and times the steps (JSON-able).
+    """
+    started = time.perf_counter()
+    fit, newer = validation_split(train, settings.ranker_fraction, settings.seed)
+    if newer.empty:
+        raise InsufficientDataError("no events to train the ranker on: every user has a single training event")
+    kind = retriever.meta.get("model", "lightgcn")
+    params = dict(retriever.meta.get("params") or {})
+    if kind in TRAINED_KINDS:
+        refit = (retriever.meta.get("validation") or {}).get("refit_epochs")
+        params = {**params, "epochs": int(refit or params.get("epochs", 1)), "patience": 0}
+    proxy = fit_model(kind, params, build_graph(fit), fit).embeddings
+    proxy_seconds = time.perf_counter() - started
+    log.info("ranker rows: proxy %s retriever fitted on %d events in %.1f s", kind, len(fit), proxy_seconds)
+    users = np.unique(newer[contract.USER_ID].to_numpy(np.int64))
+    if len(users) > settings.ranker_max_users:
+        users = np.sort(np.random.default_rng(settings.seed).choice(users, settings.ranker_max_users, replace=False))
+    rows = candidate_rows(retrieve(proxy, users, fit, settings.ranker_candidates), newer)
+    if not 0 < rows[LABEL].sum() < len(rows):
+        raise InsufficientDataError(f"the ranker needs positive and negative rows, got {int(rows[LABEL].sum())} of {len(rows)}")
+    joined_at = time.perf_counter()
+    log.info("ranker rows: %d candidate rows of %d users, %d positive; joining Feast point-in-time features",
+             len(rows), len(users), int(rows[LABEL].sum()))
+    rows = historical_ranker_features(settings, rows)
+    log.info("ranker rows: features joined in %.1f s", time.perf_counter() - joined_at)
+    info = {
+        "n_rows": len(rows), "n_positives": int(rows[LABEL].sum()), "n_users": len(users),
+        "n_proxy_fit": len(fit), "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
+        "feature_join_seconds": round(time.perf_counter() - joined_at, 2),
+    }
+    return rows, info
+
+
+# Evaluation ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ListMetrics:
+    """HR@k and NDCG@k of ranked lists against a :class:`RankingTask` (means over its users)."""
+
+    k: int
+    hr: float
+    ndcg: float
+    n_users: int
+
+    def as_dict(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}hr_at_{self.k}": round(self.hr, 6), f"{prefix}ndcg_at_{self.k}": round(self.ndcg, 6)}
+
+
+def list_metrics(task: RankingTask, users: np.ndarray, lists: np.ndarray, k: int) -> ListMetrics:
+    """HR@k and NDCG@k of ``lists[u]`` (item ids, best first, ``-1`` = empty) for ``task``'s users.
+
+    Users of the task missing from ``users`` score 0; the mean is over all task users.
+    """
+    row_of = pd.Series(np.arange(len(users)), index=users)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    hr = np.zeros(task.n_users)
+    ndcg = np.zeros(task.n_users)
+    for u, user in enumerate(task.user_ids):
+        if user not in row_of.index:
+            continue
+        relevant = task.test_items[task.test_indptr[u] : task.test_indptr[u + 1]]
+        top = lists[row_of[user], :k]
+        hits = np.isin(top, relevant) & (top >= 0)
+        hr[u] = float(hits.any())
+        ndcg[u] = (hits * discounts[: len(top)]).sum() / discounts[: min(k, len(relevant))].sum()
+    n = task.n_users
+    return ListMetrics(k, float(hr.mean()) if n else 0.0, float(ndcg.mean()) if n else 0.0, n)
+
+
+def rerank(candidates: Candidates, probabilities: np.ndarray) -> np.ndarray:
+    """The candidates sorted by the ranker's probability (ties: retrieval order)."""
+    scores = np.full(candidates.items.shape, -np.inf)
+    scores[candidates.items >= 0] = probabilities
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(candidates.items, order, axis=1)
+
+
+def score_rows(model: bst.BST, vocab: bst.Vocabulary, rows: pd.DataFrame, seq_len: int) -> np.ndarray:
+    """The ranker's probability for feature-joined rows."""
+    return bst.predict(model, bst.encode(rows, vocab, seq_len))
+
+
+def evaluate_pair(
+    settings: Settings,
+    task: RankingTask,
+    history: pd.DataFrame,
+    at: pd.Timestamp,
+    retriever: ModelEmbeddings,
+    ranker: tuple[bst.BST, bst.Vocabulary, dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """Two-stage metrics of a (retriever, ranker) pair on ``task`` (module docstring).
+
+    Args:
+        settings: ``ranker_candidates`` and ``ranker_k``, the Feast store.
+        task: the holdout ground truth.
+        history: the events before ``at`` (masked, popularity counts).
+        at: the moment the lists are made (features as of then).
+        retriever: the first stage.
+        ranker: ``load_ranker``'s triple, or ``None`` for retrieval alone.
+
+    Returns:
+        ``retrieval_hr_at_k, retrieval_ndcg_at_k, popularity_*`` and, with a ranker,
+        ``ranker_hr_at_k, ranker_ndcg_at_k, ranker_auc``, plus ``n_eval_users``.
+    """
+    k = settings.ranker_k
+    candidates = retrieve(retriever, task.user_ids, history, settings.ranker_candidates)
+    out: dict[str, Any] = {"n_eval_users": task.n_users, "candidates": settings.ranker_candidates}
+    out |= list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_")
+    popular = retrieve(popularity_model(history), task.user_ids, history, k)
+    out |= list_metrics(task, popular.user_ids, popular.items, k).as_dict("popularity_")
+    if ranker is None:
+        return out
+    model, vocab, meta = ranker
+    rows = candidates.frame()
+    rows[EVENT_TIMESTAMP] = at
+    rows = historical_ranker_features(settings, rows)
+    probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker_seq_len)))
+    out |= list_metrics(task, candidates.user_ids, rerank(candidates, probabilities), k).as_dict("ranker_")
+    relevant = pd.MultiIndex.from_arrays(
+        [np.repeat(task.user_ids, np.diff(task.test_indptr)), task.test_items]
+    )
+    labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
+    out["ranker_auc"] = round(bst.auc(labels, probabilities), 6) if 0 < labels.sum() < len(labels) else None
+    return out
+
+
+# The nightly task ------------------------------------------------------------------------
+def _catalog_items(settings: Settings, ds: dt.date, train: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    catalog = lake.read_catalog(settings.curated_dir, until=ds)
+    items = np.union1d(catalog[contract.ITEM_ID].to_numpy(np.int64), train[contract.ITEM_ID].to_numpy(np.int64))
+    categories = sorted(set(catalog[contract.CATEGORY].astype(str))) if contract.CATEGORY in catalog else []
+    return items, categories
+
+
+def train_ranker(
+    settings: Settings,
+    ds: dt.date,
+    retriever_version: int,
+    *,
+    window_days: int | None = None,
+    reason: str = "schedule",
+) -> dict[str, Any]:
+    """Train, evaluate, log and register the BST ranker paired with a retriever version.
+
+    The new version gets the alias ``challenger`` and the tag ``retriever_version``: the
+    canary judges and promotes the two together.
+
+    Returns:
+        A JSON-able summary for XCom: ``run_id, model_version, retriever_version`` and the
+        evaluation of :func:`evaluate_pair` (``ranker_ndcg_at_10`` ...), row counts, timings.
+    """
+    started = time.perf_counter()
+    window_days = window_days or settings.window_days
+    window = load_window(settings, ds, window_days)
+    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    task = build_ranking_task(train, holdout)
+    if train.empty or task.n_users == 0:
+        raise InsufficientDataError(f"no training events or holdout users in {window.data_window} for the ranker")
+    retriever = registry.load_model_embeddings(settings, retriever_version)
+    items, categories = _catalog_items(settings, ds, train)
+    rows, info = build_training_rows(settings, train, retriever)
+    vocab = bst.Vocabulary.build(items, categories)
+    model, fit_info = fit_ranker(settings, rows, vocab)
+    log.info("ranker fitted in %.1f s (best epoch %s)", fit_info["fit_seconds"], fit_info["best_epoch"])
+    at = holdout_start(window.end, settings.holdout_days)
+    meta = {"seq_len": settings.ranker_seq_len}
+    metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
+    registry.configure(settings)
+    with mlflow.start_run(run_name=f"ranker-bst-{ds.isoformat()}-{reason}") as run:
+        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version})
+        mlflow.log_params({"data_window": json.dumps(window.data_window), "dataset_fingerprint": window.fingerprint,
+                           "retriever_version": retriever_version, "candidates": settings.ranker_candidates,
+                           "fraction": settings.ranker_fraction, "max_users": settings.ranker_max_users,
+                           "seq_len": settings.ranker_seq_len,
+                           "epochs": settings.ranker_epochs, "seed": settings.seed, **model.config()})
+        for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):
+            mlflow.log_metrics({"train_loss": loss, **({"val_auc": val_auc} if val_auc is not None else {})}, step=epoch)
+        numbers = {key: float(v) for key, v in {**metrics, **info}.items() if isinstance(v, (int, float)) and v is not None}
+        mlflow.log_metrics(numbers)
+        version = register_ranker(settings, model, vocab, run.info.run_id,
+                                  extra={"retriever_version": retriever_version, "ds": ds.isoformat(),
+                                         "data_window": window.data_window, "metrics": metrics})
+    summary = {"run_id": run.info.run_id, "model_version": version, "retriever_version": retriever_version,
+               "ds": ds.isoformat(), "reason": reason, **metrics, **info,
+               "best_epoch": fit_info.get("best_epoch"), "seconds": round(time.perf_counter() - started, 2)}
+    registry.set_version_tags(settings, version, {PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
+                                                  "reason": reason, **{k: v for k, v in metrics.items() if v is not None}},
+                              model=settings.ranker_model_name)
+    registry.set_alias(settings, registry.CHALLENGER, version, model=settings.ranker_model_name)
+    log.info("ranker v%s (paired with retriever v%s): %s", version, retriever_version, json.dumps(metrics))
+    return summary
+
+
+def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: bst.Vocabulary) -> tuple[bst.BST, dict[str, Any]]:
+    """Fit a BST on feature-joined rows; a tenth of the users (seeded hash) validate."""
+    users = rows[contract.USER_ID].to_numpy(np.int64)
+    valid_mask = (pd.util.hash_array(users ^ settings.seed) % 10) == 0
+    batch = bst.encode(rows, vocab, settings.ranker_seq_len)
+    labels = rows[LABEL].to_numpy(np.float32)
+    model = bst.build_bst(vocab, seed=settings.seed, seq_len=settings.ranker_seq_len)
+    valid = None
+    train_index = np.flatnonzero(~valid_mask)
+    if valid_mask.any() and (~valid_mask).any():
+        index = np.flatnonzero(valid_mask)
+        valid = (batch.subset(index), labels[index])
+    else:
+        train_index = np.arange(len(rows))
+    config = bst.BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed)
+    result = bst.fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
+    return model, {"losses": list(result.losses), "val_auc": list(result.valid_auc) or [None] * len(result.losses),
+                   "best_epoch": result.best_epoch, "fit_seconds": round(result.seconds, 2)}
+
+
+def register_ranker(
+    settings: Settings, model: bst.BST, vocab: bst.Vocabulary, run_id: str, extra: dict[str, Any]
+) -> int:
+    """Log the ranker's files (``ranker/``) to ``run_id`` and register them as a new version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / RANKER_DIR
+        bst.save_ranker(model, vocab, directory, extra={**extra, "seq_len": settings.ranker_seq_len})
+        from training import pyfunc_ranker
+
+        version = pyfunc_ranker.log_and_register(settings, directory, run_id)
+    return version
+
+
+def load_ranker(settings: Settings, ref: int | str) -> tuple[bst.BST, bst.Vocabulary, dict[str, Any], Path]:
+    """A registered ranker by version or alias: ``(model, vocab, meta, files)``; the files
+    (``ranker.pt``, ``ranker.json``) are downloaded to a temporary directory that lives as
+    long as the process (publication copies them into the index bundle)."""
+    from training import pyfunc_ranker
+
+    directory = pyfunc_ranker.download(settings, ref)
+    model, vocab, meta = bst.load_ranker(directory)
+    return model, vocab, meta, directory
