@@ -125,9 +125,8 @@ class Settings(BaseSettings):
     ranker_enabled: bool = Field(True, description="Train the BST ranker after the retriever and serve the pair.")
     ranker_model_name: str = "graphrec-ranker"
     ranker_candidates: int = Field(100, ge=10, description="Retrieved candidates the ranker re-ranks per user.")
-    ranker_fraction: float = Field(
-        0.2, gt=0, lt=1,
-        description="Share of each user's newest training events the ranker learns from (its retriever never sees them).",
+    ranker_cuts: int = Field(
+        3, ge=1, description="Replays of the holdout inside the training days the ranker learns from (training.ranker)."
     )
     ranker_max_users: int = Field(
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."

@@ -79,6 +79,8 @@ DENSE_FEATURES = [
     "has_user_features",
     "has_item_features",
     RETRIEVAL_SCORE,
+    "log1p_retrieval_rank",
+    "retrieval_gap",
 ]
 N_DENSE = len(DENSE_FEATURES)
 AGE_BUCKETS = 16
@@ -235,9 +237,34 @@ def dense_features(frame: pd.DataFrame) -> np.ndarray:
     out[:, n_counters] = ~missing[:, :n_user].all(axis=1)
     has_category = ~pd.isna(frame[ITEM_CATEGORY].to_numpy(dtype=object))
     out[:, n_counters + 1] = ~missing[:, n_user:n_counters].all(axis=1) | has_category
-    score = values[:, -1]
-    out[:, n_counters + 2] = np.where(np.isfinite(score), score, 0.0)
+    score = np.where(np.isfinite(values[:, -1]), values[:, -1], 0.0)
+    out[:, n_counters + 2] = score
+    rank, gap = _within_list(frame, score)
+    out[:, n_counters + 3] = np.log1p(rank)
+    out[:, n_counters + 4] = gap
     return out
+
+
+def _within_list(frame: pd.DataFrame, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's rank (0 = best) by retrieval score among the rows of the same list, and
+    its score minus the list's best: scale-free views of the first stage's opinion.
+
+    A list is the rows sharing ``user_id`` and ``event_timestamp`` (one request in serving,
+    one user's candidates at one moment in training and evaluation); ties keep row order.
+    """
+    if len(frame) == 0:
+        return np.zeros(0), np.zeros(0)
+    users = frame[USER_ID].to_numpy(np.int64)
+    times = _epoch_ns(frame[EVENT_TIMESTAMP])
+    if (users == users[0]).all() and (times == times[0]).all():  # one request: the serving path
+        order = np.argsort(-score, kind="stable")
+        rank = np.empty(len(score))
+        rank[order] = np.arange(len(score))
+        return rank, score - score.max()
+    keys = pd.DataFrame({"u": users, "t": times, "s": -score})
+    rank = keys.groupby(["u", "t"], sort=False)["s"].rank(method="first").to_numpy() - 1
+    best = keys.groupby(["u", "t"], sort=False)["s"].transform("min").to_numpy()
+    return rank, score + best
 
 
 def _as_list(value: Any) -> Sequence[Any]:

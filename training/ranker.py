@@ -1,19 +1,19 @@
 """The second stage: a BST ranker that re-ranks the retriever's candidates.
 
 **Training rows** (:func:`build_training_rows`). The ranker must learn to re-rank what
-the retriever proposes for events the retriever has *not* seen, because that is what
-it does in serving. So the window's training part is split once more
-(:func:`training.data.validation_split`, ``settings.ranker_fraction`` of each user's
-newest events): a *proxy retriever* of the same kind and parameters as the registered one
-is fitted on the older part, and for each user (up to ``ranker_max_users``) its top
-``ranker_candidates`` unseen items become rows at the moment ``t_u`` of the user's first
-newer event, labelled 1 when the user took the item among the newer events (the next
-interactions) and 0 otherwise (:func:`candidate_rows`): the negatives are the hard ones
-the retriever proposed, and the rows have the distribution serving will see.
+a retriever proposes for interactions that retriever has *not* seen, at the moment the
+list is made, because that is what it does in serving and in the evaluation below. So the
+holdout is replayed inside the training part: at each of ``ranker_cuts`` cut times
+``T_k = holdout_start - k * holdout_days``, a *proxy retriever* of the registered one's
+kind and parameters is fitted on the events before ``T_k``, each user with history and new
+items in ``[T_k, T_k + holdout_days)`` gets its top ``ranker_candidates`` unseen items as
+rows at ``T_k``, labelled 1 when the user took the item in that window (their next
+interactions) and 0 otherwise (:func:`candidate_rows`). The negatives are the hard ones:
+what the retriever ranked high but the user did not take.
 
 Every row carries the proxy's retrieval score and, through Feast's point-in-time join
 (:func:`graphrec.features.historical_ranker_features`), the user's behaviour sequence and
-activity and the item's popularity and category as they were *before* ``t_u``.
+activity and the item's popularity and category as they were *before* ``T_k``.
 
 **Evaluation** (:func:`evaluate_pair`), the protocol reported in the README: on the
 window's holdout (the same users and ground truth as the retriever's canary), each
@@ -51,7 +51,6 @@ from training.data import (
     holdout_start,
     load_window,
     temporal_split,
-    validation_split,
 )
 from training.embeddings import ModelEmbeddings
 from training.metrics import RankingTask, build_ranking_task, popularity_model, top_k_indices
@@ -132,61 +131,85 @@ def pair_scores(model: ModelEmbeddings, users: np.ndarray, items: np.ndarray) ->
 
 
 # Training rows ------------------------------------------------------------------------------
-def candidate_rows(candidates: Candidates, newer: pd.DataFrame) -> pd.DataFrame:
-    """The ranker's training rows: each user's candidate list at the moment of their next event.
+def candidate_rows(candidates: Candidates, task: RankingTask, at: pd.Timestamp) -> pd.DataFrame:
+    """Rows of candidate lists made at ``at``, labelled by the users' next interactions.
 
-    Every user of ``candidates`` is scored at ``t_u``, the time of their first event in
-    ``newer``; a candidate is positive when the user interacted with it in ``newer`` (their
-    next interactions), negative otherwise. The negatives are thus exactly the hard ones
-    the ranker meets in serving: what the retriever ranks high for this user but the user
-    did not take.
+    A candidate is positive when it is one of the user's new items in ``task`` (what they
+    took after ``at``), negative otherwise: the negatives are exactly the hard ones the
+    ranker meets in serving, items the retriever ranks high that the user did not take.
 
     Returns:
-        ``user_id, item_id, event_timestamp, retrieval_score, rank, label``.
+        ``user_id, item_id, retrieval_score, rank, event_timestamp, label``.
     """
     rows = candidates.frame()
-    first = newer.groupby(contract.USER_ID)[contract.EVENT_TS].min()
-    rows[EVENT_TIMESTAMP] = pd.to_datetime(first.reindex(rows[contract.USER_ID]).to_numpy(), utc=True)
-    taken = pd.MultiIndex.from_frame(newer[[contract.USER_ID, contract.ITEM_ID]].astype(np.int64))
+    rows[EVENT_TIMESTAMP] = pd.Series(pd.Timestamp(at), index=rows.index).astype("datetime64[us, UTC]")
+    taken = pd.MultiIndex.from_arrays([np.repeat(task.user_ids, np.diff(task.test_indptr)), task.test_items])
     rows[LABEL] = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(taken).astype(np.int64)
-    return rows[rows[EVENT_TIMESTAMP].notna()].reset_index(drop=True)
+    return rows
 
 
 def build_training_rows(
-    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings
+    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Labelled, feature-joined rows the ranker trains on (see the module docstring).
+
+    Args:
+        settings: ``ranker_cuts``, ``holdout_days`` (the label horizon), candidates, caps.
+        train: the window's training events (all before ``holdout_from``).
+        retriever: the registered retriever; the proxies copy its kind and parameters.
+        holdout_from: the start of the holdout; cut ``k`` is ``k * holdout_days`` before it.
 
     Returns:
         ``(rows, info)``: the rows with every feature column, ``retrieval_score`` and
         ``label``; ``info`` counts them and times the steps (JSON-able).
+
+    Raises:
+        InsufficientDataError: no cut has users with both history and next items.
     """
-    started = time.perf_counter()
-    fit, newer = validation_split(train, settings.ranker_fraction, settings.seed)
-    if newer.empty:
-        raise InsufficientDataError("no events to train the ranker on: every user has a single training event")
     kind = retriever.meta.get("model", "lightgcn")
     params = dict(retriever.meta.get("params") or {})
     if kind in TRAINED_KINDS:
         refit = (retriever.meta.get("validation") or {}).get("refit_epochs")
         params = {**params, "epochs": int(refit or params.get("epochs", 1)), "patience": 0}
-    proxy = fit_model(kind, params, build_graph(fit), fit).embeddings
-    proxy_seconds = time.perf_counter() - started
-    log.info("ranker rows: proxy %s retriever fitted on %d events in %.1f s", kind, len(fit), proxy_seconds)
-    users = np.unique(newer[contract.USER_ID].to_numpy(np.int64))
-    if len(users) > settings.ranker_max_users:
-        users = np.sort(np.random.default_rng(settings.seed).choice(users, settings.ranker_max_users, replace=False))
-    rows = candidate_rows(retrieve(proxy, users, fit, settings.ranker_candidates), newer)
-    if not 0 < rows[LABEL].sum() < len(rows):
-        raise InsufficientDataError(f"the ranker needs positive and negative rows, got {int(rows[LABEL].sum())} of {len(rows)}")
+    horizon = pd.Timedelta(days=settings.holdout_days)
+    parts, cuts, proxy_seconds = [], [], 0.0
+    rng = np.random.default_rng(settings.seed)
+    for k in range(1, settings.ranker_cuts + 1):
+        cut = holdout_from - k * horizon
+        before = train[train[contract.EVENT_TS] < cut]
+        after = train[(train[contract.EVENT_TS] >= cut) & (train[contract.EVENT_TS] < cut + horizon)]
+        task = build_ranking_task(before, after) if len(before) and len(after) else None
+        if task is None or task.n_users == 0:
+            log.info("ranker rows: cut %s has no user with history and next items; skipped", cut)
+            continue
+        users = task.user_ids
+        if len(users) > settings.ranker_max_users:
+            users = np.sort(rng.choice(users, settings.ranker_max_users, replace=False))
+        started = time.perf_counter()
+        try:
+            proxy = fit_model(kind, params, build_graph(before), before).embeddings
+        except InsufficientDataError as exc:
+            log.info("ranker rows: no proxy retriever before %s (%s); skipped", cut, exc)
+            continue
+        proxy_seconds += time.perf_counter() - started
+        rows = candidate_rows(retrieve(proxy, users, before, settings.ranker_candidates), task, cut)
+        log.info("ranker rows: cut %s: proxy %s on %d events, %d rows of %d users, %d positive",
+                 cut, kind, len(before), len(rows), len(users), int(rows[LABEL].sum()))
+        parts.append(rows)
+        cuts.append(cut.isoformat())
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if not parts or not 0 < rows[LABEL].sum() < len(rows):
+        raise InsufficientDataError(
+            f"no cut before {holdout_from} gives the ranker both positive and negative rows "
+            f"({settings.ranker_cuts} cuts of {settings.holdout_days} days)"
+        )
     joined_at = time.perf_counter()
-    log.info("ranker rows: %d candidate rows of %d users, %d positive; joining Feast point-in-time features",
-             len(rows), len(users), int(rows[LABEL].sum()))
     rows = historical_ranker_features(settings, rows)
-    log.info("ranker rows: features joined in %.1f s", time.perf_counter() - joined_at)
+    log.info("ranker rows: Feast point-in-time features of %d rows joined in %.1f s", len(rows),
+             time.perf_counter() - joined_at)
     info = {
-        "n_rows": len(rows), "n_positives": int(rows[LABEL].sum()), "n_users": len(users),
-        "n_proxy_fit": len(fit), "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
+        "n_rows": len(rows), "n_positives": int(rows[LABEL].sum()), "n_users": int(rows[contract.USER_ID].nunique()),
+        "cuts": cuts, "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
         "feature_join_seconds": round(time.perf_counter() - joined_at, 2),
     }
     return rows, info
@@ -318,11 +341,11 @@ def train_ranker(
         raise InsufficientDataError(f"no training events or holdout users in {window.data_window} for the ranker")
     retriever = registry.load_model_embeddings(settings, retriever_version)
     items, categories = _catalog_items(settings, ds, train)
-    rows, info = build_training_rows(settings, train, retriever)
+    at = holdout_start(window.end, settings.holdout_days)
+    rows, info = build_training_rows(settings, train, retriever, at)
     vocab = bst.Vocabulary.build(items, categories)
     model, fit_info = fit_ranker(settings, rows, vocab)
     log.info("ranker fitted in %.1f s (best epoch %s)", fit_info["fit_seconds"], fit_info["best_epoch"])
-    at = holdout_start(window.end, settings.holdout_days)
     meta = {"seq_len": settings.ranker_seq_len}
     metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
     registry.configure(settings)
@@ -330,7 +353,7 @@ def train_ranker(
         mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version})
         mlflow.log_params({"data_window": json.dumps(window.data_window), "dataset_fingerprint": window.fingerprint,
                            "retriever_version": retriever_version, "candidates": settings.ranker_candidates,
-                           "fraction": settings.ranker_fraction, "max_users": settings.ranker_max_users,
+                           "cuts": settings.ranker_cuts, "max_users": settings.ranker_max_users,
                            "seq_len": settings.ranker_seq_len,
                            "epochs": settings.ranker_epochs, "seed": settings.seed, **model.config()})
         for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):
@@ -365,7 +388,7 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: bst.Vocabulary) ->
         valid = (batch.subset(index), labels[index])
     else:
         train_index = np.arange(len(rows))
-    config = bst.BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed)
+    config = bst.BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed, patience=2 if valid else 0)
     result = bst.fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
     return model, {"losses": list(result.losses), "val_auc": list(result.valid_auc) or [None] * len(result.losses),
                    "best_epoch": result.best_epoch, "fit_seconds": round(result.seconds, 2)}

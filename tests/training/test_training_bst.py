@@ -152,7 +152,7 @@ def test_encode_missing_features_are_zeros_and_flags(missing):
     has_user, has_item, score = (DENSE_FEATURES.index(n) for n in ("has_user_features", "has_item_features",
                                                                    RETRIEVAL_SCORE))
     assert np.isfinite(dense).all()
-    assert (dense[0] == 0).all() and (batch.seq_items[0] == 0).all() and batch.target_category[0] == 1
+    assert (dense[0, :-2] == 0).all() and (batch.seq_items[0] == 0).all() and batch.target_category[0] == 1
     assert dense[1, has_user] == 1 and dense[1, has_item] == 0 and dense[1, score] == 0
     np.testing.assert_allclose(dense[1, :4], np.log1p(7))
     np.testing.assert_allclose(dense[1, 4:7], 0)
@@ -384,3 +384,21 @@ def test_save_load_round_trip(tmp_path):
     assert np.array_equal(predict(loaded, batch), predict(model, batch))
     with pytest.raises(ValueError, match="does not match"):
         save_ranker(model, Vocabulary.build([1], []), tmp_path / "other")
+
+
+def test_dense_rank_and_gap_are_taken_within_each_list():
+    """Rank by retrieval score (0 = best) and score minus the list's best, per (user, time)."""
+    lists = pd.DataFrame({
+        bst.USER_ID: [1, 1, 1, 2, 2, 1],
+        bst.EVENT_TIMESTAMP: pd.to_datetime([NOW] * 5 + [NOW + pd.Timedelta(days=1)], utc=True),
+        bst.RETRIEVAL_SCORE: [0.5, 2.0, 1.0, -1.0, 3.0, 9.0],
+    })
+    for column in bst.FEATURE_COLUMNS:
+        lists[column] = None
+    dense = bst.dense_features(lists)
+    rank, gap = DENSE_FEATURES.index("log1p_retrieval_rank"), DENSE_FEATURES.index("retrieval_gap")
+    np.testing.assert_allclose(dense[:, rank], np.log1p([2, 0, 1, 1, 0, 0]))
+    np.testing.assert_allclose(dense[:, gap], [-1.5, 0, -1, -4, 0, 0])
+    # One request (the serving path) gives what the grouped path gives for the same list.
+    single = bst.dense_features(lists.iloc[:3])
+    np.testing.assert_allclose(single[:, [rank, gap]], dense[:3, [rank, gap]])

@@ -46,15 +46,17 @@ def test_pair_scores_are_inner_products_and_nan_when_unknown(model):
     assert scores[:2].tolist() == [3.0, -3.0] and np.isnan(scores[2])
 
 
-def test_candidate_rows_are_labelled_by_the_next_interactions_at_their_time(model):
-    found = retrieve(model, np.array([1, 2]), _events([]), 3)
-    newer = _events([(1, 104, "2025-01-05T10:00"), (1, 100, "2025-01-04T08:00"), (2, 102, "2025-01-06T00:00")])
-    rows = candidate_rows(found, newer)
-    by_user = rows.groupby(contract.USER_ID)
-    assert by_user[EVENT_TIMESTAMP].first().tolist() == list(pd.to_datetime(["2025-01-04T08:00", "2025-01-06T00:00"], utc=True))
+def test_candidate_rows_are_labelled_by_the_next_interactions(model):
+    history = _events([(1, 105, "2025-01-01T00:00"), (2, 100, "2025-01-01T00:00")])
+    found = retrieve(model, np.array([1, 2]), history, 3)
+    after = _events([(1, 104, "2025-01-05T10:00"), (1, 100, "2025-01-04T08:00"), (2, 102, "2025-01-06T00:00")])
+    at = pd.Timestamp("2025-01-03", tz="UTC")
+    rows = candidate_rows(found, build_ranking_task(history, after), at)
+    assert (rows[EVENT_TIMESTAMP] == at).all()
     assert rows.loc[rows[LABEL] == 1, contract.ITEM_ID].tolist() == [104, 102]  # 100 is not a candidate of user 1
-    assert len(rows) == 6 and rows["rank"].tolist() == [0, 1, 2, 0, 1, 2]
-    assert rows["retrieval_score"].tolist() == [5.0, 4.0, 3.0, 0.0, -1.0, -2.0]
+    assert rows[contract.ITEM_ID].tolist() == [104, 103, 102, 101, 102, 103]
+    assert rows["rank"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert rows["retrieval_score"].tolist() == [4.0, 3.0, 2.0, -1.0, -2.0, -3.0]
 
 
 def test_list_metrics_match_hand_computed_values():
