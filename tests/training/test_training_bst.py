@@ -402,3 +402,16 @@ def test_dense_rank_and_gap_are_taken_within_each_list():
     # One request (the serving path) gives what the grouped path gives for the same list.
     single = bst.dense_features(lists.iloc[:3])
     np.testing.assert_allclose(single[:, [rank, gap]], dense[:3, [rank, gap]])
+
+
+def test_candidate_output_equals_the_whole_block_at_the_last_position():
+    torch.manual_seed(0)
+    model = bst.build_bst(VOCAB, seed=3, seq_len=6).eval()
+    tokens = torch.randn(9, 7, model.dim)
+    padding = torch.zeros(9, 7, dtype=torch.bool)
+    padding[:4, :3] = True  # left padding of some rows; the candidate (last) is never padded
+    padding[5, :6] = True  # an empty history
+    with torch.no_grad():
+        whole = model.block(tokens, src_key_padding_mask=padding)[:, -1]
+        alone = model.candidate_output(tokens, padding)
+    torch.testing.assert_close(alone, whole, rtol=1e-5, atol=1e-5)
