@@ -61,12 +61,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="ml-100k directory or zip")
     parser.add_argument("--home", type=Path, default=None, help="installation directory (default: a temporary one)")
-    parser.add_argument("--holdout-share", type=float, default=0.1)
+    parser.add_argument("--holdout-share", type=float, default=0.2)
     parser.add_argument("--holdout-days", type=int, default=None)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--model", default="lightgcn", choices=["lightgcn", "mf", "gfcf"])
     parser.add_argument("--epochs", type=int, default=60, help="retriever epochs (early-stopped)")
     parser.add_argument("--ranker-epochs", type=int, default=10)
+    parser.add_argument("--cuts", type=int, default=12, help="holdout replays the ranker learns from")
+    parser.add_argument("--cut-every", type=int, default=7, help="days between replays")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=RESULTS / "ranker_movielens.json")
     args = parser.parse_args(argv)
@@ -96,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     window_days = (ds - days[0]).days + 1
     settings = Settings(home=home, seed=args.seed, validation=base.validation, holdout_days=holdout_days, window_days=window_days,
                         epochs=args.epochs, ranker_candidates=args.candidates, ranker_epochs=args.ranker_epochs,
+                        ranker_cuts=args.cuts, ranker_cut_every_days=args.cut_every,
                         retriever_model=args.model)
     print(f"movielens: {sum(counts)} ratings over {len(days)} days {days[0]}..{ds}; holdout = last {holdout_days} days "
           f"({sum(counts[-holdout_days:])} ratings)", flush=True)

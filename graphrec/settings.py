@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     ranker_cuts: int = Field(
         3, ge=1, description="Replays of the holdout inside the training days the ranker learns from (training.ranker)."
     )
+    ranker_cut_every_days: int | None = Field(
+        None, ge=1, description="Days between replays (unset: holdout_days, so their label windows do not overlap)."
+    )
     ranker_max_users: int = Field(
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
     )

@@ -4,7 +4,7 @@
 a retriever proposes for interactions that retriever has *not* seen, at the moment the
 list is made, because that is what it does in serving and in the evaluation below. So the
 holdout is replayed inside the training part: at each of ``ranker_cuts`` cut times
-``T_k = holdout_start - k * holdout_days``, a *proxy retriever* of the registered one's
+``T_k = holdout_start - holdout_days - (k - 1) * ranker_cut_every_days``, a *proxy retriever* of the registered one's
 kind and parameters is fitted on the events before ``T_k``, each user with history and new
 items in ``[T_k, T_k + holdout_days)`` gets its top ``ranker_candidates`` unseen items as
 rows at ``T_k``, labelled 1 when the user took the item in that window (their next
@@ -157,7 +157,8 @@ def build_training_rows(
         settings: ``ranker_cuts``, ``holdout_days`` (the label horizon), candidates, caps.
         train: the window's training events (all before ``holdout_from``).
         retriever: the registered retriever; the proxies copy its kind and parameters.
-        holdout_from: the start of the holdout; cut ``k`` is ``k * holdout_days`` before it.
+        holdout_from: the start of the holdout; the latest cut is ``holdout_days`` before it,
+            the others ``ranker_cut_every_days`` apart.
 
     Returns:
         ``(rows, info)``: the rows with every feature column, ``retrieval_score`` and
@@ -172,10 +173,11 @@ def build_training_rows(
         refit = (retriever.meta.get("validation") or {}).get("refit_epochs")
         params = {**params, "epochs": int(refit or params.get("epochs", 1)), "patience": 0}
     horizon = pd.Timedelta(days=settings.holdout_days)
+    every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
     parts, cuts, proxy_seconds = [], [], 0.0
     rng = np.random.default_rng(settings.seed)
     for k in range(1, settings.ranker_cuts + 1):
-        cut = holdout_from - k * horizon
+        cut = holdout_from - horizon - (k - 1) * every
         before = train[train[contract.EVENT_TS] < cut]
         after = train[(train[contract.EVENT_TS] >= cut) & (train[contract.EVENT_TS] < cut + horizon)]
         task = build_ranking_task(before, after) if len(before) and len(after) else None
@@ -353,7 +355,8 @@ def train_ranker(
         mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version})
         mlflow.log_params({"data_window": json.dumps(window.data_window), "dataset_fingerprint": window.fingerprint,
                            "retriever_version": retriever_version, "candidates": settings.ranker_candidates,
-                           "cuts": settings.ranker_cuts, "max_users": settings.ranker_max_users,
+                           "cuts": settings.ranker_cuts, "cut_every_days": settings.ranker_cut_every_days,
+                           "max_users": settings.ranker_max_users,
                            "seq_len": settings.ranker_seq_len,
                            "epochs": settings.ranker_epochs, "seed": settings.seed, **model.config()})
         for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):

@@ -109,13 +109,6 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
         assert day3[task_id] == "success", (task_id, day3)
     version = current_version(settings)
     assert version is not None and verify_version(settings.indexes_dir / version)
-    # The pair that passed the canary is the pair that serves: the BST ranker is in the bundle.
-    manifest = json.loads((settings.indexes_dir / version / "manifest.json").read_text())
-    from training import registry
-
-    assert manifest["ranker_version"] == registry.get_alias_version(
-        settings, registry.CHAMPION, model=settings.ranker_model_name)
-    assert manifest["model_version"] == registry.get_alias_version(settings, registry.CHAMPION)
 
     # Day 4: drift is detected, an alert email is delivered over SMTP, a retrain is triggered.
     day4 = _states(runs[4])
@@ -134,14 +127,36 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     assert len(triggered) == 1
     assert triggered[0].conf["ds"] == CONFIG.day(4).isoformat()
 
+    # Day 4 trained a BST ranker paired with its retriever; the canary judged them as a pair
+    # (day 3 had no day before its holdout with next items to learn from: it served retrieval).
+    from training import registry
+
+    assert day4["train_ranker"] == "success" and day4["canary"] == "success", day4
+    rankers = registry.client_for(settings).search_model_versions(f"name='{settings.ranker_model_name}'")
+    assert len(rankers) == 1
+    tags = rankers[0].tags
+    assert tags["retriever_version"] == str(registry.get_alias_version(settings, registry.CHALLENGER))
+    assert tags["canary.decision"] in ("promoted", "rejected") and "canary.ranker_ndcg_at_10" in tags
+    promoted = tags["canary.decision"] == "promoted"
+    ranker_champion = registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
+    assert (ranker_champion == int(rankers[0].version)) == promoted
+    assert (registry.get_alias_version(settings, registry.CHAMPION) == int(tags["retriever_version"])) == promoted
+    # The pair that passed the canary is the pair that serves.
+    manifest = json.loads((settings.indexes_dir / current_version(settings) / "manifest.json").read_text())
+    assert manifest["ranker_version"] == ranker_champion
+    assert manifest["model_version"] == registry.get_alias_version(settings, registry.CHAMPION)
+
     # Serving answers from the published index, excluding what the user already saw.
-    history = read_curated(settings.curated_dir, list_partitions(settings.curated_dir))
+    # (what it saw up to the published day: a rejected day's events are not in that index)
+    published_day = dt.date.fromisoformat(manifest["ds"])
+    history = read_curated(settings.curated_dir, [d for d in list_partitions(settings.curated_dir) if d <= published_day])
     user = int(history["user_id"].value_counts().index[0])
     from graphrec.features import online_ranker_features
 
     rec = Recommender(settings, ranker_features_fn=functools.partial(online_ranker_features, settings)).recommend(user, 5)
     assert not rec.fallback and rec.index_version == current_version(settings)
-    assert rec.reranked and rec.ranker_version is not None and rec.degraded == []
+    assert rec.reranked == (manifest["ranker_version"] is not None) and rec.ranker_version == manifest["ranker_version"]
+    assert rec.degraded == []
     served = [item.item_id for item in rec.items]
     assert len(set(served)) == 5
     assert not set(served) & set(history.loc[history["user_id"] == user, "item_id"])
