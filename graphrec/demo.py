@@ -47,7 +47,7 @@ def describe_run(client, run: dict) -> dict[str, Any]:
     }
     day = client.xcom(DAG_ID, run_id, "resolve_day") if states.get("resolve_day") == "success" else None
     out["ds"], out["reason"] = (day or {}).get("ds"), (day or {}).get("reason")
-    for task_id in ("validate", "train", "canary", "publish", "drift_check"):
+    for task_id in ("validate", "train", "train_ranker", "canary", "publish", "drift_check"):
         if states.get(task_id) == "success":
             out[task_id] = client.xcom(DAG_ID, run_id, task_id)
     return out
@@ -68,6 +68,14 @@ def _line(run: dict[str, Any]) -> str:
             f"model v{train['model_version']} Recall@20 {train['recall_at_20']:.4f} NDCG@20 {train['ndcg_at_20']:.4f}"
             f" (popularity {train['popularity_recall_at_20']:.4f}/{train['popularity_ndcg_at_20']:.4f})"
         )
+    if (ranker := run.get("train_ranker")) and ranker.get("model_version") is not None:
+        k = next((key.rsplit("_", 1)[1] for key in ranker if key.startswith("ranker_ndcg_at_")), "10")
+        parts.append(
+            f"ranker v{ranker['model_version']} NDCG@{k} {ranker[f'ranker_ndcg_at_{k}']:.4f}"
+            f" (retrieval alone {ranker[f'retrieval_ndcg_at_{k}']:.4f});"
+        )
+    elif ranker:
+        parts.append(f"no ranker ({ranker.get('skipped')});")
     if canary := run.get("canary"):
         parts.append("promoted" if canary["promoted"] else f"kept champion ({canary['reason']})")
     if publish := run.get("publish"):
@@ -143,6 +151,8 @@ def run_demo(
         "model_versions": len(status["models"]["versions"]),
         "champion_version": status["models"]["champion_version"],
         "promotions": sum(1 for r in runs if (r.get("canary") or {}).get("promoted")),
+        "ranker_versions": sum(1 for r in runs if (r.get("train_ranker") or {}).get("model_version") is not None),
+        "served_ranker_version": status["index"].get("ranker_version"),
         "index_version": status["index"]["version"],
         "index_manifest": status["index"]["manifest"],
         "drift_days": status["drift"]["drift_days"],
@@ -172,6 +182,8 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"  data docs:              {summary['data_docs']}",
         f"  model versions:         {summary['model_versions']}, champion v{summary['champion_version']}, "
         f"{summary['promotions']} promotions",
+        f"  ranker versions:        {summary['ranker_versions']}, serving ranker "
+        + (f"v{summary['served_ranker_version']}" if summary["served_ranker_version"] is not None else "none (retrieval only)"),
         f"  published index:        {summary['index_version']} ({summary['index_manifest']})",
         f"  drift days:             {', '.join(summary['drift_days']) or 'none'}",
         f"  alert emails stored:    {summary['alert_emails']} ({settings.mail_dir})",

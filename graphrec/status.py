@@ -58,10 +58,12 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
     if index_version:
         path = settings.indexes_dir / index_version
         manifest = path / "manifest.json"
+        content = json.loads(manifest.read_text()) if manifest.exists() else {}
         index.update(
             manifest=str(manifest),
             checksums_ok=verify_version(path),
-            model_version=json.loads(manifest.read_text()).get("model_version") if manifest.exists() else None,
+            model_version=content.get("model_version"),
+            ranker_version=content.get("ranker_version"),
         )
     from validation.partition import recent_validations
     from validation.quarantine import list_quarantined
@@ -109,7 +111,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines = [
         f"home:               {status['home']}",
         f"champion model:     {models.get('champion_version')} (versions: {len(models.get('versions', []))})",
-        f"published index:    {index['version']} (model {index.get('model_version')}, "
+        f"published index:    {index['version']} (model {index.get('model_version')}, ranker {index.get('ranker_version')}, "
         f"checksums {'ok' if index['checksums_ok'] else 'n/a' if index['checksums_ok'] is None else 'MISMATCH'})",
         f"  manifest:         {index['manifest']}",
         f"lake:               {lake['curated_partitions']} curated, {lake['quarantined_partitions']} quarantined, "
