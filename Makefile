@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var bench-validation bench-retrieval
+.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ bench-validation: $(STAMP)
 bench-retrieval: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py --models popularity gfcf lightgcn --loss softmax \
 		--batch-size 65536 --lr 0.01 --lr-decay 0.97 --eval-every 2 --minutes 30 $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA),--data $(DATA))
+
+# MovieLens 100K (../shared/datasets/ml-100k or DATA=path): retrieval vs retrieval + BST vs popularity.
+bench-ranker: $(STAMP)
+	$(BIN)/python benchmarks/bench_ranker.py $(if $(DATA),--data $(DATA))
+	$(BIN)/python benchmarks/bench_ranker_cost.py
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:
