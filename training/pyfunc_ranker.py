@@ -17,12 +17,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
 from mlflow.pyfunc import PythonModel
 
 RANKER_ARTIFACT = "ranker"
@@ -50,8 +52,9 @@ def log_and_register(settings, directory: Path, run_id: str) -> int:
     from training import bst, registry
 
     registry.configure(settings)
+    this = sys.modules[__name__]
     cloudpickle.register_pickle_by_value(bst)
-    cloudpickle.register_pickle_by_value(__import__(__name__, fromlist=["_"]))
+    cloudpickle.register_pickle_by_value(this)
     try:
         active = mlflow.active_run()
         same = active is not None and active.info.run_id == run_id
@@ -60,11 +63,11 @@ def log_and_register(settings, directory: Path, run_id: str) -> int:
                 name=MODEL_NAME_IN_RUN,
                 python_model=BSTRanker(),
                 artifacts={RANKER_ARTIFACT: str(directory)},
-                pip_requirements=[*registry.pip_requirements(), f"torch=={__import__('torch').__version__}"],
+                pip_requirements=[*registry.pip_requirements(), f"torch=={torch.__version__}"],
             )
     finally:
         cloudpickle.unregister_pickle_by_value(bst)
-        cloudpickle.unregister_pickle_by_value(__import__(__name__, fromlist=["_"]))
+        cloudpickle.unregister_pickle_by_value(this)
     version = mlflow.register_model(info.model_uri, settings.ranker_model_name)
     return int(version.version)
 
