@@ -118,18 +118,6 @@ def retrieve(model: ModelEmbeddings, users: np.ndarray, seen: pd.DataFrame, n: i
     return Candidates(users, items, scores)
 
 
-def pair_scores(model: ModelEmbeddings, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Inner products of (user, item) pairs; ``NaN`` where the model lacks either."""
-    u = pd.Series(np.arange(len(model.user_ids)), index=model.user_ids).reindex(users).to_numpy()
-    i = pd.Series(np.arange(len(model.item_ids)), index=model.item_ids).reindex(items).to_numpy()
-    out = np.full(len(users), np.nan)
-    ok = ~(np.isnan(u) | np.isnan(i))
-    ue = np.asarray(model.user_emb, dtype=np.float32)[u[ok].astype(np.int64)]
-    ie = np.asarray(model.item_emb, dtype=np.float32)[i[ok].astype(np.int64)]
-    out[ok] = (ue * ie).sum(axis=1)
-    return out
-
-
 # Training rows ------------------------------------------------------------------------------
 def candidate_rows(candidates: Candidates, task: RankingTask, at: pd.Timestamp) -> pd.DataFrame:
     """Rows of candidate lists made at ``at``, labelled by the users' next interactions.

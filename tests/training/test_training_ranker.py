@@ -10,7 +10,7 @@ from graphrec import contract
 from graphrec.features import EVENT_TIMESTAMP
 from training.embeddings import ModelEmbeddings
 from training.metrics import build_ranking_task
-from training.ranker import LABEL, Candidates, candidate_rows, list_metrics, pair_scores, rerank, retrieve
+from training.ranker import LABEL, Candidates, candidate_rows, list_metrics, rerank, retrieve
 
 
 def _events(rows):
@@ -39,11 +39,6 @@ def test_retrieve_masks_seen_items_and_leaves_unknown_users_empty(model):
     assert found.items.tolist() == [[104, 102, 101], [101, 102, 103], [-1, -1, -1]]
     assert found.scores[0].tolist() == [4.0, 2.0, 1.0]
     assert np.isinf(found.scores[2]).all()
-
-
-def test_pair_scores_are_inner_products_and_nan_when_unknown(model):
-    scores = pair_scores(model, np.array([1, 2, 9]), np.array([103, 103, 103]))
-    assert scores[:2].tolist() == [3.0, -3.0] and np.isnan(scores[2])
 
 
 def test_candidate_rows_are_labelled_by_the_next_interactions(model):
