@@ -138,14 +138,56 @@ class Settings(BaseSettings):
     ranker_seq_len: int = Field(20, ge=1, description="Behaviour sequence length of the BST.")
     ranker_k: int = Field(10, ge=1, description="Cut-off of the two-stage metrics (HR@k, NDCG@k).")
 
-    # Canary gate: the challenger may trail the champion's Recall@20 by at most this much.
-    canary_tolerance: float = 0.005
+    # Canary gate (training/canary.py): paired bootstrap of per-user Recall@20 deltas.
+    canary_tolerance: float = Field(
+        0.005,
+        ge=0,
+        description="Allowed regression: the lower confidence bound of the challenger's mean per-user Recall@20 "
+        "delta against the champion must be at least -canary_tolerance.",
+    )
+    canary_confidence: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the bootstrap interval.")
+    canary_bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples of the per-user deltas.")
+    canary_coverage_floor: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Sanity floor: the challenger's catalog coverage (distinct items in the evaluated users' "
+        "top-20) must be at least this share of the champion's.",
+    )
     ranker_canary_tolerance: float = Field(
         0.005, ge=0, description="How far the challenger pair's NDCG@k may trail the champion pair's."
     )
 
-    # Publication
-    keep_index_versions: int = 5
+    # Publication and the FAISS index (serving/index.py, serving/publish.py)
+    keep_index_versions: int = Field(5, ge=1, description="Published versions kept on disk (rollback targets).")
+    index_factory: str = Field(
+        "auto",
+        description="FAISS index_factory string for the item index (inner product), e.g. Flat, HNSW32, "
+        "IVF1024,Flat; auto: Flat up to index_exact_max_items items, index_ann_factory above.",
+    )
+    index_ann_factory: str = Field("HNSW32", description="The factory string auto picks for large catalogs.")
+    index_exact_max_items: int = Field(
+        50_000, ge=1, description="auto: catalogs up to this many items get an exact (Flat) index."
+    )
+    index_search_params: str = Field(
+        "efSearch=256,nprobe=32",
+        description="faiss.ParameterSpace settings applied to an approximate index at build and load time; "
+        "names an index type does not have are ignored.",
+    )
+    index_recall_k: int = Field(100, ge=1, description="Cut-off of the build-time recall check against exact search.")
+    index_recall_floor: float = Field(
+        0.95, gt=0, le=1, description="A build whose recall@index_recall_k against exact search is lower is not published."
+    )
+
+    # Live canary in the service: the CANARY pointer names a challenger version.
+    live_canary_share: float = Field(
+        0.1, ge=0, le=1, description="Default share of users (stable by user-id hash) served by a live canary version."
+    )
+    live_canary_mode: Literal["split", "shadow"] = Field(
+        "split",
+        description="split: the share of users is served by the canary; shadow: every request is also scored by "
+        "the canary and both answers are logged, the champion's is served.",
+    )
 
     # Monitoring and alerts
     drift_share_threshold: float = Field(0.4, description="Share of drifted columns that counts as drift.")

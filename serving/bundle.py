@@ -3,6 +3,8 @@
 Layout under ``settings.indexes_dir``::
 
     CURRENT            one line: the name of the version serving uses, e.g. ``v0007``
+    CANARY             optional JSON: a challenger version served live to a share of
+                       users (``{"version", "share", "mode"}``, see :class:`CanarySpec`)
     v0006/ v0007/ ...  complete, immutable versions
     .tmp-*/            a publication in progress (never read by serving)
     .publish.lock      serialises publishers
@@ -46,6 +48,8 @@ SEEN_FILE = "seen.npz"
 POPULAR_FILE = "popular.npy"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "CURRENT"
+CANARY_FILE = "CANARY"
+CANARY_MODES = ("split", "shadow")
 LOCK_FILE = ".publish.lock"
 TMP_PREFIX = ".tmp-"
 
@@ -107,11 +111,85 @@ def pointer_signature(indexes_dir: Path) -> tuple[int, int, int] | None:
     Every switch replaces the file, so the inode changes; comparing fingerprints lets
     the service notice a new version without reading the file on every request.
     """
+    return _signature(indexes_dir / POINTER_FILE)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
     try:
-        st = (indexes_dir / POINTER_FILE).stat()
+        st = path.stat()
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+# Live canary -----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CanarySpec:
+    """A challenger version served live next to ``CURRENT`` (the ``CANARY`` file).
+
+    Args:
+        version: the published version name of the challenger pair, e.g. ``v0008``.
+        share: share of users (stable by user-id hash) it serves in ``"split"`` mode.
+        mode: ``"split"`` serves ``share`` of the users with the canary; ``"shadow"``
+            scores every request with it too but always serves ``CURRENT``.
+        started_at: ISO time the canary started (informational).
+    """
+
+    version: str
+    share: float
+    mode: str = "split"
+    started_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if version_number(self.version) is None:
+            raise ValueError(f"not a version name: {self.version!r}")
+        if not 0.0 <= float(self.share) <= 1.0:
+            raise ValueError(f"canary share must be in [0, 1], got {self.share}")
+        if self.mode not in CANARY_MODES:
+            raise ValueError(f"canary mode must be one of {CANARY_MODES}, got {self.mode!r}")
+
+
+def read_canary(indexes_dir: Path) -> CanarySpec | None:
+    """The live canary, or ``None`` when there is none.
+
+    Raises:
+        BundleError: the ``CANARY`` file exists but is not a valid specification.
+    """
+    try:
+        payload = json.loads((indexes_dir / CANARY_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{indexes_dir / CANARY_FILE} is not valid JSON: {exc}") from exc
+    try:
+        return CanarySpec(
+            version=str(payload["version"]),
+            share=float(payload["share"]),
+            mode=str(payload.get("mode", "split")),
+            started_at=payload.get("started_at"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{indexes_dir / CANARY_FILE} is not a canary specification: {exc}") from exc
+
+
+def write_canary(indexes_dir: Path, spec: CanarySpec) -> None:
+    """Start (or change) the live canary atomically; the service picks it up per request."""
+    payload = dataclasses.asdict(spec)
+    atomic_write_bytes(indexes_dir / CANARY_FILE, (json.dumps(payload, sort_keys=True) + "\n").encode())
+
+
+def clear_canary(indexes_dir: Path) -> bool:
+    """Stop the live canary; returns whether one was running."""
+    try:
+        (indexes_dir / CANARY_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def canary_signature(indexes_dir: Path) -> tuple[int, int, int] | None:
+    """Like :func:`pointer_signature`, for the ``CANARY`` file."""
+    return _signature(indexes_dir / CANARY_FILE)
 
 
 # Manifest and checksums -----------------------------------------------------
@@ -233,7 +311,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         BundleError: when the directory is missing, incomplete, tampered with or
             internally inconsistent, or its ranker cannot be loaded.
     """
-    from serving.index import load_index
+    from serving.index import apply_search_params, load_index
 
     if not path.is_dir():
         raise BundleError(f"index version {path} does not exist")
@@ -244,6 +322,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
             raise BundleError(f"index version {path.name} failed verification: " + "; ".join(problems))
     try:
         index = load_index(path / INDEX_FILE)
+        apply_search_params(index, manifest.get("index_search_params") or "")
         item_ids = np.load(path / ITEM_IDS_FILE, allow_pickle=False)
         user_ids = np.load(path / USER_IDS_FILE, allow_pickle=False)
         user_emb = np.load(path / USER_EMB_FILE, allow_pickle=False)

@@ -5,9 +5,12 @@ embeddings, so the index uses the inner-product metric. The index stores item ro
 in the order of the ``item_ids`` array it was built from; a search returns row
 positions, which the caller maps back to external item ids.
 
-For now the index is exact (``IndexFlatIP``): at tens of thousands of items it is as
-fast as HNSW and needs no tuning (see NOTES.md). :func:`recall_against_exact` is the
-check that an approximate index would have to pass before publication.
+Which index is chosen by catalog size (:func:`choose_factory`): an exact ``IndexFlatIP``
+for small catalogs (at tens of thousands of items it is as fast as HNSW and needs no
+tuning, see NOTES.md), and a FAISS ``index_factory`` string (``HNSW32``, ``IVF1024,Flat``,
+...) for larger ones, with search-time parameters (``efSearch``, ``nprobe``) applied
+through :class:`faiss.ParameterSpace`. :func:`recall_against_exact` is the check an
+index must pass before publication (``settings.index_recall_floor``).
 """
 
 from __future__ import annotations
@@ -41,25 +44,100 @@ def as_float32_matrix(x: np.ndarray, *, name: str = "embeddings") -> np.ndarray:
     return arr
 
 
-def build_index(item_emb: np.ndarray) -> faiss.Index:
-    """Build an exact inner-product index over item embeddings.
+#: The factory string of an exact inner-product index.
+EXACT_FACTORY = "Flat"
+
+
+def choose_factory(n_items: int, factory: str = "auto", *, ann_factory: str = "HNSW32", exact_max_items: int = 50_000) -> str:
+    """The ``index_factory`` string for a catalog of ``n_items`` items.
+
+    Args:
+        n_items (int): catalog size.
+        factory (str): an explicit factory string (returned as is), or ``"auto"``.
+        ann_factory (str): what ``"auto"`` picks above ``exact_max_items``.
+        exact_max_items (int): ``"auto"`` stays exact (``"Flat"``) up to this many items.
+    """
+    if factory != "auto":
+        return factory
+    return EXACT_FACTORY if n_items <= exact_max_items else ann_factory
+
+
+def build_index(item_emb: np.ndarray, factory: str = EXACT_FACTORY, search_params: str = "") -> faiss.Index:
+    """Build an inner-product index over item embeddings.
 
     Args:
         item_emb (np.ndarray): ``[n_items, dim]`` item embeddings; row ``j`` becomes
             index position ``j``.
+        factory (str): a FAISS ``index_factory`` description (``"Flat"``: exact
+            ``IndexFlatIP``; ``"HNSW32"``; ``"IVF256,Flat"``; ...). Indexes that need
+            training (IVF, PQ) are trained on ``item_emb`` itself.
+        search_params (str): ``"efSearch=256,nprobe=32"``-style search parameters, see
+            :func:`apply_search_params`.
 
     Returns:
-        faiss.Index: an ``IndexFlatIP`` holding ``n_items`` vectors.
+        faiss.Index: an index holding ``n_items`` vectors.
 
     Raises:
-        ValueError: on an empty matrix or non-finite values.
+        ValueError: on an empty matrix, non-finite values, an unknown factory string or
+            too few vectors to train the index.
     """
     xb = as_float32_matrix(item_emb, name="item embeddings")
     if xb.shape[0] == 0 or xb.shape[1] == 0:
         raise ValueError(f"cannot index an empty embedding matrix of shape {xb.shape}")
-    index = faiss.IndexFlatIP(xb.shape[1])
+    if factory == EXACT_FACTORY:
+        index = faiss.IndexFlatIP(xb.shape[1])
+    else:
+        try:
+            index = faiss.index_factory(xb.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ValueError(f"FAISS cannot build index {factory!r}: {exc}") from exc
+        if not index.is_trained:
+            try:
+                index.train(xb)
+            except RuntimeError as exc:
+                raise ValueError(f"cannot train index {factory!r} on {xb.shape[0]} vectors: {exc}") from exc
     index.add(xb)
+    apply_search_params(index, search_params)
     return index
+
+
+def apply_search_params(index: faiss.Index, params: str) -> dict[str, float]:
+    """Set search-time parameters (``"efSearch=256,nprobe=32"``) on an index.
+
+    FAISS does not keep every search parameter in the index file, so the service applies
+    them again after loading. Names the index type does not have (``nprobe`` on HNSW,
+    anything on a flat index) are skipped.
+
+    Returns:
+        dict: the parameters that were set.
+
+    Raises:
+        ValueError: on a malformed ``name=value`` list.
+    """
+    applied: dict[str, float] = {}
+    if not params or not params.strip():
+        return applied
+    space = faiss.ParameterSpace()
+    for part in params.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name or number is None:
+            raise ValueError(f"index search parameters must look like 'efSearch=256,nprobe=32', got {params!r}")
+        try:
+            space.set_index_parameter(index, name, number)
+        except RuntimeError:  # this index type has no such parameter
+            continue
+        applied[name] = number
+    return applied
+
+
+def index_description(index: faiss.Index) -> str:
+    """The class name of the innermost index, e.g. ``IndexHNSWFlat`` or ``IndexFlatIP``."""
+    return type(faiss.downcast_index(index)).__name__
 
 
 def save_index(index: faiss.Index, path: Path) -> Path:

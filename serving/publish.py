@@ -41,8 +41,6 @@ from serving.history import popularity_order, seen_from_pairs, unique_in_order
 
 log = logging.getLogger(__name__)
 
-#: An index whose top-k misses more than this share of the exact top-k is not published.
-MIN_INDEX_RECALL = 0.99
 #: Number of users whose queries check the index against exact search.
 RECALL_CHECK_QUERIES = 256
 #: Leftover ``.tmp-*``/``.trash-*`` directories older than this are swept.
@@ -92,13 +90,29 @@ def publish_embeddings(
     """
     if ranker_version is not None and ranker_dir is None:
         raise ValueError(f"ranker version {ranker_version} given without its files (ranker_dir)")
+    from serving.index import choose_factory
+
     day = parse_ds(ds)
     root = settings.indexes_dir
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=layout.TMP_PREFIX, dir=root))
     try:
+        factory = choose_factory(
+            len(emb.item_ids),
+            settings.index_factory,
+            ann_factory=settings.index_ann_factory,
+            exact_max_items=settings.index_exact_max_items,
+        )
         manifest = _write_bundle(
-            tmp, emb, day=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_version
+            tmp,
+            emb,
+            day=day,
+            seen=seen,
+            popularity=popularity,
+            ranker_dir=ranker_dir,
+            ranker_version=ranker_version,
+            factory=factory,
+            search_params=settings.index_search_params,
         )
         _check_bundle(tmp, manifest, emb, settings)
         with _publish_lock(root):
@@ -245,9 +259,11 @@ def _write_bundle(
     popularity: Sequence[int] | np.ndarray,
     ranker_dir: Path | None = None,
     ranker_version: int | None = None,
+    factory: str = "Flat",
+    search_params: str = "",
 ) -> dict[str, Any]:
     """Write every data file (and the ranker's, if any) and the manifest into ``directory``."""
-    from serving.index import as_float32_matrix, build_index, save_index
+    from serving.index import as_float32_matrix, build_index, index_description, save_index
 
     item_ids = _unique_ids(emb.item_ids, "item")
     user_ids = _unique_ids(emb.user_ids, "user")
@@ -263,7 +279,7 @@ def _write_bundle(
         lambda fh: np.savez(fh, user_ids=seen_sets.user_ids, indptr=seen_sets.indptr, item_ids=seen_sets.item_ids),
     )
     _write(directory / layout.POPULAR_FILE, lambda fh: np.save(fh, popular))
-    index = build_index(emb.item_emb)  # validates the item embeddings (finite, non-empty)
+    index = build_index(emb.item_emb, factory, search_params)  # validates the embeddings (finite, non-empty)
     save_index(index, directory / layout.INDEX_FILE)
     _fsync_file(directory / layout.INDEX_FILE)
     names = layout.DATA_FILES
@@ -290,7 +306,9 @@ def _write_bundle(
         "n_users": len(user_ids),
         "n_seen_pairs": seen_sets.n_pairs,
         "n_popular": len(popular),
-        "index_type": type(index).__name__,
+        "index_type": index_description(index),
+        "index_factory": factory,
+        "index_search_params": search_params,
         "metric": "inner_product",
         "model_meta": meta,
         "files": layout.checksums(directory, names),
@@ -310,11 +328,15 @@ def _check_bundle(directory: Path, manifest: dict[str, Any], emb: Any, settings:
     n_users = len(loaded.user_ids)
     rng = np.random.default_rng(settings.seed)
     rows = rng.choice(n_users, size=min(n_users, RECALL_CHECK_QUERIES), replace=False) if n_users else np.empty(0, int)
-    k = min(settings.top_k, len(loaded.item_ids))
+    k = min(settings.index_recall_k, len(loaded.item_ids))
     recall = recall_against_exact(loaded.index, emb.item_emb, loaded.user_emb[rows], k)
-    manifest["index_check"] = {"recall_at_k": recall, "k": k, "n_queries": len(rows)}
-    if recall < MIN_INDEX_RECALL:
-        raise layout.BundleError(f"index recall@{k} against exact search is {recall:.4f} < {MIN_INDEX_RECALL}")
+    floor = settings.index_recall_floor
+    manifest["index_check"] = {"recall_at_k": recall, "k": k, "n_queries": len(rows), "floor": floor}
+    if recall < floor:
+        raise layout.BundleError(
+            f"index {manifest['index_factory']!r}: recall@{k} against exact search is {recall:.4f}, "
+            f"below the floor {floor} (settings.index_recall_floor); not published"
+        )
     if loaded.ranker is not None:
         _check_ranker(loaded)
         manifest["ranker_meta"] = loaded.ranker[2]

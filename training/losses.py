@@ -38,6 +38,14 @@ scalar to call ``backward`` on. ``TrainConfig.loss`` picks the objective among
   sharpens the softmax without changing what the model ranks; with the L2 term it sets
   how peaked the learned scores may become.
 
+  ``TrainConfig.user_weighting`` ``gamma > 0`` weighs each edge's term by
+  ``w_u = d_u^{-gamma} / c``, ``d_u`` the user's training degree and
+  ``c = sum_u d_u^{1 - gamma} / |E|`` so that the weights average 1 over the epoch's
+  edges: ``gamma = 1`` gives every user the same total weight (the metrics average over
+  users, the plain mean over edges lets heavy users dominate); ``gamma = 0`` (default) is
+  the unweighted loss, bit for bit. The weights are a fixed function of the user, so the
+  DDP rule below holds unchanged (``batch_mean`` of the weighted terms).
+
 **Under DDP** a rank sees one contiguous shard of the global batch and DDP *averages*
 the ranks' gradients. A loss therefore reduces its per-edge terms with
 :func:`batch_mean` (the shard's sum times ``world_size / global_size``) and adds its
@@ -50,6 +58,7 @@ same under one process and under ``torchrun``; ``tests/training`` checks it for 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -114,6 +123,22 @@ class Positives:
     def n_edges(self) -> int:
         """Training edges (one key each)."""
         return len(self.keys)
+
+    @functools.cached_property
+    def user_degrees(self) -> np.ndarray:
+        """Training edges of each user (int64, ``n_users`` long)."""
+        return np.bincount(self.keys // self.n_items, minlength=self.n_users)
+
+    def user_weights(self, gamma: float) -> np.ndarray:
+        """``d_u^{-gamma}`` per user, scaled to average 1 over the training edges (float32).
+
+        Users without training edges get weight 0 (they never appear in a batch).
+        """
+        degrees = self.user_degrees.astype(np.float64)
+        weights = np.zeros_like(degrees)
+        seen = degrees > 0
+        weights[seen] = degrees[seen] ** -gamma
+        return (weights * (self.n_edges / (weights * degrees).sum())).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +253,8 @@ def _softmax_loss(
     items = out[positives.n_users :]
     log_prob = torch.log_softmax(out[node_id] @ items.T / config.temperature, dim=1)
     picked = log_prob[torch.from_numpy(row.astype(np.int64)), torch.from_numpy(pos.astype(np.int64))]
+    if config.user_weighting:
+        picked = picked * torch.from_numpy(positives.user_weights(config.user_weighting)[users])
     loss = -batch_mean(picked, shard)
     if config.weight_decay:
         n = len(users)

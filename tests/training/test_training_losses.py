@@ -84,3 +84,63 @@ def test_lr_decay_sets_each_epochs_rate_and_bad_values_are_refused(tiny_graph):
     for bad in ({"lr_decay": 0.0}, {"lr_decay": 1.5}, {"temperature": 0.0}):
         with pytest.raises(ValueError, match="temperature must be > 0"):
             train_lightgcn(tiny_graph, dataclasses.replace(config, **bad), progress=False)
+
+
+def _softmax_setup(g, seed=1):
+    torch.manual_seed(seed)
+    model = build_lightgcn(g.n_users + g.n_items, 8, 2)
+    edges = g.edge_index
+    positives = Positives(g.n_users, g.n_items, np.sort(edges[0] * g.n_items + edges[1]))
+    take = np.flatnonzero(np.isin(edges[0], [0, 3, 5, 8]))  # every edge of four users
+    return model, positives, edges[0, take], edges[1, take]
+
+
+def _softmax_grad(g, model, users, pos, positives, **overrides):
+    model.zero_grad()
+    out = model.get_embedding(normalized_adjacency(g))
+    config = dataclasses.replace(CONFIG, loss="softmax", weight_decay=2.0, **overrides)
+    loss = batch_loss(model, out, users, pos, config, np.random.default_rng(0), positives)
+    loss.backward()
+    return loss.detach(), model.embedding.weight.grad.clone()
+
+
+def test_user_weighting_zero_is_the_plain_softmax_loss_bit_for_bit(tiny_graph):
+    model, positives, users, pos = _softmax_setup(tiny_graph)
+    plain, plain_grad = _softmax_grad(tiny_graph, model, users, pos, positives)
+    zero, zero_grad = _softmax_grad(tiny_graph, model, users, pos, positives, user_weighting=0.0)
+    assert torch.equal(plain, zero) and torch.equal(plain_grad, zero_grad)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0])
+def test_user_weighting_weighs_each_edge_by_the_users_degree(tiny_graph, gamma):
+    g = tiny_graph
+    model, positives, users, pos = _softmax_setup(g)
+    degrees = np.bincount(g.edge_index[0], minlength=g.n_users).astype(np.float64)
+    weights = positives.user_weights(gamma)
+    seen = degrees > 0  # d_u^-gamma up to one constant, averaging 1 over the training edges
+    scale = weights[seen] / degrees[seen] ** -gamma
+    assert np.allclose(scale, scale[0]) and np.all(weights[~seen] == 0)
+    assert np.isclose((weights * degrees).sum(), g.n_edges, rtol=1e-5)
+    out = model.get_embedding(normalized_adjacency(g))
+    config = dataclasses.replace(CONFIG, loss="softmax", weight_decay=0.0, user_weighting=gamma)
+    loss = batch_loss(model, out, users, pos, config, np.random.default_rng(0), positives)
+    scores = out[: g.n_users] @ out[g.n_users :].T / config.temperature
+    terms = torch.stack([torch.log_softmax(scores[u], 0)[i] for u, i in zip(users, pos)])
+    expected = -(terms * torch.from_numpy(weights[users])).mean()
+    assert torch.allclose(loss, expected, atol=1e-6)
+    # the gradient moves towards the light users: a heavy user's rows get less of it
+    plain_loss, plain = _softmax_grad(g, model, users, pos, positives)
+    weighted_loss, weighted = _softmax_grad(g, model, users, pos, positives, user_weighting=gamma)
+    assert not torch.equal(plain, weighted)
+    heavy, light = max({0, 3, 5, 8}, key=lambda u: degrees[u]), min({0, 3, 5, 8}, key=lambda u: degrees[u])
+    assert degrees[heavy] > degrees[light]
+    ratio = lambda grad, u: grad[u].norm() / plain[u].norm()  # noqa: E731
+    assert ratio(weighted, light) > ratio(weighted, heavy)
+
+
+def test_negative_user_weighting_is_refused(tiny_graph):
+    from training.train import train_lightgcn
+
+    with pytest.raises(ValueError, match="user_weighting must be >= 0"):
+        train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=1, loss="softmax", user_weighting=-1.0),
+                       progress=False)
