@@ -21,8 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from graphrec.settings import Settings, get_settings
+from serving.metrics import MetricsMiddleware, ServiceMetrics
 from serving.recommender import NoPublishedIndex, RankerFeaturesFn, RecentItemsFn, Recommender
-from serving.routes import health_router, recommend_router, version_router
+from serving.routes import health_router, metrics_router, recommend_router, similar_router, version_router
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,11 @@ def create_app(
             re-ranked per request.
 
     Returns:
-        FastAPI: the application with ``/recommend/{user_id}``, ``/healthz`` and
-        ``/version``; ``/docs`` serves the OpenAPI UI.
+        FastAPI: the application with ``/recommend/{user_id}``, ``/similar/{item_id}``,
+        ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/version``; ``/docs``
+        serves the OpenAPI UI.
     """
+    service_metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +127,7 @@ def create_app(
                 recent_items_fn=recent_hook,
                 ranker_features_fn=ranker_hook,
                 rerank_candidates=settings.ranker_candidates,
+                metrics=service_metrics,
             )
         app.state.recommender = rec
         try:
@@ -143,8 +147,12 @@ def create_app(
         "BST ranker when the index carries one.",
         lifespan=lifespan,
     )
+    app.state.metrics = service_metrics
+    app.add_middleware(MetricsMiddleware, metrics=service_metrics)
     app.include_router(recommend_router)
+    app.include_router(similar_router)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(version_router)
     app.add_exception_handler(NoPublishedIndex, _index_unavailable)
     return app

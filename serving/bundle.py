@@ -30,6 +30,7 @@ a half-written or tampered ranker makes the whole version unusable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from pathlib import Path
@@ -277,6 +278,8 @@ class Bundle:
     popular: np.ndarray
     user_lookup: tuple[np.ndarray, np.ndarray]  # (sorted user ids, their rows in user_emb)
     ranker: tuple[Any, Any, dict[str, Any]] | None = None  # training.bst.load_ranker's (model, vocab, meta)
+    item_emb: np.ndarray | None = None  # the index's vectors, row j = item_ids[j] (item-to-item search)
+    item_lookup: tuple[np.ndarray, np.ndarray] | None = None  # (sorted item ids, their rows)
 
     @property
     def model_version(self) -> Any:
@@ -289,11 +292,30 @@ class Bundle:
 
     def user_row(self, user_id: int) -> int | None:
         """Row of ``user_id`` in ``user_emb``, or ``None`` for a user the model never saw."""
-        sorted_ids, rows = self.user_lookup
-        i = int(np.searchsorted(sorted_ids, user_id))
-        if i < len(sorted_ids) and int(sorted_ids[i]) == int(user_id):
-            return int(rows[i])
-        return None
+        return _find(self.user_lookup, user_id)
+
+    def item_row(self, item_id: int) -> int | None:
+        """Row of ``item_id`` in the index (and ``item_emb``), or ``None`` for an unknown item."""
+        return None if self.item_lookup is None else _find(self.item_lookup, item_id)
+
+    @functools.cached_property
+    def popularity_percentile(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted item ids, popularity percentile in [0, 1)): 0 for the most popular item.
+
+        Items outside the popularity list count as 1.0 (see :meth:`popularity_of`).
+        """
+        n = max(len(self.popular), 1)
+        order = np.argsort(self.popular, kind="stable")
+        return self.popular[order], (order / n).astype(np.float64)
+
+    def popularity_of(self, item_ids: np.ndarray | list[int]) -> np.ndarray:
+        """Popularity percentile of each item (0: most popular; 1: not in the popular list)."""
+        ids, pct = self.popularity_percentile
+        items = np.asarray(item_ids, dtype=np.int64)
+        if len(ids) == 0:
+            return np.ones(len(items))
+        pos = np.minimum(np.searchsorted(ids, items), len(ids) - 1)
+        return np.where(ids[pos] == items, pct[pos], 1.0)
 
 
 def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
@@ -311,7 +333,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         BundleError: when the directory is missing, incomplete, tampered with or
             internally inconsistent, or its ranker cannot be loaded.
     """
-    from serving.index import apply_search_params, load_index
+    from serving.index import apply_search_params, item_vectors, load_index
 
     if not path.is_dir():
         raise BundleError(f"index version {path} does not exist")
@@ -323,6 +345,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
     try:
         index = load_index(path / INDEX_FILE)
         apply_search_params(index, manifest.get("index_search_params") or "")
+        item_emb = item_vectors(index)
         item_ids = np.load(path / ITEM_IDS_FILE, allow_pickle=False)
         user_ids = np.load(path / USER_IDS_FILE, allow_pickle=False)
         user_emb = np.load(path / USER_EMB_FILE, allow_pickle=False)
@@ -348,6 +371,8 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         popular=popular.astype(np.int64, copy=False),
         user_lookup=_lookup(user_ids.astype(np.int64, copy=False)),
         ranker=ranker,
+        item_emb=item_emb,
+        item_lookup=_lookup(item_ids.astype(np.int64, copy=False)),
     )
 
 
@@ -359,6 +384,14 @@ def _load_ranker(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         return bst.load_ranker(path)
     except Exception as exc:  # torch, json and a mismatched state dict raise assorted types
         raise BundleError(f"index version {path.name}: the ranker could not be loaded: {exc}") from exc
+
+
+def _find(lookup: tuple[np.ndarray, np.ndarray], key: int) -> int | None:
+    sorted_ids, rows = lookup
+    i = int(np.searchsorted(sorted_ids, key))
+    if i < len(sorted_ids) and int(sorted_ids[i]) == int(key):
+        return int(rows[i])
+    return None
 
 
 def _lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

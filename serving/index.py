@@ -140,6 +140,24 @@ def index_description(index: faiss.Index) -> str:
     return type(faiss.downcast_index(index)).__name__
 
 
+def item_vectors(index: faiss.Index) -> np.ndarray:
+    """Every stored vector of ``index`` as a float32 ``[ntotal, d]`` array (row = position).
+
+    Flat and HNSW indexes keep their vectors; an IVF index is given a direct map first.
+    The service uses this for item-to-item search without publishing a second copy of
+    the item embeddings.
+    """
+    n = int(index.ntotal)
+    if n == 0:
+        return np.empty((0, index.d), np.float32)
+    try:
+        return np.ascontiguousarray(index.reconstruct_n(0, n), dtype=np.float32)
+    except RuntimeError:
+        ivf = faiss.extract_index_ivf(index)  # raises for index types that cannot reconstruct
+        ivf.make_direct_map()
+        return np.ascontiguousarray(index.reconstruct_n(0, n), dtype=np.float32)
+
+
 def save_index(index: faiss.Index, path: Path) -> Path:
     """Write ``index`` to ``path`` (FAISS's own binary format) and return the path."""
     faiss.write_index(index, str(path))

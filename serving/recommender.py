@@ -18,6 +18,15 @@ Per request the recommender
    by click probability are returned. If the features or the ranker fail, the request
    is answered in retrieval order and says so in ``degraded``.
 
+**Live canary.** When the ``CANARY`` file names a published challenger version
+(:class:`serving.bundle.CanarySpec`), the recommender loads it next to ``CURRENT``. In
+``split`` mode a stable share of users (by a hash of the user id salted with the canary's
+version, :func:`in_canary`) is answered by the challenger pair and the response says
+``variant: challenger``; in ``shadow`` mode every request is also answered by the
+challenger, which is logged (logger ``graphrec.shadow``, one JSON line) and observed
+(overlap with the served list) but never served. A canary that fails to load is
+ignored: everybody gets the champion.
+
 A failing optional source (recent items, ranker features) is skipped for
 ``recent_items_retry_s`` seconds, so an unreachable store does not add its timeout to
 every request.
@@ -28,10 +37,14 @@ bundle it has, or raises :class:`NoPublishedIndex` (HTTP 503) if it has none.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -39,9 +52,10 @@ import pandas as pd
 from graphrec.settings import Settings
 from serving import bundle as layout
 from serving.bundle import Bundle, BundleError
-from serving.schemas import Recommendation, ScoredItem
+from serving.schemas import Recommendation, ScoredItem, SimilarItems
 
 log = logging.getLogger(__name__)
+shadow_log = logging.getLogger("graphrec.shadow")
 
 #: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. a partial of
 #: ``graphrec.features.online_recent_items``.
@@ -50,6 +64,16 @@ RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
 #: columns of ``graphrec.features.online_ranker_features`` (its partial over settings).
 RankerFeaturesFn = Callable[[int, list[int]], pd.DataFrame]
 
+class ServiceObserver(Protocol):
+    """What the recommender reports to a metrics sink (:class:`serving.metrics.ServiceMetrics`)."""
+
+    def observe_served(self, variant: str, popularity: float, answer: Recommendation) -> None: ...
+
+    def observe_shadow(self, overlap: float, popularity: float | None) -> None: ...
+
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 UNKNOWN_USER = "unknown_user"
 RECENT_ITEMS = "recent_items"
 RANKER_FEATURES = "ranker_features"
@@ -60,6 +84,33 @@ class NoPublishedIndex(RuntimeError):
 
     The HTTP service answers 503 with the message; the CLI prints it.
     """
+
+
+class UnknownItem(LookupError):
+    """The item is not in the served index (HTTP 404)."""
+
+
+def in_canary(user_id: int, share: float, salt: str) -> bool:
+    """Whether ``user_id`` belongs to the canary share: stable for a given ``salt``.
+
+    A 64-bit BLAKE2b hash of ``"{salt}:{user_id}"`` below ``share * 2**64``: the same
+    user always gets the same variant during one canary, a new canary (another salt,
+    its version name) draws a fresh sample, and the share is exact in expectation.
+    """
+    if share <= 0.0:
+        return False
+    if share >= 1.0:
+        return True
+    digest = hashlib.blake2b(f"{salt}:{int(user_id)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2.0**64
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveCanary:
+    """The loaded live canary: its specification and its bundle."""
+
+    spec: layout.CanarySpec
+    bundle: Bundle
 
 
 class Recommender:
@@ -88,6 +139,8 @@ class Recommender:
             scoring one user's candidates per request: on a busy 2-core machine two
             threads took ~350 ms for 100 candidates, one ~6 ms. ``None`` leaves it.
             (default: ``1``)
+        metrics (ServiceObserver | None): told the served items' popularity per variant and
+            the shadow overlap (:class:`serving.metrics.ServiceMetrics`); ``None``: nothing.
     """
 
     def __init__(
@@ -101,6 +154,7 @@ class Recommender:
         ranker_features_fn: RankerFeaturesFn | None = None,
         rerank_candidates: int = 100,
         ranker_threads: int | None = 1,
+        metrics: ServiceObserver | None = None,
     ) -> None:
         if rerank_candidates < 1:
             raise ValueError(f"rerank_candidates must be >= 1, got {rerank_candidates}")
@@ -116,6 +170,11 @@ class Recommender:
         self._signature: tuple[int, int, int] | None = None
         self._last_error: str | None = None
         self._load_lock = threading.Lock()
+        self._metrics = metrics
+        self._canary: LiveCanary | None = None
+        self._canary_signature: tuple[int, int, int] | None = None
+        self._canary_error: str | None = None
+        self._canary_lock = threading.Lock()
         if search_threads is not None:
             from serving.index import set_search_threads
 
@@ -189,6 +248,57 @@ class Recommender:
         self._last_error = None
         return new
 
+    # Live canary -----------------------------------------------------------
+    @property
+    def canary(self) -> LiveCanary | None:
+        """The live canary being served (no refresh), or ``None``."""
+        return self._canary
+
+    @property
+    def canary_error(self) -> str | None:
+        """Why the named canary is not served (it failed to load), or ``None``."""
+        return self._canary_error
+
+    def refresh_canary(self) -> LiveCanary | None:
+        """The live canary to use, (re)loading it when the ``CANARY`` file changed.
+
+        One ``stat`` when nothing changed. Never raises: a canary that cannot be read or
+        loaded is logged and ignored (everyone gets the champion) until the file changes.
+        """
+        signature = layout.canary_signature(self._root)
+        if signature == self._canary_signature:
+            return self._canary
+        if not self._canary_lock.acquire(blocking=False):
+            return self._canary  # another request is loading it
+        try:
+            if signature == self._canary_signature:
+                return self._canary
+            self._canary = self._load_canary(self._canary)
+            self._canary_signature = signature
+            return self._canary
+        finally:
+            self._canary_lock.release()
+
+    def _load_canary(self, old: LiveCanary | None) -> LiveCanary | None:
+        try:
+            spec = layout.read_canary(self._root)
+            if spec is None:
+                if old is not None:
+                    log.info("live canary %s stopped", old.spec.version)
+                self._canary_error = None
+                return None
+            if old is not None and old.bundle.version == spec.version:
+                bundle = old.bundle  # only the share or mode changed
+            else:
+                bundle = layout.load_bundle(self._root / spec.version, verify=self._verify)
+            log.info("live canary %s (%s, share %.3f)", spec.version, spec.mode, spec.share)
+            self._canary_error = None
+            return LiveCanary(spec, bundle)
+        except Exception as exc:  # a broken canary must never break serving
+            self._canary_error = str(exc)
+            log.error("ignoring the live canary: %s", exc)
+            return None
+
     # Recommendation --------------------------------------------------------
     def recommend(self, user_id: int, k: int) -> Recommendation:
         """Top-``k`` unseen items for ``user_id``.
@@ -200,7 +310,8 @@ class Recommender:
 
         Returns:
             Recommendation: items best first, the index, model and ranker versions
-            used, and flags for re-ranking, the popularity fallback and degraded sources.
+            used, the variant (champion, or the live canary's challenger), and flags
+            for re-ranking, the popularity fallback and degraded sources.
 
         Raises:
             NoPublishedIndex: no usable index is published.
@@ -208,6 +319,70 @@ class Recommender:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         bundle = self.refresh()
+        canary = self.refresh_canary()
+        spec = canary.spec if canary is not None else None
+        if spec is not None and spec.mode == "split" and in_canary(user_id, spec.share, spec.version):
+            answer = self._answer(canary.bundle, user_id, k, CHALLENGER)
+            self._observe(canary.bundle, answer)
+            return answer
+        answer = self._answer(bundle, user_id, k, CHAMPION)
+        self._observe(bundle, answer)
+        if spec is not None and spec.mode == "shadow":
+            self._shadow(canary.bundle, answer, user_id, k)
+        return answer
+
+    def similar(self, item_id: int, k: int) -> SimilarItems:
+        """The ``k`` items whose embeddings have the largest inner product with ``item_id``'s.
+
+        Raises:
+            UnknownItem: the served index does not contain ``item_id``.
+            NoPublishedIndex: no usable index is published.
+        """
+        from serving.index import search
+
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        bundle = self.refresh()
+        row = bundle.item_row(item_id)
+        if row is None or bundle.item_emb is None:
+            raise UnknownItem(f"item {item_id} is not in index {bundle.version}")
+        scores, positions = search(bundle.index, bundle.item_emb[row], min(k + 1, int(bundle.index.ntotal)))
+        items = [
+            ScoredItem(item_id=int(bundle.item_ids[p]), score=float(sc))
+            for sc, p in zip(scores[0], positions[0])
+            if p >= 0 and p != row
+        ][:k]
+        return SimilarItems(
+            item_id=int(item_id), items=items, index_version=bundle.version, model_version=bundle.model_version
+        )
+
+    def _observe(self, bundle: Bundle, answer: Recommendation) -> None:
+        if self._metrics is not None and answer.items:
+            popularity = bundle.popularity_of([item.item_id for item in answer.items])
+            self._metrics.observe_served(answer.variant, float(popularity.mean()), answer)
+
+    def _shadow(self, bundle: Bundle, served: Recommendation, user_id: int, k: int) -> None:
+        """Answer the request with the shadow challenger too; log and observe, never serve it."""
+        try:
+            shadow = self._answer(bundle, user_id, k, CHALLENGER)
+        except Exception:  # the shadow must never fail the served request
+            log.warning("shadow canary %s failed for user %s", bundle.version, user_id, exc_info=True)
+            return
+        mine = [item.item_id for item in shadow.items]
+        theirs = [item.item_id for item in served.items]
+        overlap = len(set(mine) & set(theirs)) / max(len(theirs), 1)
+        if self._metrics is not None:
+            self._metrics.observe_shadow(overlap, float(bundle.popularity_of(mine).mean()) if mine else None)
+        shadow_log.info(json.dumps({
+            "user_id": int(user_id),
+            "k": k,
+            "overlap": round(overlap, 4),
+            "champion": {"index_version": served.index_version, "items": theirs, "reranked": served.reranked},
+            "challenger": {"index_version": shadow.index_version, "items": mine, "reranked": shadow.reranked},
+        }))
+
+    def _answer(self, bundle: Bundle, user_id: int, k: int, variant: str) -> Recommendation:
+        """One bundle's answer (retriever, then its ranker when it has one) for one user."""
         degraded: list[str] = []
         exclude = self._exclusions(bundle, user_id, degraded)
         row = bundle.user_row(user_id)
@@ -233,6 +408,7 @@ class Recommender:
             index_version=bundle.version,
             model_version=bundle.model_version,
             ranker_version=bundle.ranker_version,
+            variant=variant,
             reranked=reranked,
             fallback=fallback_reason is not None,
             fallback_reason=fallback_reason,

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from serving.recommender import NoPublishedIndex, Recommender
-from serving.schemas import Health, Recommendation, VersionInfo
+from serving.recommender import NoPublishedIndex, Recommender, UnknownItem
+from serving.schemas import Health, Ready, Recommendation, SimilarItems, VersionInfo
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "No usable index has been published yet."}}
 
@@ -29,7 +30,9 @@ def get_recommender(request: Request) -> Recommender:
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 
 recommend_router = APIRouter(prefix="/recommend", tags=["recommend"])
+similar_router = APIRouter(prefix="/similar", tags=["recommend"])
 health_router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])
 version_router = APIRouter(prefix="/version", tags=["version"])
 
 
@@ -37,11 +40,34 @@ version_router = APIRouter(prefix="/version", tags=["version"])
 def recommend(
     user_id: Annotated[int, Path(ge=0, description="External user id.")],
     recommender: RecommenderDep,
+    request: Request,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
 ) -> Recommendation:
     """Top-k unseen items for a user, re-ranked by the BST ranker when the index carries one;
-    unknown users get the popularity fallback."""
-    return recommender.recommend(user_id, k)
+    unknown users get the popularity fallback. During a live canary, a stable share of
+    users is answered by the challenger (``variant``)."""
+    answer = recommender.recommend(user_id, k)
+    request.state.variant = answer.variant
+    return answer
+
+
+@similar_router.get(
+    "/{item_id}",
+    response_model=SimilarItems,
+    responses={**_UNAVAILABLE, 404: {"description": "The item is not in the served index."}},
+)
+def similar(
+    item_id: Annotated[int, Path(ge=0, description="External item id.")],
+    recommender: RecommenderDep,
+    request: Request,
+    k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
+) -> SimilarItems:
+    """Items closest to an item in the champion's embedding space (inner product), itself excluded."""
+    request.state.variant = "champion"
+    try:
+        return recommender.similar(item_id, k)
+    except UnknownItem as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
 @health_router.get("/healthz", response_model=Health)
@@ -54,6 +80,38 @@ def healthz(recommender: RecommenderDep) -> Health:
     return Health(
         status="ok", index_version=bundle.version, model_version=bundle.model_version, ranker_version=bundle.ranker_version
     )
+
+
+@health_router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+def readyz(recommender: RecommenderDep) -> Ready | JSONResponse:
+    """Readiness: 200 once a verified index is loaded (and the live canary, if any), else 503."""
+    try:
+        bundle = recommender.refresh()
+    except NoPublishedIndex as exc:
+        return JSONResponse(status_code=503, content=Ready(status="not_ready", detail=str(exc)).model_dump())
+    canary = recommender.refresh_canary()
+    return Ready(
+        status="ready",
+        index_version=bundle.version,
+        canary_version=canary.bundle.version if canary else None,
+        canary_mode=canary.spec.mode if canary else None,
+        canary_share=canary.spec.share if canary else None,
+        detail=recommender.canary_error,
+    )
+
+
+@metrics_router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics(request: Request, recommender: RecommenderDep) -> Response:
+    """Prometheus metrics: request counts and latency by route, status and variant, served-item
+    popularity by variant, degraded sources, shadow overlap and the versions being served."""
+    sink = request.app.state.metrics
+    try:
+        current = recommender.refresh()
+    except NoPublishedIndex:
+        current = None
+    sink.set_versions(current, recommender.refresh_canary())
+    body, content_type = sink.render()
+    return Response(content=body, media_type=content_type)
 
 
 @version_router.get("", response_model=VersionInfo, responses=_UNAVAILABLE)

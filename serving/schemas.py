@@ -28,6 +28,11 @@ class Recommendation(BaseModel):
     ranker_version: int | None = Field(
         None, description="Registered BST ranker version published with the index; null for a retrieval-only index."
     )
+    variant: Literal["champion", "challenger"] = Field(
+        "champion",
+        description="champion: the CURRENT version; challenger: the live canary version served to this user's "
+        "share (split mode).",
+    )
     reranked: bool = Field(
         False,
         description="True when the ranker ordered the items (scores are its probabilities); false when they are in "
@@ -41,6 +46,26 @@ class Recommendation(BaseModel):
         description="Optional sources that failed for this request: recent_items, ranker_features (the answer is "
         "then in retrieval order).",
     )
+
+
+class SimilarItems(BaseModel):
+    """Items closest to one item in the served embedding space (inner product)."""
+
+    item_id: int
+    items: list[ScoredItem]
+    index_version: str
+    model_version: int | str | None = None
+
+
+class Ready(BaseModel):
+    """Readiness: whether the service can answer recommendations now."""
+
+    status: Literal["ready", "not_ready"]
+    index_version: str | None = None
+    canary_version: str | None = None
+    canary_mode: str | None = None
+    canary_share: float | None = None
+    detail: str | None = None
 
 
 class Health(BaseModel):

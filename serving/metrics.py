@@ -1,0 +1,143 @@
+"""Prometheus metrics of the recommendation service (``GET /metrics``).
+
+Each application owns a :class:`ServiceMetrics` with its own
+:class:`prometheus_client.CollectorRegistry`, so several apps (tests, embedding) never
+collide in the process-wide default registry. What is exported:
+
+* ``graphrec_requests_total{endpoint, status, variant}``: requests by route template
+  (``/recommend/{user_id}``), HTTP status and serving variant (``champion``,
+  ``challenger`` for the live canary's share, ``none`` for routes that serve no model);
+* ``graphrec_request_duration_seconds{endpoint, variant}``: latency histogram, measured
+  around the whole ASGI call (routing, validation, model, serialisation);
+* ``graphrec_served_item_popularity{variant}``: per request, the mean popularity
+  percentile of the served items (0 = the most popular item, 1 = outside the popularity
+  list), to compare how popular the challenger's recommendations are;
+* ``graphrec_degraded_total{source}`` and ``graphrec_fallback_total{reason}``;
+* ``graphrec_shadow_overlap`` and ``graphrec_shadow_item_popularity``: in shadow mode,
+  the share of the served list the challenger would also have served, and its items'
+  popularity;
+* ``graphrec_index_version{role}`` (the number of the ``current`` and ``canary``
+  versions; 0 when none), ``graphrec_canary_share`` and ``graphrec_index_info`` (labels
+  with the served index, model and ranker versions; value 1).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Latency buckets (seconds): fine below 20 ms, where the service's target lies.
+LATENCY_BUCKETS = (
+    0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+)
+SHARE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+POPULARITY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+class ServiceMetrics:
+    """The service's Prometheus instruments, in a registry of their own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "graphrec_requests", "HTTP requests by route, status and variant.", ["endpoint", "status", "variant"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "graphrec_request_duration_seconds", "Request latency by route and variant.", ["endpoint", "variant"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.popularity = Histogram(
+            "graphrec_served_item_popularity",
+            "Mean popularity percentile of the items served per request (0: most popular).", ["variant"],
+            buckets=POPULARITY_BUCKETS, registry=r,
+        )
+        self.degraded = Counter("graphrec_degraded", "Requests answered without an optional source.", ["source"], registry=r)
+        self.fallback = Counter("graphrec_fallback", "Requests answered by the popularity fallback.", ["reason"], registry=r)
+        self.shadow_overlap = Histogram(
+            "graphrec_shadow_overlap", "Shadow mode: share of the served list the challenger would also serve.",
+            buckets=SHARE_BUCKETS, registry=r,
+        )
+        self.shadow_popularity = Histogram(
+            "graphrec_shadow_item_popularity", "Shadow mode: mean popularity percentile of the challenger's items.",
+            buckets=POPULARITY_BUCKETS, registry=r,
+        )
+        self.index_version = Gauge(
+            "graphrec_index_version", "Number of the index version in each role (0: none).", ["role"], registry=r
+        )
+        self.canary_share = Gauge("graphrec_canary_share", "Share of users served by the live canary.", registry=r)
+        self.index_info = Gauge(
+            "graphrec_index_info", "The versions being served (value 1).",
+            ["role", "index_version", "model_version", "ranker_version"], registry=r,
+        )
+
+    # Recommender hooks (serving.recommender.ServiceObserver) -----------------
+    def observe_served(self, variant: str, popularity: float, answer: Any) -> None:
+        self.popularity.labels(variant).observe(popularity)
+        for source in answer.degraded:
+            self.degraded.labels(source).inc()
+        if answer.fallback_reason:
+            self.fallback.labels(answer.fallback_reason).inc()
+
+    def observe_shadow(self, overlap: float, popularity: float | None) -> None:
+        self.shadow_overlap.observe(overlap)
+        if popularity is not None:
+            self.shadow_popularity.observe(popularity)
+
+    # HTTP ---------------------------------------------------------------------
+    def observe_request(self, endpoint: str, status: int, variant: str, seconds: float) -> None:
+        self.requests.labels(endpoint, str(status), variant).inc()
+        self.latency.labels(endpoint, variant).observe(seconds)
+
+    def set_versions(self, current: Any | None, canary: Any | None) -> None:
+        """Refresh the version gauges from the bundles in use (called at scrape time)."""
+        from serving.bundle import version_number
+
+        self.index_info.clear()
+        for role, bundle, share in (("current", current, None), ("canary", getattr(canary, "bundle", None), canary)):
+            number = version_number(bundle.version) if bundle is not None else None
+            self.index_version.labels(role).set(number or 0)
+            if bundle is not None:
+                self.index_info.labels(role, bundle.version, str(bundle.model_version), str(bundle.ranker_version)).set(1)
+        self.canary_share.set(canary.spec.share if canary is not None and canary.spec.mode == "split" else 0.0)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: count and time every HTTP request by route template and status.
+
+    The route handler may put the serving variant in ``request.state.variant``; requests
+    that serve no model are labelled ``none``. Unmatched paths are grouped under
+    ``unmatched`` so that arbitrary URLs cannot blow up the label space.
+    """
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            variant = (scope.get("state") or {}).get("variant", "none")
+            self.metrics.observe_request(endpoint, status, variant, time.perf_counter() - start)
