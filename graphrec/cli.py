@@ -204,6 +204,129 @@ def _recent_items_fn(settings):
     return lambda user_ids: online_recent_items(settings, user_ids)
 
 
+def _publication_error(exc: Exception) -> int:
+    """Print a publication/rollback/canary failure on stderr; 2 for "no such thing", else 1."""
+    print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, LookupError) or getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+        return 2
+    return 1
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec) if isinstance(value, float) else str(value)
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from serving.publish import list_versions
+
+    try:
+        versions = list_versions(get_settings())
+    except Exception as exc:  # an unreadable CURRENT or CANARY
+        return _publication_error(exc)
+    if args.json:
+        print(json.dumps(versions, indent=2, default=str))
+        return 0
+    if not versions:
+        print(f"nothing published under {get_settings().indexes_dir}")
+        return 0
+    print("   version  model  ranker  ds          created              recall@20  ndcg@20  index (ANN recall@k)")
+    for v in versions:
+        mark = "*" if v.get("current") else "c" if v.get("canary") else " "
+        if "error" in v:
+            print(f" {mark} {v['index_version']}  unreadable: {v['error']}")
+            continue
+        metrics = v.get("metrics") or {}
+        ann = v.get("index_recall_at_k")
+        check = f"{ann:.3f}@{v.get('index_recall_k')}" if ann is not None else "-"
+        print(
+            f" {mark} {v['index_version']:8s} {_fmt(v.get('model_version')):>5s}  {_fmt(v.get('ranker_version')):>6s}  "
+            f"{_fmt(v.get('ds')):10s}  {(v.get('created_at') or '-')[:19]:19s}  "
+            f"{_fmt(metrics.get('recall_at_20')):>9s}  "
+            f"{_fmt(metrics.get('ndcg_at_20')):>7s}  {v.get('index_type') or '-'} ({check})"
+        )
+    print("(* CURRENT, c CANARY)")
+    return 0
+
+
+def _print_switch(result: dict) -> None:
+    print(f"CURRENT: {result['previous_version']} -> {result['index_version']} "
+          f"(model {result['model_version']}, ranker {result['ranker_version']})")
+    for model, move in result["champions"].items():
+        print(f"champion {model}: {move['from']} -> {move['to']}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    if result.get("canary"):
+        print(f"note: the live canary {result['canary']['version']} is still running")
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from serving.publish import rollback
+
+    try:
+        result = rollback(get_settings(), args.version)
+    except Exception as exc:
+        return _publication_error(exc)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        _print_switch(result)
+    return 0
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"share must be between 0 and 1, got {text}")
+    return value
+
+
+def _cmd_canary(args: argparse.Namespace) -> int:
+    from serving import publish
+
+    settings = get_settings()
+    try:
+        if args.action == "start":
+            result = publish.start_canary(settings, args.model_version, ranker_version=args.ranker_version,
+                                          share=args.share, mode=args.mode, ds=args.ds)
+        elif args.action == "status":
+            result = publish.canary_status(settings)
+        elif args.action == "stop":
+            result = publish.stop_canary(settings)
+        else:
+            result = publish.promote_canary(settings)
+    except Exception as exc:
+        return _publication_error(exc)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    elif args.action == "start":
+        spec, out = result["canary"], result["published"]
+        print(f"live canary {spec['version']} ({spec['mode']}, share {spec['share']:g}): "
+              f"model {out['model_version']}, ranker {out['ranker_version']}")
+        if result["replaced"]:
+            print(f"note: replaced the canary {result['replaced']['version']}")
+    elif args.action == "status":
+        spec = result["canary"]
+        current = result["current"] or {}
+        print(f"CURRENT: {current.get('index_version')} (model {current.get('model_version')}, "
+              f"ranker {current.get('ranker_version')})")
+        if spec is None:
+            print("no live canary")
+        else:
+            version = result["version"] or {}
+            verified = "ok" if version.get("verified") else "FAILS VERIFICATION"
+            print(f"CANARY:  {spec['version']} (model {version.get('model_version')}, ranker "
+                  f"{version.get('ranker_version')}), {spec['mode']}, share {spec['share']:g}, "
+                  f"since {spec['started_at']}, checksums {verified}")
+    elif args.action == "stop":
+        stopped = result["stopped"]
+        print(f"stopped the live canary {stopped['version']}" if stopped
+              else "removed an unreadable CANARY file" if result["cleared"] else "no live canary was running")
+    else:
+        print(f"promoted the live canary {result['promoted']['version']}")
+        _print_switch(result)
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -299,6 +422,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("versions", help="published index versions, marking CURRENT and the live CANARY")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_versions)
+
+    p = sub.add_parser("rollback", help="serve an earlier version again and move the champion aliases with it")
+    p.add_argument("version", nargs="?", help="vNNNN (default: the newest version older than CURRENT)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_rollback)
+
+    p = sub.add_parser("canary", help="a challenger version served live next to CURRENT")
+    csub = p.add_subparsers(dest="action", required=True)
+    c = csub.add_parser("start", help="publish a registered model without serving it and start it as the canary")
+    c.add_argument("model_version", help="registered retriever version or alias")
+    c.add_argument("--ranker-version", help="registered ranker version or alias (default: retrieval only)")
+    c.add_argument("--share", type=_share, help="share of users it serves (default: settings.live_canary_share)")
+    c.add_argument("--mode", choices=["split", "shadow"], help="default: settings.live_canary_mode")
+    c.add_argument("--ds", help="history day YYYY-MM-DD (default: the newest curated partition)")
+    c.add_argument("--json", action="store_true")
+    for action, text in (("status", "the canary and its version"), ("stop", "stop the canary (CURRENT unchanged)"),
+                         ("promote", "CURRENT and the champion aliases move to the canary; the canary ends")):
+        c = csub.add_parser(action, help=text)
+        c.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_canary)
 
     p = sub.add_parser("serve", help="run the recommendation service")
     p.add_argument("--host")

@@ -9,11 +9,20 @@ Publication never lets serving see a half-written version:
    and scores a few candidates) before going on;
 3. under an exclusive lock the directory is renamed to the next ``vNNNN`` (one
    ``rename``: the version appears whole or not at all);
-4. the ``CURRENT`` pointer is replaced atomically (temporary file + ``os.replace``);
-5. versions beyond ``settings.keep_index_versions`` are pruned, never the current one.
+4. the ``CURRENT`` pointer is replaced atomically (temporary file + ``os.replace``),
+   unless the version is published for a live canary (``activate=False``);
+5. versions beyond ``settings.keep_index_versions`` are pruned, never the one ``CURRENT``
+   names nor the live canary's (``CANARY``).
 
-Any failure before step 3 removes the temporary directory and leaves ``CURRENT`` and
-the existing versions untouched. Rollback is :func:`activate_version` on an older one.
+Any failure before the pointer switch removes the temporary directory (or the renamed,
+never-served version) and leaves ``CURRENT`` and the existing versions untouched; a
+failure while pruning is logged and the publication stands. A process killed at any
+moment leaves ``CURRENT`` naming a complete version (at worst a ``.tmp-*`` directory,
+swept after :data:`STALE_AFTER_S`).
+
+Rollback (:func:`rollback`) and the live canary (:func:`start_canary`,
+:func:`promote_canary`, :func:`stop_canary`) move the pointers and the MLflow
+``champion`` aliases together, undoing the pointer if an alias cannot be moved.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +67,7 @@ def publish_embeddings(
     popularity: Sequence[int] | np.ndarray,
     ranker_dir: Path | None = None,
     ranker_version: int | None = None,
+    activate: bool = True,
 ) -> dict[str, Any]:
     """Publish a model's embeddings (and optionally its re-ranker) as the next index version.
 
@@ -76,10 +86,14 @@ def publish_embeddings(
             (default) publishes a retrieval-only version.
         ranker_version (int | None): the registered ranker version of ``ranker_dir``,
             recorded in the manifest.
+        activate (bool): point ``CURRENT`` at the new version (default). ``False``
+            writes the version without serving it (a live canary, see
+            :func:`start_canary`).
 
     Returns:
         dict: ``{"index_version": "vNNNN", "path": str, "manifest_path": str,
-        "model_version": ..., "ranker_version": ...}`` -- references only, suitable for XCom.
+        "model_version": ..., "ranker_version": ..., "activated": bool}`` -- references
+        only, suitable for XCom.
 
     Raises:
         ValueError: on inconsistent inputs (non-finite embeddings, duplicate ids, a
@@ -121,15 +135,26 @@ def publish_embeddings(
             atomic_write_json(tmp / layout.MANIFEST_FILE, manifest)
             final = root / version
             os.rename(tmp, final)
-            _fsync_dir(root)
-            layout.write_pointer(root, version)
-            _prune(root, keep=settings.keep_index_versions, current=version)
+            try:
+                _fsync_dir(root)
+                if activate:
+                    layout.write_pointer(root, version)
+            except BaseException:
+                _discard_unserved(root, version)
+                raise
+            try:
+                _prune(
+                    root, keep=settings.keep_index_versions, current=version if activate else None, protect=(version,)
+                )
+            except Exception:  # housekeeping: the publication itself is complete
+                log.warning("published %s but pruning old versions failed", version, exc_info=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info(
-        "published index %s (model version %s, ranker version %s) at %s",
+        "published index %s (model version %s, ranker version %s) at %s%s",
         version, manifest["model_version"], manifest["ranker_version"], final,
+        "" if activate else " (not activated)",
     )
     return {
         "index_version": version,
@@ -137,11 +162,17 @@ def publish_embeddings(
         "manifest_path": str(final / layout.MANIFEST_FILE),
         "model_version": manifest["model_version"],
         "ranker_version": manifest["ranker_version"],
+        "activated": activate,
     }
 
 
 def publish_model(
-    settings: Settings, model_version: int | str, ds: str | dt.date, ranker_version: int | str | None = None
+    settings: Settings,
+    model_version: int | str,
+    ds: str | dt.date,
+    ranker_version: int | str | None = None,
+    *,
+    activate: bool = True,
 ) -> dict[str, Any]:
     """Publish a registered model version: MLflow embeddings + curated history up to ``ds``.
 
@@ -156,6 +187,8 @@ def publish_model(
         ranker_version (int | str | None): a registered BST ranker version or alias
             (``settings.ranker_model_name``) to serve with the retriever; ``None``
             (default) publishes retrieval only.
+        activate (bool): point ``CURRENT`` at the new version (default); ``False``
+            for a live canary.
 
     Returns:
         dict: as :func:`publish_embeddings`; ``ranker_version`` is the resolved number.
@@ -174,7 +207,8 @@ def publish_model(
         ranker_dir = pyfunc_ranker.download(settings, ranker_number)
     seen, popularity = read_history(settings, day)
     return publish_embeddings(
-        settings, emb, ds=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_number
+        settings, emb, ds=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_number,
+        activate=activate,
     )
 
 
@@ -206,22 +240,29 @@ def current_version(settings: Settings) -> str | None:
 
 
 def list_versions(settings: Settings) -> list[dict[str, Any]]:
-    """Summaries of every published version (oldest first), marking the current one.
+    """Summaries of every published version (oldest first), marking the current one and the canary.
 
     Returns:
-        list[dict]: manifest summaries (``index_version``, ``model_version``, ``run_id``,
-        ``data_window``, ``ds``, ``metrics``, ``created_at``, ``dim``, ``n_items``,
-        ``n_users``, ``path``, ``current``); a version whose manifest cannot be read
-        appears with an ``error`` key instead.
+        list[dict]: manifest summaries (``index_version``, ``model_version``,
+        ``ranker_version``, ``run_id``, ``data_window``, ``ds``, ``metrics``,
+        ``created_at``, ``dim``, ``n_items``, ``n_users``, ``path``, ``current``) plus
+        ``canary`` (named by ``CANARY``), ``index_type``, ``index_factory`` and the
+        build-time check ``index_recall_at_k``/``index_recall_k``; a version whose
+        manifest cannot be read appears with an ``error`` key instead.
     """
     root = settings.indexes_dir
     current = layout.read_pointer(root)
+    canary = layout.read_canary(root)
+    canary_version = canary.version if canary else None
     out = []
     for path in layout.version_dirs(root):
         try:
-            out.append(layout.manifest_summary(path, layout.read_manifest(path), current=current))
+            out.append(_summary(path, layout.read_manifest(path), current=current, canary=canary_version))
         except layout.BundleError as exc:
-            out.append({"index_version": path.name, "path": str(path), "current": path.name == current, "error": str(exc)})
+            out.append({
+                "index_version": path.name, "path": str(path), "current": path.name == current,
+                "canary": path.name == canary_version, "error": str(exc),
+            })
     return out
 
 
@@ -231,7 +272,9 @@ def verify_version(path: Path) -> bool:
 
 
 def activate_version(settings: Settings, version: str) -> dict[str, Any]:
-    """Point ``CURRENT`` at an existing, verified version (rollback or roll-forward).
+    """Point ``CURRENT`` at an existing, verified version; the MLflow aliases stay where they are.
+
+    :func:`rollback` moves the champion aliases with the pointer; this is the pointer alone.
 
     Raises:
         serving.bundle.BundleError: if the version does not exist or fails verification.
@@ -247,6 +290,320 @@ def activate_version(settings: Settings, version: str) -> dict[str, Any]:
         layout.write_pointer(root, version)
     log.info("CURRENT now points to %s", version)
     return layout.manifest_summary(path, layout.read_manifest(path), current=version)
+
+
+class VersionNotFound(LookupError):
+    """The named index version does not exist, or there is nothing to roll back to."""
+
+
+class NoCanary(LookupError):
+    """No live canary is running (nothing to promote), or no day to publish it for."""
+
+
+class ChampionUpdateError(RuntimeError):
+    """A champion alias could not be moved; the pointer and aliases were put back."""
+
+
+def rollback(settings: Settings, version: str | None = None) -> dict[str, Any]:
+    """Serve an earlier version again and move the MLflow ``champion`` aliases with it.
+
+    The version's checksums are verified first; then ``CURRENT`` is switched and the
+    retriever's (``settings.retriever_model_name``) champion alias moved to the
+    manifest's ``model_version`` and the ranker's (``settings.ranker_model_name``) to
+    its ``ranker_version``. A version published without a ranker leaves the ranker's
+    alias where it is (``notes`` says so). If an alias cannot be moved, ``CURRENT``
+    and the aliases are put back as they were.
+
+    Args:
+        settings (Settings): installation settings.
+        version (str | None): the version to serve (``"v0003"``); ``None`` (default):
+            the newest version older than ``CURRENT``.
+
+    Returns:
+        dict: ``index_version``, ``previous_version``, ``model_version``,
+        ``ranker_version``, ``champions`` (``{model name: {"from": n, "to": n}}``),
+        ``notes`` and ``canary`` (the live canary, which a rollback leaves running).
+
+    Raises:
+        VersionNotFound: no such version, or no version older than ``CURRENT``.
+        serving.bundle.BundleError: the version fails verification (nothing changed).
+        ChampionUpdateError: an alias could not be moved (pointer and aliases restored).
+    """
+    root = settings.indexes_dir
+    if version is None:
+        current = layout.read_pointer(root)
+        if current is None:
+            raise VersionNotFound(f"nothing to roll back: nothing is published under {root}")
+        number = layout.version_number(current) or 0
+        older = [p.name for p in layout.version_dirs(root) if (layout.version_number(p.name) or 0) < number]
+        if not older:
+            raise VersionNotFound(f"nothing to roll back to: no version older than {current} under {root}")
+        version = older[-1]
+    return _serve_with_champions(settings, version)
+
+
+def start_canary(
+    settings: Settings,
+    model_version: int | str,
+    *,
+    ranker_version: int | str | None = None,
+    share: float | None = None,
+    mode: str | None = None,
+    ds: str | dt.date | None = None,
+) -> dict[str, Any]:
+    """Publish a registered model (and ranker) without serving it, and start it as the live canary.
+
+    The version is published with ``activate=False`` (``CURRENT`` does not move) and
+    named in the ``CANARY`` file, which the service reads per request. A running
+    canary is replaced (its version stays on disk until pruned).
+
+    Args:
+        settings (Settings): installation settings.
+        model_version (int | str): registered retriever version or alias.
+        ranker_version (int | str | None): registered ranker version or alias to serve
+            with it; ``None`` (default): retrieval only.
+        share (float | None): share of users it serves in ``"split"`` mode (default:
+            ``settings.live_canary_share``).
+        mode (str | None): ``"split"`` or ``"shadow"`` (default: ``settings.live_canary_mode``).
+        ds (str | datetime.date | None): the history day to publish with (default: the
+            newest curated partition).
+
+    Returns:
+        dict: ``canary`` (the written :class:`~serving.bundle.CanarySpec` as a dict),
+        ``published`` (:func:`publish_model`'s result) and ``replaced`` (the previous
+        canary's spec, or ``None``).
+
+    Raises:
+        ValueError: ``share`` or ``mode`` out of range (checked before publishing).
+        NoCanary: ``ds`` not given and no curated partition exists.
+    """
+    spec = layout.CanarySpec(  # validated before anything is published; the version is filled in below
+        version=layout.version_name(0),
+        share=settings.live_canary_share if share is None else float(share),
+        mode=mode or settings.live_canary_mode,
+    )
+    if ds is None:
+        days = list_partitions(settings.curated_dir)
+        if not days:
+            raise NoCanary(f"no curated partition under {settings.curated_dir}: pass ds")
+        ds = days[-1]
+    published = publish_model(settings, model_version, ds, ranker_version, activate=False)
+    spec = dataclasses.replace(
+        spec, version=published["index_version"], started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+    root = settings.indexes_dir
+    with _publish_lock(root):
+        replaced = _canary_or_none(root)
+        if not (root / spec.version).is_dir():  # pruned by a concurrent publisher before CANARY protected it
+            raise VersionNotFound(f"canary version {spec.version} disappeared before it could start")
+        layout.write_canary(root, spec)
+    log.info("live canary %s (%s, share %.3f) started", spec.version, spec.mode, spec.share)
+    return {
+        "canary": dataclasses.asdict(spec),
+        "published": published,
+        "replaced": dataclasses.asdict(replaced) if replaced else None,
+    }
+
+
+def canary_status(settings: Settings) -> dict[str, Any]:
+    """The live canary's specification and a summary of its version and of ``CURRENT``'s.
+
+    Returns:
+        dict: ``canary`` (the spec as a dict, or ``None``), ``version`` and ``current``
+        (version summaries as in :func:`list_versions`, with ``verified``; ``None``
+        when absent).
+    """
+    root = settings.indexes_dir
+    spec = layout.read_canary(root)
+    current = layout.read_pointer(root)
+
+    def describe(name: str | None) -> dict[str, Any] | None:
+        if name is None or not (root / name).is_dir():
+            return None
+        try:
+            summary = _summary(root / name, layout.read_manifest(root / name), current=current,
+                               canary=spec.version if spec else None)
+        except layout.BundleError as exc:
+            return {"index_version": name, "error": str(exc), "verified": False}
+        summary["verified"] = verify_version(root / name)
+        return summary
+
+    return {
+        "canary": dataclasses.asdict(spec) if spec else None,
+        "version": describe(spec.version if spec else None),
+        "current": describe(current),
+    }
+
+
+def stop_canary(settings: Settings) -> dict[str, Any]:
+    """Stop the live canary (remove ``CANARY``); its version stays on disk until pruned.
+
+    Returns:
+        dict: ``stopped`` (the spec that was running, or ``None``; ``None`` too for an
+        unreadable ``CANARY`` file, which is removed all the same) and ``cleared``
+        (whether a ``CANARY`` file was removed).
+    """
+    root = settings.indexes_dir
+    with _publish_lock(root):
+        spec = _canary_or_none(root)
+        cleared = layout.clear_canary(root)
+    if cleared:
+        log.info("live canary %s stopped", spec.version if spec else "(unreadable)")
+    return {"stopped": dataclasses.asdict(spec) if spec else None, "cleared": cleared}
+
+
+def promote_canary(settings: Settings) -> dict[str, Any]:
+    """Serve the live canary's version to everyone: ``CURRENT`` and champion aliases move, ``CANARY`` goes.
+
+    Like :func:`rollback` to the canary's version; ``CANARY`` is removed only once the
+    pointer and aliases have moved, so a failed promotion leaves the canary running.
+
+    Returns:
+        dict: as :func:`rollback`, plus ``promoted`` (the canary's spec).
+
+    Raises:
+        NoCanary: no live canary is running.
+        serving.bundle.BundleError: the canary's version fails verification.
+        ChampionUpdateError: an alias could not be moved (pointer and aliases restored).
+    """
+    root = settings.indexes_dir
+    spec = layout.read_canary(root)
+    if spec is None:
+        raise NoCanary(f"no live canary to promote (no {root / layout.CANARY_FILE})")
+    result = _serve_with_champions(settings, spec.version)
+    with _publish_lock(root):
+        running = _canary_or_none(root)
+        if running is not None and running.version == spec.version:
+            layout.clear_canary(root)
+    result["promoted"] = dataclasses.asdict(spec)
+    result["canary"] = None
+    log.info("live canary %s promoted", spec.version)
+    return result
+
+
+# Pointer and champion moves -------------------------------------------------
+def _serve_with_champions(settings: Settings, version: str) -> dict[str, Any]:
+    """Switch ``CURRENT`` to a verified ``version`` and move the champion aliases to its models.
+
+    On a failing alias move, ``CURRENT`` gets its previous content back and every alias
+    is set back to what it was before; :class:`ChampionUpdateError` says what happened.
+    """
+    from training import registry
+
+    root = settings.indexes_dir
+    path = root / version
+    if layout.version_number(version) is None or not path.is_dir():
+        raise VersionNotFound(f"no index version {version!r} under {root}")
+    problems = layout.checksum_problems(path)
+    if problems:
+        raise layout.BundleError(f"refusing to serve {version}: " + "; ".join(problems))
+    manifest = layout.read_manifest(path)
+    moves, notes = _champion_moves(settings, manifest, version)
+    before = {model: registry.get_alias_version(settings, registry.CHAMPION, model=model) for model, _ in moves}
+    pointer = root / layout.POINTER_FILE
+    with _publish_lock(root):
+        if not path.is_dir():  # pruned meanwhile
+            raise VersionNotFound(f"no index version {version!r} under {root}")
+        previous_bytes = pointer.read_bytes() if pointer.exists() else None
+        previous = _pointer_or_none(root)
+        layout.write_pointer(root, version)
+    try:
+        for model, target in moves:
+            registry.set_alias(settings, registry.CHAMPION, target, model=model)
+    except Exception as exc:
+        failures = _restore(settings, root, previous_bytes, before)
+        message = (
+            f"could not move the {registry.CHAMPION!r} aliases to {version}'s models ({exc}); "
+            f"CURRENT and the aliases were put back"
+        )
+        if failures:
+            message += "; but restoring failed for: " + "; ".join(failures)
+        raise ChampionUpdateError(message) from exc
+    log.info("CURRENT now points to %s (was %s); champions %s", version, previous, dict(moves))
+    return {
+        "index_version": version,
+        "previous_version": previous,
+        "model_version": manifest.get("model_version"),
+        "ranker_version": manifest.get("ranker_version"),
+        "champions": {model: {"from": before[model], "to": target} for model, target in moves},
+        "notes": notes,
+        "canary": dataclasses.asdict(spec) if (spec := _canary_or_none(root)) else None,
+    }
+
+
+def _champion_moves(
+    settings: Settings, manifest: dict[str, Any], version: str
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """``[(registered model name, version its champion alias should name)]`` and notes."""
+    from training import registry
+
+    moves: list[tuple[str, int]] = []
+    notes: list[str] = []
+    pairs = ((settings.retriever_model_name, "model_version"), (settings.ranker_model_name, "ranker_version"))
+    for model, key in pairs:
+        value = manifest.get(key)
+        if value is not None:
+            try:
+                moves.append((model, int(value)))
+            except (TypeError, ValueError):
+                notes.append(
+                    f"{version}'s {key} {value!r} is not a version number: the {model} champion alias is left as it is"
+                )
+            continue
+        held = registry.get_alias_version(settings, registry.CHAMPION, model=model)
+        if held is not None:
+            notes.append(
+                f"{version} was published without a {key}: the {model} champion alias stays at version {held}"
+            )
+    return moves, notes
+
+
+def _restore(settings: Settings, root: Path, pointer_bytes: bytes | None, aliases: dict[str, int | None]) -> list[str]:
+    """Put ``CURRENT`` and the champion aliases back; returns what could not be restored."""
+    from graphrec.lake import atomic_write_bytes
+    from training import registry
+
+    failures = []
+    try:
+        with _publish_lock(root):
+            if pointer_bytes is None:
+                (root / layout.POINTER_FILE).unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(root / layout.POINTER_FILE, pointer_bytes)
+    except Exception as exc:
+        failures.append(f"CURRENT ({exc})")
+    for model, version in aliases.items():
+        try:
+            if registry.get_alias_version(settings, registry.CHAMPION, model=model) == version:
+                continue
+            if version is None:
+                registry.client_for(settings).delete_registered_model_alias(model, registry.CHAMPION)
+            else:
+                registry.set_alias(settings, registry.CHAMPION, version, model=model)
+        except Exception as exc:
+            failures.append(f"{model} champion alias ({exc})")
+    return failures
+
+
+def _canary_or_none(root: Path) -> layout.CanarySpec | None:
+    """The live canary, or ``None`` when there is none or ``CANARY`` is unreadable."""
+    try:
+        return layout.read_canary(root)
+    except layout.BundleError:
+        return None
+
+
+def _summary(path: Path, manifest: dict[str, Any], *, current: str | None, canary: str | None) -> dict[str, Any]:
+    """:func:`serving.bundle.manifest_summary` plus the canary mark and the index's type and check."""
+    check = manifest.get("index_check") or {}
+    return {
+        **layout.manifest_summary(path, manifest, current=current),
+        "canary": path.name == canary,
+        "index_type": manifest.get("index_type"),
+        "index_factory": manifest.get("index_factory"),
+        "index_recall_at_k": check.get("recall_at_k"),
+        "index_recall_k": check.get("k"),
+    }
 
 
 # Writing ---------------------------------------------------------------------
@@ -416,14 +773,26 @@ def _next_version(root: Path) -> str:
     return layout.version_name(max(numbers, default=0) + 1)
 
 
-def _prune(root: Path, *, keep: int, current: str | None) -> list[str]:
-    """Delete all but the newest ``keep`` versions (never ``current``); sweep stale temp dirs.
+def _prune(root: Path, *, keep: int, current: str | None, protect: Iterable[str] = ()) -> list[str]:
+    """Delete all but the newest ``keep`` versions; sweep stale temporary directories.
 
-    A doomed version is first renamed to ``.trash-*`` so no reader can find it half
-    deleted. Returns the pruned version names.
+    Never deleted: ``current``, the version ``CURRENT`` names now, the live canary's
+    version (``CANARY``) and any name in ``protect``. When ``CANARY`` cannot be read,
+    no version is pruned (it might name any of them). A doomed version is first renamed
+    to ``.trash-*`` so no reader can find it half deleted. Call under the publish lock.
+
+    Returns:
+        list[str]: the pruned version names.
     """
     versions = layout.version_dirs(root)
-    keep_names = {p.name for p in versions[-max(keep, 1):]} | ({current} if current else set())
+    try:
+        canary = layout.read_canary(root)
+    except layout.BundleError as exc:
+        log.warning("not pruning: %s", exc)
+        versions = []
+        canary = None
+    keep_names = {p.name for p in versions[-max(keep, 1):]} | set(protect)
+    keep_names |= {name for name in (current, _pointer_or_none(root), canary and canary.version) if name}
     pruned = []
     for path in versions:
         if path.name in keep_names:
@@ -440,3 +809,26 @@ def _prune(root: Path, *, keep: int, current: str | None) -> list[str]:
     if pruned:
         log.info("pruned index versions %s", pruned)
     return pruned
+
+
+def _pointer_or_none(root: Path) -> str | None:
+    """``CURRENT``'s version, or ``None`` when it is missing or unreadable."""
+    try:
+        return layout.read_pointer(root)
+    except layout.BundleError:
+        return None
+
+
+def _discard_unserved(root: Path, version: str) -> None:
+    """Remove a just-renamed version whose activation failed, unless it is serving after all.
+
+    Called under the publish lock, so the version number is free again for the next
+    publication. When ``CURRENT`` already names it (the pointer switch got through
+    before the failure), the version is kept: it is serving.
+    """
+    if _pointer_or_none(root) == version:
+        return
+    trash = root / f"{TRASH_PREFIX}{version}-{time.time_ns()}"
+    with contextlib.suppress(OSError):
+        os.rename(root / version, trash)
+        shutil.rmtree(trash, ignore_errors=True)

@@ -107,6 +107,28 @@ def _build_world(cfg: SimulationConfig) -> _World:
     return _World(user_factors / norm, user_activity, item_factors / norm, item_category, item_log_pop, item_first_day)
 
 
+#: Above this many user x item cells a day is simulated in blocks of users.
+_DENSE_LIMIT = 50_000_000
+
+
+def _pick(
+    cfg: SimulationConfig,
+    world: _World,
+    users: np.ndarray,
+    available: np.ndarray,
+    log_pop: np.ndarray,
+    row: np.ndarray,
+    draws: np.ndarray,
+) -> np.ndarray:
+    """Positions in ``available`` chosen by inverse-CDF draws from each user's softmax."""
+    logits = log_pop[None, :] + cfg.taste_strength * (world.user_factors[users] @ world.item_factors[available].T)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(probs, axis=1)
+    return np.minimum((cdf[row] < draws[:, None]).sum(axis=1), len(available) - 1)
+
+
 def _simulate_day(cfg: SimulationConfig, world: _World, index: int) -> pd.DataFrame:
     rng = np.random.default_rng([cfg.seed, index])
     available = np.flatnonzero(world.item_first_day <= index)
@@ -120,14 +142,18 @@ def _simulate_day(cfg: SimulationConfig, world: _World, index: int) -> pd.DataFr
     users = np.sort(rng.choice(cfg.n_users, size=n_events, p=activity))
     uniq, counts = np.unique(users, return_counts=True)
 
-    logits = log_pop[None, :] + cfg.taste_strength * (world.user_factors[uniq] @ world.item_factors[available].T)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    cdf = np.cumsum(probs, axis=1)
     draws = rng.random(n_events)
     row = np.repeat(np.arange(len(uniq)), counts)
-    picked = np.minimum((cdf[row] < draws[:, None]).sum(axis=1), len(available) - 1)
+    if len(uniq) * len(available) <= _DENSE_LIMIT:
+        picked = _pick(cfg, world, uniq, available, log_pop, row, draws)
+    else:  # large worlds: the same draws, users a block at a time (bounded memory)
+        picked = np.empty(n_events, dtype=np.int64)
+        block = max(1, _DENSE_LIMIT // (4 * len(available)))
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        for lo in range(0, len(uniq), block):
+            hi = min(lo + block, len(uniq))
+            events = slice(starts[lo], starts[hi])
+            picked[events] = _pick(cfg, world, uniq[lo:hi], available, log_pop, row[events] - lo, draws[events])
     items = available[picked]
 
     start = pd.Timestamp(cfg.day(index).isoformat(), tz="UTC")

@@ -69,3 +69,78 @@ def make_embeddings(interactions) -> Callable[..., ModelEmbeddings]:
         )
 
     return make
+
+
+# A real MLflow registry (SQLite) for rollback and live-canary tests ------------------------------
+#: Registered versions in :func:`model_registry`: retriever and ranker versions 1 and 2.
+REGISTERED_VERSIONS = (1, 2)
+
+
+def seeded_embeddings(interactions: pd.DataFrame, seed: int, dim: int = 16) -> ModelEmbeddings:
+    """Seeded random embeddings over the simulated items and the first :data:`N_EMBEDDED` users."""
+    rng = np.random.default_rng(seed)
+    item_ids = np.sort(interactions["item_id"].unique()).astype(np.int64)
+    user_ids = np.arange(N_EMBEDDED, dtype=np.int64)
+    return ModelEmbeddings(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_emb=rng.normal(size=(len(user_ids), dim)).astype(np.float32),
+        item_emb=rng.normal(size=(len(item_ids), dim)).astype(np.float32),
+        meta={"data_window": ["2025-01-01", "2025-01-04"],
+              "metrics": {"recall_at_20": 0.1 + seed / 100, "ndcg_at_20": 0.05 + seed / 100}},
+    )
+
+
+@pytest.fixture(scope="module")
+def model_registry(tmp_path_factory, interactions, sim_curated) -> str:
+    """A SQLite MLflow registry with retriever and ranker versions 1 and 2, no aliases; its tracking URI.
+
+    Built once per module (registering costs seconds); tests share it through
+    :func:`registry_settings`, which clears the aliases they move.
+    """
+    import mlflow
+
+    from training import bst, pyfunc_ranker, registry
+
+    home = tmp_path_factory.mktemp("registry")
+    settings = Settings(home=home)
+    catalog = lake.read_catalog(sim_curated)
+    for version in REGISTERED_VERSIONS:
+        emb = seeded_embeddings(interactions, seed=version)
+        assert registry.register_model(settings, emb) == version
+        vocab = bst.Vocabulary.build(emb.item_ids, catalog["category"])
+        model = bst.build_bst(vocab, seed=version, seq_len=6, dim=16, heads=2, hidden=(16,))
+        directory = bst.save_ranker(model, vocab, home / f"ranker-{version}", extra={"seq_len": 6, "seed": version})
+        registry.configure(settings)
+        with mlflow.start_run() as run:
+            assert pyfunc_ranker.log_and_register(settings, directory, run.info.run_id) == version
+    return settings.tracking_uri
+
+
+@pytest.fixture
+def registry_settings(tmp_path, model_registry, sim_curated) -> Settings:
+    """Settings with a fresh home (curated history copied in) on the shared registry, champion aliases cleared."""
+    import shutil
+
+    from mlflow.exceptions import MlflowException
+
+    from training import registry
+
+    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=model_registry)
+    shutil.copytree(sim_curated, settings.curated_dir)
+    client = registry.client_for(settings)
+    for model in (settings.retriever_model_name, settings.ranker_model_name):
+        try:
+            client.delete_registered_model_alias(model, registry.CHAMPION)
+        except MlflowException:
+            pass
+    return settings
+
+
+@pytest.fixture
+def cli_settings(registry_settings, monkeypatch) -> Settings:
+    """:func:`registry_settings`, also what ``graphrec.cli`` commands read."""
+    from graphrec import cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: registry_settings)
+    return registry_settings
