@@ -260,7 +260,7 @@ def _print_switch(result: dict) -> None:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from serving.publish import rollback
+    from serving.promotion import rollback
 
     try:
         result = rollback(get_settings(), args.version)
@@ -281,19 +281,19 @@ def _share(text: str) -> float:
 
 
 def _cmd_canary(args: argparse.Namespace) -> int:
-    from serving import publish
+    from serving import promotion
 
     settings = get_settings()
     try:
         if args.action == "start":
-            result = publish.start_canary(settings, args.model_version, ranker_version=args.ranker_version,
-                                          share=args.share, mode=args.mode, ds=args.ds)
+            result = promotion.start_canary(settings, args.model_version, ranker_version=args.ranker_version,
+                                            share=args.share, mode=args.mode, ds=args.ds)
         elif args.action == "status":
-            result = publish.canary_status(settings)
+            result = promotion.canary_status(settings)
         elif args.action == "stop":
-            result = publish.stop_canary(settings)
+            result = promotion.stop_canary(settings)
         else:
-            result = publish.promote_canary(settings)
+            result = promotion.promote_canary(settings)
     except Exception as exc:
         return _publication_error(exc)
     if args.json:

@@ -14,16 +14,8 @@ import pytest
 
 from graphrec import cli
 from serving import bundle as layout
-from serving.publish import (
-    NoCanary,
-    canary_status,
-    current_version,
-    promote_canary,
-    publish_model,
-    start_canary,
-    stop_canary,
-    verify_version,
-)
+from serving.promotion import NoCanary, canary_status, promote_canary, start_canary, stop_canary
+from serving.publish import current_version, publish_model, verify_version
 from serving.recommender import Recommender
 from training import registry
 

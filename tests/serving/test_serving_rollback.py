@@ -13,14 +13,8 @@ import pytest
 
 from graphrec import cli
 from serving import bundle as layout
-from serving.publish import (
-    ChampionUpdateError,
-    VersionNotFound,
-    current_version,
-    publish_embeddings,
-    publish_model,
-    rollback,
-)
+from serving.promotion import ChampionUpdateError, VersionNotFound, rollback
+from serving.publish import current_version, publish_embeddings, publish_model
 from serving.recommender import Recommender
 from training import registry
 
