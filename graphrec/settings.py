@@ -140,7 +140,7 @@ class Settings(BaseSettings):
 
     # Canary gate (training/canary.py): paired bootstrap of per-user Recall@20 deltas.
     canary_tolerance: float = Field(
-        0.005,
+        0.01,
         ge=0,
         description="Allowed regression: the lower confidence bound of the challenger's mean per-user Recall@20 "
         "delta against the champion must be at least -canary_tolerance.",
@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     canary_confidence: float = Field(0.95, gt=0, lt=1, description="Two-sided level of the bootstrap interval.")
     canary_bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples of the per-user deltas.")
     canary_coverage_floor: float = Field(
-        0.5,
+        0.3,
         ge=0,
         le=1,
         description="Sanity floor: the challenger's catalog coverage (distinct items in the evaluated users' "

@@ -10,7 +10,9 @@ items ``T_u``:
     \\text{NDCG@K}(u) = \\frac{\\sum_{r=1}^{K} [i_r \\in T_u] / \\log_2(r + 1)}
                               {\\sum_{r=1}^{\\min(K, |T_u|)} 1 / \\log_2(r + 1)}
 
-and both are averaged over the evaluated users.
+and both are averaged over the evaluated users. Catalog coverage@K, the share of the
+items the model knows that reach at least one evaluated user's top ``K``, comes with
+them (the canary's guard against a model that shows everyone the same few items).
 
 **Who and what is evaluated** is decided by the data, never by the model, so that
 the champion, the challenger and the popularity baseline are averaged over exactly the
@@ -86,6 +88,10 @@ class RankingMetrics:
         n_users_known: how many of them the model could score.
         recall_per_user: Recall@K per task user (task order).
         ndcg_per_user: NDCG@K per task user (task order).
+        n_items_recommended: distinct items in the evaluated users' top-K lists (masked
+            positions excluded). (default: ``0``)
+        coverage: catalog coverage, ``n_items_recommended`` over the number of items the
+            model knows; ``0`` when it knows none. (default: ``0.0``)
     """
 
     k: int
@@ -95,14 +101,18 @@ class RankingMetrics:
     n_users_known: int
     recall_per_user: np.ndarray
     ndcg_per_user: np.ndarray
+    n_items_recommended: int = 0
+    coverage: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        """Small JSON-able summary, e.g. ``{"recall_at_20": ..., "ndcg_at_20": ...}``."""
+        """Small JSON-able summary, e.g. ``{"recall_at_20": ..., "ndcg_at_20": ..., "coverage_at_20": ...}``."""
         return {
             f"recall_at_{self.k}": self.recall,
             f"ndcg_at_{self.k}": self.ndcg,
             "n_eval_users": self.n_users,
             "n_eval_users_known": self.n_users_known,
+            f"coverage_at_{self.k}": self.coverage,
+            "n_items_recommended": self.n_items_recommended,
         }
 
 
@@ -216,7 +226,7 @@ def evaluate_scorer(
     *,
     batch_size: int = 1024,
 ) -> RankingMetrics:
-    """All-ranking Recall@K and NDCG@K of any scoring model (see the module docstring).
+    """All-ranking Recall@K, NDCG@K and coverage of any scoring model (see the module docstring).
 
     Args:
         score: ``score(rows)`` returns a dense ``(len(rows), len(item_ids))`` float array:
@@ -228,6 +238,10 @@ def evaluate_scorer(
         task: the ground truth.
         k: the cut-off.
         batch_size: users per call of ``score``.
+
+    Coverage counts the distinct items that reach some evaluated user's top ``k``
+    (positions filled by masked ``-inf`` items excluded) over ``len(item_ids)``: a model
+    that shows everyone the same few items has a low coverage whatever its recall.
     """
     n = task.n_users
     recall = np.zeros(n, dtype=np.float64)
@@ -248,6 +262,7 @@ def evaluate_scorer(
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal = np.cumsum(discounts)
     n_test = task.n_test
+    recommended = np.zeros(len(item_ids), dtype=bool)
 
     for lo in range(0, len(known), batch_size):
         batch = known[lo : lo + batch_size]
@@ -259,6 +274,7 @@ def evaluate_scorer(
         scores[which[keep], model_items_sorted[pos[keep]]] = -np.inf
         top = top_k_indices(scores, k)
         valid = np.isfinite(np.take_along_axis(scores, top, axis=1))
+        recommended[top[valid]] = True
         # A top item is a hit when (user, item) is one of the user's test pairs.
         which_t, test = _gather(task.test_indptr, task.test_items, batch)
         universe = IdMap.from_values(test)
@@ -269,7 +285,11 @@ def evaluate_scorer(
         recall[batch] = hits.sum(axis=1) / n_test[batch]
         dcg = (hits * discounts[: top.shape[1]]).sum(axis=1)
         ndcg[batch] = dcg / ideal[np.minimum(n_test[batch], k) - 1]
-    return RankingMetrics(k, float(recall.mean()), float(ndcg.mean()), n, int(len(known)), recall, ndcg)
+    n_recommended = int(recommended.sum())
+    return RankingMetrics(
+        k, float(recall.mean()), float(ndcg.mean()), n, int(len(known)), recall, ndcg,
+        n_recommended, n_recommended / len(item_ids),
+    )
 
 
 def popularity_model(history: pd.DataFrame) -> ModelEmbeddings:

@@ -52,6 +52,21 @@ def brute_force(model: ModelEmbeddings, history: pd.DataFrame, holdout: pd.DataF
     return float(np.mean(recalls)), float(np.mean(ndcgs)), len(test)
 
 
+def brute_force_coverage(model: ModelEmbeddings, history: pd.DataFrame, holdout: pd.DataFrame, k: int) -> set[int]:
+    """The items in some evaluated, known user's top ``k`` of unseen items (external ids)."""
+    seen = history.groupby(contract.USER_ID)[contract.ITEM_ID].agg(set).to_dict()
+    task = build_ranking_task(history, holdout)
+    rows = {int(u): r for r, u in enumerate(model.user_ids)}
+    shown: set[int] = set()
+    for user in task.user_ids.tolist():
+        if user not in rows:
+            continue
+        scores = model.item_emb @ model.user_emb[rows[user]]
+        unseen = [(float(s), int(i)) for s, i in zip(scores, model.item_ids) if int(i) not in seen[user]]
+        shown |= {item for _, item in sorted(unseen, key=lambda s: -s[0])[:k]}
+    return shown
+
+
 def test_build_ranking_task_population_and_masks():
     history = _pairs([(1, 10), (1, 11), (2, 10), (3, 12)])
     holdout = _pairs([(1, 10), (1, 13), (1, 13), (2, 10), (4, 10), (3, 99)])
@@ -111,6 +126,34 @@ def test_matches_brute_force(tiny_split, k, drop_users, drop_items, extra_items,
     assert got.ndcg == pytest.approx(ndcg, abs=1e-12)
     assert 0.0 <= got.recall <= 1.0 and 0.0 <= got.ndcg <= 1.0
     assert got.n_users_known == n_users - np.isin(task.user_ids, model.user_ids, invert=True).sum()
+    shown = brute_force_coverage(model, history, holdout, k)
+    assert got.n_items_recommended == len(shown) > 0
+    assert got.coverage == pytest.approx(len(shown) / len(model.item_ids))
+
+
+def test_coverage_counts_distinct_shown_items_and_skips_masked_positions():
+    # User 1 saw 10 and 11; user 2 saw 10. Scores 10 > 11 > 12 > 13 for both.
+    model = ModelEmbeddings(
+        np.array([1, 2]), np.array([10, 11, 12, 13, 14]), np.ones((2, 1), np.float32),
+        np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], np.float32),
+    )
+    task = build_ranking_task(_pairs([(1, 10), (1, 11), (2, 10)]), _pairs([(1, 12), (2, 13)]))
+    m = evaluate_embeddings(model, task, k=2)  # user 1: 12, 13; user 2: 11, 12
+    assert (m.n_items_recommended, m.coverage) == (3, 3 / 5)
+    # Three items known to user 1 only; k larger than what is left: masked slots are not "shown".
+    small = ModelEmbeddings(np.array([1]), np.array([10, 11, 12]), np.ones((1, 1), np.float32),
+                            np.array([[3.0], [2.0], [1.0]], np.float32))
+    m = evaluate_embeddings(small, build_ranking_task(_pairs([(1, 10), (1, 11)]), _pairs([(1, 12)])), k=3)
+    assert (m.n_items_recommended, m.coverage) == (1, 1 / 3)
+    assert m.as_dict()["coverage_at_3"] == pytest.approx(1 / 3) and m.as_dict()["n_items_recommended"] == 1
+
+
+def test_coverage_is_zero_when_nothing_is_scored():
+    model = ModelEmbeddings(np.array([99]), np.array([10]), np.ones((1, 1), np.float32), np.ones((1, 1), np.float32))
+    m = evaluate_embeddings(model, build_ranking_task(_pairs([(1, 10)]), _pairs([(1, 11)])))
+    assert (m.n_items_recommended, m.coverage, m.n_users_known) == (0, 0.0, 0)
+    assert set(m.as_dict()) == {"recall_at_20", "ndcg_at_20", "n_eval_users", "n_eval_users_known",
+                                "coverage_at_20", "n_items_recommended"}
 
 
 def test_unknown_users_score_zero_and_count(tiny_split):

@@ -120,11 +120,12 @@ def test_canary_compares_kinds_of_different_dimensions(settings, trained):
     assert result["champion_version_before"] == trained["lightgcn"]["model_version"]
     assert result["challenger"]["recall_at_20"] == pytest.approx(trained["gfcf"]["recall_at_20"], abs=1e-6)
     assert result["champion"]["recall_at_20"] == pytest.approx(trained["lightgcn"]["recall_at_20"], abs=1e-6)
-    challenger, champion = result["challenger"]["recall_at_20"], result["champion"]["recall_at_20"]
-    # The gate's rule, on numbers scored on each model's own embeddings.
-    popularity = result["popularity"]["recall_at_20"]
-    expected = challenger >= champion - settings.canary_tolerance and challenger > popularity
-    assert result["promoted"] == expected
+    # The gate's rule, on numbers scored on each model's own embeddings: the paired interval
+    # of the per-user deltas and the popularity floor decide.
+    delta = result["delta"]["recall_at_20"]
+    assert delta["mean"] == pytest.approx(result["challenger"]["recall_at_20"] - result["champion"]["recall_at_20"], abs=1e-6)
+    assert result["checks"]["no_regression"]["status"] == ("pass" if delta["ci_low"] >= -settings.canary_tolerance else "fail")
+    assert result["promoted"] == (not result["failed_checks"])
     baseline = run_canary(settings, DS, trained["popularity"]["model_version"])
     assert not baseline["promoted"] and "popularity" in baseline["reason"]
 
