@@ -536,7 +536,7 @@ def online_recent_items(settings: Settings, user_ids: list[int]) -> dict[int, li
 # Ranker features (offline point-in-time and online: the same columns) ----------------------
 def ranker_feature_names(settings: Settings) -> list[str]:
     """The ranker's feature columns, ``<view>__<feature>``, in the feature service's order."""
-    service = feature_store(settings).get_feature_service(RANKER_SERVICE)
+    service = feature_store(settings).get_feature_service(RANKER_SERVICE, allow_cache=True)
     return [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
 
 
@@ -600,6 +600,30 @@ def _offline_keys(settings: Settings, view: str, key: str) -> np.ndarray:
     return np.unique(column.to_numpy())
 
 
+#: Seconds the online reader reuses the ranker service's resolved layout (Feast's registry TTL).
+_LAYOUT_TTL_S = 60.0
+_LAYOUTS: dict[tuple[str, str], tuple[float, list[tuple[str, str, list[str]]]]] = {}
+
+
+def _ranker_layout(settings: Settings) -> list[tuple[str, str, list[str]]]:
+    """``[(view, entity key, [feature names])]`` of the ranker's feature service, cached.
+
+    Resolving a feature service from Feast's registry rebuilds it from protobuf (~5 ms
+    with its type checks); a request handler must not pay that per call. The layout is
+    re-read after ``_LAYOUT_TTL_S`` seconds, so a newly applied service is picked up.
+    """
+    key = (str(settings.feast_dir), str(settings.feature_repo))
+    now = time.monotonic()
+    cached = _LAYOUTS.get(key)
+    if cached is not None and now - cached[0] < _LAYOUT_TTL_S:
+        return cached[1]
+    service = feature_store(settings).get_feature_service(RANKER_SERVICE, allow_cache=True)
+    layout = [(p.name, OFFLINE_SCHEMAS[p.name].names[0], [f.name for f in p.features])
+              for p in service.feature_view_projections]
+    _LAYOUTS[key] = (now, layout)
+    return layout
+
+
 def online_ranker_features(
     settings: Settings, user_id: int, item_ids: list[int], now: pd.Timestamp | None = None
 ) -> pd.DataFrame:
@@ -607,18 +631,36 @@ def online_ranker_features(
 
     One row per candidate item, in ``item_ids`` order, stamped ``now`` (default: the
     current time) as ``event_timestamp``.
+
+    Each view is read once for its distinct entity keys: the user's views for one row,
+    the item views for the distinct candidates; the values are then spread over the rows.
+    Asking Feast for the whole service over (user, item) rows decodes the user's features
+    once per candidate, and resolving the service per call re-reads the registry: on a
+    Gowalla-sized store that cost ~30 ms for 100 candidates.
     """
-    names = ranker_feature_names(settings)
-    ids = [int(i) for i in item_ids]
-    response = feature_store(settings).get_online_features(
-        features=feature_store(settings).get_feature_service(RANKER_SERVICE),
-        entity_rows=[{contract.USER_ID: int(user_id), contract.ITEM_ID: i} for i in ids],
-        full_feature_names=True,
-    ).to_dict()
+    ids = np.asarray([int(i) for i in item_ids], dtype=np.int64)
+    store = feature_store(settings)
     stamp = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
-    frame = pd.DataFrame({contract.USER_ID: np.full(len(ids), int(user_id), dtype=np.int64),
-                          contract.ITEM_ID: np.asarray(ids, dtype=np.int64)})
-    frame[EVENT_TIMESTAMP] = pd.Series([stamp] * len(ids), dtype="datetime64[us, UTC]")
-    for name in names:
-        frame[name] = pd.Series(response[name], dtype=object) if len(ids) else pd.Series(dtype=object)
-    return frame
+    data: dict[str, object] = {
+        contract.USER_ID: np.full(len(ids), int(user_id), dtype=np.int64),
+        contract.ITEM_ID: ids,
+        EVENT_TIMESTAMP: pd.Series([stamp] * len(ids), dtype="datetime64[us, UTC]"),
+    }
+    unique, positions = np.unique(ids, return_inverse=True)
+    for view, key, features in _ranker_layout(settings):
+        names = [f"{view}__{f}" for f in features]
+        if len(ids) == 0:
+            data.update({name: pd.Series(dtype=object) for name in names})
+            continue
+        if key == contract.USER_ID:
+            keys, spread = [int(user_id)], np.zeros(len(ids), dtype=np.int64)
+        else:
+            keys, spread = unique.tolist(), positions
+        response = store.get_online_features(
+            features=[f"{view}:{f}" for f in features], entity_rows=[{key: k} for k in keys], full_feature_names=True
+        ).to_dict()
+        for name in names:
+            values = np.empty(len(keys), dtype=object)
+            values[:] = response[name]
+            data[name] = values[spread]
+    return pd.DataFrame(data)
