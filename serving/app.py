@@ -12,7 +12,6 @@ index if one is published.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,15 +43,16 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
 
 
 def online_ranker_features_hook(settings: Settings) -> RankerFeaturesFn:
-    """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store.
+    """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store
+    (:class:`graphrec.features.OnlineRankerFeatures`: item rows kept between materializations).
 
     ``graphrec.features`` imports Feast only when the store is first opened, so building
     the hook is cheap; store errors surface per request, where the recommender answers
     in retrieval order and reports ``ranker_features`` as degraded.
     """
-    from graphrec.features import online_ranker_features
+    from graphrec.features import OnlineRankerFeatures
 
-    return functools.partial(online_ranker_features, settings)
+    return OnlineRankerFeatures(settings)
 
 
 def warm_online_store(settings: Settings) -> None:

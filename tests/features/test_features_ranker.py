@@ -141,3 +141,31 @@ def test_online_vector_equals_offline_vector_at_the_same_time(store_settings, cu
             for a, b in zip(online[name], offline[name]):
                 assert _same(a, None if b is None or (np.isscalar(b) and pd.isna(b)) else
                              (list(b) if isinstance(b, (list, np.ndarray)) else b)), (user, name, a, b)
+
+
+def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_materialization(tmp_path):
+    """OnlineRankerFeatures keeps item rows between calls, yet gives exactly what
+    online_ranker_features gives, also after a new day is materialized."""
+    from graphrec.features import OnlineRankerFeatures, feature_store
+
+    settings = Settings(home=tmp_path / "home")
+    for part in simulate(CFG, settings.landing_dir):
+        shutil.copytree(part, settings.curated_dir / part.name)
+    for day in DAYS[:3]:
+        materialize(settings, day.isoformat())
+    reader = OnlineRankerFeatures(settings, check_every_s=0.0)
+    now = pd.Timestamp("2025-01-04 12:00", tz="UTC")
+    items = list(range(0, 50, 3)) + [99_999]
+
+    def check(user: int) -> pd.DataFrame:
+        expected = online_ranker_features(settings, user, items, now=now)
+        got = reader(user, items, now=now)
+        pd.testing.assert_frame_equal(got, expected)
+        return got
+
+    before = [check(user) for user in (1, 2, 1)]  # the second and third calls use kept item rows
+    materialize(settings, DAYS[3].isoformat())
+    feature_store(settings).refresh_registry()  # in a service: within the registry's cache TTL
+    after = check(1)
+    changed = after["item_popularity__events_1d"].tolist() != before[0]["item_popularity__events_1d"].tolist()
+    assert changed, "day 4 should change some item's one-day counter"
