@@ -340,14 +340,14 @@ def test_http_response_carries_both_versions(settings, make_embeddings, interact
 def test_app_wires_the_online_store_and_degrades_without_one(settings, make_embeddings, interactions, popularity, ranker_dir):
     """``ranker_enabled`` builds the Feast hook; with no store under this home it fails per
     request, and the service answers 200 in retrieval order."""
-    from graphrec.features import online_ranker_features
+    from graphrec.features import OnlineRankerFeatures
 
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=4)
     assert settings.ranker_enabled
     with TestClient(create_app(settings, online_features=False)) as client:
         rec = client.app.state.recommender
         hook = rec._ranker_features_fn
-        assert hook.func is online_ranker_features and hook.args == (settings,)
+        assert isinstance(hook, OnlineRankerFeatures) and hook._settings is settings
         response = client.get("/recommend/2?k=4")
     assert response.status_code == 200
     body = response.json()
