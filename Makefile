@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker
+.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker bench-load
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ bench-retrieval: $(STAMP)
 bench-ranker: $(STAMP)
 	$(BIN)/python benchmarks/bench_ranker.py $(if $(DATA),--data $(DATA))
 	$(BIN)/python benchmarks/bench_ranker_cost.py
+
+# The service under Locust on loopback (Gowalla-sized catalog; Locust in its own pinned .venv-load).
+bench-load: $(STAMP)
+	@test -x .venv-load/bin/locust || { $(PYTHON) -m venv .venv-load && .venv-load/bin/python -m pip install --quiet -r benchmarks/requirements-load.txt; }
+	$(BIN)/python benchmarks/bench_load.py --locust .venv-load/bin/locust
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:

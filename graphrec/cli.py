@@ -328,12 +328,29 @@ def _cmd_canary(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
     import uvicorn
 
-    from serving.app import create_app
-
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=args.host or settings.serve_host, port=args.port or settings.serve_port)
+    workers = args.workers or settings.serve_workers
+    host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    if workers == 1:
+        from serving.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=not args.no_access_log)
+        return 0
+    # Several processes: each one builds the app from the environment; their metrics meet
+    # in a fresh multiprocess directory that /metrics aggregates.
+    run_dir = settings.root / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from serving.metrics import MULTIPROCESS_ENV
+
+    directory = tempfile.mkdtemp(prefix="prometheus-", dir=run_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ[MULTIPROCESS_ENV] = directory
+    uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=not args.no_access_log)
     return 0
 
 
@@ -450,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the recommendation service")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="processes (default: GRAPHREC_SERVE_WORKERS, 1)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("mail-sink", help="SMTP server on loopback storing messages as .eml files")

@@ -347,6 +347,17 @@ def feature_store(settings: Settings) -> FeatureStore:
         return store
 
 
+def reset_feature_store(settings: Settings) -> None:
+    """Forget this process's cached store, so the next :func:`feature_store` opens a new one.
+
+    A store keeps its online-store connection for the life of the process; after the
+    online store failed (a server restarted, a file replaced), reading through a fresh
+    store reconnects instead of failing forever on the old connection.
+    """
+    with _STORES_LOCK:
+        _STORES.pop((str(settings.feast_dir), str(settings.feature_repo)), None)
+
+
 def load_definitions(settings: Settings) -> list[Any]:
     """Import the repository's definition files by path and collect their Feast objects.
 
@@ -689,7 +700,8 @@ class OnlineRankerFeatures:
     through Feast's registry cache at most every ``check_every_s`` seconds: after a
     materialization, item values can lag by that plus the registry's ``cache_ttl_seconds``
     (60). User views are read on every call. The frame equals
-    :func:`online_ranker_features`'s for the same store state.
+    :func:`online_ranker_features`'s for the same store state. A failed read drops the
+    process's cached store (:func:`reset_feature_store`), so the next call reconnects.
 
     Args:
         settings (Settings): the installation.
@@ -704,6 +716,13 @@ class OnlineRankerFeatures:
         self._checked_at = -float("inf")
 
     def __call__(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None = None) -> pd.DataFrame:
+        try:
+            return self._read(user_id, item_ids, now)
+        except Exception:
+            reset_feature_store(self._settings)  # reconnect on the next call (the store may come back)
+            raise
+
+    def _read(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None) -> pd.DataFrame:
         ids = np.asarray([int(i) for i in item_ids], dtype=np.int64)
         store = feature_store(self._settings)
         stamp = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))

@@ -201,6 +201,8 @@ class Settings(BaseSettings):
     # Service
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
+    serve_workers: int = Field(1, ge=1, description="Service processes (uvicorn workers); metrics are aggregated.")
+    serve_threads: int = Field(4, ge=0, description="Request handler threads per process (0: anyio's default, 40).")
 
     # Paths -----------------------------------------------------------------
     @property

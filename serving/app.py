@@ -35,9 +35,13 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
     """
 
     def recent_items(user_ids: list[int]) -> dict[int, list[int]]:
-        from graphrec.features import online_recent_items
+        from graphrec.features import online_recent_items, reset_feature_store
 
-        return online_recent_items(settings, user_ids)
+        try:
+            return online_recent_items(settings, user_ids)
+        except Exception:
+            reset_feature_store(settings)  # reconnect on the next call
+            raise
 
     return recent_items
 
@@ -128,8 +132,15 @@ def create_app(
                 ranker_features_fn=ranker_hook,
                 rerank_candidates=settings.ranker_candidates,
                 metrics=service_metrics,
+                background_swap=True,
             )
         app.state.recommender = rec
+        if settings.serve_threads:
+            # Fewer handler threads than anyio's 40: on a few cores, dozens of threads
+            # fighting for the GIL lengthen the tail without adding throughput.
+            from anyio import to_thread
+
+            to_thread.current_default_thread_limiter().total_tokens = settings.serve_threads
         try:
             bundle = rec.refresh()
             log.info("recommendation service ready with index %s (ranker version %s)", bundle.version, bundle.ranker_version)

@@ -19,14 +19,28 @@ collide in the process-wide default registry. What is exported:
 * ``graphrec_index_version{role}`` (the number of the ``current`` and ``canary``
   versions; 0 when none), ``graphrec_canary_share`` and ``graphrec_index_info`` (labels
   with the served index, model and ranker versions; value 1).
+
+With several worker processes (``graphrec serve --workers N``) each process counts its
+own requests; ``PROMETHEUS_MULTIPROC_DIR`` and ``GRAPHREC_METRICS_MULTIPROC_DIR`` (both
+set by ``graphrec serve``) make every process write its values there and ``/metrics``
+aggregate them
+(:class:`prometheus_client.multiprocess.MultiProcessCollector`): counters and histograms
+are summed, the version gauges show the largest live value.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Set by ``graphrec serve --workers N`` (with ``PROMETHEUS_MULTIPROC_DIR``, which must be in
+#: the environment before ``prometheus_client`` is imported): aggregate the processes'
+#: metrics. Not ``PROMETHEUS_MULTIPROC_DIR`` itself: importing Feast sets that variable
+#: in every process that uses it (``feast.metrics``).
+MULTIPROCESS_ENV = "GRAPHREC_METRICS_MULTIPROC_DIR"
 
 #: Latency buckets (seconds): fine below 20 ms, where the service's target lies.
 LATENCY_BUCKETS = (
@@ -66,13 +80,17 @@ class ServiceMetrics:
             buckets=POPULARITY_BUCKETS, registry=r,
         )
         self.index_version = Gauge(
-            "graphrec_index_version", "Number of the index version in each role (0: none).", ["role"], registry=r
+            "graphrec_index_version", "Number of the index version in each role (0: none).", ["role"], registry=r,
+            multiprocess_mode="livemax",
         )
-        self.canary_share = Gauge("graphrec_canary_share", "Share of users served by the live canary.", registry=r)
+        self.canary_share = Gauge(
+            "graphrec_canary_share", "Share of users served by the live canary.", registry=r, multiprocess_mode="livemax"
+        )
         self.index_info = Gauge(
-            "graphrec_index_info", "The versions being served (value 1).",
-            ["role", "index_version", "model_version", "ranker_version"], registry=r,
+            "graphrec_index_info", "The versions being served (value 1; 0 for versions served before).",
+            ["role", "index_version", "model_version", "ranker_version"], registry=r, multiprocess_mode="livemax",
         )
+        self._info_labels: set[tuple[str, ...]] = set()
 
     # Recommender hooks (serving.recommender.ServiceObserver) -----------------
     def observe_served(self, variant: str, popularity: float, answer: Any) -> None:
@@ -96,16 +114,28 @@ class ServiceMetrics:
         """Refresh the version gauges from the bundles in use (called at scrape time)."""
         from serving.bundle import version_number
 
-        self.index_info.clear()
-        for role, bundle, share in (("current", current, None), ("canary", getattr(canary, "bundle", None), canary)):
+        labels = set()
+        for role, bundle in (("current", current), ("canary", getattr(canary, "bundle", None))):
             number = version_number(bundle.version) if bundle is not None else None
             self.index_version.labels(role).set(number or 0)
             if bundle is not None:
-                self.index_info.labels(role, bundle.version, str(bundle.model_version), str(bundle.ranker_version)).set(1)
+                labels.add((role, bundle.version, str(bundle.model_version), str(bundle.ranker_version)))
+        for old in self._info_labels - labels:  # set to 0, not removed: works across processes too
+            self.index_info.labels(*old).set(0)
+        for new in labels:
+            self.index_info.labels(*new).set(1)
+        self._info_labels |= labels
         self.canary_share.set(canary.spec.share if canary is not None and canary.spec.mode == "split" else 0.0)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if directory:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=directory)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 

@@ -141,6 +141,10 @@ class Recommender:
             (default: ``1``)
         metrics (ServiceObserver | None): told the served items' popularity per variant and
             the shadow overlap (:class:`serving.metrics.ServiceMetrics`); ``None``: nothing.
+        background_swap (bool): load a newly published version in a background thread
+            and keep answering from the old one until it is ready (the service does this:
+            no request waits for a load); ``False`` (default) loads it in the request that
+            first notices, which then answers from the new version.
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class Recommender:
         rerank_candidates: int = 100,
         ranker_threads: int | None = 1,
         metrics: ServiceObserver | None = None,
+        background_swap: bool = False,
     ) -> None:
         if rerank_candidates < 1:
             raise ValueError(f"rerank_candidates must be >= 1, got {rerank_candidates}")
@@ -171,6 +176,7 @@ class Recommender:
         self._last_error: str | None = None
         self._load_lock = threading.Lock()
         self._metrics = metrics
+        self._background_swap = background_swap
         self._canary: LiveCanary | None = None
         self._canary_signature: tuple[int, int, int] | None = None
         self._canary_error: str | None = None
@@ -208,8 +214,20 @@ class Recommender:
             self._load_lock.acquire()
         elif not self._load_lock.acquire(blocking=False):
             return current  # another request is loading the new version
+        if current is not None and self._background_swap:
+            threading.Thread(target=self._load_in_background, args=(signature,), daemon=True).start()
+            return current  # answered by the old bundle while the new one loads
         try:
             return self._load_locked(signature)
+        finally:
+            self._load_lock.release()
+
+    def _load_in_background(self, signature: tuple[int, int, int]) -> None:
+        """Load the new version off the request path (the caller holds the load lock)."""
+        try:
+            self._load_locked(signature)
+        except Exception:  # _load_locked keeps the old bundle; nothing to raise to
+            log.exception("loading the new index version failed")
         finally:
             self._load_lock.release()
 

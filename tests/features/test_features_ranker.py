@@ -169,3 +169,11 @@ def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_ma
     after = check(1)
     changed = after["item_popularity__events_1d"].tolist() != before[0]["item_popularity__events_1d"].tolist()
     assert changed, "day 4 should change some item's one-day counter"
+    # The online store goes away and comes back: reads fail meanwhile, then recover.
+    db = settings.feast_dir / "online_store.db"
+    saved = db.read_bytes()
+    db.write_bytes(b"")  # emptied in place: the open connection sees no tables
+    with pytest.raises(Exception, match="no such table"):
+        reader(1, items, now=now)
+    db.write_bytes(saved)
+    check(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -194,4 +195,7 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(client, settings, make
     assert not failures, failures[:5]
     assert sum(counts) > 50
     assert len(seen_versions) >= 2 and seen_versions <= {f"v{i:04d}" for i in range(1, 7)}
+    deadline = time.monotonic() + 30  # the service loads a new version in the background
+    while client.get("/recommend/1?k=10").json()["index_version"] != "v0004" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert client.get("/recommend/1?k=10").json()["index_version"] == "v0004"

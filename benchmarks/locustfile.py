@@ -1,0 +1,35 @@
+"""Locust load of the recommendation service, driven by ``benchmarks/bench_load.py``.
+
+Every simulated client asks for one recommendation per second
+(``constant_throughput(1)``), so ``-u N`` clients make an open, steady ``N`` requests/s
+as long as the service keeps up. User ids are drawn (seeded per client) from the file
+named by ``BENCH_USERS`` (one id per line); ``BENCH_K`` sets ``k``. A response counts as
+a failure when its status is not 200 (Locust's default for non-2xx) or when it carries
+fewer items than asked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+
+from locust import FastHttpUser, constant_throughput, task
+
+USERS = [int(line) for line in open(os.environ["BENCH_USERS"]) if line.strip()]
+K = int(os.environ.get("BENCH_K", "20"))
+_seeds = itertools.count(int(os.environ.get("BENCH_SEED", "42")))
+
+
+class Recommend(FastHttpUser):
+    wait_time = constant_throughput(1)
+
+    def on_start(self) -> None:
+        self.rng = random.Random(next(_seeds))
+
+    @task
+    def recommend(self) -> None:
+        user = self.rng.choice(USERS)
+        with self.client.get(f"/recommend/{user}?k={K}", name="/recommend/{user_id}", catch_response=True) as resp:
+            if resp.status_code == 200 and resp.text.count('"item_id"') < K:
+                resp.failure(f"fewer than {K} items")
