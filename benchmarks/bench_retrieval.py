@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="L2 strength (default: the loss's, training.losses.DEFAULT_WEIGHT_DECAY)")
     parser.add_argument("--temperature", type=float, default=0.1, help="softmax loss temperature")
     parser.add_argument("--lr-decay", type=float, default=1.0, help="learning rate x this after every epoch")
-    parser.add_argument("--user-weighting", type=float, default=0.0,
-                        help="softmax loss: weigh each edge by the user's degree ** -this (1: users equally)")
+    parser.add_argument("--item-l2-degree-power", type=float, default=0.0,
+                        help="softmax loss: weigh each item's L2 by its degree ** this (averaging 1 over the items)")
     parser.add_argument("--init-std", type=float, default=0.1,
                         help="normal init of the embeddings (the official code's 0.1); 0 keeps PyG's Xavier init")
     parser.add_argument("--layers", type=int, default=3)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
             config = TrainConfig(epochs=args.epochs, embedding_dim=args.dim, num_layers=layers,
                                  learning_rate=args.lr, batch_size=args.batch_size, weight_decay=decay, loss=loss,
                                  init_std=args.init_std or None, temperature=args.temperature, lr_decay=args.lr_decay,
-                                 user_weighting=args.user_weighting, seed=args.seed,
+                                 item_l2_degree_power=args.item_l2_degree_power, seed=args.seed,
                                  eval_every=args.eval_every, num_threads=args.threads)
             try:
                 train_lightgcn(graph, config, evaluate=evaluate)

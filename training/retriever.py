@@ -103,6 +103,7 @@ def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
         "weight_decay": DEFAULT_WEIGHT_DECAY[settings.loss] if settings.weight_decay is None else settings.weight_decay,
         "init_std": settings.init_std,
         "temperature": settings.temperature,
+        "item_l2_degree_power": settings.item_l2_degree_power,
         "seed": settings.seed,
         "eval_every": settings.eval_every,
         "patience": settings.patience if settings.validation_fraction > 0 else 0,

@@ -134,11 +134,10 @@ class TrainConfig:
         lr_decay: epoch ``e`` trains with ``learning_rate * lr_decay ** (e - 1)``
             (a function of the epoch alone, so resumed runs keep the schedule); ``1``
             keeps the rate constant. (default: ``1.0``)
-        user_weighting: exponent ``gamma`` of the ``"softmax"`` loss's per-user weights:
-            each edge counts ``d_u^{-gamma}`` (``d_u`` the user's training degree), scaled
-            to average 1 over the epoch (:mod:`training.losses`); ``1`` weighs every user
-            equally, as the metrics do; ``0`` is the plain mean over edges. Unused by BPR.
-            (default: ``0.0``)
+        item_l2_degree_power: exponent ``beta`` of the ``"softmax"`` loss's per-item L2
+            weights: item ``i``'s row counts ``max(d_i, 1)^beta`` (``d_i`` its training
+            degree), scaled to average 1 over the items (:mod:`training.losses`); ``0``
+            is the uniform term. Unused by BPR. (default: ``0.0``)
     """
 
     epochs: int = 30
@@ -158,7 +157,7 @@ class TrainConfig:
     init_std: float | None = None
     temperature: float = 0.1
     lr_decay: float = 1.0
-    user_weighting: float = 0.0
+    item_l2_degree_power: float = 0.0
 
 
 @dataclasses.dataclass
@@ -321,8 +320,8 @@ def _check(graph: BipartiteGraph, config: TrainConfig, checkpoint_dir: Path | No
         raise ValueError("resume=True needs a checkpoint_dir")
     if not config.temperature > 0 or not 0 < config.lr_decay <= 1:
         raise ValueError(f"temperature must be > 0 and lr_decay in (0, 1], got {config.temperature}, {config.lr_decay}")
-    if config.user_weighting < 0:
-        raise ValueError(f"user_weighting must be >= 0, got {config.user_weighting}")
+    if config.item_l2_degree_power < 0:
+        raise ValueError(f"item_l2_degree_power must be >= 0, got {config.item_l2_degree_power}")
 
 
 def epoch_order(graph: BipartiteGraph, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:

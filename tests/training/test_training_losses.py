@@ -86,15 +86,6 @@ def test_lr_decay_sets_each_epochs_rate_and_bad_values_are_refused(tiny_graph):
             train_lightgcn(tiny_graph, dataclasses.replace(config, **bad), progress=False)
 
 
-def _softmax_setup(g, seed=1):
-    torch.manual_seed(seed)
-    model = build_lightgcn(g.n_users + g.n_items, 8, 2)
-    edges = g.edge_index
-    positives = Positives(g.n_users, g.n_items, np.sort(edges[0] * g.n_items + edges[1]))
-    take = np.flatnonzero(np.isin(edges[0], [0, 3, 5, 8]))  # every edge of four users
-    return model, positives, edges[0, take], edges[1, take]
-
-
 def _softmax_grad(g, model, users, pos, positives, **overrides):
     model.zero_grad()
     out = model.get_embedding(normalized_adjacency(g))
@@ -104,43 +95,34 @@ def _softmax_grad(g, model, users, pos, positives, **overrides):
     return loss.detach(), model.embedding.weight.grad.clone()
 
 
-def test_user_weighting_zero_is_the_plain_softmax_loss_bit_for_bit(tiny_graph):
-    model, positives, users, pos = _softmax_setup(tiny_graph)
-    plain, plain_grad = _softmax_grad(tiny_graph, model, users, pos, positives)
-    zero, zero_grad = _softmax_grad(tiny_graph, model, users, pos, positives, user_weighting=0.0)
-    assert torch.equal(plain, zero) and torch.equal(plain_grad, zero_grad)
-
-
-@pytest.mark.parametrize("gamma", [0.5, 1.0])
-def test_user_weighting_weighs_each_edge_by_the_users_degree(tiny_graph, gamma):
+def test_item_l2_degree_power_weighs_each_items_penalty_by_its_degree(tiny_graph):
     g = tiny_graph
-    model, positives, users, pos = _softmax_setup(g)
-    degrees = np.bincount(g.edge_index[0], minlength=g.n_users).astype(np.float64)
-    weights = positives.user_weights(gamma)
-    seen = degrees > 0  # d_u^-gamma up to one constant, averaging 1 over the training edges
-    scale = weights[seen] / degrees[seen] ** -gamma
-    assert np.allclose(scale, scale[0]) and np.all(weights[~seen] == 0)
-    assert np.isclose((weights * degrees).sum(), g.n_edges, rtol=1e-5)
-    out = model.get_embedding(normalized_adjacency(g))
-    config = dataclasses.replace(CONFIG, loss="softmax", weight_decay=0.0, user_weighting=gamma)
-    loss = batch_loss(model, out, users, pos, config, np.random.default_rng(0), positives)
-    scores = out[: g.n_users] @ out[g.n_users :].T / config.temperature
-    terms = torch.stack([torch.log_softmax(scores[u], 0)[i] for u, i in zip(users, pos)])
-    expected = -(terms * torch.from_numpy(weights[users])).mean()
-    assert torch.allclose(loss, expected, atol=1e-6)
-    # the gradient moves towards the light users: a heavy user's rows get less of it
-    plain_loss, plain = _softmax_grad(g, model, users, pos, positives)
-    weighted_loss, weighted = _softmax_grad(g, model, users, pos, positives, user_weighting=gamma)
-    assert not torch.equal(plain, weighted)
-    heavy, light = max({0, 3, 5, 8}, key=lambda u: degrees[u]), min({0, 3, 5, 8}, key=lambda u: degrees[u])
-    assert degrees[heavy] > degrees[light]
-    ratio = lambda grad, u: grad[u].norm() / plain[u].norm()  # noqa: E731
-    assert ratio(weighted, light) > ratio(weighted, heavy)
+    torch.manual_seed(1)
+    model = build_lightgcn(g.n_users + g.n_items, 8, 2)
+    edges = g.edge_index
+    positives = Positives(g.n_users, g.n_items, np.sort(edges[0] * g.n_items + edges[1]))
+    take = np.flatnonzero(np.isin(edges[0], [0, 3, 5, 8]))  # every edge of four users
+    users, pos = edges[0, take], edges[1, take]
+    plain, plain_grad = _softmax_grad(g, model, users, pos, positives)
+    zero, zero_grad = _softmax_grad(g, model, users, pos, positives, item_l2_degree_power=0.0)
+    assert torch.equal(plain, zero) and torch.equal(plain_grad, zero_grad)  # 0: the uniform term, bit for bit
+    degrees = np.maximum(np.bincount(edges[1], minlength=g.n_items), 1).astype(np.float64)
+    weights = positives.item_l2_weights(1.0)
+    assert np.allclose(weights, degrees / degrees.mean())
+    weighted, weighted_grad = _softmax_grad(g, model, users, pos, positives, item_l2_degree_power=1.0)
+    table = model.embedding.weight.detach()[g.n_users :]
+    # only the item term differs: lambda * sum_i (w_i - 1) ||x_i||^2 / |E|, lambda = 2
+    extra = 2.0 * ((torch.from_numpy(weights) - 1) * table.pow(2).sum(1)).sum() / g.n_edges
+    assert torch.allclose(weighted - plain, extra, atol=1e-5)
+    diff = weighted_grad - plain_grad
+    assert torch.equal(diff[: g.n_users], torch.zeros_like(diff[: g.n_users]))
+    expected = 2 * 2.0 * (torch.from_numpy(weights)[:, None] - 1) * table / g.n_edges
+    assert torch.allclose(diff[g.n_users :], expected, atol=1e-6)
 
 
-def test_negative_user_weighting_is_refused(tiny_graph):
+def test_negative_item_l2_degree_power_is_refused(tiny_graph):
     from training.train import train_lightgcn
 
-    with pytest.raises(ValueError, match="user_weighting must be >= 0"):
-        train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=1, loss="softmax", user_weighting=-1.0),
+    with pytest.raises(ValueError, match="item_l2_degree_power must be >= 0"):
+        train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=1, loss="softmax", item_l2_degree_power=-1.0),
                        progress=False)
