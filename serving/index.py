@@ -48,7 +48,9 @@ def as_float32_matrix(x: np.ndarray, *, name: str = "embeddings") -> np.ndarray:
 EXACT_FACTORY = "Flat"
 
 
-def choose_factory(n_items: int, factory: str = "auto", *, ann_factory: str = "HNSW32", exact_max_items: int = 50_000) -> str:
+def choose_factory(
+    n_items: int, factory: str = "auto", *, ann_factory: str = "IVF256,Flat", exact_max_items: int = 50_000
+) -> str:
     """The ``index_factory`` string for a catalog of ``n_items`` items.
 
     Args:

@@ -120,7 +120,7 @@ def test_choose_factory_by_catalog_size(n_items, factory, expected):
 
 
 def test_choose_factory_defaults():
-    assert choose_factory(50_000) == "Flat" and choose_factory(50_001) == "HNSW32"
+    assert choose_factory(50_000) == "Flat" and choose_factory(50_001) == "IVF256,Flat"
     assert choose_factory(50_001, ann_factory="IVF1024,Flat") == "IVF1024,Flat"
 
 
