@@ -144,3 +144,18 @@ def cli_settings(registry_settings, monkeypatch) -> Settings:
 
     monkeypatch.setattr(cli, "get_settings", lambda: registry_settings)
     return registry_settings
+
+
+@pytest.fixture
+def ranker_registry_down(monkeypatch):
+    """The MLflow registry refuses to move the ranker's aliases (the retriever's still move)."""
+    from training import registry
+
+    set_alias = registry.set_alias
+
+    def refuse_ranker(settings, alias, version, *, model=None):
+        if model == settings.ranker_model_name:
+            raise ConnectionError("registry unreachable")
+        return set_alias(settings, alias, version, model=model)
+
+    monkeypatch.setattr(registry, "set_alias", refuse_ranker)

@@ -134,19 +134,12 @@ def test_canary_promote_serves_it_and_moves_the_champions(cli_settings, capsys):
         promote_canary(settings)
 
 
-def test_a_failed_promotion_keeps_the_canary_running(cli_settings, capsys, monkeypatch):
+def test_a_failed_promotion_keeps_the_canary_running(cli_settings, capsys, request):
     settings = cli_settings
     _serve_champion(settings)
     start_canary(settings, 2, ranker_version=2)
     pointer = (settings.indexes_dir / layout.POINTER_FILE).read_bytes()
-    set_alias = registry.set_alias
-
-    def ranker_registry_down(settings, alias, version, *, model=None):
-        if model == settings.ranker_model_name:
-            raise ConnectionError("registry unreachable")
-        return set_alias(settings, alias, version, model=model)
-
-    monkeypatch.setattr(registry, "set_alias", ranker_registry_down)
+    request.getfixturevalue("ranker_registry_down")  # from here on, the ranker alias cannot move
     assert cli.main(["canary", "promote"]) == 1
     assert "registry unreachable" in capsys.readouterr().err
     assert (settings.indexes_dir / layout.POINTER_FILE).read_bytes() == pointer

@@ -128,21 +128,14 @@ def test_nothing_published_is_nothing_to_roll_back(cli_settings, capsys):
     assert "nothing" in capsys.readouterr().err
 
 
-def test_a_failing_alias_move_puts_pointer_and_aliases_back(cli_settings, capsys, monkeypatch):
+def test_a_failing_alias_move_puts_pointer_and_aliases_back(cli_settings, capsys, request):
     settings = cli_settings
     _promote_and_publish(settings, 1, ranker=1)
     _promote_and_publish(settings, 2, ranker=2)
     pointer = (settings.indexes_dir / layout.POINTER_FILE).read_bytes()
     serving = Recommender(settings)
     answers = _answers(serving)
-    set_alias = registry.set_alias
-
-    def ranker_registry_down(settings, alias, version, *, model=None):
-        if model == settings.ranker_model_name:
-            raise ConnectionError("registry unreachable")
-        return set_alias(settings, alias, version, model=model)
-
-    monkeypatch.setattr(registry, "set_alias", ranker_registry_down)
+    request.getfixturevalue("ranker_registry_down")  # from here on, the ranker alias cannot move
     with pytest.raises(ChampionUpdateError, match="registry unreachable"):
         rollback(settings)
     assert (settings.indexes_dir / layout.POINTER_FILE).read_bytes() == pointer
