@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -221,11 +222,13 @@ def test_rejection_summary_line_has_the_interval_and_the_allowed_regression(sett
     _set_champion(settings, lightgcn)
     result = run_canary(settings, DS, random_challenger)
     delta = result["delta"]["recall_at_20"]
-    assert result["summary"].startswith(
-        f"canary {DS.isoformat()}: rejected v{random_challenger} vs champion v{lightgcn}: "
-        f"ΔRecall@20 {delta['mean']:+.4f} [95% CI {delta['ci_low']:+.4f}, {delta['ci_high']:+.4f}] over "
-        f"{result['n_eval_users']} users, allowed -0.0050;"
-    )
+    summary = result["summary"]
+    assert summary.startswith(f"canary {DS.isoformat()}: rejected v{random_challenger} vs champion v{lightgcn}: ")
+    shown = re.search(r"ΔRecall@20 ([+-][0-9.]+) \[95% CI ([+-][0-9.]+), ([+-][0-9.]+)\]", summary)
+    assert shown is not None
+    for text, value in zip(shown.groups(), (delta["mean"], delta["ci_low"], delta["ci_high"])):
+        assert float(text) == pytest.approx(value, abs=1e-4)
+    assert f"over {result['n_eval_users']} users, allowed {-settings.canary_tolerance:.4f};" in summary
     assert "failed: no_regression, beats_popularity" in result["summary"]
 
 
