@@ -28,7 +28,6 @@ from serving.publish import (
     _pointer_or_none,
     _publish_lock,
     _summary,
-    activate_version,
     publish_model,
     verify_version,
 )
