@@ -7,6 +7,13 @@ has collaborative structure a graph model can learn and a popularity baseline ca
 
 From ``drift_day`` on, one category's popularity jumps and a wave of new items in
 that category appears. The same configuration and seed always give the same bytes.
+
+Further hooks, all off by default (so an existing configuration gives the bytes it
+always gave), let :mod:`graphrec.sources.scenarios` build drift scenarios: weekly
+seasonality and per-day popularity noise, and one knob per kind of drift (popularity
+re-drawn, a category ramping up, a wave of new items, bot users, a broken event feed).
+Each hook draws from its own random stream, so days before a hook's start day are
+identical to those of the same configuration without it.
 """
 
 from __future__ import annotations
@@ -46,6 +53,27 @@ class SimulationConfig:
         corrupt_day: 1-based day whose partition is written malformed (to exercise
             quarantine), or ``None``.
         seed: random seed.
+        weekend_volume: multiplier of ``events_per_day`` on Saturdays and Sundays.
+        weekday_tilt: amplitude of a weekly log-popularity tilt ``tilt * cos(2 pi (w / 7 - c / C))``
+            for weekday ``w`` and category ``c``: each category peaks on its own weekday.
+        popularity_noise: standard deviation of a per-day ``N(0, s)`` perturbation of every
+            item's log-popularity (seeded per day).
+        shift_day: 1-based day from which item popularity is re-drawn (the Zipf ranks of the
+            initial catalog are reversed: the tail becomes the head), or ``None``.
+        ramp_day: 1-based day from which ``drift_category``'s popularity ramps up linearly in
+            log space, reaching ``drift_boost`` after ``ramp_days`` days, or ``None``.
+        ramp_days: length of that ramp in days.
+        wave_day: 1-based day on which ``wave_items`` new items of all categories appear, with
+            buzz (popular from the first day), or ``None``.
+        wave_items: number of items in that wave.
+        bot_day: 1-based day from which ``bot_users`` new users (ids ``n_users ...``) add events
+            on ``bot_items`` items, for ``bot_days`` days, or ``None``.
+        bot_days: number of days the bots are active.
+        bot_users: number of bot users.
+        bot_items: number of items the bots hit (drawn once from the initial catalog).
+        bot_share: the bots' share of each of those days' events.
+        broken_feed_day: 1-based day from which every event is written as a ``"view"`` (an
+            upstream bug that drops clicks and purchases but still passes the schema), or ``None``.
     """
 
     n_users: int = 800
@@ -63,6 +91,20 @@ class SimulationConfig:
     drift_new_items: int = 80
     corrupt_day: int | None = None
     seed: int = 42
+    weekend_volume: float = 1.0
+    weekday_tilt: float = 0.0
+    popularity_noise: float = 0.0
+    shift_day: int | None = None
+    ramp_day: int | None = None
+    ramp_days: int = 7
+    wave_day: int | None = None
+    wave_items: int = 0
+    bot_day: int | None = None
+    bot_days: int = 3
+    bot_users: int = 5
+    bot_items: int = 10
+    bot_share: float = 0.3
+    broken_feed_day: int | None = None
 
     def day(self, index: int) -> dt.date:
         """The date of 1-based day ``index``."""
@@ -77,6 +119,7 @@ class _World:
     item_category: np.ndarray
     item_log_pop: np.ndarray
     item_first_day: np.ndarray  # 1-based day on which each item appears
+    item_shift_log_pop: np.ndarray | None = None  # popularity from ``shift_day`` on
 
 
 def _build_world(cfg: SimulationConfig) -> _World:
@@ -104,7 +147,56 @@ def _build_world(cfg: SimulationConfig) -> _World:
         # New items arrive with buzz: popular from the first day.
         item_log_pop[cfg.n_items:] = -cfg.zipf_exponent * np.log(rng.integers(10, 200, size=n_new))
     norm = np.sqrt(cfg.latent_dim)
-    return _World(user_factors / norm, user_activity, item_factors / norm, item_category, item_log_pop, item_first_day)
+    world = _World(user_factors / norm, user_activity, item_factors / norm, item_category, item_log_pop, item_first_day)
+    if cfg.shift_day is not None:
+        # Reversed ranks: the former tail becomes the head (later items keep their buzz).
+        world.item_shift_log_pop = -cfg.zipf_exponent * np.log(n_total + 1 - ranks)
+    if cfg.wave_day is not None and cfg.wave_items > 0:
+        _add_wave(cfg, world, cat_dirs)
+    return world
+
+
+def _add_wave(cfg: SimulationConfig, world: _World, cat_dirs: np.ndarray) -> None:
+    """Append ``cfg.wave_items`` buzzing items of random categories, first seen on ``cfg.wave_day``."""
+    rng = np.random.default_rng([cfg.seed, 0, 1])  # own stream: the initial world is unchanged
+    category = rng.integers(0, cfg.n_categories, size=cfg.wave_items)
+    factors = rng.normal(size=(cfg.wave_items, cfg.latent_dim)) * 0.6 + cat_dirs[category]
+    factors /= np.linalg.norm(factors, axis=1, keepdims=True)  # unit norm, like the catalog's
+    # Buzz: Zipf ranks among the catalog's top quarter, so the wave's share of traffic
+    # (about 30% for a wave of a fifth of the catalog) hardly depends on the catalog size.
+    log_pop = -cfg.zipf_exponent * np.log(rng.integers(2, cfg.n_items // 4 + 2, size=cfg.wave_items))
+    world.item_factors = np.concatenate([world.item_factors, factors])
+    world.item_category = np.concatenate([world.item_category, category])
+    world.item_log_pop = np.concatenate([world.item_log_pop, log_pop])
+    world.item_first_day = np.concatenate([world.item_first_day, np.full(cfg.wave_items, cfg.wave_day)])
+    if world.item_shift_log_pop is not None:
+        world.item_shift_log_pop = np.concatenate([world.item_shift_log_pop, log_pop])
+
+
+def _day_log_pop(cfg: SimulationConfig, world: _World, index: int) -> np.ndarray:
+    """Every item's log-popularity on day ``index``: base, drift, weekly tilt and noise."""
+    shifted = world.item_shift_log_pop if cfg.shift_day is not None and index >= cfg.shift_day else None
+    log_pop = (world.item_log_pop if shifted is None else shifted).copy()
+    in_category = world.item_category == cfg.drift_category
+    if cfg.drift_day is not None and index >= cfg.drift_day:
+        log_pop[in_category] += np.log(cfg.drift_boost)
+    if cfg.ramp_day is not None and index >= cfg.ramp_day:
+        progress = min(1.0, (index - cfg.ramp_day + 1) / cfg.ramp_days)
+        log_pop[in_category] += progress * np.log(cfg.drift_boost)
+    if cfg.weekday_tilt:
+        weekday = cfg.day(index).weekday()
+        phase = 2 * np.pi * (weekday / 7 - np.arange(cfg.n_categories) / cfg.n_categories)
+        log_pop += cfg.weekday_tilt * np.cos(phase)[world.item_category]
+    if cfg.popularity_noise:
+        noise = np.random.default_rng([cfg.seed, index, 3])
+        log_pop += noise.normal(0.0, cfg.popularity_noise, size=len(log_pop))
+    return log_pop
+
+
+def _volume(cfg: SimulationConfig, index: int) -> float:
+    """Mean number of events on day ``index``."""
+    weekend = cfg.day(index).weekday() >= 5
+    return cfg.events_per_day * (cfg.weekend_volume if weekend else 1.0)
 
 
 #: Above this many user x item cells a day is simulated in blocks of users.
@@ -132,12 +224,9 @@ def _pick(
 def _simulate_day(cfg: SimulationConfig, world: _World, index: int) -> pd.DataFrame:
     rng = np.random.default_rng([cfg.seed, index])
     available = np.flatnonzero(world.item_first_day <= index)
-    log_pop = world.item_log_pop[available].copy()
-    drifting = cfg.drift_day is not None and index >= cfg.drift_day
-    if drifting:
-        log_pop[world.item_category[available] == cfg.drift_category] += np.log(cfg.drift_boost)
+    log_pop = _day_log_pop(cfg, world, index)[available]
 
-    n_events = int(rng.poisson(cfg.events_per_day))
+    n_events = int(rng.poisson(_volume(cfg, index)))
     activity = world.user_activity / world.user_activity.sum()
     users = np.sort(rng.choice(cfg.n_users, size=n_events, p=activity))
     uniq, counts = np.unique(users, return_counts=True)
@@ -169,7 +258,32 @@ def _simulate_day(cfg: SimulationConfig, world: _World, index: int) -> pd.DataFr
             contract.RATING: np.full(n_events, np.nan),
         }
     )
+    if cfg.bot_day is not None and cfg.bot_day <= index < cfg.bot_day + cfg.bot_days:
+        frame = _with_bots(cfg, frame, index)
+    if cfg.broken_feed_day is not None and index >= cfg.broken_feed_day:
+        frame[contract.EVENT_TYPE] = "view"
     return frame
+
+
+def _with_bots(cfg: SimulationConfig, frame: pd.DataFrame, index: int) -> pd.DataFrame:
+    """Add bot events, ``cfg.bot_share`` of the day's total, spread over the day."""
+    if not 0.0 <= cfg.bot_share < 1.0:
+        raise ValueError("bot_share must be in [0, 1)")
+    targets = np.random.default_rng([cfg.seed, 0, 2]).choice(cfg.n_items, size=cfg.bot_items, replace=False)
+    rng = np.random.default_rng([cfg.seed, index, 4])
+    n_bot = round(len(frame) * cfg.bot_share / (1.0 - cfg.bot_share))
+    start = pd.Timestamp(cfg.day(index).isoformat(), tz="UTC")
+    bots = pd.DataFrame(
+        {
+            contract.USER_ID: cfg.n_users + rng.integers(0, cfg.bot_users, size=n_bot),
+            contract.ITEM_ID: targets[rng.integers(0, cfg.bot_items, size=n_bot)].astype(np.int64),
+            contract.EVENT_TS: start + pd.to_timedelta(rng.integers(0, 86_400_000_000, size=n_bot), unit="us"),
+            contract.EVENT_TYPE: rng.choice(list(EVENT_TYPE_P), size=n_bot, p=list(EVENT_TYPE_P.values())),
+            contract.RATING: np.full(n_bot, np.nan),
+        }
+    )
+    merged = pd.concat([frame, bots], ignore_index=True)
+    return merged.sort_values(contract.EVENT_TS, kind="stable", ignore_index=True)
 
 
 def _corrupt(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
