@@ -6,8 +6,11 @@ Runs every night at 02:00 UTC on the previous day's partition:
 validate (Great Expectations) → features (Feast materialization) → train (the retriever
 chosen by **model**: LightGCN, MF-BPR, GF-CF or popularity; MLflow `challenger`) → train_ranker
 (BST on Feast point-in-time features, paired with that retriever) → canary (the challenger
-pair vs the `champion` pair) → publish (FAISS index plus the ranker, atomic pointer switch) → drift check (Evidently) → on drift: alert email and a retraining run
-of this DAG, triggered through Airflow with a conf that says why.
+pair vs the `champion` pair) → publish (FAISS index plus the ranker, atomic pointer switch) → drift
+check (recommender drift signals as Evidently reports, judged by the drift policy in
+`monitoring/drift_policy.yaml`) → on a new drift episode: one alert email, and a retraining run
+of this DAG triggered with a conf that names the reason and the report (never twice within the
+policy's cooldown).
 
 Trigger it from the UI to (re)process a day: set **ds** in the form, or leave it empty to
 process the day before the run's logical date. Re-running a day is idempotent.
@@ -72,6 +75,11 @@ DEFAULT_ARGS = {
         "trigger_reason": Param(
             "", type="string", description="Why this run was started (set by drift-triggered retraining)."
         ),
+        "drift_report": Param(
+            "", type="string",
+            description="The drift report that caused this run (set by drift-triggered retraining; recorded in MLflow).",
+        ),
+        "drift_episode": Param("", type="string", description="The drift episode this retrain answers (set with drift_report)."),
     },
 )
 def graphrec_nightly():
@@ -135,7 +143,7 @@ def graphrec_nightly():
         try:
             return train_retriever(
                 get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
-                reason=day["reason"], model=params["model"],
+                reason=day["reason"], model=params["model"], tags=day.get("tags"),
             )
         except InsufficientDataError as exc:
             raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
@@ -158,7 +166,7 @@ def graphrec_nightly():
         params = get_current_context()["params"]
         try:
             return fit(settings, parse_ds(day["ds"]), trained["model_version"], window_days=params["window_days"],
-                       reason=day["reason"])
+                       reason=day["reason"], tags=day.get("tags"))
         except InsufficientDataError as exc:
             return {"skipped": f"not enough data for the ranker: {exc}"}
 
@@ -187,38 +195,69 @@ def graphrec_nightly():
 
     @task(trigger_rule="none_failed")
     def drift_check(day: dict) -> dict:
-        """Evidently report of the day's interactions against the preceding reference days."""
+        """The drift monitor: recommender drift signals of the day against the serving champion's
+        training window (Evidently reports), and the drift policy's decision with its reasons."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from graphrec.lake import partition_name, parse_ds
-        from monitoring.drift import check_drift
+        from monitoring.monitor import monitor_day
 
         settings = get_settings()
         if day["reason"].startswith("drift"):
             raise AirflowSkipException("this run is itself a drift-triggered retrain: no new check")
         if not (settings.curated_dir / partition_name(parse_ds(day["ds"]))).is_dir():
             raise AirflowSkipException(f"no curated partition for {day['ds']}: nothing to check")
-        return check_drift(settings, parse_ds(day["ds"]))
-
-    @task.short_circuit
-    def drift_detected(result: dict) -> bool:
-        return bool(result.get("drifted"))
+        result = monitor_day(settings, parse_ds(day["ds"]))
+        decision = result["decision"] or {}
+        print(f"drift decision for {day['ds']}: {result['status']} (report {result['html']})")
+        for line in decision.get("explanation", []):
+            print("  " + line)
+        return result
 
     @task(outlets=[DRIFT_ALERT])
-    def send_alert(day: dict, result: dict) -> dict:
-        """Email the people on call and return the conf of the retraining run (same model kind)."""
-        from monitoring.alerts import send_drift_alert
+    def send_alert(result: dict) -> dict:
+        """One email per drift episode (the day it opens), through Airflow's SMTP notifier;
+        the optional daily digest when the policy asks for it."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from monitoring.alerts import send_digest, send_episode_alert
+        from monitoring.policy import DriftPolicy
 
         settings = get_settings()
-        send_drift_alert(result, settings)
+        decision = result.get("decision")
+        if not decision:
+            raise AirflowSkipException(f"nothing judged: {result.get('reason')}")
+        context = get_current_context()
+        sent = {}
+        if DriftPolicy.load(settings.drift_policy).digest:
+            sent["digest"] = send_digest(decision, result["signals"], settings, result["html"] or result["report_dir"],
+                                         context=context)
+        alert = send_episode_alert(decision, result["signals"], settings, report_path=result["html"] or result["report_dir"],
+                                   context=context)
+        if alert is None and not sent:
+            raise AirflowSkipException(f"no email due: status {decision['status']}")
+        return {**sent, "alert": alert}
+
+    @task
+    def retrain_request(day: dict, result: dict) -> dict:
+        """The conf of the drift-triggered retraining run (same model kind, a short recent window),
+        when the policy asks for a retrain; skipped otherwise (no drift, or cooling down)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        decision = result.get("decision") or {}
+        if not decision.get("trigger_retrain"):
+            raise AirflowSkipException(
+                f"no retrain: status {decision.get('status', 'skipped')}"
+                + (f", cooling down until {decision['cooldown_until']}" if decision.get("cooldown_until") else "")
+            )
+        settings = get_settings()
         return {
             "ds": day["ds"],
             "window_days": settings.drift_retrain_window_days,
             "model": get_current_context()["params"]["model"],
-            "trigger_reason": (
-                f"drift on {day['ds']}: share {result['share']:.2f} >= {result['threshold']:.2f}"
-                f" ({', '.join(result['drifted_columns'])})"
-            ),
+            "trigger_reason": decision["retrain_reason"],  # "drift on <ds>, <severity>: <signals>; ..."
+            "drift_report": result["html"] or result["report_dir"],
+            "drift_episode": decision.get("episode_id") or "",
         }
 
     day = resolve_day()
@@ -230,8 +269,8 @@ def graphrec_nightly():
     published = publish(day, decision)
     drift = drift_check(day)
     published >> drift
-    retrain_conf = send_alert(day, drift)
-    drift_detected(drift) >> retrain_conf
+    send_alert(drift)
+    retrain_conf = retrain_request(day, drift)
     retrain_conf >> TriggerDagRunOperator(
         task_id="trigger_retrain",
         trigger_dag_id="graphrec_nightly",

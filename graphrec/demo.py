@@ -81,12 +81,16 @@ def _line(run: dict[str, Any]) -> str:
     if publish := run.get("publish"):
         parts.append(f"index {publish['index_version']}")
     if drift := run.get("drift_check"):
-        if drift.get("share") is None:
+        decision = drift.get("decision")
+        if not decision:
             parts.append(f"drift not checked ({drift.get('reason')})")
         else:
-            parts.append(f"drift share {drift['share']:.2f}" + (" DRIFT" if drift.get("drifted") else ""))
+            fired = decision.get("fired") or decision.get("watch") or []
+            parts.append(f"drift {decision['status']}" + (f" ({', '.join(fired)})" if fired else ""))
+    if tasks.get("send_alert") == "success":
+        parts.append("-> alert emailed")
     if tasks.get("trigger_retrain") == "success":
-        parts.append("-> alert emailed, retrain triggered")
+        parts.append("-> retrain triggered")
     return " ".join(parts)
 
 

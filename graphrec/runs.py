@@ -11,7 +11,7 @@ from graphrec.lake import parse_ds
 
 def resolve_run_day(
     *, params: Mapping[str, Any], logical_date: dt.datetime | None, run_after: dt.datetime | None, run_type: str
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Pick the partition day a nightly run processes and record why the run happens.
 
     The ``ds`` param wins; otherwise the run processes the day before its logical date
@@ -19,8 +19,12 @@ def resolve_run_day(
     use the time they were queued for.
 
     Returns:
-        ``{"ds": "YYYY-MM-DD", "reason": ...}`` where reason is the ``trigger_reason``
-        param when set, else ``"schedule"`` for scheduled runs and ``"manual"`` otherwise.
+        ``{"ds": "YYYY-MM-DD", "reason": ..., "tags": {...}}`` where reason is the
+        ``trigger_reason`` param when set, else ``"schedule"`` for scheduled runs and
+        ``"manual"`` otherwise; ``tags`` are the MLflow tags that record the trigger:
+        ``trigger`` (``drift`` when the ``drift_report`` param names the report that
+        caused the run, else ``schedule``/``manual``/``other``), plus ``drift_report`` and
+        ``drift_episode`` for drift-triggered runs.
     """
     if params.get("ds"):
         ds = parse_ds(params["ds"])
@@ -32,4 +36,9 @@ def resolve_run_day(
     reason = (params.get("trigger_reason") or "").strip()
     if not reason:
         reason = "schedule" if "scheduled" in run_type.lower() else "manual"
-    return {"ds": ds.isoformat(), "reason": reason}
+    report = (params.get("drift_report") or "").strip()
+    if report:
+        tags = {"trigger": "drift", "drift_report": report, "drift_episode": (params.get("drift_episode") or "").strip()}
+    else:
+        tags = {"trigger": reason if reason in ("schedule", "manual") else "other"}
+    return {"ds": ds.isoformat(), "reason": reason, "tags": tags}

@@ -200,8 +200,10 @@ class Settings(BaseSettings):
     )
 
     # Monitoring and alerts
-    drift_share_threshold: float = Field(0.4, description="Share of drifted columns that counts as drift.")
     drift_retrain_window_days: int = 3
+    drift_policy: Path | None = Field(
+        None, description="YAML file of the drift decision policy (default: monitoring/drift_policy.yaml)."
+    )
     alert_recipients: list[str] = ["mlops@localhost"]
     alert_sender: str = "graphrec@localhost"
     smtp_conn_id: str = "smtp_default"

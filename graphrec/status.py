@@ -9,31 +9,29 @@ from graphrec.lake import list_partitions
 from graphrec.settings import Settings
 
 
-def _latest_drift_report(settings: Settings) -> dict[str, Any] | None:
+def _drift_summaries(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    """``(ds, summary.json)`` of every monitored day, oldest first."""
     drift_dir = settings.reports_dir / "drift"
-    days = list_partitions(drift_dir)
-    if not days:
-        return None
-    latest = drift_dir / f"ds={days[-1].isoformat()}"
-    summary_path = latest / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    return {
-        "ds": days[-1].isoformat(),
-        "html": str(latest / "report.html"),
-        "json": str(latest / "report.json"),
-        "drifted": summary.get("drifted"),
-        "share": summary.get("share"),
-    }
-
-
-def _drift_days(settings: Settings) -> list[str]:
-    drift_dir = settings.reports_dir / "drift"
-    found = []
+    out = []
     for ds in list_partitions(drift_dir):
-        summary = drift_dir / f"ds={ds.isoformat()}" / "summary.json"
-        if summary.exists() and json.loads(summary.read_text()).get("drifted"):
-            found.append(ds.isoformat())
-    return found
+        path = drift_dir / f"ds={ds.isoformat()}" / "summary.json"
+        if path.exists():
+            out.append((ds.isoformat(), json.loads(path.read_text())))
+    return out
+
+
+def _latest_drift_report(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, Any] | None:
+    if not summaries:
+        return None
+    ds, summary = summaries[-1]
+    decision = summary.get("decision") or {}
+    return {"ds": ds, "html": summary.get("html"), "status": summary.get("status"), "fired": decision.get("fired", []),
+            "episode_id": decision.get("episode_id")}
+
+
+def _drift_days(summaries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Days on which the drift policy counted at least one signal (an episode opened or went on)."""
+    return [ds for ds, summary in summaries if (summary.get("decision") or {}).get("fired")]
 
 
 def _model_registry(settings: Settings) -> dict[str, Any]:
@@ -69,11 +67,12 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
     from validation.quarantine import list_quarantined
 
     recent = recent_validations(settings)
+    drift = _drift_summaries(settings)
     mail = sorted(settings.mail_dir.glob("*.eml")) if settings.mail_dir.is_dir() else []
     status: dict[str, Any] = {
         "home": str(settings.root),
         "index": index,
-        "drift": {"latest_report": _latest_drift_report(settings), "drift_days": _drift_days(settings)},
+        "drift": {"latest_report": _latest_drift_report(drift), "drift_days": _drift_days(drift)},
         "lake": {
             "landing_partitions": len(list_partitions(settings.landing_dir)),
             "curated_partitions": len(list_partitions(settings.curated_dir)),
@@ -120,7 +119,7 @@ def format_status(status: dict[str, Any]) -> str:
         f"validation warnings: {warnings or 'none'}",
         f"data docs:          {validation.get('data_docs')}",
         f"drift days:         {', '.join(drift['drift_days']) or 'none'}",
-        f"latest drift report: {latest.get('html', 'none')}",
+        f"latest drift report: {latest.get('ds', 'none')} {latest.get('status') or ''} {latest.get('html') or ''}".rstrip(),
         f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']}",
     ]
     return "\n".join(lines)

@@ -1,197 +1,358 @@
-"""The drift alert email: what drifted, where the report is, what happens next.
+"""Drift emails: one alert per drift episode, an optional daily digest.
 
-:func:`build_drift_alert` turns the result of :func:`monitoring.drift.check_drift` into a
-plain-text :class:`email.message.EmailMessage` (pure, no I/O). :func:`send_drift_alert`
-delivers it through Airflow's SMTP provider, so the mail server, port, TLS/SSL and login
-come from an Airflow connection (``settings.smtp_conn_id``), for example::
+:func:`build_episode_alert` turns a :class:`monitoring.policy.Decision` (the day an
+episode opens) into an email: subject with severity, main signal and first day, a table
+of the fired and watched signals (before → after, effect vs threshold), the decision's
+explanation, the HTML report's ``file://`` URL and what happens next (retraining and its
+reason, or the cooldown). :func:`build_digest` is the short daily summary, sent only when
+the policy's ``digest`` is on. Builders are pure and return a ``multipart/alternative``
+message (plain text and HTML).
+
+Delivery goes through Airflow's SMTP notifier
+(``airflow.providers.smtp.notifications.smtp.SmtpNotifier``), so the mail server, port,
+TLS/SSL and login come from the Airflow connection ``settings.smtp_conn_id``, for example::
 
     AIRFLOW_CONN_SMTP_DEFAULT='{"conn_type": "smtp", "host": "127.0.0.1", "port": 8025,
                                 "extra": {"disable_tls": true, "disable_ssl": true}}'
 
 for the loopback sink of :mod:`monitoring.mailsink`, or a real relay with login,
-password and STARTTLS in the services deployment.
+password and STARTTLS in the services deployment. Two things about the notifier (provider
+3.2.0, measured): calling it (``notifier(context)``) renders every field as a Jinja
+template first, which would mangle report text containing ``{{`` or ``{#``, so
+:func:`deliver` calls ``notifier.notify(context)``, which sends the given subject and body
+as they are and needs no Airflow context (the task passes its context; tests pass none);
+and the hook it uses sends one ``text/html`` part (``multipart/mixed``), so recipients get
+the HTML version of the message, whose table carries the same content as the plain text.
 """
 
 from __future__ import annotations
 
+import html
 import logging
-import smtplib
+from collections.abc import Iterable, Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from graphrec.settings import Settings
+from monitoring.policy import Decision, Verdict
 
 log = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "[graphrec]"
 DS_HEADER = "X-Graphrec-Ds"
+EPISODE_HEADER = "X-Graphrec-Episode"
+
+_COLUMNS = ("signal", "group", "kind", "metric", "before → after", "effect vs threshold", "status", "samples")
 
 
-def _subject(result: dict[str, Any]) -> str:
-    total = len(result.get("column_scores") or {})
-    n_drifted = len(result.get("drifted_columns") or [])
-    ds = result["ds"]
-    if result.get("share") is None:
-        return f"{SUBJECT_PREFIX} Drift check skipped for {ds}"
-    share, threshold = float(result["share"]), float(result["threshold"])
-    if result.get("drifted"):
-        return (
-            f"{SUBJECT_PREFIX} Data drift detected for {ds}: {n_drifted}/{total} columns drifted "
-            f"(share {share:.2f} ≥ {threshold:.2f})"
-        )
-    return (
-        f"{SUBJECT_PREFIX} No data drift for {ds}: {n_drifted}/{total} columns drifted "
-        f"(share {share:.2f} < {threshold:.2f})"
+def report_url(report_path: str | Path) -> str:
+    """A ``file://`` URL for a local report path (URLs are returned unchanged).
+
+    Unlike ``Path.as_uri`` it keeps ``=`` readable (``ds=2025-01-22``, not ``ds%3D...``).
+    """
+    text = str(report_path)
+    if "://" in text:
+        return text
+    return "file://" + quote(Path(text).expanduser().resolve().as_posix(), safe="/=:@-._~+,")
+
+
+def episode_subject(decision: Decision | Mapping[str, Any]) -> str:
+    """``[graphrec] CRITICAL drift: event_type_missing since 2025-01-22``."""
+    decision = _as_decision(decision)
+    since = decision.episode_since or decision.ds
+    severity = (decision.severity or "warning").upper()
+    return f"{SUBJECT_PREFIX} {severity} drift: {decision.main_signal or 'no fired signal'} since {since}"
+
+
+def build_episode_alert(
+    decision: Decision | Mapping[str, Any],
+    signals: Iterable[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    report_path: str | Path,
+    dag_run_note: str = "",
+) -> EmailMessage:
+    """Compose the one email of a drift episode (pure, no I/O).
+
+    Args:
+        decision (Decision | dict): the decision of the day the episode opened
+            (:meth:`Decision.to_dict` output is accepted, e.g. from an XCom).
+        signals (list[dict]): the day's signals; their ``detail`` and sample sizes are shown.
+        settings (Settings): provides ``alert_sender`` and ``alert_recipients``.
+        report_path (str | Path): the day's HTML report (shown as a ``file://`` URL).
+        dag_run_note (str): optional extra line for "What happens next", e.g. the id of
+            the triggered retraining run. Default: ``""``.
+
+    Returns:
+        email.message.EmailMessage: ``multipart/alternative`` (plain text, HTML) with
+        ``From``, ``To``, ``Subject`` (see :func:`episode_subject`), ``Date``,
+        ``Message-ID``, ``X-Graphrec-Ds`` and ``X-Graphrec-Episode``.
+    """
+    decision = _as_decision(decision)
+    rows = _rows(decision, signals)
+    url = report_url(report_path)
+    opening = [
+        f"graphrec detected drift on {decision.ds}: episode {decision.episode_id} "
+        f"({decision.severity or 'warning'}) since {decision.episode_since or decision.ds}.",
+        f"Main signal: {_main_line(decision)}.",
+    ]
+    next_steps = _next_steps(decision, dag_run_note) + [
+        f"This is the only email for {decision.episode_id}: the episode stays open while signals keep",
+        "drifting and closes after a few quiet days; follow it in the daily reports and the run log.",
+    ]
+    sections = [("What happens next", next_steps), ("How the policy read each signal", decision.explanation)]
+    return _message(episode_subject(decision), opening, rows, url, sections, decision, settings)
+
+
+def build_digest(
+    decision: Decision | Mapping[str, Any],
+    signals: Iterable[Mapping[str, Any]],
+    settings: Settings,
+    report_path: str | Path,
+) -> EmailMessage:
+    """Compose the daily drift digest (only sent when the policy's ``digest`` is true).
+
+    Subject: ``[graphrec] drift digest 2025-01-23: ongoing (drift-2025-01-22)``. The body
+    has the decision's summary, the fired and watched signals, the signals skipped for
+    sample size, the report URL and the explanation.
+    """
+    decision = _as_decision(decision)
+    episode = f" ({decision.episode_id})" if decision.episode_id else ""
+    subject = f"{SUBJECT_PREFIX} drift digest {decision.ds}: {decision.status}{episode}"
+    skipped = ", ".join(decision.insufficient) or "none"
+    opening = [decision.summary, f"Skipped for too few samples: {skipped}."]
+    sections = [("How the policy read each signal", decision.explanation)]
+    return _message(subject, opening, _rows(decision, signals), report_url(report_path), sections, decision, settings)
+
+
+def send_episode_alert(
+    decision: Decision | Mapping[str, Any],
+    signals: Iterable[Mapping[str, Any]],
+    settings: Settings,
+    *,
+    report_path: str | Path,
+    dag_run_note: str = "",
+    context: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Send the episode email if the decision asks for it (``send_email``), else nothing.
+
+    A task may call it every day: only the day an episode opens sends, once.
+
+    Args:
+        decision, signals, settings, report_path, dag_run_note: as for
+            :func:`build_episode_alert`.
+        context (dict | None): the Airflow task context, handed to the notifier.
+
+    Returns:
+        dict | None: ``{"recipients", "subject", "message_id", "episode_id"}``, or ``None``
+        when the decision sends no email.
+
+    Raises:
+        airflow.exceptions.AirflowException: unknown connection; ``OSError`` when no
+            server answers; ``smtplib.SMTPException`` when it refuses the message.
+    """
+    decision = _as_decision(decision)
+    if not decision.send_email:
+        log.info("no drift email for %s (status %s)", decision.ds, decision.status)
+        return None
+    message = build_episode_alert(decision, signals, settings, report_path=report_path, dag_run_note=dag_run_note)
+    return deliver(message, settings, context=context) | {"episode_id": decision.episode_id}
+
+
+def send_digest(
+    decision: Decision | Mapping[str, Any],
+    signals: Iterable[Mapping[str, Any]],
+    settings: Settings,
+    report_path: str | Path,
+    *,
+    context: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Send the daily digest (the caller checks ``policy.digest``). Returns as :func:`deliver`."""
+    return deliver(build_digest(decision, signals, settings, report_path), settings, context=context)
+
+
+def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Send a built message through Airflow's ``SmtpNotifier`` (its HTML part, headers kept).
+
+    See the module docstring for why ``notify`` is called rather than the notifier itself.
+
+    Returns:
+        dict: ``{"recipients": [...], "subject": str, "message_id": str}``.
+    """
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    body = message.get_body(("html", "plain"))
+    if body is None:
+        raise ValueError(f"message {message['Subject']!r} has no text or HTML body")
+    content = body.get_content()
+    if body.get_content_type() == "text/plain":
+        content = f"<pre>{html.escape(content)}</pre>"
+    headers = {name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, "Message-ID") if message[name]}
+    recipients = list(settings.alert_recipients)
+    notifier = SmtpNotifier(
+        to=recipients,
+        from_email=settings.alert_sender,
+        subject=str(message["Subject"]),
+        html_content=content,
+        smtp_conn_id=settings.smtp_conn_id,
+        custom_headers=headers,
     )
+    notifier.notify(context if context is not None else {})  # type: ignore[arg-type]  # any mapping does
+    log.info("sent %s to %s", message["Subject"], recipients)
+    return {"recipients": recipients, "subject": str(message["Subject"]), "message_id": str(message["Message-ID"])}
 
 
-def _column_lines(result: dict[str, Any], names: list[str]) -> list[str]:
-    scores = result.get("column_scores") or {}
-    methods = result.get("column_methods") or {}
-    thresholds = result.get("column_thresholds") or {}
-    width = max((len(n) for n in names), default=0)
-    lines = []
-    for name in names:
-        method = methods.get(name) or "score"
-        limit = thresholds.get(name)
-        limit_text = f" (drift at >= {float(limit):.2f})" if limit is not None else ""
-        lines.append(f"  - {name:<{width}}  {method} {float(scores[name]):.3f}{limit_text}")
+# --- composition ---------------------------------------------------------------------
+
+
+def _as_decision(decision: Decision | Mapping[str, Any]) -> Decision:
+    return decision if isinstance(decision, Decision) else Decision.from_dict(decision)
+
+
+def _main_line(decision: Decision) -> str:
+    verdict = decision.verdict(decision.main_signal) if decision.main_signal else None
+    if verdict is None:
+        return "none"
+    times = f", {verdict.ratio:.1f}x the threshold" if verdict.ratio not in (None, float("inf")) else ""
+    return f"{verdict.name} ({_effect(verdict)}{times}, {verdict.kind})"
+
+
+def _next_steps(decision: Decision, dag_run_note: str) -> list[str]:
+    if decision.trigger_retrain:
+        lines = [
+            f"Retraining was triggered: {decision.retrain_reason}.",
+            "The canary gate then compares the new model with the serving champion on a fresh",
+            "holdout: the champion is replaced only if the challenger is at least as good.",
+        ]
+    elif decision.cooldown_until is not None:
+        lines = [
+            f"Retraining is held back by the cooldown after the last triggered retrain until "
+            f"{decision.cooldown_until};",
+            "if signals of this episode still fire from that day, retraining is triggered then.",
+        ]
+    else:
+        lines = ["No retraining is triggered by this decision."]
+    if dag_run_note:
+        lines.append(dag_run_note.strip())
     return lines
 
 
-def _body(result: dict[str, Any], dag_run_note: str) -> str:
-    ds = result["ds"]
-    ref_days = result.get("reference_days") or []
-    window = f"{ref_days[0]} .. {ref_days[-1]}, {len(ref_days)} day(s)" if ref_days else "none"
-    if result.get("share") is None:
-        return "\n".join(
-            [
-                f"graphrec could not check {ds} for data drift: {result.get('reason') or 'no report was made'}.",
-                "",
-                f"Reference window: {window}.",
-                f"Summary: {result.get('summary')}",
-                "",
-            ]
+def _rows(decision: Decision, signals: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    by_name = {str(s["name"]): s for s in signals}
+    rows = []
+    for name in [*decision.fired, *decision.watch]:
+        verdict = decision.verdict(name)
+        if verdict is None:
+            continue
+        signal = by_name.get(name, {})
+        status = "fired" if verdict.state == "fired" else f"watch ({verdict.streak} day{'s' * (verdict.streak != 1)})"
+        samples = f"{signal.get('n_current', '?')} / {signal.get('n_reference', '?')}" if signal else ""
+        rows.append(
+            {
+                "signal": name,
+                "group": verdict.group or "",
+                "kind": verdict.kind or "",
+                "metric": verdict.metric or signal.get("metric") or "",
+                "before → after": f"{_show(verdict.before)} → {_show(verdict.after)}",
+                "effect vs threshold": _effect(verdict),
+                "status": status,
+                "samples": samples,
+                "detail": str(signal.get("detail") or ""),
+            }
         )
+    return rows
 
-    drifted = list(result.get("drifted_columns") or [])
-    others = sorted(set(result.get("column_scores") or {}) - set(drifted))
-    verdict = "has drifted" if result.get("drifted") else "has not drifted as a whole"
-    lines = [
-        f"The interaction data of {ds} {verdict} compared with the curated days before it.",
-        f"Reference: {window}.",
-        f"Rows: {result.get('rows_current')} current, {result.get('rows_reference')} reference.",
-        "",
-        f"Share of drifted columns: {float(result['share']):.2f} "
-        f"(alert threshold {float(result['threshold']):.2f}).",
-        "",
-        "Drifted columns (highest score first):",
-        *(_column_lines(result, drifted) or ["  (none)"]),
-        "",
-        "Columns within their usual range:",
-        *(_column_lines(result, others) or ["  (none)"]),
-        "",
-        "Reports:",
-        f"  HTML (open in a browser): {result.get('html')}",
-        f"  JSON (metrics and tests): {result.get('json')}",
-        f"  Summary:                  {result.get('summary')}",
-        "",
-        "What happens next:",
-    ]
-    if result.get("drifted"):
-        lines += [
-            "  A retraining run was triggered so that the model learns from the new data.",
-            "  The canary gate then compares the new model with the serving champion on a",
-            "  fresh holdout: the champion is replaced only if the challenger is at least",
-            "  as good; otherwise it keeps serving and the training run records why.",
-        ]
+
+def _effect(verdict: Verdict) -> str:
+    op = ">=" if verdict.direction == "above" else "<="
+    return f"{_show(verdict.value)} {op} {_show(verdict.threshold)}"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """Compact text for a signal's before/after (numbers, shares, small dicts or lists)."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) or hasattr(value, "__float__") and not isinstance(value, str):
+        number = float(value)
+        if number.is_integer() and abs(number) < 1e6:
+            return str(int(number))
+        return f"{number:.3g}" if abs(number) >= 1e-3 else f"{number:.2e}"
+    if isinstance(value, Mapping):
+        text = "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
     else:
-        lines.append("  Nothing: no retraining is triggered by this check.")
-    if dag_run_note:
-        lines += ["", f"  {dag_run_note.strip()}"]
-    lines += [
-        "",
-        "What you can do:",
-        "  - Open the HTML report and compare the distributions of the drifted",
-        "    columns between the reference and the current day.",
-        "  - If the change is real (a campaign, new items, a seasonal shift), let",
-        "    retraining and the canary gate run their course; watch the next reports.",
-        "  - If it looks like an upstream data error, quarantine the partition and",
-        "    fix the source before the next nightly run.",
-        "",
-        "-- graphrec monitoring",
-        "",
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain_table(rows: list[dict[str, str]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in _COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in _COLUMNS).rstrip()]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in _COLUMNS).rstrip() for r in rows]
+    lines += [f"{r['signal']}: {r['detail']}" for r in rows if r["detail"]]
+    return lines
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(c)}</th>" for c in _COLUMNS)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='padding:2px 8px'>{html.escape(r[c])}</td>" for c in _COLUMNS)
+        + "</tr>"
+        for r in rows
+    )
+    details = "".join(f"<li>{html.escape(r['signal'])}: {html.escape(r['detail'])}</li>" for r in rows if r["detail"])
+    return f"<table border='1' style='border-collapse:collapse'><tr>{head}</tr>{body}</table>" + (
+        f"<ul>{details}</ul>" if details else ""
+    )
+
+
+def _message(
+    subject: str,
+    opening: list[str],
+    rows: list[dict[str, str]],
+    url: str,
+    sections: list[tuple[str, list[str]]],
+    decision: Decision,
+    settings: Settings,
+) -> EmailMessage:
+    """Plain and HTML renderings of the same content: opening, signal table, report, sections."""
+    esc = html.escape
+    table_title = "Signals that count (fired), then those on watch"
+    plain = [*opening, "", f"{table_title}:", "", *_plain_table(rows), "", f"Report: {url}", ""]
+    parts = [
+        f"<p>{'<br>'.join(esc(line) for line in opening)}</p>",
+        f"<h3>{esc(table_title)}</h3>",
+        _html_table(rows),
+        f"<p>Report: <a href='{esc(url)}'>{esc(url)}</a></p>",
     ]
-    return "\n".join(lines)
+    for title, lines in sections:
+        plain += [f"{title}:", *(f"  {line}" for line in lines), ""]
+        parts.append(f"<h3>{esc(title)}</h3><ul>{''.join(f'<li>{esc(line)}</li>' for line in lines)}</ul>")
+    plain.append("-- graphrec monitoring")
+    parts.append("<p>-- graphrec monitoring</p>")
 
-
-def build_drift_alert(result: dict[str, Any], settings: Settings, *, dag_run_note: str = "") -> EmailMessage:
-    """Compose the drift alert email for a drift check result.
-
-    Args:
-        result (dict): the dictionary returned by :func:`monitoring.drift.check_drift`.
-        settings (Settings): provides ``alert_sender`` and ``alert_recipients``.
-        dag_run_note (str): optional extra line for "What happens next", for example the
-            id of the triggered retraining DAG run. Default: ``""``.
-
-    Returns:
-        email.message.EmailMessage: a ``text/plain`` UTF-8 message with ``From``, ``To``,
-        ``Subject`` (e.g. ``[graphrec] Data drift detected for 2025-01-08: 3/6 columns
-        drifted (share 0.50 ≥ 0.50)``), ``Date``, ``Message-ID`` and an ``X-Graphrec-Ds``
-        header carrying the checked day.
-    """
     message = EmailMessage()
-    message["Subject"] = _subject(result)
+    message["Subject"] = subject
     message["From"] = settings.alert_sender
     message["To"] = ", ".join(settings.alert_recipients)
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = make_msgid(domain=settings.alert_sender.rpartition("@")[2] or None)
-    message[DS_HEADER] = str(result["ds"])
-    body = _body(result, dag_run_note)
-    # Plain 7/8-bit text keeps the stored .eml readable (long paths would otherwise make
-    # the email package pick quoted-printable, which breaks lines and escapes "=").
-    message.set_content(body, cte="7bit" if body.isascii() else "8bit")
+    message[DS_HEADER] = decision.ds.isoformat()
+    if decision.episode_id:
+        message[EPISODE_HEADER] = decision.episode_id
+    text = "\n".join(plain) + "\n"
+    # 8bit keeps the stored .eml readable (quoted-printable would break long paths).
+    message.set_content(text, cte="7bit" if text.isascii() else "8bit")
+    message.add_alternative(f"<html><body>{''.join(parts)}</body></html>", subtype="html")
     return message
-
-
-def send_drift_alert(result: dict[str, Any], settings: Settings, *, dag_run_note: str = "") -> dict[str, Any]:
-    """Send the drift alert through Airflow's SMTP hook.
-
-    The hook (``apache-airflow-providers-smtp``) reads host, port, TLS/SSL switches and
-    credentials from the Airflow connection ``settings.smtp_conn_id`` and opens the
-    session. Its own ``send_email_smtp`` always wraps the content as HTML, so the plain-text
-    message of :func:`build_drift_alert` is handed to the hook's open SMTP client with
-    ``send_message`` instead; retries are left to the Airflow task.
-
-    Args:
-        result (dict): the dictionary returned by :func:`monitoring.drift.check_drift`.
-        settings (Settings): provides the connection id, sender and recipients.
-        dag_run_note (str): optional note about the triggered retraining run.
-
-    Returns:
-        dict: ``{"recipients": [...], "subject": str, "message_id": str, "refused": [...]}``
-        (``refused``: recipients the server rejected while accepting others).
-
-    Raises:
-        airflow.exceptions.AirflowException: if the connection is unknown or the server
-            cannot be reached; ``smtplib.SMTPException`` if it refuses the message.
-    """
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    message = build_drift_alert(result, settings, dag_run_note=dag_run_note)
-    recipients = list(settings.alert_recipients)
-    with SmtpHook(smtp_conn_id=settings.smtp_conn_id) as hook:
-        client = hook._smtp_client  # the logged-in smtplib client of the synchronous hook
-        if not isinstance(client, smtplib.SMTP):  # SMTP_SSL is a subclass
-            raise RuntimeError(f"SmtpHook gave no synchronous SMTP client: {client!r}")
-        refused = client.send_message(message, from_addr=settings.alert_sender, to_addrs=recipients)
-    if refused:
-        log.warning("drift alert for %s refused for %s", result["ds"], sorted(refused))
-    log.info("sent drift alert for %s to %s: %s", result["ds"], recipients, message["Subject"])
-    return {
-        "recipients": recipients,
-        "subject": str(message["Subject"]),
-        "message_id": str(message["Message-ID"]),
-        "refused": sorted(refused),
-    }

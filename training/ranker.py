@@ -35,6 +35,7 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import mlflow
@@ -312,11 +313,13 @@ def train_ranker(
     *,
     window_days: int | None = None,
     reason: str = "schedule",
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate, log and register the BST ranker paired with a retriever version.
 
     The new version gets the alias ``challenger`` and the tag ``retriever_version``: the
-    canary judges and promotes the two together.
+    canary judges and promotes the two together. ``tags`` are added to the run and the
+    version (e.g. ``trigger=drift`` and the drift report that caused the run).
 
     Returns:
         A JSON-able summary for XCom: ``run_id, model_version, retriever_version`` and the
@@ -340,7 +343,8 @@ def train_ranker(
     metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
     registry.configure(settings)
     with mlflow.start_run(run_name=f"ranker-bst-{ds.isoformat()}-{reason}") as run:
-        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version})
+        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version,
+                         **(tags or {})})
         mlflow.log_params({"data_window": json.dumps(window.data_window), "dataset_fingerprint": window.fingerprint,
                            "retriever_version": retriever_version, "candidates": settings.ranker_candidates,
                            "cuts": settings.ranker_cuts, "cut_every_days": settings.ranker_cut_every_days,
@@ -357,7 +361,7 @@ def train_ranker(
     summary = {"run_id": run.info.run_id, "model_version": version, "retriever_version": retriever_version,
                "ds": ds.isoformat(), "reason": reason, **metrics, **info,
                "best_epoch": fit_info.get("best_epoch"), "seconds": round(time.perf_counter() - started, 2)}
-    registry.set_version_tags(settings, version, {PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
+    registry.set_version_tags(settings, version, {**(tags or {}), PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
                                                   "reason": reason, **{k: v for k, v in metrics.items() if v is not None}},
                               model=settings.ranker_model_name)
     registry.set_alias(settings, registry.CHALLENGER, version, model=settings.ranker_model_name)

@@ -44,6 +44,7 @@ import logging
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import mlflow
@@ -209,6 +210,7 @@ def train_retriever(
     reason: str = "schedule",
     reuse: bool = True,
     model: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate, log and register a retriever; alias it ``challenger``.
 
@@ -224,6 +226,8 @@ def train_retriever(
         model: the retriever kind (``lightgcn``, ``mf``, ``gfcf`` or ``popularity``, see
             :mod:`training.models`); defaults to ``settings.retriever_model``. It is the
             run's ``model`` tag and param, a version tag and ``meta["model"]``.
+        tags: extra run and version tags, e.g. what triggered the run
+            (``trigger=drift``, ``drift_report``, ``drift_episode``).
 
     Returns:
         A small JSON-able summary for XCom: ``run_id, model_version, model,
@@ -287,7 +291,7 @@ def train_retriever(
     graph = build_graph(fit)
     k = DEFAULT_K
     with mlflow.start_run(run_name=f"retriever-{kind}-{ds.isoformat()}-{reason}") as run:
-        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": kind})
+        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": kind, **(tags or {})})
         mlflow.log_params(
             {
                 "window_days": window_days, "holdout_days": settings.holdout_days,
@@ -386,7 +390,8 @@ def train_retriever(
         summary["model_version"] = version
         registry.set_version_tags(
             settings, version,
-            {"ds": ds.isoformat(), "reason": reason, "model": kind, **metrics, "data_window": json.dumps(window.data_window),
+            {**(tags or {}), "ds": ds.isoformat(), "reason": reason, "model": kind, **metrics,
+             "data_window": json.dumps(window.data_window),
              "dataset_fingerprint": window.fingerprint, TRAINING_KEY_TAG: key, SUMMARY_TAG: json.dumps(summary)},
         )
         registry.set_alias(settings, registry.CHALLENGER, version)

@@ -33,9 +33,10 @@ def test_nightly_dag_shape(dagbag):
     chain = ["resolve_day", "validate", "features", "train", "train_ranker", "canary", "publish", "drift_check"]
     for upstream, downstream in zip(chain, chain[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
-    assert {"drift_detected", "send_alert", "trigger_retrain"} <= set(dag.task_ids)
+    assert {"send_alert", "retrain_request", "trigger_retrain"} <= set(dag.task_ids)
+    assert "trigger_retrain" in dag.get_task("retrain_request").downstream_task_ids
     assert dag.get_task("trigger_retrain").trigger_dag_id == "graphrec_nightly"
-    assert set(dag.params.keys()) >= {"ds", "window_days", "epochs", "force_publish", "trigger_reason"}
+    assert set(dag.params.keys()) >= {"ds", "window_days", "epochs", "force_publish", "trigger_reason", "drift_report"}
 
 
 def test_retries_set_on_every_task(dagbag):
@@ -78,7 +79,6 @@ def _with_params(monkeypatch, callable_, params):
 
 
 def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypatch):
-    import monitoring.alerts
     import training.retriever
 
     dag = dagbag.get_dag("graphrec_nightly")
@@ -90,8 +90,19 @@ def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypat
     train({"ds": "2025-01-08", "reason": "schedule"}, {})
     assert calls[0]["model"] == "gfcf"
 
-    monkeypatch.setattr(monitoring.alerts, "send_drift_alert", lambda result, settings: None)
-    send_alert = dag.get_task("send_alert").python_callable
-    _with_params(monkeypatch, send_alert, params)
-    conf = send_alert({"ds": "2025-01-08"}, {"share": 0.5, "threshold": 0.4, "drifted_columns": ["item_id"]})
+    retrain_request = dag.get_task("retrain_request").python_callable
+    _with_params(monkeypatch, retrain_request, params)
+    decision = {"status": "alert", "trigger_retrain": True, "retrain_reason": "drift on 2025-01-08, warning: item_popularity 0.61",
+                "episode_id": "drift-2025-01-08", "cooldown_until": "2025-01-11"}
+    conf = retrain_request({"ds": "2025-01-08"}, {"decision": decision, "html": "/r/ds=2025-01-08/data.html",
+                                                  "report_dir": "/r/ds=2025-01-08"})
     assert conf["model"] == "gfcf" and conf["trigger_reason"].startswith("drift on 2025-01-08")
+    assert conf["drift_report"] == "/r/ds=2025-01-08/data.html" and conf["drift_episode"] == "drift-2025-01-08"
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="cooling down until 2025-01-11"):
+        retrain_request({"ds": "2025-01-09"}, {"decision": {**decision, "status": "ongoing", "trigger_retrain": False}})
+
+    # The drift-triggered run records its trigger in MLflow: the tags reach the trainer.
+    train({"ds": "2025-01-08", "reason": "drift: x", "tags": {"trigger": "drift", "drift_report": "/r"}}, {})
+    assert calls[-1]["tags"] == {"trigger": "drift", "drift_report": "/r"}

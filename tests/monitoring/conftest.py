@@ -28,11 +28,3 @@ def drift_world(tmp_path_factory) -> World:
     settings = Settings(home=tmp_path_factory.mktemp("monitoring-home"))
     simulate(SMALL_DRIFT, settings.curated_dir)
     return World(settings, SMALL_DRIFT)
-
-
-@pytest.fixture(scope="session")
-def drift_result(drift_world) -> dict:
-    """The real drift check of the drift day."""
-    from monitoring.drift import check_drift
-
-    return check_drift(drift_world.settings, drift_world.config.day(drift_world.config.drift_day))
