@@ -4,6 +4,7 @@ retraining run that drift triggers (not the test, not dag.test())."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psutil
 import pytest
@@ -34,6 +35,16 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     retrain_run = next(r for r in summary["runs"] if r["run_id"] == retrains[0]["run_id"])
     assert retrain_run["tasks"]["train"] == "success"
     assert retrain_run["tasks"]["drift_check"] == "skipped"  # no alert loop
+    # The retrain's model version records in MLflow that drift triggered it, and which report.
+    from training import registry
+
+    versions = registry.client_for(settings).search_model_versions(f"name='{settings.retriever_model_name}'")
+    drifted = [v for v in versions if v.tags.get("trigger") == "drift"]
+    assert len(drifted) == 1, [v.tags for v in versions]
+    report = drifted[0].tags["drift_report"]
+    assert f"ds={config.day(3).isoformat()}" in report and (tmp_path / "home").resolve() in Path(report).resolve().parents
+    assert Path(report).is_file()
+    assert drifted[0].tags["drift_episode"] == f"drift-{config.day(3).isoformat()}"
     assert json.loads((settings.root / "demo_summary.json").read_text())["alert_emails"] == 1
     # Everything the demo started (API server, scheduler, DAG processor, SMTP sink) is stopped.
     leftovers = [p.cmdline() for p in psutil.Process().children(recursive=True) if p.is_running()]
