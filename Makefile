@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker bench-load
+.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ bench-ranker: $(STAMP)
 bench-load: $(STAMP)
 	@test -x .venv-load/bin/locust || { $(PYTHON) -m venv .venv-load && .venv-load/bin/python -m pip install --quiet -r benchmarks/requirements-load.txt; }
 	$(BIN)/python benchmarks/bench_load.py --locust .venv-load/bin/locust
+
+# The drift loop on the simulator's six scenarios (detection delay, false alerts, emails,
+# retrains) and the daily monitor's time on 1M events.
+bench-drift: $(STAMP)
+	$(BIN)/python benchmarks/bench_drift.py
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:
