@@ -92,6 +92,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec import contract, lake
+from monitoring.policy import SIGNAL_GROUPS
 from monitoring.offline_serving import (
     FALLBACK,
     RANK,
@@ -112,22 +113,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Signals -----------------------------------------------------------------------------
-SIGNAL_GROUPS = {
-    "user_activity": "data",
-    "user_concentration": "data",
-    "item_popularity": "data",
-    "head_share": "data",
-    "category_mix": "data",
-    "new_item_share": "data",
-    "new_user_share": "data",
-    "event_type_mix": "data",
-    "event_type_missing": "data",
-    "score_distribution": "model",
-    "catalog_coverage": "model",
-    "recommended_popularity": "model",
-    "quality_proxy": "quality",
-}
+# Signals (names and groups are the policy's, monitoring.policy.SIGNAL_GROUPS) ---------
 SIGNAL_NAMES = tuple(SIGNAL_GROUPS)
 SIGNAL_METRICS = {
     "user_activity": "wasserstein_normed",

@@ -219,9 +219,11 @@ def test_quality_proxy_needs_no_reference_sample_but_enough_current_users(policy
 
 
 def test_the_policy_knows_exactly_the_signals_the_monitor_produces():
-    from monitoring.signals import SIGNAL_GROUPS as produced
+    from monitoring.signals import DISPLAY_THRESHOLDS, SIGNAL_METRICS
 
-    assert SIGNAL_GROUPS == produced
+    # Every signal the monitor computes has a metric, a display mark and a rule here.
+    assert set(SIGNAL_METRICS) == set(DISPLAY_THRESHOLDS) == set(SIGNAL_GROUPS)
+    assert set(DriftPolicy.load().signals) == set(SIGNAL_GROUPS)
 
 
 def test_a_value_that_is_not_computable_is_skipped_and_breaks_no_streak(policy):
