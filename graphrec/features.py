@@ -51,6 +51,8 @@ if TYPE_CHECKING:  # Feast is heavy; import it only where it is used.
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
+    from training.bst import CandidateFeatures
+
 USER_ACTIVITY = "user_activity"
 ITEM_POPULARITY = "item_popularity"
 USER_RECENT_ITEMS = "user_recent_items"
@@ -611,6 +613,8 @@ def _offline_keys(settings: Settings, view: str, key: str) -> np.ndarray:
     return np.unique(column.to_numpy())
 
 
+_RECENT_ITEMS_NAME = f"{USER_RECENT_ITEMS}__recent_items"
+
 #: Seconds the online reader reuses the ranker service's resolved layout (Feast's registry TTL).
 _LAYOUT_TTL_S = 60.0
 _LAYOUTS: dict[tuple[str, str], tuple[float, list[tuple[str, str, list[str]]]]] = {}
@@ -691,7 +695,11 @@ def online_ranker_features(
 
 
 class OnlineRankerFeatures:
-    """:func:`online_ranker_features` for the service: item rows kept between materializations.
+    """The service's reader of ranker features: item rows kept between materializations.
+
+    Returns :class:`training.bst.CandidateFeatures` (arrays; what the service's ranker
+    encodes without pandas) holding the values :func:`online_ranker_features` reads for
+    the same store state: ``reader(u, items, now).to_frame()`` has that frame's values.
 
     Item-keyed views (``item_popularity``) only change when a materialization writes
     them, yet reading 100 candidates' rows is most of the online cost (~7 ms of ~8 ms on
@@ -699,57 +707,127 @@ class OnlineRankerFeatures:
     forgets them all when the view's newest materialized interval moves, which it checks
     through Feast's registry cache at most every ``check_every_s`` seconds: after a
     materialization, item values can lag by that plus the registry's ``cache_ttl_seconds``
-    (60). User views are read on every call. The frame equals
-    :func:`online_ranker_features`'s for the same store state. A failed read drops the
-    process's cached store (:func:`reset_feature_store`), so the next call reconnects.
+    (60). The user's views are read on every call, in one online read.
+
+    :meth:`recent_items` is a ``recent_items_fn`` for the service that reads the same user
+    views: its read of a user is kept (per thread, for ``reuse_user_s`` seconds) for the
+    same request's ranker call, so a re-ranked request reads the user once instead of twice.
+
+    A failed read drops the process's cached store (:func:`reset_feature_store`), so the
+    next call reconnects.
 
     Args:
         settings (Settings): the installation.
         check_every_s (float): how often to look for a newer materialization.
+        reuse_user_s (float): how long a user's read by :meth:`recent_items` may be reused
+            by the next call for that user in the same thread. ``0`` never reuses it.
     """
 
-    def __init__(self, settings: Settings, check_every_s: float = 30.0) -> None:
+    def __init__(self, settings: Settings, check_every_s: float = 30.0, reuse_user_s: float = 1.0) -> None:
         self._settings = settings
         self._check_every_s = check_every_s
+        self._reuse_user_s = reuse_user_s
         self._rows: dict[str, dict[int, tuple[Any, ...]]] = {}
         self._watermarks: dict[str, Any] = {}
         self._checked_at = -float("inf")
+        self._store: Any = None
+        self._layout: tuple[float, list[tuple[str, str, list[str]]]] | None = None
+        self._last_user = threading.local()
 
-    def __call__(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None = None) -> pd.DataFrame:
+    def __call__(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None = None) -> CandidateFeatures:
         try:
             return self._read(user_id, item_ids, now)
         except Exception:
-            reset_feature_store(self._settings)  # reconnect on the next call (the store may come back)
+            self._drop_store()
             raise
 
-    def _read(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None) -> pd.DataFrame:
+    def recent_items(self, user_ids: list[int]) -> dict[int, list[int]]:
+        """Each user's recent item ids, most recent last (:func:`online_recent_items`)."""
+        try:
+            out = {}
+            for user_id in user_ids:
+                values = self._read_user(int(user_id))
+                out[int(user_id)] = [int(i) for i in (values.get(_RECENT_ITEMS_NAME) or [])]
+                self._last_user.read = (int(user_id), time.monotonic(), values)
+            return out
+        except Exception:
+            self._drop_store()
+            raise
+
+    def _drop_store(self) -> None:
+        self._store = None
+        reset_feature_store(self._settings)  # reconnect on the next call (the store may come back)
+
+    def _feast(self) -> Any:
+        if self._store is None:
+            self._store = feature_store(self._settings)
+        return self._store
+
+    def _views(self) -> list[tuple[str, str, list[str]]]:
+        """:func:`_ranker_layout`, re-resolved at most every ``_LAYOUT_TTL_S`` seconds."""
+        now = time.monotonic()
+        if self._layout is None or now - self._layout[0] >= _LAYOUT_TTL_S:
+            self._layout = (now, _ranker_layout(self._settings))
+        return self._layout[1]
+
+    def _read_user(self, user_id: int) -> dict[str, Any]:
+        """``{<view>__<feature>: value}`` of the user-keyed views, in one online read."""
+        features = [f"{view}:{f}" for view, key, names in self._views() if key == contract.USER_ID for f in names]
+        if _RECENT_ITEMS_NAME.replace("__", ":") not in features:
+            features.append(_RECENT_ITEMS_NAME.replace("__", ":"))
+        response = self._feast().get_online_features(
+            features=features, entity_rows=[{contract.USER_ID: user_id}], full_feature_names=True
+        ).to_dict()
+        return {name: values[0] for name, values in response.items() if name != contract.USER_ID}
+
+    def _user_values(self, user_id: int) -> dict[str, Any]:
+        last = getattr(self._last_user, "read", None)
+        self._last_user.read = None  # a read is reused by one call at most
+        if last is not None and last[0] == user_id and time.monotonic() - last[1] <= self._reuse_user_s:
+            return last[2]
+        return self._read_user(user_id)
+
+    def _read(self, user_id: int, item_ids: list[int], now: pd.Timestamp | None) -> CandidateFeatures:
+        from training import bst
+
         ids = np.asarray([int(i) for i in item_ids], dtype=np.int64)
-        store = feature_store(self._settings)
+        store = self._feast()
         stamp = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
-        layout = _ranker_layout(self._settings)
+        layout = self._views()
         self._maybe_invalidate(store, layout)
-        unique, positions = np.unique(ids, return_inverse=True)
-        columns: dict[str, Any] = {}
+        user = self._user_values(int(user_id))
+        items: dict[str, list[Any]] = {}
+        unique = list(dict.fromkeys(ids.tolist()))
         for view, key, features in layout:
+            if key == contract.USER_ID:
+                continue
             names = [f"{view}__{f}" for f in features]
-            if len(ids) == 0:
-                columns.update({name: pd.Series(dtype=object) for name in names})
-            elif key == contract.USER_ID:
-                values = _read_online(store, view, key, features, [int(user_id)])
-                columns.update({name: np.repeat(v, len(ids)) for name, v in values.items()})
-            else:
-                rows = self._rows.setdefault(view, {})
-                missing = [k for k in unique.tolist() if k not in rows]
-                if missing:
-                    fresh = _read_online(store, view, key, features, missing)
-                    for j, k in enumerate(missing):
-                        rows[k] = tuple(fresh[name][j] for name in names)
-                table = [rows[k] for k in unique.tolist()]
-                for c, name in enumerate(names):
-                    values = np.empty(len(table), dtype=object)
-                    values[:] = [row[c] for row in table]
-                    columns[name] = values[positions]
-        return _ranker_frame(user_id, ids, stamp, columns)
+            rows = self._rows.setdefault(view, {})
+            missing = [k for k in unique if k not in rows]
+            if missing:
+                fresh = _read_online(store, view, key, features, missing)
+                for j, k in enumerate(missing):
+                    rows[k] = tuple(fresh[name][j] for name in names)
+            table = [rows[k] for k in ids.tolist()]
+            items.update({name: [row[c] for row in table] for c, name in enumerate(names)})
+        absent = [c for c in (*bst.USER_COUNTERS, bst.RECENT_ITEMS, bst.RECENT_CATEGORIES, bst.RECENT_TS)
+                  if c not in user] + [c for c in (*bst.ITEM_COUNTERS, bst.ITEM_CATEGORY) if c not in items]
+        if absent and len(ids):
+            raise ValueError(f"the ranker's feature service lacks {absent}")
+        category = np.empty(len(ids), dtype=object)
+        category[:] = items.get(bst.ITEM_CATEGORY, [None] * len(ids))
+        counters = np.array([items.get(c, [None] * len(ids)) for c in bst.ITEM_COUNTERS], dtype=np.float64)
+        return bst.CandidateFeatures(
+            user_id=int(user_id),
+            time=stamp,
+            item_ids=ids,
+            user_counters=np.array([user.get(c) for c in bst.USER_COUNTERS], dtype=np.float64),
+            item_counters=counters.T.reshape(len(ids), len(bst.ITEM_COUNTERS)),
+            item_category=category,
+            recent_items=user.get(bst.RECENT_ITEMS),
+            recent_categories=user.get(bst.RECENT_CATEGORIES),
+            recent_ts=user.get(bst.RECENT_TS),
+        )
 
     def _maybe_invalidate(self, store: Any, layout: list[tuple[str, str, list[str]]]) -> None:
         now = time.monotonic()

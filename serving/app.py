@@ -16,14 +16,18 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from graphrec.settings import Settings, get_settings
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.recommender import NoPublishedIndex, RankerFeaturesFn, RecentItemsFn, Recommender
+from serving.recommender import NoPublishedIndex, RecentItemsFn, Recommender
 from serving.routes import health_router, metrics_router, recommend_router, similar_router, version_router
+
+if TYPE_CHECKING:
+    from graphrec.features import OnlineRankerFeatures
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +51,14 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
     return recent_items
 
 
-def online_ranker_features_hook(settings: Settings) -> RankerFeaturesFn:
+def online_ranker_features_hook(settings: Settings) -> OnlineRankerFeatures:
     """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store
     (:class:`graphrec.features.OnlineRankerFeatures`: item rows kept between materializations).
 
     ``graphrec.features`` imports Feast only when the store is first opened, so building
     the hook is cheap; store errors surface per request, where the recommender answers
-    in retrieval order and reports ``ranker_features`` as degraded.
+    in retrieval order and reports ``ranker_features`` as degraded. Its ``recent_items``
+    is the service's ``recent_items_fn`` too: one read of the user per request.
     """
     from graphrec.features import OnlineRankerFeatures
 
@@ -121,10 +126,11 @@ def create_app(
         rec = recommender
         if rec is None:
             recent_hook = ranker_hook = None
-            if online_features_enabled(settings, online_features):
-                recent_hook = online_recent_items_hook(settings)
             if settings.ranker_enabled if ranker_features is None else ranker_features:
                 ranker_hook = online_ranker_features_hook(settings)
+            if online_features_enabled(settings, online_features):
+                # The ranker's reader reads the user's views once per request for both.
+                recent_hook = ranker_hook.recent_items if ranker_hook is not None else online_recent_items_hook(settings)
             if recent_hook is not None or (ranker_hook is not None and settings.feast_dir.is_dir()):
                 warm_online_store(settings)
             rec = Recommender(

@@ -44,15 +44,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import numpy as np
-import pandas as pd
 
 from graphrec.settings import Settings
 from serving import bundle as layout
 from serving.bundle import Bundle, BundleError
 from serving.schemas import Recommendation, ScoredItem, SimilarItems
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.bst import CandidateFeatures
 
 log = logging.getLogger(__name__)
 shadow_log = logging.getLogger("graphrec.shadow")
@@ -60,9 +64,12 @@ shadow_log = logging.getLogger("graphrec.shadow")
 #: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. a partial of
 #: ``graphrec.features.online_recent_items``.
 RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
-#: ``ranker_features_fn(user_id, item_ids) -> frame``, one row per item in order, with the
-#: columns of ``graphrec.features.online_ranker_features`` (its partial over settings).
-RankerFeaturesFn = Callable[[int, list[int]], pd.DataFrame]
+#: ``ranker_features_fn(user_id, item_ids) -> features`` of one row per item, in order:
+#: either a frame with the columns of ``graphrec.features.online_ranker_features`` (its
+#: partial over settings), or the same values as ``training.bst.CandidateFeatures``
+#: (``graphrec.features.OnlineRankerFeatures``, the service's reader), which is encoded
+#: without pandas.
+RankerFeaturesFn: TypeAlias = "Callable[[int, list[int]], pd.DataFrame | CandidateFeatures]"
 
 class ServiceObserver(Protocol):
     """What the recommender reports to a metrics sink (:class:`serving.metrics.ServiceMetrics`)."""
@@ -406,19 +413,19 @@ class Recommender:
         row = bundle.user_row(user_id)
         reranked = False
         if row is None:
-            items, skipped = _popular_unseen(bundle, exclude, k)
+            items, skipped = _scored(*_popular_unseen(bundle, exclude, k))
             fallback_reason: str | None = UNKNOWN_USER
         elif self._ranker_features_fn is None or bundle.ranker is None:
-            items, skipped = _retrieve_unseen(bundle, row, exclude, k)
+            items, skipped = _scored(*_retrieve_unseen(bundle, row, exclude, k))
             fallback_reason = None
         else:
-            candidates, skipped = _retrieve_unseen(bundle, row, exclude, max(k, self._rerank_candidates))
-            reranked_items = self._rerank(bundle, user_id, candidates, k, degraded)
+            ids, scores, skipped = _retrieve_unseen(bundle, row, exclude, max(k, self._rerank_candidates))
+            reranked_items = self._rerank(bundle, user_id, ids, scores, k, degraded)
             reranked = reranked_items is not None
             if reranked_items is not None:
                 items = reranked_items
             else:  # exactly the retrieval-only answer, ``excluded`` included
-                items, skipped = _retrieve_unseen(bundle, row, exclude, k)
+                items, skipped = _scored(*_retrieve_unseen(bundle, row, exclude, k))
             fallback_reason = None
         return Recommendation(
             user_id=user_id,
@@ -462,19 +469,16 @@ class Recommender:
         return _ranker_probabilities(bundle, self._ranker_features_fn, user_id, list(item_ids), retrieval_scores)
 
     def _rerank(
-        self, bundle: Bundle, user_id: int, candidates: list[ScoredItem], k: int, degraded: list[str]
+        self, bundle: Bundle, user_id: int, ids: list[int], scores: list[float], k: int, degraded: list[str]
     ) -> list[ScoredItem] | None:
         """The best ``k`` candidates by ranker probability; ``None`` (degraded) on failure."""
-        if not candidates:
+        if not ids:
             return []
         if self._is_down(RANKER_FEATURES):
             degraded.append(RANKER_FEATURES)
             return None
-        ids = [item.item_id for item in candidates]
         try:
-            probabilities = _ranker_probabilities(
-                bundle, self._ranker_features_fn, user_id, ids, [item.score for item in candidates]
-            )
+            probabilities = _ranker_probabilities(bundle, self._ranker_features_fn, user_id, ids, scores)
         except Exception:  # optional stage: answer in retrieval order, never fail the request
             self._mark_down(RANKER_FEATURES)
             degraded.append(RANKER_FEATURES)
@@ -521,7 +525,7 @@ def _ranker_probabilities(
 
     Raises:
         ValueError: if the features do not come back one row per item, in order, or
-            the ranker returns non-finite probabilities.
+            the ranker returns non-finite probabilities (or is in training mode).
     """
     from training import bst
 
@@ -530,18 +534,23 @@ def _ranker_probabilities(
     scores = np.asarray(retrieval_scores, dtype=np.float64).reshape(-1)
     if len(scores) != len(item_ids):
         raise ValueError(f"{len(scores)} retrieval scores for {len(item_ids)} items")
-    frame = features_fn(int(user_id), item_ids)
-    if len(frame) != len(item_ids) or frame[bst.ITEM_ID].astype(np.int64).tolist() != item_ids:
-        raise ValueError("ranker features must come back one row per candidate, in candidate order")
-    frame = frame.assign(**{bst.RETRIEVAL_SCORE: scores})
-    probabilities = bst.predict(model, bst.encode(frame, vocab, model.seq_len))
+    features = features_fn(int(user_id), item_ids)
+    if isinstance(features, bst.CandidateFeatures):
+        if features.user_id != int(user_id) or features.item_ids.tolist() != item_ids:
+            raise ValueError("ranker features must come back for the user's candidates, in candidate order")
+        batch = bst.encode_candidates(features, scores, vocab, model.seq_len)
+    else:
+        if len(features) != len(item_ids) or features[bst.ITEM_ID].astype(np.int64).tolist() != item_ids:
+            raise ValueError("ranker features must come back one row per candidate, in candidate order")
+        batch = bst.encode(features.assign(**{bst.RETRIEVAL_SCORE: scores}), vocab, model.seq_len)
+    probabilities = bst.score_request(model, batch)
     if probabilities.shape != (len(item_ids),) or not np.isfinite(probabilities).all():
         raise ValueError("the ranker returned non-finite or misshapen probabilities")
     return probabilities
 
 
-def _retrieve_unseen(bundle: Bundle, row: int, exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
-    """FAISS top candidates for a known user, minus excluded items, best ``k`` kept."""
+def _retrieve_unseen(bundle: Bundle, row: int, exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
+    """FAISS top candidates for a known user, minus excluded items, best ``k`` kept (:func:`_take_unseen`)."""
     from serving.index import search
 
     fetch = min(k + len(exclude), int(bundle.index.ntotal))
@@ -551,22 +560,24 @@ def _retrieve_unseen(bundle: Bundle, row: int, exclude: np.ndarray, k: int) -> t
     return _take_unseen(ids.tolist(), scores[0][valid].tolist(), exclude, k)
 
 
-def _popular_unseen(bundle: Bundle, exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
-    """The most popular items the user has not seen (cold-start fallback)."""
+def _popular_unseen(bundle: Bundle, exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
+    """The most popular items the user has not seen (cold-start fallback, :func:`_take_unseen`)."""
     n = len(bundle.popular)
-    scores = (1.0 - np.arange(n) / max(n, 1)).tolist()
-    return _take_unseen(bundle.popular.tolist(), scores, exclude, k)
+    head = min(n, k + len(exclude))  # the best k unseen lie within the first k + |exclude|
+    scores = (1.0 - np.arange(head) / max(n, 1)).tolist()
+    return _take_unseen(bundle.popular[:head].tolist(), scores, exclude, k)
 
 
-def _take_unseen(ids: list[int], scores: list[float], exclude: np.ndarray, k: int) -> tuple[list[ScoredItem], int]:
+def _take_unseen(ids: list[int], scores: list[float], exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
     """Walk ranked candidates, skipping excluded and repeated ids, until ``k`` are kept.
 
     Returns:
-        tuple[list[ScoredItem], int]: the kept items and how many candidates were
-        skipped because they were excluded.
+        tuple[list[int], list[float], int]: the kept ids and their scores, and how many
+        candidates were skipped because they were excluded.
     """
     banned = set(exclude.tolist())
-    kept: list[ScoredItem] = []
+    kept: list[int] = []
+    kept_scores: list[float] = []
     taken: set[int] = set()
     skipped = 0
     for item_id, score in zip(ids, scores):
@@ -576,5 +587,11 @@ def _take_unseen(ids: list[int], scores: list[float], exclude: np.ndarray, k: in
             skipped += 1
         elif item_id not in taken:
             taken.add(item_id)
-            kept.append(ScoredItem(item_id=item_id, score=float(score)))
-    return kept, skipped
+            kept.append(item_id)
+            kept_scores.append(float(score))
+    return kept, kept_scores, skipped
+
+
+def _scored(ids: list[int], scores: list[float], skipped: int) -> tuple[list[ScoredItem], int]:
+    """The response items of :func:`_take_unseen`'s answer, and its skipped count."""
+    return [ScoredItem(item_id=i, score=s) for i, s in zip(ids, scores)], skipped

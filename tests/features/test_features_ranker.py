@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from graphrec import contract, lake
 from graphrec.features import (
@@ -145,8 +146,10 @@ def test_online_vector_equals_offline_vector_at_the_same_time(store_settings, cu
 
 def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_materialization(tmp_path):
     """OnlineRankerFeatures keeps item rows between calls, yet gives exactly what
-    online_ranker_features gives, also after a new day is materialized."""
-    from graphrec.features import OnlineRankerFeatures, feature_store
+    online_ranker_features gives (as arrays the ranker encodes to the same batch), also
+    after a new day is materialized."""
+    from graphrec.features import OnlineRankerFeatures, feature_store, online_recent_items
+    from training import bst
 
     settings = Settings(home=tmp_path / "home")
     for part in simulate(CFG, settings.landing_dir):
@@ -156,14 +159,33 @@ def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_ma
     reader = OnlineRankerFeatures(settings, check_every_s=0.0)
     now = pd.Timestamp("2025-01-04 12:00", tz="UTC")
     items = list(range(0, 50, 3)) + [99_999]
+    names = ranker_feature_names(settings)
+    scores = np.linspace(1.0, -1.0, len(items))
 
     def check(user: int) -> pd.DataFrame:
         expected = online_ranker_features(settings, user, items, now=now)
         got = reader(user, items, now=now)
-        pd.testing.assert_frame_equal(got, expected)
-        return got
+        assert isinstance(got, bst.CandidateFeatures)
+        frame = got.to_frame()
+        key = [contract.USER_ID, contract.ITEM_ID, EVENT_TIMESTAMP]
+        pd.testing.assert_frame_equal(frame[key], expected[key])
+        for name in names:
+            for a, b in zip(frame[name], expected[name]):
+                assert _same(a, b), (user, name, a, b)
+        vocab = bst.Vocabulary.build(range(0, 40), expected[bst.ITEM_CATEGORY].dropna().iloc[::2])  # some unknown
+        ours = bst.encode_candidates(got, scores, vocab, seq_len=5)
+        theirs = bst.encode(expected.assign(retrieval_score=scores), vocab, seq_len=5)
+        for field in ("seq_items", "seq_categories", "seq_age", "target_item", "target_category", "dense"):
+            assert torch.equal(getattr(ours, field), getattr(theirs, field)), field
+        return frame
 
     before = [check(user) for user in (1, 2, 1)]  # the second and third calls use kept item rows
+    # The service's recent-items read: the plain reader's answer, and its user read serves
+    # the next call for that user only.
+    assert reader.recent_items([1, 2]) == online_recent_items(settings, [1, 2])
+    check(1)  # the last read was user 2's: user 1 is read again
+    reader.recent_items([2])
+    check(2)
     materialize(settings, DAYS[3].isoformat())
     feature_store(settings).refresh_registry()  # in a service: within the registry's cache TTL
     after = check(1)

@@ -415,3 +415,87 @@ def test_candidate_output_equals_the_whole_block_at_the_last_position():
         whole = model.block(tokens, src_key_padding_mask=padding)[:, -1]
         alone = model.candidate_output(tokens, padding)
     torch.testing.assert_close(alone, whole, rtol=1e-5, atol=1e-5)
+
+
+# The serving path: CandidateFeatures -> encode_candidates -> score_request ----------------------
+def candidates(items: list[int], history: list[int] | None, *, at: pd.Timestamp = NOW, user_counters=(3, 0, 1, 2),
+               item_counters: np.ndarray | None = None, categories: list | None = None) -> bst.CandidateFeatures:
+    n = len(items)
+    counters = np.arange(n * 3, dtype=np.float64).reshape(n, 3) if item_counters is None else item_counters
+    category_cells = np.empty(n, dtype=object)
+    category_cells[:] = [category(i) for i in items] if categories is None else categories
+    at_s = int(at.timestamp())
+    return bst.CandidateFeatures(
+        user_id=7, time=at, item_ids=np.asarray(items, dtype=np.int64),
+        user_counters=np.asarray(user_counters, dtype=np.float64), item_counters=counters,
+        item_category=category_cells,
+        recent_items=None if history is None else list(history),
+        recent_categories=None if history is None else [category(i) for i in history],
+        recent_ts=None if history is None else [at_s - (len(history) - k) * HOUR for k in range(len(history))],
+    )
+
+
+def assert_same_batch(a: RankerBatch, b: RankerBatch) -> None:
+    for field in dataclasses.fields(RankerBatch):
+        assert torch.equal(getattr(a, field.name), getattr(b, field.name)), field.name
+
+
+@pytest.mark.parametrize("case", ["history", "no history", "empty history", "missing values", "ties", "one",
+                                  "none", "long history", "sub-microsecond time"])
+def test_encode_candidates_equals_encode_of_its_frame(case):
+    """The service's pandas-free encoder gives exactly the batch ``encode`` gives for the
+    same rows as a frame (the form training and offline evaluation use)."""
+    rng = np.random.default_rng(3)
+    items, history, kwargs = [100 + k for k in range(12)] + [999], [101, 104, 150], {}
+    scores = rng.normal(size=len(items))
+    if case == "no history":
+        history = None
+    elif case == "empty history":
+        history = []
+    elif case == "missing values":
+        counters = rng.integers(0, 5, size=(len(items), 3)).astype(np.float64)
+        counters[2] = np.nan
+        counters[5, 1] = np.nan
+        kwargs = {"user_counters": (np.nan,) * 4, "item_counters": counters,
+                  "categories": [None, "c1", "nope", *(category(i) for i in items[3:])]}
+        scores[4] = np.nan
+    elif case == "ties":
+        scores = np.round(scores)
+    elif case == "one":
+        items, scores = items[:1], scores[:1]
+    elif case == "none":
+        items, scores = [], scores[:0]
+    elif case == "long history":
+        history = [100 + k % 60 for k in range(50)]
+    elif case == "sub-microsecond time":
+        kwargs = {"at": NOW + pd.Timedelta(nanoseconds=1_500)}
+    features = candidates(items, history, **kwargs)
+    expected = encode(features.to_frame().assign(**{RETRIEVAL_SCORE: scores}), VOCAB, seq_len=8)
+    assert_same_batch(bst.encode_candidates(features, scores, VOCAB, seq_len=8), expected)
+
+
+def test_candidate_features_refuse_misshapen_arrays():
+    good = candidates([100, 101], [102])
+    with pytest.raises(ValueError, match="user_counters"):
+        dataclasses.replace(good, user_counters=np.zeros(3))
+    with pytest.raises(ValueError, match="one per candidate"):
+        dataclasses.replace(good, item_counters=np.zeros((3, 3)))
+
+
+def test_short_and_long_category_lookups_agree():
+    values = ["c0", "c5", "zz", None, np.nan, "c3", 4] * 200  # 1400 values: the long path
+    long = VOCAB.categories(values)
+    short = np.concatenate([VOCAB.categories(values[k:k + 7]) for k in range(0, len(values), 7)])
+    assert np.array_equal(long, short)
+    assert long[:7].tolist() == [2, 7, 1, 1, 1, 5, 1]
+
+
+def test_score_request_equals_predict_and_needs_eval_mode():
+    model = build_bst(VOCAB, seed=5, seq_len=8, dim=16, heads=2, hidden=(8,))
+    features = candidates([100 + k for k in range(30)], [101, 107, 133])
+    batch = bst.encode_candidates(features, np.linspace(2, -1, 30), VOCAB, seq_len=8)
+    with pytest.raises(ValueError, match="eval mode"):
+        bst.score_request(model, batch)  # a fresh model is in training mode: dropout
+    model.eval()
+    assert np.array_equal(bst.score_request(model, batch), predict(model, batch))
+    assert bst.score_request(model, batch).dtype == np.float32
