@@ -280,6 +280,7 @@ class Bundle:
     ranker: tuple[Any, Any, dict[str, Any]] | None = None  # training.bst.load_ranker's (model, vocab, meta)
     item_emb: np.ndarray | None = None  # the index's vectors, row j = item_ids[j] (item-to-item search)
     item_lookup: tuple[np.ndarray, np.ndarray] | None = None  # (sorted item ids, their rows)
+    ranker_scorer: Any = None  # training.bst.RequestScorer of the ranker (traced once, at load)
 
     @property
     def model_version(self) -> Any:
@@ -327,7 +328,8 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
             files do not match its manifest is refused.
 
     When the manifest lists the ranker files, the ranker is loaded too
-    (:func:`training.bst.load_ranker`, which imports torch) into :attr:`Bundle.ranker`.
+    (:func:`training.bst.load_ranker`, which imports torch) into :attr:`Bundle.ranker`,
+    and traced for serving into :attr:`Bundle.ranker_scorer`.
 
     Raises:
         BundleError: when the directory is missing, incomplete, tampered with or
@@ -359,6 +361,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
     if index.ntotal != len(item_ids) or user_emb.shape != (len(user_ids), index.d):
         raise BundleError(f"index version {path.name} is inconsistent: index, ids and embeddings disagree")
     ranker = _load_ranker(path) if has_ranker(manifest) else None
+    scorer = _ranker_scorer(path, ranker[0]) if ranker is not None else None
     return Bundle(
         version=path.name,
         path=path,
@@ -373,6 +376,7 @@ def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
         ranker=ranker,
         item_emb=item_emb,
         item_lookup=_lookup(item_ids.astype(np.int64, copy=False)),
+        ranker_scorer=scorer,
     )
 
 
@@ -384,6 +388,16 @@ def _load_ranker(path: Path) -> tuple[Any, Any, dict[str, Any]]:
         return bst.load_ranker(path)
     except Exception as exc:  # torch, json and a mismatched state dict raise assorted types
         raise BundleError(f"index version {path.name}: the ranker could not be loaded: {exc}") from exc
+
+
+def _ranker_scorer(path: Path, model: Any) -> Any:
+    """The loaded ranker's :class:`training.bst.RequestScorer` (its TorchScript trace, ~40 ms)."""
+    from training import bst
+
+    try:
+        return bst.RequestScorer(model)
+    except Exception as exc:
+        raise BundleError(f"index version {path.name}: the ranker could not be prepared for serving: {exc}") from exc
 
 
 def _find(lookup: tuple[np.ndarray, np.ndarray], key: int) -> int | None:

@@ -543,7 +543,8 @@ def _ranker_probabilities(
         if len(features) != len(item_ids) or features[bst.ITEM_ID].astype(np.int64).tolist() != item_ids:
             raise ValueError("ranker features must come back one row per candidate, in candidate order")
         batch = bst.encode(features.assign(**{bst.RETRIEVAL_SCORE: scores}), vocab, model.seq_len)
-    probabilities = bst.score_request(model, batch)
+    scorer = bundle.ranker_scorer if bundle.ranker_scorer is not None else bst.RequestScorer(model, trace=False)
+    probabilities = scorer(batch)
     if probabilities.shape != (len(item_ids),) or not np.isfinite(probabilities).all():
         raise ValueError("the ranker returned non-finite or misshapen probabilities")
     return probabilities

@@ -36,7 +36,7 @@ normalisation this is the same transform in training and in serving, for a batch
 The module holds the pure parts: :class:`Vocabulary`, :func:`encode` (frame to
 :class:`RankerBatch`), the :class:`BST` module, :func:`fit_bst`, :func:`predict` and
 :func:`auc`, and the serving path's :class:`CandidateFeatures`,
-:func:`encode_candidates` and :func:`score_request`; :func:`save_ranker` / :func:`load_ranker` are its only file I/O.
+:func:`encode_candidates` and :class:`RequestScorer`; :func:`save_ranker` / :func:`load_ranker` are its only file I/O.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ import dataclasses
 import functools
 import itertools
 import json
+import logging
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -813,21 +815,82 @@ def predict(model: BST, batch: RankerBatch, batch_size: int = 8192) -> np.ndarra
     return torch.cat(chunks).numpy() if chunks else np.zeros(0, dtype=np.float32)
 
 
-def score_request(model: BST, batch: RankerBatch) -> np.ndarray:
-    """Click probabilities ``[B]`` (float32) of one request's rows for a model in eval mode.
+class _TensorArgs(nn.Module):
+    """``sigmoid(model(batch))`` over the batch's tensors as arguments (TorchScript traces tensors)."""
 
-    What :func:`predict` returns, for the serving path: one forward under
-    ``torch.inference_mode``, without :func:`predict`'s switching of training mode (a walk
-    over every submodule, twice) and slicing into batches, which for 100 candidates cost
-    more than the forward itself. :func:`load_ranker` returns models in eval mode.
+    def __init__(self, model: BST) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, seq_items: Tensor, seq_categories: Tensor, seq_age: Tensor, target_item: Tensor,
+                target_category: Tensor, dense: Tensor) -> Tensor:
+        batch = RankerBatch(seq_items, seq_categories, seq_age, target_item, target_category, dense)
+        return torch.sigmoid(self.model(batch))
+
+
+class RequestScorer:
+    """Click probabilities of one request's rows: the serving path's :func:`predict`.
+
+    The model (in eval mode, as :func:`load_ranker` returns it) is traced by TorchScript
+    on a small batch and frozen, and each call runs one forward under
+    ``torch.inference_mode``. For 100 candidates the eager module spends most of its time
+    in Python (module calls, the attention's argument checks; :func:`predict` also walks
+    every submodule twice to switch training mode): on one core the traced forward took
+    ~0.5 ms against ~1.5 ms for :func:`predict` and ~0.9 ms for the eager forward. The
+    trace has no data-dependent branches (the candidate-only block of
+    :meth:`BST.candidate_output`, padding as a mask), so it holds for any number of rows
+    and any padding; a test checks it against :func:`predict`. If tracing fails, the
+    eager module is used.
+
+    Args:
+        model: the ranker, in eval mode.
+        trace: trace it (default); ``False`` scores with the eager module.
 
     Raises:
         ValueError: the model is in training mode (dropout would make scores random).
     """
-    if model.training:
-        raise ValueError("score_request needs a model in eval mode (load_ranker returns one)")
-    with torch.inference_mode():
-        return torch.sigmoid(model(batch)).numpy()
+
+    def __init__(self, model: BST, trace: bool = True) -> None:
+        if model.training:
+            raise ValueError("RequestScorer needs a model in eval mode (load_ranker returns one)")
+        self.model = model
+        self.traced: torch.jit.ScriptModule | None = None
+        if trace:
+            try:
+                self.traced = _trace(model)
+            except Exception:  # an exotic module: the eager path is correct, only slower
+                logging.getLogger(__name__).warning("tracing the ranker failed; scoring eagerly", exc_info=True)
+
+    def __call__(self, batch: RankerBatch) -> np.ndarray:
+        """``[B]`` float32 probabilities, equal to :func:`predict`'s up to float rounding."""
+        with torch.inference_mode():
+            if self.traced is None:
+                return torch.sigmoid(self.model(batch)).numpy()
+            return self.traced(batch.seq_items, batch.seq_categories, batch.seq_age, batch.target_item,
+                               batch.target_category, batch.dense).numpy()
+
+
+def _trace(model: BST) -> torch.jit.ScriptModule:
+    """The frozen TorchScript trace of ``sigmoid(model(batch))``, run in before it is served.
+
+    TorchScript's profiling executor optimizes a graph on its first calls (~30 ms, then
+    ~7 ms on a 2-core machine) and again for new input shapes: the warm-up pays that here,
+    at load, for a request's usual 100 candidates and for other counts, not in a request.
+    """
+
+    def example(n: int) -> tuple[Tensor, ...]:  # half the rows with a one-event history
+        seq = torch.zeros(n, model.seq_len, dtype=torch.long)
+        seq[::2, -1] = 2
+        age = (seq > 0).long()
+        item = torch.full((n,), 2, dtype=torch.long)
+        return seq, seq.clone(), age, item, item.clone(), torch.zeros(n, model.n_dense)
+
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # forward's shape check: constant per model
+        traced = torch.jit.freeze(torch.jit.trace(_TensorArgs(model).eval(), example(2), check_trace=False))
+        for n in (2, 2, 100, 100, 37, 5, 100):  # new shapes: the fallback graph is built too
+            traced(*example(n))
+    return traced
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -417,7 +417,7 @@ def test_candidate_output_equals_the_whole_block_at_the_last_position():
     torch.testing.assert_close(alone, whole, rtol=1e-5, atol=1e-5)
 
 
-# The serving path: CandidateFeatures -> encode_candidates -> score_request ----------------------
+# The serving path: CandidateFeatures -> encode_candidates -> RequestScorer ---------------------
 def candidates(items: list[int], history: list[int] | None, *, at: pd.Timestamp = NOW, user_counters=(3, 0, 1, 2),
                item_counters: np.ndarray | None = None, categories: list | None = None) -> bst.CandidateFeatures:
     n = len(items)
@@ -490,12 +490,18 @@ def test_short_and_long_category_lookups_agree():
     assert long[:7].tolist() == [2, 7, 1, 1, 1, 5, 1]
 
 
-def test_score_request_equals_predict_and_needs_eval_mode():
+@pytest.mark.parametrize("trace", [True, False])
+def test_request_scorer_equals_predict_for_any_rows_and_needs_eval_mode(trace):
+    """The traced scorer holds for other row counts and padding than it was traced on."""
     model = build_bst(VOCAB, seed=5, seq_len=8, dim=16, heads=2, hidden=(8,))
-    features = candidates([100 + k for k in range(30)], [101, 107, 133])
-    batch = bst.encode_candidates(features, np.linspace(2, -1, 30), VOCAB, seq_len=8)
     with pytest.raises(ValueError, match="eval mode"):
-        bst.score_request(model, batch)  # a fresh model is in training mode: dropout
+        bst.RequestScorer(model)  # a fresh model is in training mode: dropout
     model.eval()
-    assert np.array_equal(bst.score_request(model, batch), predict(model, batch))
-    assert bst.score_request(model, batch).dtype == np.float32
+    scorer = bst.RequestScorer(model, trace=trace)
+    assert (scorer.traced is not None) == trace
+    for n, history in [(30, [101, 107, 133]), (1, None), (7, []), (120, [100 + k % 60 for k in range(20)])]:
+        features = candidates([100 + k % 60 for k in range(n)], history)
+        batch = bst.encode_candidates(features, np.linspace(2, -1, n), VOCAB, seq_len=8)
+        got = scorer(batch)
+        assert got.dtype == np.float32 and got.shape == (n,)
+        np.testing.assert_allclose(got, predict(model, batch), rtol=0, atol=1e-6)
