@@ -535,16 +535,15 @@ def _ranker_probabilities(
     if len(scores) != len(item_ids):
         raise ValueError(f"{len(scores)} retrieval scores for {len(item_ids)} items")
     features = features_fn(int(user_id), item_ids)
-    if isinstance(features, bst.CandidateFeatures):
+    scorer = bundle.ranker_scorer if bundle.ranker_scorer is not None else bst.RequestScorer(model, trace=False)
+    if isinstance(features, bst.CandidateFeatures):  # one history for all rows: the fast path
         if features.user_id != int(user_id) or features.item_ids.tolist() != item_ids:
             raise ValueError("ranker features must come back for the user's candidates, in candidate order")
-        batch = bst.encode_candidates(features, scores, vocab, model.seq_len)
+        probabilities = scorer.shared(bst.encode_candidates(features, scores, vocab, model.seq_len))
     else:
         if len(features) != len(item_ids) or features[bst.ITEM_ID].astype(np.int64).tolist() != item_ids:
             raise ValueError("ranker features must come back one row per candidate, in candidate order")
-        batch = bst.encode(features.assign(**{bst.RETRIEVAL_SCORE: scores}), vocab, model.seq_len)
-    scorer = bundle.ranker_scorer if bundle.ranker_scorer is not None else bst.RequestScorer(model, trace=False)
-    probabilities = scorer(batch)
+        probabilities = scorer(bst.encode(features.assign(**{bst.RETRIEVAL_SCORE: scores}), vocab, model.seq_len))
     if probabilities.shape != (len(item_ids),) or not np.isfinite(probabilities).all():
         raise ValueError("the ranker returned non-finite or misshapen probabilities")
     return probabilities

@@ -492,16 +492,41 @@ def test_short_and_long_category_lookups_agree():
 
 @pytest.mark.parametrize("trace", [True, False])
 def test_request_scorer_equals_predict_for_any_rows_and_needs_eval_mode(trace):
-    """The traced scorer holds for other row counts and padding than it was traced on."""
+    """The shared-history path (traced or not) holds for other row counts and padding than
+    it was traced on; ``__call__`` scores any batch."""
     model = build_bst(VOCAB, seed=5, seq_len=8, dim=16, heads=2, hidden=(8,))
+    with torch.no_grad():  # a non-trivial dense scaling, as after training
+        model.dense_mean.normal_(generator=torch.Generator().manual_seed(0))
+        model.dense_std.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match="eval mode"):
         bst.RequestScorer(model)  # a fresh model is in training mode: dropout
     model.eval()
     scorer = bst.RequestScorer(model, trace=trace)
     assert (scorer.traced is not None) == trace
-    for n, history in [(30, [101, 107, 133]), (1, None), (7, []), (120, [100 + k % 60 for k in range(20)])]:
+    for n, history in [(30, [101, 107, 133]), (1, None), (7, []), (120, [100 + k % 60 for k in range(20)]), (0, [101])]:
         features = candidates([100 + k % 60 for k in range(n)], history)
         batch = bst.encode_candidates(features, np.linspace(2, -1, n), VOCAB, seq_len=8)
-        got = scorer(batch)
-        assert got.dtype == np.float32 and got.shape == (n,)
-        np.testing.assert_allclose(got, predict(model, batch), rtol=0, atol=1e-6)
+        expected = predict(model, batch)
+        for got in (scorer.shared(batch), scorer(batch)):
+            assert got.dtype == np.float32 and got.shape == (n,)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_shared_history_logits_equal_the_forward_of_the_repeated_history():
+    model = build_bst(VOCAB, seed=2, seq_len=6, dim=16, heads=4, hidden=(8,)).eval()
+    generator = torch.Generator().manual_seed(4)
+    for length in (0, 1, 6):
+        one = random_batch(1, 6, generator)
+        lengths = torch.arange(6) >= 6 - length
+        n = 9
+        batch = RankerBatch(
+            seq_items=(one.seq_items * lengths).expand(n, -1), seq_categories=(one.seq_categories * lengths).expand(n, -1),
+            seq_age=(torch.randint(1, AGE_BUCKETS, (6,), generator=generator) * lengths).expand(n, -1),
+            target_item=torch.randint(1, VOCAB.n_items, (n,), generator=generator),
+            target_category=torch.randint(1, VOCAB.n_categories, (n,), generator=generator),
+            dense=torch.randn(n, N_DENSE, generator=generator),
+        )
+        with torch.no_grad():
+            shared = model.shared_history_logits(batch.seq_items[0], batch.seq_categories[0], batch.seq_age[0],
+                                                 batch.target_item, batch.target_category, batch.dense)
+            torch.testing.assert_close(shared, model(batch), rtol=0, atol=1e-5)
