@@ -148,10 +148,11 @@ class Recommender:
             (default: ``1``)
         metrics (ServiceObserver | None): told the served items' popularity per variant and
             the shadow overlap (:class:`serving.metrics.ServiceMetrics`); ``None``: nothing.
-        background_swap (bool): load a newly published version in a background thread
-            and keep answering from the old one until it is ready (the service does this:
-            no request waits for a load); ``False`` (default) loads it in the request that
-            first notices, which then answers from the new version.
+        background_swap (bool): load a newly published version (and a new live canary)
+            in a background thread and keep answering from the old one until it is ready
+            (the service does this: no request waits for a load); ``False`` (default)
+            loads it in the request that first notices, which then answers from the new
+            version.
     """
 
     def __init__(
@@ -289,17 +290,25 @@ class Recommender:
 
         One ``stat`` when nothing changed. Never raises: a canary that cannot be read or
         loaded is logged and ignored (everyone gets the champion) until the file changes.
+        With ``background_swap`` the new canary is loaded in a background thread and the
+        old state (usually: no canary) is served until it is ready.
         """
         signature = layout.canary_signature(self._root)
         if signature == self._canary_signature:
             return self._canary
         if not self._canary_lock.acquire(blocking=False):
             return self._canary  # another request is loading it
+        if self._background_swap:  # keep answering with the old state while it loads
+            threading.Thread(target=self._refresh_canary_locked, args=(signature,), daemon=True).start()
+            return self._canary
+        return self._refresh_canary_locked(signature)
+
+    def _refresh_canary_locked(self, signature: tuple[int, int, int] | None) -> LiveCanary | None:
+        """Load the canary the ``CANARY`` file names (the caller holds the canary lock)."""
         try:
-            if signature == self._canary_signature:
-                return self._canary
-            self._canary = self._load_canary(self._canary)
-            self._canary_signature = signature
+            if signature != self._canary_signature:
+                self._canary = self._load_canary(self._canary)
+                self._canary_signature = signature
             return self._canary
         finally:
             self._canary_lock.release()

@@ -41,6 +41,18 @@ def _canary(settings, emb, interactions, popularity, share, mode):
     return published["index_version"]
 
 
+def _await_canary(client, version, *, broken=False, timeout_s=30.0):
+    """Poll /readyz until the service serves canary ``version`` (``None``: no canary), or,
+    with ``broken``, reports why it ignores it: the service loads canaries in the background."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = client.get("/readyz").json()
+        if (ready["detail"] is not None) if broken else (ready["canary_version"] == version):
+            return ready
+        assert time.monotonic() < deadline, f"canary {version} not live after {timeout_s} s: {ready}"
+        time.sleep(0.02)
+
+
 # /similar -------------------------------------------------------------------------
 def test_similar_items_are_the_exact_inner_product_neighbours(client, settings, make_embeddings, interactions, popularity):
     emb = make_embeddings()
@@ -115,6 +127,7 @@ def test_split_canary_serves_its_share_with_the_challenger(client, settings, mak
     _publish(settings, make_embeddings(seed=0, model_version=1), interactions, popularity)
     challenger = make_embeddings(seed=1, model_version=2)
     version = _canary(settings, challenger, interactions, popularity, share=0.5, mode="split")
+    _await_canary(client, version)
     rec = Recommender(settings)
     for user in range(40):
         body = client.get(f"/recommend/{user}?k=5").json()
@@ -132,6 +145,7 @@ def test_split_canary_serves_its_share_with_the_challenger(client, settings, mak
     assert client.get("/readyz").json()["canary_version"] == version
 
     layout.clear_canary(settings.indexes_dir)  # stopping the canary: everybody on the champion again
+    _await_canary(client, None)
     assert {client.get(f"/recommend/{u}?k=5").json()["variant"] for u in range(40)} == {CHAMPION}
 
 
@@ -140,6 +154,7 @@ def test_shadow_canary_serves_the_champion_and_logs_both(client, settings, make_
     plain = client.get("/recommend/3?k=5").json()
     version = _canary(settings, make_embeddings(seed=1, model_version=2), interactions, popularity, share=1.0,
                       mode="shadow")
+    _await_canary(client, version)
     with caplog.at_level(logging.INFO, logger="graphrec.shadow"):
         body = client.get("/recommend/3?k=5").json()
     assert body == plain  # served: the champion, unchanged
@@ -154,6 +169,7 @@ def test_a_broken_canary_is_ignored(client, settings, make_embeddings, interacti
     _publish(settings, make_embeddings(seed=0, model_version=1), interactions, popularity)
     version = _canary(settings, make_embeddings(seed=1, model_version=2), interactions, popularity, 1.0, "split")
     (settings.indexes_dir / version / layout.POPULAR_FILE).write_bytes(b"tampered")
+    _await_canary(client, version, broken=True)
     body = client.get("/recommend/3?k=5")
     assert body.status_code == 200 and body.json()["variant"] == CHAMPION
     ready = client.get("/readyz").json()
