@@ -37,6 +37,7 @@ import string
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -741,6 +742,28 @@ class OnlineRankerFeatures:
             self._drop_store()
             raise
 
+    def prefetch(self, item_ids: Iterable[int], chunk: int = 4096) -> int:
+        """Read and keep the item-keyed views' rows of ``item_ids`` ahead of requests.
+
+        The service calls it at start-up with the served catalog, so its first requests do
+        not read their candidates' rows one request at a time. Rows already kept are not
+        read again; a later materialization still empties the cache (then rows are read
+        as requests need them).
+
+        Returns:
+            int: how many item rows were read.
+        """
+        try:
+            store = self._feast()
+            layout = self._views()
+            self._maybe_invalidate(store, layout)
+            wanted = list(dict.fromkeys(int(i) for i in item_ids))
+            return max([self._keep_items(store, view, key, features, wanted, chunk)
+                        for view, key, features in layout if key != contract.USER_ID], default=0)
+        except Exception:
+            self._drop_store()
+            raise
+
     def recent_items(self, user_ids: list[int]) -> dict[int, list[int]]:
         """Each user's recent item ids, most recent last (:func:`online_recent_items`)."""
         try:
@@ -801,15 +824,10 @@ class OnlineRankerFeatures:
         for view, key, features in layout:
             if key == contract.USER_ID:
                 continue
-            names = [f"{view}__{f}" for f in features]
-            rows = self._rows.setdefault(view, {})
-            missing = [k for k in unique if k not in rows]
-            if missing:
-                fresh = _read_online(store, view, key, features, missing)
-                for j, k in enumerate(missing):
-                    rows[k] = tuple(fresh[name][j] for name in names)
+            self._keep_items(store, view, key, features, unique)
+            rows = self._rows[view]
             table = [rows[k] for k in ids.tolist()]
-            items.update({name: [row[c] for row in table] for c, name in enumerate(names)})
+            items.update({f"{view}__{f}": [row[c] for row in table] for c, f in enumerate(features)})
         absent = [c for c in (*bst.USER_COUNTERS, bst.RECENT_ITEMS, bst.RECENT_CATEGORIES, bst.RECENT_TS)
                   if c not in user] + [c for c in (*bst.ITEM_COUNTERS, bst.ITEM_CATEGORY) if c not in items]
         if absent and len(ids):
@@ -828,6 +846,19 @@ class OnlineRankerFeatures:
             recent_categories=user.get(bst.RECENT_CATEGORIES),
             recent_ts=user.get(bst.RECENT_TS),
         )
+
+    def _keep_items(self, store: Any, view: str, key: str, features: list[str], keys: list[int],
+                    chunk: int = 4096) -> int:
+        """Read the rows of ``keys`` that ``view``'s cache lacks (``chunk`` per read); how many."""
+        rows = self._rows.setdefault(view, {})
+        missing = [k for k in keys if k not in rows]
+        names = [f"{view}__{f}" for f in features]
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            fresh = _read_online(store, view, key, features, part)
+            for j, k in enumerate(part):
+                rows[k] = tuple(fresh[name][j] for name in names)
+        return len(missing)
 
     def _maybe_invalidate(self, store: Any, layout: list[tuple[str, str, list[str]]]) -> None:
         now = time.monotonic()

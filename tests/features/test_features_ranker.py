@@ -179,7 +179,10 @@ def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_ma
             assert torch.equal(getattr(ours, field), getattr(theirs, field)), field
         return frame
 
-    before = [check(user) for user in (1, 2, 1)]  # the second and third calls use kept item rows
+    assert reader.prefetch(items[:5] + items[:2]) == 5  # read once each, then kept
+    assert reader.prefetch(items) == len(items) - 5
+    assert reader.prefetch(items) == 0
+    before = [check(user) for user in (1, 2, 1)]  # every item row comes from the cache
     # The service's recent-items read: the plain reader's answer, and its user read serves
     # the next call for that user only.
     assert reader.recent_items([1, 2]) == online_recent_items(settings, [1, 2])
