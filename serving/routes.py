@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from serving.recommender import NoPublishedIndex, Recommender, UnknownItem
 from serving.schemas import Health, Ready, Recommendation, SimilarItems, VersionInfo
@@ -51,13 +52,13 @@ async def recommend(
     recommender: RecommenderDep,
     request: Request,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
-) -> Recommendation:
+) -> Response:
     """Top-k unseen items for a user, re-ranked by the BST ranker when the index carries one;
     unknown users get the popularity fallback. During a live canary, a stable share of
     users is answered by the challenger (``variant``)."""
     answer = recommender.recommend(user_id, k)
     request.state.variant = answer.variant
-    return answer
+    return _json(answer)
 
 
 @similar_router.get(
@@ -70,13 +71,24 @@ async def similar(
     recommender: RecommenderDep,
     request: Request,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
-) -> SimilarItems:
+) -> Response:
     """Items closest to an item in the champion's embedding space (inner product), itself excluded."""
     request.state.variant = "champion"
     try:
-        return recommender.similar(item_id, k)
+        return _json(recommender.similar(item_id, k))
     except UnknownItem as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+def _json(model: BaseModel) -> Response:
+    """The model serialised by pydantic (in Rust), as FastAPI would send it.
+
+    A returned model would be dumped, validated again against ``response_model`` and
+    encoded by the standard library's ``json``: ~0.15 ms per recommendation that the
+    model's own validation at construction already covers. ``response_model`` still
+    documents the route in OpenAPI.
+    """
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 @health_router.get("/healthz", response_model=Health)
