@@ -214,7 +214,10 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
     serve_workers: int = Field(1, ge=1, description="Service processes (uvicorn workers); metrics are aggregated.")
-    serve_threads: int = Field(4, ge=0, description="Request handler threads per process (0: anyio's default, 40).")
+    serve_threads: int = Field(
+        4, ge=0, description="Handler threads per process for the plain routes (/metrics, /readyz, /healthz, "
+        "/version; 0: anyio's default, 40). /recommend and /similar run on the event loop."
+    )
 
     # Paths -----------------------------------------------------------------
     @property
