@@ -1,12 +1,15 @@
 # graphrec: two commands for a new user.
 #   make demo   create .venv, install graphrec, run the whole nightly loop through Airflow
 #   make test   create/update .venv and run the test suite
+#   make up     the services profile on this machine's PostgreSQL and Redis: Airflow (UI, API,
+#               scheduler, DAG processor, triggerer, two Celery workers), MLflow, the service
+#   make down   stop exactly what `make up` started
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift
+.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift
 
 install: $(STAMP)
 
@@ -21,6 +24,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The services profile keeps its own home so it never mixes with the embedded demo's var/.
+STACK_HOME ?= var/stack
+up: $(STAMP)
+	GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services up
+
+down:
+	@test -x $(BIN)/graphrec || { echo "nothing to stop: .venv is missing"; exit 0; }
+	GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services down
 
 # Benchmarks print figures and record them under benchmarks/results/.
 bench-validation: $(STAMP)

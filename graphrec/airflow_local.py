@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from graphrec.settings import Settings
 
@@ -34,20 +35,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _explicit_settings(settings: Settings) -> dict[str, str]:
-    """Settings given explicitly (not from defaults) as GRAPHREC_* variables for the tasks."""
+def explicit_settings_env(settings: Settings) -> dict[str, str]:
+    """Settings given explicitly (not from defaults) as GRAPHREC_* variables for the tasks.
+
+    Secrets are left out: the components read them from the environment or the services
+    profile's secrets file, never from a variable this function prints."""
     env = {}
     for name in sorted(settings.model_fields_set - {"home"}):
         value = getattr(settings, name)
-        if value is None:
+        if value is None or isinstance(value, SecretStr):
             continue
         env[f"GRAPHREC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
 
 
 def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = None) -> dict[str, str]:
-    """Environment for embedded Airflow components and the tasks they run."""
+    """Environment for Airflow's components and the tasks they run, from ``settings``.
+
+    The profile decides the metadata database (SQLite under home, or PostgreSQL) and the
+    executor (LocalExecutor, or CeleryExecutor with Redis as broker and the metadata
+    database as result backend); everything else is the same in both."""
     home = settings.airflow_home
+    api_url = settings.airflow_api_url or f"http://127.0.0.1:{api_port}"
     smtp = {
         "conn_type": "smtp",
         "host": settings.smtp_host,
@@ -58,11 +67,13 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": settings.executor,
         "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": api_url.rstrip("/") + "/execution/",
+        # Every user logs in: no anonymous access (simple_auth_manager_all_admins stays off).
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.airflow_database_url,
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__WORKERS": "1",
@@ -75,11 +86,17 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp),
         "GRAPHREC_HOME": str(settings.root),
-        **_explicit_settings(settings),
+        **explicit_settings_env(settings),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
     }
+    if settings.executor == "CeleryExecutor":
+        env.update({
+            "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + settings.database_url("airflow"),
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.celery_worker_concurrency),
+        })
     return env
 
 

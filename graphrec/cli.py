@@ -372,6 +372,62 @@ def _cmd_airflow_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_services(args: argparse.Namespace) -> int:
+    from graphrec.services import COMPONENTS, ServicesError, ServicesStack, run_component, service_secrets
+
+    settings = get_settings()
+    try:
+        if args.action == "run":
+            if args.component not in COMPONENTS:
+                print(f"unknown component {args.component!r}; one of: {', '.join(COMPONENTS)}", file=sys.stderr)
+                return 2
+            return run_component(settings, args.component)
+        stack = ServicesStack(settings)
+        if args.action == "up":
+            print("starting the services stack (PostgreSQL and Redis must be running) ...", flush=True)
+            info = stack.up(unpause=not args.paused)
+            _print_stack(stack, info)
+        elif args.action == "down":
+            stopped = stack.down()
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.action == "status":
+            rows = stack.status()
+            for row in rows:
+                print(f"  {row['name']:<16} pid {row['pid']:<8} {'up' if row['alive'] else 'DOWN'}  {row['log']}")
+            if not rows:
+                print("the stack is not up (`make up` starts it)")
+            return 0 if rows and all(r["alive"] for r in rows) else 1
+        elif args.action == "password":
+            print(service_secrets(stack.settings)["admin_password"])
+    except ServicesError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_stack(stack, info: dict) -> None:
+    s = stack.settings
+    import shlex
+
+    from graphrec.airflow_local import explicit_settings_env
+
+    env_file = s.services_dir / "env.sh"
+    exports = {"GRAPHREC_HOME": str(s.root), **explicit_settings_env(s), "GRAPHREC_PROFILE": "services"}
+    env_file.write_text("# source this file to use the stack from a shell\n"
+                        + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
+    print(f"""
+graphrec services are up ({len(stack.processes())} processes, logs in {stack.log_dir})
+  Airflow UI and API   {info['airflow']}   user {info['airflow_user']}, password: `graphrec services password`
+                       (generated once into {info['secrets_file']}, or GRAPHREC_AIRFLOW_ADMIN_PASSWORD)
+  MLflow UI            {info['mlflow']}
+  recommendation API   {info['service']}/docs   (metrics: {info['service']}/metrics)
+  Celery workers       {', '.join(info['celery_workers']) or 'none (LocalExecutor)'}
+  nightly DAG          {'paused' if info['dag_paused'] else 'unpaused: runs at 02:00 UTC'}; trigger it from the UI
+  alert mail           SMTP {s.smtp_host}:{s.smtp_port}, stored under {s.mail_dir}
+  this shell           source {env_file}
+Stop everything with `make down`.""")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -473,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mail-sink", help="SMTP server on loopback storing messages as .eml files")
     p.set_defaults(func=_cmd_mail_sink)
+
+    p = sub.add_parser("services", help="the services profile: PostgreSQL, Redis, MLflow server, Airflow on Celery")
+    ssub = p.add_subparsers(dest="action", required=True)
+    c = ssub.add_parser("up", help="start Airflow, MLflow, Celery workers and the service here (make up)")
+    c.add_argument("--paused", action="store_true", help="leave the nightly DAG paused (no scheduled runs)")
+    ssub.add_parser("down", help="stop exactly what `up` started (make down)")
+    ssub.add_parser("status", help="the processes `up` started and whether they still run")
+    ssub.add_parser("password", help="print the Airflow admin password")
+    c = ssub.add_parser("run", help="run one component in the foreground (containers)")
+    c.add_argument("component", help="init, api-server, scheduler, dag-processor, triggerer, celery-worker, "
+                                     "mlflow, serve or mail-sink")
+    p.set_defaults(func=_cmd_services)
 
     p = sub.add_parser("airflow-env", help="print the environment that points Airflow at this installation")
     p.add_argument("--port", type=int, default=8080)

@@ -320,13 +320,20 @@ def repo_config(settings: Settings) -> RepoConfig:
     Feast's own loader expands environment variables; here ``${GRAPHREC_HOME}`` comes from
     ``settings`` first (other variables still from the environment), and ``repo_path`` is
     ``settings.feast_dir``, which is what relative ``FileSource`` paths resolve against.
+    The registry path and the online store come from ``settings`` (the profile): the YAML
+    file's values are the embedded ones, for the ``feast`` CLI.
     """
     import yaml
     from feast.repo_config import RepoConfig
 
     text = (settings.feature_repo / "feature_store.yaml").read_text()
     text = os.path.expandvars(string.Template(text).safe_substitute(GRAPHREC_HOME=str(settings.root)))
-    config = RepoConfig(**yaml.safe_load(text))
+    raw = yaml.safe_load(text)
+    # Where the registry and the online store live is the profile's business (settings):
+    # SQLite files under home (embedded) or PostgreSQL and Redis (services).
+    raw["registry"] = {**raw.get("registry", {}), "path": settings.feast_registry_path}
+    raw["online_store"] = settings.feast_online_store
+    config = RepoConfig(**raw)
     config.repo_path = settings.feast_dir
     return config
 

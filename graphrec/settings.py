@@ -12,7 +12,7 @@ from pathlib import Path
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -61,17 +61,58 @@ class ValidationSettings(BaseModel):
     data_docs: bool = Field(True, description="Write Great Expectations Data Docs (HTML) for every run.")
 
 
+Profile = Literal["embedded", "services"]
+
+
 class Settings(BaseSettings):
     """Configuration of one graphrec installation.
 
-    The embedded defaults need no server: SQLite for MLflow and Feast, parquet files
-    for the lake, FAISS files on disk and a loopback SMTP sink for alerts.
+    The embedded default (``profile=embedded``) needs no server: SQLite for Airflow,
+    MLflow and the Feast registry and online store, parquet files for the lake, FAISS
+    files on disk and a loopback SMTP sink for alerts. ``profile=services`` runs the same
+    code on servers: PostgreSQL for Airflow's metadata, MLflow's backend store and Feast's
+    registry; Redis for Feast's online store and the Celery broker; an MLflow server;
+    Airflow's CeleryExecutor (see :mod:`graphrec.services`). Only these store addresses
+    differ between the two.
     """
 
     model_config = SettingsConfigDict(env_prefix="GRAPHREC_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Field(Path("var"), description="Root of the lake, stores, indexes, reports and mail.")
     seed: int = 42
+    profile: Profile = Field(
+        "embedded", description="embedded: SQLite files, no server; services: PostgreSQL, Redis, MLflow server, Celery."
+    )
+
+    # Servers of the services profile -----------------------------------------------------
+    postgres_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432",
+        description="services: the PostgreSQL server (no database); graphrec uses <database_prefix>_airflow, "
+        "_mlflow and _feast on it and creates them when missing.",
+    )
+    database_prefix: str = Field("graphrec", pattern=r"^[a-z][a-z0-9_]{0,40}$", description="services: database names.")
+    redis_url: str = Field("redis://127.0.0.1:6379", description="services: the Redis server (no database number).")
+    feast_redis_db: int = Field(0, ge=0, le=15, description="services: Redis database of Feast's online store.")
+    celery_redis_db: int = Field(1, ge=0, le=15, description="services: Redis database of the Celery broker.")
+    airflow_executor: Literal["LocalExecutor", "CeleryExecutor"] | None = Field(
+        None, description="Airflow's executor; unset: LocalExecutor (embedded) or CeleryExecutor (services)."
+    )
+    celery_workers: int = Field(2, ge=1, description="services: Celery workers `graphrec services up` starts.")
+    celery_worker_concurrency: int = Field(1, ge=1, description="services: task slots per Celery worker.")
+    airflow_host: str = Field("127.0.0.1", description="services: address the Airflow API server and UI listen on.")
+    airflow_port: int = Field(8080, ge=1, le=65535, description="services: port of the Airflow API server and UI.")
+    airflow_api_url: str | None = Field(
+        None, description="Where tasks reach Airflow's execution API; unset: http://127.0.0.1:<airflow_port>."
+    )
+    airflow_admin_password: SecretStr | None = Field(
+        None, description="services: password of the Airflow user `admin`; unset: generated once into "
+        "<home>/services/secrets.json (mode 600)."
+    )
+    airflow_jwt_secret: SecretStr | None = Field(None, description="services: shared JWT secret (unset: generated).")
+    airflow_secret_key: SecretStr | None = Field(None, description="services: API server secret key (unset: generated).")
+    airflow_fernet_key: SecretStr | None = Field(None, description="services: Fernet key of Airflow (unset: generated).")
+    mlflow_host: str = Field("127.0.0.1", description="services: address the MLflow server listens on.")
+    mlflow_port: int = Field(5000, ge=1, le=65535, description="services: port of the MLflow server and UI.")
 
     # Where the non-package parts of the project live (editable installs find them).
     dags_folder: Path = PROJECT_ROOT / "dags"
@@ -81,7 +122,9 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     # MLflow
-    mlflow_tracking_uri: str | None = Field(None, description="Defaults to SQLite under home.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Unset: SQLite under home (embedded) or the MLflow server at mlflow_port (services)."
+    )
     mlflow_experiment: str = "graphrec"
     retriever_model_name: str = "graphrec-retriever"
 
@@ -245,8 +288,68 @@ class Settings(BaseSettings):
         return self.root / "mlflow"
 
     @property
+    def services(self) -> bool:
+        return self.profile == "services"
+
+    def database_url(self, name: str, driver: str = "psycopg2") -> str:
+        """services: the SQLAlchemy URL of the database ``<database_prefix>_<name>``."""
+        base = self.postgres_url.rstrip("/")
+        scheme, rest = base.split("://", 1)
+        return f"{scheme.split('+')[0]}+{driver}://{rest}/{self.database_prefix}_{name}"
+
+    @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        """Where graphrec's code logs and reads MLflow runs and the registry."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        if self.services:
+            return f"http://{_connect_host(self.mlflow_host)}:{self.mlflow_port}"
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_backend_store_uri(self) -> str:
+        """The MLflow server's backend store (services: PostgreSQL)."""
+        return self.database_url("mlflow") if self.services else f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def airflow_database_url(self) -> str:
+        return self.database_url("airflow") if self.services else f"sqlite:///{self.airflow_home / 'airflow.db'}"
+
+    @property
+    def executor(self) -> str:
+        return self.airflow_executor or ("CeleryExecutor" if self.services else "LocalExecutor")
+
+    @property
+    def celery_broker_url(self) -> str:
+        return f"{self.redis_url.rstrip('/')}/{self.celery_redis_db}"
+
+    @property
+    def execution_api_url(self) -> str:
+        base = self.airflow_api_url or f"http://{_connect_host(self.airflow_host)}:{self.airflow_port}"
+        return base.rstrip("/") + "/execution/"
+
+    @property
+    def feast_registry_path(self) -> str:
+        """Feast's SQL registry: PostgreSQL (services) or a SQLite file under home."""
+        return self.database_url("feast") if self.services else f"sqlite:///{self.feast_dir / 'registry.db'}"
+
+    @property
+    def feast_online_store(self) -> dict:
+        """Feast's online store config: Redis (services) or a SQLite file under home."""
+        if not self.services:
+            return {"type": "sqlite", "path": str(self.feast_dir / "online_store.db")}
+        from urllib.parse import urlsplit
+
+        url = urlsplit(self.redis_url)
+        parts = [f"{url.hostname or '127.0.0.1'}:{url.port or 6379}", f"db={self.feast_redis_db}"]
+        if url.password:
+            parts.append(f"password={url.password}")
+        return {"type": "redis", "redis_type": "redis", "connection_string": ",".join(parts)}
+
+    @property
+    def services_dir(self) -> Path:
+        """State of natively started services: pids, logs, generated secrets."""
+        return self.root / "services"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -281,6 +384,11 @@ class Settings(BaseSettings):
     @property
     def airflow_home(self) -> Path:
         return self.root / "airflow"
+
+
+def _connect_host(host: str) -> str:
+    """The address a client on this machine uses for a server listening on ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 @lru_cache(maxsize=1)
