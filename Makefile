@@ -31,8 +31,9 @@ up: $(STAMP)
 	GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services up
 
 down:
-	@test -x $(BIN)/graphrec || { echo "nothing to stop: .venv is missing"; exit 0; }
-	GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services down
+	@if test -x $(BIN)/graphrec; then \
+		GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services down; \
+	else echo "nothing to stop: $(VENV) is missing"; fi
 
 # Benchmarks print figures and record them under benchmarks/results/.
 bench-validation: $(STAMP)

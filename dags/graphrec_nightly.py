@@ -12,8 +12,23 @@ check (recommender drift signals as Evidently reports, judged by the drift polic
 of this DAG triggered with a conf that names the reason and the report (never twice within the
 policy's cooldown).
 
-Trigger it from the UI to (re)process a day: set **ds** in the form, or leave it empty to
-process the day before the run's logical date. Re-running a day is idempotent.
+Trigger it from the UI (**Trigger**, then the *Run Parameters* form) to (re)process a day:
+
+| Param | What it does |
+|---|---|
+| **ds** | The partition day, YYYY-MM-DD. Empty: the day before the run's logical date. |
+| **window_days** | Curated days the retriever trains on (2-365; the last day is the holdout). |
+| **model** | The retriever: lightgcn, mf, gfcf or popularity. |
+| **epochs** | Training epochs for lightgcn and mf (1-1000). |
+| **force_publish** | Promote and publish even when the canary gate says no. |
+| **dry_run** | Validate, featurize, train and judge, but move no champion alias, publish nothing and skip the drift check (so no email and no retrain). |
+
+A manual run with these values behaves exactly like a scheduled run with the same values:
+both read only these Params. Re-running a day is idempotent. The form rejects values
+outside the ranges above (so does the REST API, with 400 and the schema's message).
+
+Every task emails `alert_recipients` when it fails and when it is retried (Airflow's SMTP
+notifier on the `smtp_default` connection).
 """
 
 from __future__ import annotations
@@ -24,6 +39,8 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
+from monitoring.alerts import task_failure_notifier
+
 from graphrec.assets import CURATED_INTERACTIONS, DRIFT_ALERT, ONLINE_FEATURES, PUBLISHED_INDEX, RETRIEVER_CHALLENGER
 from graphrec.settings import RETRIEVER_MODELS, get_settings
 
@@ -33,6 +50,9 @@ DEFAULT_ARGS = {
     "owner": "graphrec",
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
+    # Failure and retry emails on every task (task-level notifiers; see monitoring.alerts).
+    "on_failure_callback": task_failure_notifier(_settings, "failed"),
+    "on_retry_callback": task_failure_notifier(_settings, "up_for_retry"),
 }
 
 
@@ -71,6 +91,11 @@ DEFAULT_ARGS = {
         ),
         "force_publish": Param(
             False, type="boolean", description="Promote and publish even if the canary gate says no."
+        ),
+        "dry_run": Param(
+            False, type="boolean",
+            description="Validate, featurize, train and judge the challenger, but move no champion alias, publish "
+            "nothing and skip the drift check (no email, no retrain).",
         ),
         "trigger_reason": Param(
             "", type="string", description="Why this run was started (set by drift-triggered retraining)."
@@ -178,7 +203,7 @@ def graphrec_nightly():
 
         params = get_current_context()["params"]
         return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"],
-                          ranker_version=ranked.get("model_version"))
+                          ranker_version=ranked.get("model_version"), dry_run=day.get("dry_run", False))
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:
@@ -203,6 +228,8 @@ def graphrec_nightly():
         from monitoring.monitor import monitor_day
 
         settings = get_settings()
+        if day.get("dry_run"):
+            raise AirflowSkipException("dry run: no drift check, no email, no retrain")
         if day["reason"].startswith("drift"):
             raise AirflowSkipException("this run is itself a drift-triggered retrain: no new check")
         if not (settings.curated_dir / partition_name(parse_ds(day["ds"]))).is_dir():

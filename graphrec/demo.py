@@ -160,7 +160,8 @@ def run_demo(
         "index_version": status["index"]["version"],
         "index_manifest": status["index"]["manifest"],
         "drift_days": status["drift"]["drift_days"],
-        "alert_emails": status["mail"]["messages"],
+        "alert_emails": status["mail"]["drift_alerts"],
+        "task_alert_emails": status["mail"]["task_alerts"],
         "drift_retrain_runs": [
             {"run_id": r["run_id"], "state": r["state"], "reason": r["reason"]} for r in retrains
         ],
@@ -190,7 +191,8 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         + (f"v{summary['served_ranker_version']}" if summary["served_ranker_version"] is not None else "none (retrieval only)"),
         f"  published index:        {summary['index_version']} ({summary['index_manifest']})",
         f"  drift days:             {', '.join(summary['drift_days']) or 'none'}",
-        f"  alert emails stored:    {summary['alert_emails']} ({settings.mail_dir})",
+        f"  alert emails stored:    {summary['alert_emails']} drift, {summary['task_alert_emails']} task failure/retry "
+        f"({settings.mail_dir})",
         f"  drift-triggered retrains: {len(retrains)} "
         + ", ".join(f"{r['run_id']} {r['state']}" for r in retrains),
         f"  reports:                {summary['reports_dir']}",

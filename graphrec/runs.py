@@ -24,7 +24,8 @@ def resolve_run_day(
         ``"manual"`` otherwise; ``tags`` are the MLflow tags that record the trigger:
         ``trigger`` (``drift`` when the ``drift_report`` param names the report that
         caused the run, else ``schedule``/``manual``/``other``), plus ``drift_report`` and
-        ``drift_episode`` for drift-triggered runs.
+        ``drift_episode`` for drift-triggered runs, and ``dry_run: "true"`` when the
+        ``dry_run`` param is set (and then ``"dry_run": True`` next to them).
     """
     if params.get("ds"):
         ds = parse_ds(params["ds"])
@@ -41,4 +42,8 @@ def resolve_run_day(
         tags = {"trigger": "drift", "drift_report": report, "drift_episode": (params.get("drift_episode") or "").strip()}
     else:
         tags = {"trigger": reason if reason in ("schedule", "manual") else "other"}
-    return {"ds": ds.isoformat(), "reason": reason, "tags": tags}
+    day: dict[str, Any] = {"ds": ds.isoformat(), "reason": reason, "tags": tags}
+    if params.get("dry_run"):
+        tags["dry_run"] = "true"
+        day["dry_run"] = True
+    return day

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from graphrec.lake import list_partitions
@@ -36,7 +37,7 @@ def _drift_days(summaries: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 def _model_registry(settings: Settings) -> dict[str, Any]:
     db = settings.mlflow_dir / "mlflow.db"
-    if settings.mlflow_tracking_uri is None and not db.exists():
+    if settings.tracking_uri.startswith("sqlite:") and not db.exists():
         return {"champion_version": None, "challenger_version": None, "versions": []}
     from training.registry import get_alias_version, list_model_versions
 
@@ -87,7 +88,7 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
             ],
             "data_docs": str(settings.data_docs_dir / "index.html"),
         },
-        "mail": {"messages": len(mail), "directory": str(settings.mail_dir)},
+        "mail": {"messages": len(mail), **_mail_kinds(mail), "directory": str(settings.mail_dir)},
         "reports_dir": str(settings.reports_dir),
     }
     if include_registry:
@@ -120,7 +121,21 @@ def format_status(status: dict[str, Any]) -> str:
         f"data docs:          {validation.get('data_docs')}",
         f"drift days:         {', '.join(drift['drift_days']) or 'none'}",
         f"latest drift report: {latest.get('ds', 'none')} {latest.get('status') or ''} {latest.get('html') or ''}".rstrip(),
-        f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']}",
+        f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']} "
+        f"({status['mail']['drift_alerts']} drift, {status['mail']['task_alerts']} task failure/retry)",
     ]
     return "\n".join(lines)
 
+
+def _mail_kinds(paths: list[Path]) -> dict[str, int]:
+    """Stored alerts by kind: drift emails vs task failure/retry emails (``X-Graphrec-Kind``)."""
+    import email
+
+    from monitoring.alerts import KIND_HEADER
+
+    kinds = []
+    for path in paths:
+        with path.open("rb") as handle:
+            kinds.append(email.message_from_binary_file(handle).get(KIND_HEADER, "drift"))
+    tasks = sum(1 for kind in kinds if kind.startswith("task-"))
+    return {"drift_alerts": len(kinds) - tasks, "task_alerts": tasks}

@@ -1,4 +1,4 @@
-"""Drift emails: one alert per drift episode, an optional daily digest.
+"""Alert emails: one per drift episode, an optional daily digest, and task failures and retries.
 
 :func:`build_episode_alert` turns a :class:`monitoring.policy.Decision` (the day an
 episode opens) into an email: subject with severity, main signal and first day, a table
@@ -23,6 +23,11 @@ template first, which would mangle report text containing ``{{`` or ``{#``, so
 as they are and needs no Airflow context (the task passes its context; tests pass none);
 and the hook it uses sends one ``text/html`` part (``multipart/mixed``), so recipients get
 the HTML version of the message, whose table carries the same content as the plain text.
+
+:func:`task_failure_notifier` makes the ``on_failure_callback`` / ``on_retry_callback``
+every task of the DAGs carries: an email naming the DAG, task, run, try and error, with
+the link to the task's log in the Airflow UI, marked ``X-Graphrec-Kind: task-failed`` or
+``task-retry`` (drift emails are ``drift``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 SUBJECT_PREFIX = "[graphrec]"
 DS_HEADER = "X-Graphrec-Ds"
 EPISODE_HEADER = "X-Graphrec-Episode"
+KIND_HEADER = "X-Graphrec-Kind"
 
 _COLUMNS = ("signal", "group", "kind", "metric", "before → after", "effect vs threshold", "status", "samples")
 
@@ -190,7 +196,8 @@ def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, 
     content = body.get_content()
     if body.get_content_type() == "text/plain":
         content = f"<pre>{html.escape(content)}</pre>"
-    headers = {name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, "Message-ID") if message[name]}
+    headers = {name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, KIND_HEADER, "Message-ID")
+               if message[name]}
     recipients = list(settings.alert_recipients)
     notifier = SmtpNotifier(
         to=recipients,
@@ -203,6 +210,61 @@ def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, 
     notifier.notify(context if context is not None else {})  # type: ignore[arg-type]  # any mapping does
     log.info("sent %s to %s", message["Subject"], recipients)
     return {"recipients": recipients, "subject": str(message["Subject"]), "message_id": str(message["Message-ID"])}
+
+
+# --- task failures and retries -----------------------------------------------------------
+
+
+def build_task_alert(context: Mapping[str, Any], event: str, settings: Settings) -> EmailMessage:
+    """The email of a failed (``event="failed"``) or retried (``"up_for_retry"``) task (pure)."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    run_id = getattr(ti, "run_id", None) or getattr(context.get("dag_run"), "run_id", "?")
+    try_number = getattr(ti, "try_number", None)
+    max_tries = getattr(getattr(ti, "task", None), "retries", None)
+    error = context.get("exception")
+    log_url = getattr(ti, "log_url", None)
+    retry = event == "up_for_retry"
+    what = "will be retried" if retry else "failed"
+    subject = f"{SUBJECT_PREFIX} task {what}: {dag_id}.{task_id} ({run_id})"
+    tries = f"try {try_number}" + (f" of {max_tries + 1}" if isinstance(max_tries, int) else "")
+    lines = [
+        f"Task {task_id} of DAG {dag_id} {what} ({tries}).",
+        f"Run: {run_id}",
+        f"Error: {type(error).__name__}: {str(error)[:2000]}" if error is not None else "Error: unknown",
+        "",
+        f"Log: {log_url}" if log_url else "Log: in the Airflow UI, on the task instance's Logs tab",
+        "Next: " + ("Airflow retries it after the retry delay; no action needed unless the retries fail too."
+                    if retry else "fix the cause, then clear the task in the Airflow UI to run it again."),
+    ]
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.alert_sender
+    message["To"] = ", ".join(settings.alert_recipients)
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="graphrec")
+    message[KIND_HEADER] = "task-retry" if retry else "task-failed"
+    message.set_content("\n".join(lines))
+    return message
+
+
+def task_failure_notifier(settings: Settings, event: str = "failed"):
+    """An Airflow task callback that emails :func:`build_task_alert` for ``event``.
+
+    A failure to send is logged, never raised: the task's own outcome stays what it was.
+    """
+    if event not in ("failed", "up_for_retry"):
+        raise ValueError(f"event must be 'failed' or 'up_for_retry', not {event!r}")
+
+    def notify(context: Mapping[str, Any]) -> None:
+        try:
+            deliver(build_task_alert(context, event, settings), settings, context=context)
+        except Exception:  # noqa: BLE001 - an alert must not change the task's outcome
+            log.exception("could not send the task %s email", event)
+
+    notify.__name__ = f"email_on_{event}"
+    return notify
 
 
 # --- composition ---------------------------------------------------------------------
@@ -349,6 +411,7 @@ def _message(
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = make_msgid(domain=settings.alert_sender.rpartition("@")[2] or None)
     message[DS_HEADER] = decision.ds.isoformat()
+    message[KIND_HEADER] = "drift"
     if decision.episode_id:
         message[EPISODE_HEADER] = decision.episode_id
     text = "\n".join(plain) + "\n"

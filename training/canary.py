@@ -513,6 +513,7 @@ def run_canary(
     *,
     force: bool = False,
     ranker_version: int | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Score challenger, champion and popularity on the fresh holdout; maybe promote.
 
@@ -523,6 +524,9 @@ def run_canary(
         force: promote even when the gate fails (the result and tags say so), unless
             the challenger's embeddings are not finite.
         ranker_version: a ranker to judge as a pair with the challenger (:func:`judge_pair`).
+        dry_run: judge and report, but move no alias and tag only the challenger
+            (``canary.decision`` ``dry-run: <label>``); ``promoted`` is then False and
+            ``would_promote`` says what the gate decided.
 
     Returns:
         ``{promoted, forced, reason, summary, ds, challenger_version,
@@ -578,6 +582,10 @@ def run_canary(
                 if force and decision.promote
                 else GateDecision(False, False, f"{decision.reason}; rejected as a pair: {failed}")
             )
+    would_promote = decision.promote
+    if dry_run:
+        notes.append("dry run: no alias moved")
+        decision = GateDecision(False, decision.passed, decision.reason)
     if decision.promote and champion_before != challenger_version:
         registry.set_alias(settings, registry.CHAMPION, challenger_version)
     if pair is not None and decision.promote:
@@ -585,6 +593,9 @@ def run_canary(
     champion_after = registry.get_alias_version(settings, registry.CHAMPION)
     reason = "; ".join([decision.reason, *notes])
     label = "promoted" if decision.passed and decision.promote else "forced" if decision.promote else "rejected"
+    if dry_run:
+        label = "dry-run: " + ("promoted" if decision.passed and would_promote else "forced" if would_promote
+                               else "rejected")
     summary = summary_line(ds, label, challenger_version, champion_before, evidence, settings.canary_tolerance)
     log.info(summary)
 
@@ -605,14 +616,14 @@ def run_canary(
         {**common, "canary.role": "challenger", "canary.decision": label,
          **{f"canary.{name}": value for name, value in (challenger_scores or {}).items()}},
     )
-    if champion_before is not None and champion_before != challenger_version:
+    if champion_before is not None and champion_before != challenger_version and not dry_run:
         registry.set_version_tags(
             settings,
             champion_before,
             {**common, "canary.role": "champion", "canary.decision": "replaced" if decision.promote else "retained",
              **{f"canary.{name}": value for name, value in (champion_scores or {}).items()}},
         )
-    if pair is not None:
+    if pair is not None and not dry_run:
         _tag_rankers(settings, pair, label, decision.promote, reason)
     k = DEFAULT_K
     return {
@@ -622,6 +633,8 @@ def run_canary(
             settings, registry.CHAMPION, model=settings.ranker_model_name) if pair is not None else None,
         "promoted": decision.promote,
         "forced": decision.promote and not decision.passed,
+        "dry_run": dry_run,
+        "would_promote": would_promote,
         "reason": reason,
         "summary": summary,
         "ds": ds.isoformat(),

@@ -44,3 +44,11 @@ def test_manual_run_without_logical_date_uses_run_after():
 def test_bad_ds_is_a_clear_error():
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         resolve_run_day(params={"ds": "yesterday"}, logical_date=None, run_after=None, run_type="manual")
+
+
+def test_dry_run_is_passed_on_and_tagged():
+    day = resolve_run_day(params={"ds": "2025-01-05", "dry_run": True}, logical_date=None, run_after=None,
+                          run_type="manual")
+    assert day["dry_run"] is True and day["tags"] == {"trigger": "manual", "dry_run": "true"}
+    assert "dry_run" not in resolve_run_day(params={"ds": "2025-01-05", "dry_run": False}, logical_date=None,
+                                            run_after=None, run_type="manual")

@@ -106,3 +106,24 @@ def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypat
     # The drift-triggered run records its trigger in MLflow: the tags reach the trainer.
     train({"ds": "2025-01-08", "reason": "drift: x", "tags": {"trigger": "drift", "drift_report": "/r"}}, {})
     assert calls[-1]["tags"] == {"trigger": "drift", "drift_report": "/r"}
+
+
+def test_every_task_emails_on_failure_and_retry(dagbag):
+    """Airflow failure and retry emails on every task of every DAG (monitoring.alerts)."""
+    assert dagbag.dags
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            for hook in ("on_failure_callback", "on_retry_callback"):
+                callbacks = getattr(task, hook)
+                callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+                names = [getattr(c, "__name__", "") for c in callbacks if c]
+                assert any(n.startswith("email_on_") for n in names), (dag.dag_id, task.task_id, hook, names)
+
+
+def test_trigger_form_params_are_documented(dagbag):
+    dag = dagbag.get_dag("graphrec_nightly")
+    for name in ("ds", "window_days", "model", "epochs", "force_publish", "dry_run"):
+        param = dag.params.get_param(name)
+        assert param.description, name
+        assert f"**{name}**" in dag.doc_md, f"{name} is missing from the DAG's docs table"
+    assert dag.params.get_param("dry_run").value is False

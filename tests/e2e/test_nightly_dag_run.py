@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import email.policy
 import functools
 import hashlib
 import json
@@ -114,11 +115,18 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     day4 = _states(runs[4])
     assert day4["drift_check"] == "success"
     assert day4["send_alert"] == "success" and day4["trigger_retrain"] == "success", day4
-    messages = sorted(settings.mail_dir.glob("*.eml"))
-    assert len(messages) == 1
-    message = email.message_from_bytes(messages[0].read_bytes())
+    stored = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+              for p in sorted(settings.mail_dir.glob("*.eml"))]
+    kinds = {m["X-Graphrec-Kind"]: m for m in stored}
+    assert sorted(m["X-Graphrec-Kind"] for m in stored) == ["drift", "task-failed"], [m["Subject"] for m in stored]
+    message = kinds["drift"]
     assert "drift" in message["Subject"].lower() and CONFIG.day(4).isoformat() in message["Subject"]
     assert message["To"] == ", ".join(settings.alert_recipients)
+    # Day 2's failed validate task emailed too (the failure callback every task carries).
+    failure = kinds["task-failed"]
+    assert failure["Subject"].startswith("[graphrec] task failed: graphrec_nightly.validate")
+    body = failure.get_body(("html", "plain")).get_content()
+    assert "AirflowFailException" in body and "quarantined" in body.lower(), body
     with create_session() as session:
         triggered = [
             run for run in session.query(DagRun).filter(DagRun.dag_id == "graphrec_nightly").all()
