@@ -97,14 +97,20 @@ DEFAULT_ARGS = {
             description="Validate, featurize, train and judge the challenger, but move no champion alias, publish "
             "nothing and skip the drift check (no email, no retrain).",
         ),
+        # Set by drift-triggered retraining; optional (null) so that the UI form can be
+        # submitted with them empty (it treats a non-null string Param as required).
         "trigger_reason": Param(
-            "", type="string", description="Why this run was started (set by drift-triggered retraining)."
+            None, type=["null", "string"], section="Set by the drift loop",
+            description="Why this run was started (set by drift-triggered retraining).",
         ),
         "drift_report": Param(
-            "", type="string",
+            None, type=["null", "string"], section="Set by the drift loop",
             description="The drift report that caused this run (set by drift-triggered retraining; recorded in MLflow).",
         ),
-        "drift_episode": Param("", type="string", description="The drift episode this retrain answers (set with drift_report)."),
+        "drift_episode": Param(
+            None, type=["null", "string"], section="Set by the drift loop",
+            description="The drift episode this retrain answers (set with drift_report).",
+        ),
     },
 )
 def graphrec_nightly():
