@@ -68,7 +68,7 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": settings.executor,
-        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism or (32 if settings.services else 2)),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": api_url.rstrip("/") + "/execution/",
         # Every user logs in: no anonymous access (simple_auth_manager_all_admins stays off).
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",

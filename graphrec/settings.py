@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     airflow_executor: Literal["LocalExecutor", "CeleryExecutor"] | None = Field(
         None, description="Airflow's executor; unset: LocalExecutor (embedded) or CeleryExecutor (services)."
     )
+    airflow_parallelism: int | None = Field(
+        None, ge=1, description="Airflow's [core] parallelism (task slots of the whole installation); unset: 2 "
+        "embedded (a 2-core machine), 32 services.",
+    )
     celery_workers: int = Field(2, ge=1, description="services: Celery workers `graphrec services up` starts.")
     celery_worker_concurrency: int = Field(1, ge=1, description="services: task slots per Celery worker.")
     airflow_host: str = Field("127.0.0.1", description="services: address the Airflow API server and UI listen on.")
