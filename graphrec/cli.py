@@ -398,6 +398,11 @@ def _cmd_services(args: argparse.Namespace) -> int:
                 print("the stack is not up (`make up` starts it)")
             return 0 if rows and all(r["alive"] for r in rows) else 1
         elif args.action == "password":
+            given = stack.settings.airflow_admin_password
+            path = stack.settings.services_dir / "secrets.json"
+            if given is None and not path.exists():
+                raise ServicesError(f"no stack was set up under {stack.settings.root} (no {path}); use the GRAPHREC_HOME "
+                                    "of `make up` (var/stack): source var/stack/services/env.sh")
             print(service_secrets(stack.settings)["admin_password"])
     except ServicesError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -417,7 +422,8 @@ def _print_stack(stack, info: dict) -> None:
                         + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items()))
     print(f"""
 graphrec services are up ({len(stack.processes())} processes, logs in {stack.log_dir})
-  Airflow UI and API   {info['airflow']}   user {info['airflow_user']}, password: `graphrec services password`
+  Airflow UI and API   {info['airflow']}   user {info['airflow_user']}
+                       password: source {env_file}; graphrec services password
                        (generated once into {info['secrets_file']}, or GRAPHREC_AIRFLOW_ADMIN_PASSWORD)
   MLflow UI            {info['mlflow']}
   recommendation API   {info['service']}/docs   (metrics: {info['service']}/metrics)

@@ -232,8 +232,21 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
     assert counters and frame[counters].notna().all().all(), frame.head()
     recent = online_recent_items(settings, users)
     assert all(recent[u] for u in users)
-    # The service re-ranks with features read from Redis (nothing degraded).
-    answers = [httpx.get(f"{info['service']}/recommend/{u}", params={"k": 5}).json() for u in users]
+    # The service re-ranks with features read from Redis (nothing degraded), once it has
+    # loaded the published version (what its readiness probe reports).
+    from serving.publish import current_version
+
+    published, deadline, ready = current_version(settings), time.monotonic() + 180, {}
+    while time.monotonic() < deadline:
+        try:
+            ready = httpx.get(f"{info['service']}/readyz", timeout=30).json()
+        except httpx.HTTPError:
+            ready = {}
+        if ready.get("status") == "ready" and ready.get("index_version") == published:
+            break
+        time.sleep(1)
+    assert ready.get("index_version") == published, ready
+    answers = [httpx.get(f"{info['service']}/recommend/{u}", params={"k": 5}, timeout=30).json() for u in users]
     assert all(a["items"] for a in answers), answers[:2]
     assert all(a["reranked"] and not a["degraded"] for a in answers), answers[:2]
 
