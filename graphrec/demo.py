@@ -182,7 +182,7 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"  partitions quarantined: {summary['partitions_quarantined']} "
         + "".join(f"[{q['ds']}: {q['reason']}] " for q in summary["quarantined"])
         + "(graphrec quarantine list)",
-        f"  validation warnings:    "
+        "  validation warnings:    "
         + ("; ".join(f"{ds} {', '.join(c)}" for ds, c in summary["validation_warnings"].items()) or "none"),
         f"  data docs:              {summary['data_docs']}",
         f"  model versions:         {summary['model_versions']}, champion v{summary['champion_version']}, "

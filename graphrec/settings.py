@@ -328,11 +328,6 @@ class Settings(BaseSettings):
         return f"{self.redis_url.rstrip('/')}/{self.celery_redis_db}"
 
     @property
-    def execution_api_url(self) -> str:
-        base = self.airflow_api_url or f"http://{_connect_host(self.airflow_host)}:{self.airflow_port}"
-        return base.rstrip("/") + "/execution/"
-
-    @property
     def feast_registry_path(self) -> str:
         """Feast's SQL registry: PostgreSQL (services) or a SQLite file under home."""
         return self.database_url("feast") if self.services else f"sqlite:///{self.feast_dir / 'registry.db'}"
