@@ -310,14 +310,18 @@ class Settings(BaseSettings):
             return f"http://{_connect_host(self.mlflow_host)}:{self.mlflow_port}"
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
+    def _sql_store(self, name: str, sqlite_file: Path) -> str:
+        """The database ``name`` on PostgreSQL (services) or the SQLite file (embedded)."""
+        return self.database_url(name) if self.services else f"sqlite:///{sqlite_file}"
+
     @property
     def mlflow_backend_store_uri(self) -> str:
         """The MLflow server's backend store (services: PostgreSQL)."""
-        return self.database_url("mlflow") if self.services else f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        return self._sql_store("mlflow", self.mlflow_dir / "mlflow.db")
 
     @property
     def airflow_database_url(self) -> str:
-        return self.database_url("airflow") if self.services else f"sqlite:///{self.airflow_home / 'airflow.db'}"
+        return self._sql_store("airflow", self.airflow_home / "airflow.db")
 
     @property
     def executor(self) -> str:
@@ -330,7 +334,7 @@ class Settings(BaseSettings):
     @property
     def feast_registry_path(self) -> str:
         """Feast's SQL registry: PostgreSQL (services) or a SQLite file under home."""
-        return self.database_url("feast") if self.services else f"sqlite:///{self.feast_dir / 'registry.db'}"
+        return self._sql_store("feast", self.feast_dir / "registry.db")
 
     @property
     def feast_online_store(self) -> dict:
