@@ -30,7 +30,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     config = SimulationConfig(
-        days=args.days, drift_day=args.drift_day or None, corrupt_day=args.corrupt_day or None, seed=args.seed
+        n_users=args.users,
+        n_items=args.items,
+        events_per_day=args.events_per_day,
+        days=args.days,
+        drift_day=args.drift_day or None,
+        corrupt_day=args.corrupt_day or None,
+        seed=args.seed,
     )
     for path in simulate(config, Path(args.out) if args.out else settings.landing_dir):
         print(path)
@@ -445,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("simulate", help="write simulated daily partitions to landing/")
+    p.add_argument("--users", type=int, default=800)
+    p.add_argument("--items", type=int, default=500, help="initial catalog size")
+    p.add_argument("--events-per-day", type=int, default=4000, help="mean number of events a day")
     p.add_argument("--days", type=int, default=10)
     p.add_argument("--drift-day", type=int, default=8, help="0: no drift")
     p.add_argument("--corrupt-day", type=int, default=0)

@@ -89,10 +89,10 @@ UNCHANGED = {
         None,
         "4b4a368997596f4b31e354a439bf15b005eb7028aebfa746ee5af04a87dc46c1",
     ),
-    "blocked": (  # the large-world path, forced by a tiny dense limit
+    "rejection": (  # the large-world path (exact rejection sampling), forced by a tiny dense limit
         SimulationConfig(n_users=100, n_items=60, days=3, events_per_day=500, drift_day=2, drift_new_items=20),
         2000,
-        "f7b40b8cd1ca2d14f028ca16f61558ce58a836d26d171470c3201717e6ecef9c",
+        "e0c8d62bb9cf8cf2cbc18da19e79db59f2b24c1d01ec888f287e52ccf2069e20",
     ),
 }
 
