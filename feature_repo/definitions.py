@@ -7,10 +7,15 @@ materializes them.
 
 Offline sources are daily snapshots written by ``graphrec.features.build_features``: one
 parquet file per partition day in a directory per view, one row per entity, stamped
-``event_timestamp`` = the end of that day (the moment the snapshot becomes true). Their
-paths are relative on purpose: Feast resolves a relative ``FileSource`` path against the
-store's ``repo_path``, and ``graphrec.features.feature_store`` sets that to
-``settings.feast_dir`` so the data stays under ``GRAPHREC_HOME``, not in this repository.
+``event_timestamp`` = the end of that day (the moment the snapshot becomes true). Feast's
+DuckDB offline store reads a ``FileSource`` path as a DuckDB file pattern, hence the
+``*.parquet`` glob over a view's directory. The paths are relative to the Feast directory
+(``${GRAPHREC_HOME}/feast``), so the data stays under ``GRAPHREC_HOME``, not in this
+repository: DuckDB would resolve them against the reading process's working directory,
+so ``graphrec.features.load_definitions`` makes them absolute under
+``settings.feast_dir`` before they are registered. In the services profile it replaces
+each view's source by a PostgreSQL table holding the same rows (Feast's PostgreSQL
+offline store), which ``build_features`` fills day by day.
 
 Feature views are versioned by Feast on every schema change (``feast apply`` records a
 new version); the feature service name carries the contract version the models rely on:
@@ -39,24 +44,24 @@ item = Entity(
     description="A recommendable item of the catalog.",
 )
 
-# Offline sources (daily snapshot directories under settings.feast_dir) ---------------------
+# Offline sources (daily snapshot files under the Feast directory) ---------------------------
 user_activity_source = FileSource(
     name="user_activity_source",
-    path="offline/user_activity",
+    path="offline/user_activity/*.parquet",
     file_format=ParquetFormat(),
     timestamp_field="event_timestamp",
     description="Per-user activity counters, one snapshot per partition day.",
 )
 item_popularity_source = FileSource(
     name="item_popularity_source",
-    path="offline/item_popularity",
+    path="offline/item_popularity/*.parquet",
     file_format=ParquetFormat(),
     timestamp_field="event_timestamp",
     description="Per-item popularity counters and category, one snapshot per partition day.",
 )
 user_recent_items_source = FileSource(
     name="user_recent_items_source",
-    path="offline/user_recent_items",
+    path="offline/user_recent_items/*.parquet",
     file_format=ParquetFormat(),
     timestamp_field="event_timestamp",
     description="Each user's most recent item sequence, one snapshot per partition day.",

@@ -7,10 +7,13 @@ module is everything that runs:
   to one snapshot row per entity, stamped with the snapshot time ``as_of``;
 * :func:`build_features` — reads the curated lake up to a day and upserts that day's
   snapshot into the offline store (one parquet file per view and day, replaced
-  atomically, so a rerun replaces rather than duplicates);
+  atomically, so a rerun replaces rather than duplicates), which Feast reads with DuckDB;
+  the services profile also replaces the day's rows in PostgreSQL tables, which Feast's
+  PostgreSQL offline store reads there;
 * :func:`feature_store`, :func:`apply_definitions`, :func:`materialize` — thin adapters
   over Feast: open the store under ``settings.feast_dir``, register the repository's
   objects, and load the snapshot into the online store;
+* :func:`historical_ranker_features` — point-in-time rows for the ranker, in one join;
 * :func:`online_features`, :func:`online_recent_items` — per-request reads for serving.
 
 Snapshot semantics: the counters of day ``ds`` (``user_activity``, ``item_popularity``)
@@ -36,7 +39,6 @@ import os
 import string
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -260,10 +262,20 @@ def _user_recent_items(
     return frame
 
 
-# Offline store (parquet snapshots under settings.feast_dir) --------------------------------
+# Offline store (parquet snapshots under settings.feast_dir; services: PostgreSQL tables) ---
 def offline_file(settings: Settings, view: str, ds: dt.date | str) -> Path:
     """Where day ``ds``'s snapshot of ``view`` lives (matches the FileSource paths)."""
     return settings.feast_dir / "offline" / view / f"{lake.parse_ds(ds).isoformat()}.parquet"
+
+
+def offline_table(view: str) -> str:
+    """services: the PostgreSQL table (in the Feast database) holding every snapshot of ``view``."""
+    return f"offline_{view}"
+
+
+_PG_TYPES = {"int64": "BIGINT", "string": "TEXT", "list<item: int64>": "BIGINT[]", "list<item: string>": "TEXT[]",
+             "timestamp[us, tz=UTC]": "TIMESTAMPTZ"}
+"""PostgreSQL column types of the :data:`OFFLINE_SCHEMAS` Arrow types."""
 
 
 def build_features(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
@@ -271,14 +283,17 @@ def build_features(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
 
     Reads the last :data:`HISTORY_DAYS` curated partitions up to ``ds`` and the catalog up
     to ``ds``. Each view's snapshot replaces the file of that day atomically, so rerunning
-    a day replaces its rows and never duplicates them.
+    a day replaces its rows and never duplicates them. In the services profile the day's
+    rows of every view also replace those in the PostgreSQL tables that Feast's offline
+    store reads there, in one transaction (:func:`_write_postgres_snapshots`).
 
     Args:
         settings (Settings): the installation.
         ds (date | str): the partition day; it must be in ``curated/``.
 
     Returns:
-        dict: ``{"ds", "as_of", "views": {name: {"path", "rows"}}}`` (JSON-able).
+        dict: ``{"ds", "as_of", "views": {name: {"path", "rows"}}}`` (JSON-able); services:
+        each view also names its ``"table"``.
 
     Raises:
         FileNotFoundError: when ``curated/ds=<ds>`` does not exist.
@@ -297,7 +312,42 @@ def build_features(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
         path = offline_file(settings, name, day)
         lake.atomic_write_parquet(path, frame, schema=OFFLINE_SCHEMAS[name])
         views[name] = {"path": str(path), "rows": len(frame)}
+    if settings.services:
+        _write_postgres_snapshots(settings, tables, as_of)
+        for name in views:
+            views[name]["table"] = offline_table(name)
     return {"ds": day.isoformat(), "as_of": as_of.isoformat(), "views": views}
+
+
+def _write_postgres_snapshots(settings: Settings, tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> None:
+    """Replace one day's rows of every view's PostgreSQL table, all in one transaction.
+
+    A day's rows are those stamped in ``(as_of - 1 day, as_of]``: the counters at
+    ``as_of``, the sequence log one microsecond after each event of the day. Readers see
+    the day before or after the rerun, never a mix; an advisory lock serializes writers
+    (two days built at once would otherwise race to create the tables).
+    """
+    import psycopg
+    from psycopg import sql
+
+    config = settings.feast_offline_store
+    with psycopg.connect(host=config["host"], port=config["port"], dbname=config["database"], user=config["user"],
+                         password=config["password"], sslmode=config["sslmode"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('graphrec offline snapshots'))")
+        for view, frame in tables.items():
+            schema = OFFLINE_SCHEMAS[view]
+            table, key = sql.Identifier(offline_table(view)), sql.Identifier(schema.names[0])
+            columns = [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_PG_TYPES[str(f.type)])) for f in schema]
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(columns)))
+            cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, {})").format(
+                sql.Identifier(f"{offline_table(view)}_key_time"), table, key, sql.Identifier(EVENT_TIMESTAMP)))
+            cur.execute(sql.SQL("DELETE FROM {} WHERE {} > %s AND {} <= %s").format(
+                table, sql.Identifier(EVENT_TIMESTAMP), sql.Identifier(EVENT_TIMESTAMP)),
+                (as_of - pd.Timedelta(days=1), as_of))
+            names = sql.SQL(", ").join(sql.Identifier(n) for n in schema.names)
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, names)) as copy:
+                for row in pa.Table.from_pandas(frame, schema=schema, preserve_index=False).to_pylist():
+                    copy.write_row([row[n] for n in schema.names])
 
 
 def read_offline(settings: Settings, view: str) -> pd.DataFrame:
@@ -319,9 +369,10 @@ def repo_config(settings: Settings) -> RepoConfig:
 
     Feast's own loader expands environment variables; here ``${GRAPHREC_HOME}`` comes from
     ``settings`` first (other variables still from the environment), and ``repo_path`` is
-    ``settings.feast_dir``, which is what relative ``FileSource`` paths resolve against.
-    The registry path and the online store come from ``settings`` (the profile): the YAML
-    file's values are the embedded ones, for the ``feast`` CLI.
+    ``settings.feast_dir`` (the offline sources' paths are made absolute under it when
+    the definitions are loaded: see :func:`load_definitions`).
+    The registry path, the online and the offline store come from ``settings`` (the
+    profile): the YAML file's values are the embedded ones, for the ``feast`` CLI.
     """
     import yaml
     from feast.repo_config import RepoConfig
@@ -329,10 +380,11 @@ def repo_config(settings: Settings) -> RepoConfig:
     text = (settings.feature_repo / "feature_store.yaml").read_text()
     text = os.path.expandvars(string.Template(text).safe_substitute(GRAPHREC_HOME=str(settings.root)))
     raw = yaml.safe_load(text)
-    # Where the registry and the online store live is the profile's business (settings):
-    # SQLite files under home (embedded) or PostgreSQL and Redis (services).
+    # Where the registry and the stores live is the profile's business (settings): SQLite
+    # and parquet files under home (embedded) or PostgreSQL and Redis (services).
     raw["registry"] = {**raw.get("registry", {}), "path": settings.feast_registry_path}
     raw["online_store"] = settings.feast_online_store
+    raw["offline_store"] = settings.feast_offline_store
     config = RepoConfig(**raw)
     config.repo_path = settings.feast_dir
     return config
@@ -373,9 +425,17 @@ def load_definitions(settings: Settings) -> list[Any]:
 
     Files follow ``feast apply``'s rules (every ``*.py`` but ``__init__.py`` and what
     ``.feastignore`` lists); nothing is added to ``sys.modules`` or ``sys.path``.
+
+    A ``FileSource`` path that is relative (the repository declares them relative to the
+    Feast directory) is made absolute under ``settings.feast_dir``, so the registry holds
+    absolute paths: the DuckDB offline store reads a path as it is, relative to the
+    working directory of whichever process reads it (a training task, ``materialize``).
+    In the services profile each feature view reads its PostgreSQL table instead
+    (:func:`_postgres_sources`).
     """
     from feast import Entity, FeatureService, FeatureView, Project
     from feast.data_source import DataSource
+    from feast.infra.offline_stores.file_source import FileSource
     from feast.repo_operations import get_repo_files
 
     kinds = (Project, Entity, DataSource, FeatureView, FeatureService)
@@ -389,7 +449,36 @@ def load_definitions(settings: Settings) -> list[Any]:
         for value in vars(module).values():
             if isinstance(value, kinds) and not any(value is seen for seen in objects):
                 objects.append(value)
-    return objects
+    sources = [o for o in objects if isinstance(o, DataSource)]
+    sources += [o.batch_source for o in objects if isinstance(o, FeatureView)]
+    for source in sources:
+        if isinstance(source, FileSource) and "://" not in source.path and not Path(source.path).is_absolute():
+            source.file_options.uri = str(settings.feast_dir / source.path)
+    return _postgres_sources(objects) if settings.services else objects
+
+
+def _postgres_sources(objects: list[Any]) -> list[Any]:
+    """The same objects with each feature view's source replaced by its PostgreSQL table.
+
+    The tables (:func:`offline_table`) hold the same rows as the parquet snapshots
+    (:func:`build_features` writes both); each new source keeps the file source's name,
+    timestamp field and description. A view refers to its source from itself, its
+    projection and every feature service's projection of it: all are replaced.
+    """
+    from feast import FeatureService, FeatureView
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
+
+    replaced: dict[int, Any] = {}
+    for view in (o for o in objects if isinstance(o, FeatureView)):
+        old = view.batch_source
+        new = PostgreSQLSource(name=old.name, table=offline_table(view.name), timestamp_field=old.timestamp_field,
+                               description=old.description, tags=old.tags, owner=old.owner)
+        replaced[id(old)] = new
+        view.batch_source = view.data_source = view.projection.batch_source = new
+    for service in (o for o in objects if isinstance(o, FeatureService)):
+        for projection in service.feature_view_projections:
+            projection.batch_source = replaced.get(id(projection.batch_source), projection.batch_source)
+    return [replaced.get(id(o), o) for o in objects]
 
 
 def apply_definitions(settings: Settings, store: FeatureStore | None = None) -> dict[str, list[str]]:
@@ -496,22 +585,19 @@ def materialize(settings: Settings, ds: dt.date | str) -> dict[str, Any]:
 def _load_online(store: FeatureStore, as_of: dt.datetime) -> dict[str, str]:
     """Load every view's snapshots up to ``as_of`` into the online store (see :func:`materialize`)."""
     modes: dict[str, str] = {}
-    with warnings.catch_warnings():
-        # The Dask-based file offline store emits pandas FutureWarnings on every read.
-        warnings.filterwarnings("ignore", category=FutureWarning, module="dask")
-        for view in store.list_feature_views():
-            last = view.most_recent_end_time
-            if last is not None and last > as_of:
-                modes[view.name] = "skipped"
-            elif last is not None and last < as_of:
-                modes[view.name] = "incremental"
-            else:
-                modes[view.name] = "initial" if last is None else "reloaded"
-                start = as_of - view.ttl if last is None and view.ttl else as_of
-                store.materialize(start_date=start, end_date=as_of, feature_views=[view.name])
-        incremental = [name for name, mode in modes.items() if mode == "incremental"]
-        if incremental:
-            store.materialize_incremental(end_date=as_of, feature_views=incremental)
+    for view in store.list_feature_views():
+        last = view.most_recent_end_time
+        if last is not None and last > as_of:
+            modes[view.name] = "skipped"
+        elif last is not None and last < as_of:
+            modes[view.name] = "incremental"
+        else:
+            modes[view.name] = "initial" if last is None else "reloaded"
+            start = as_of - view.ttl if last is None and view.ttl else as_of
+            store.materialize(start_date=start, end_date=as_of, feature_views=[view.name])
+    incremental = [name for name, mode in modes.items() if mode == "incremental"]
+    if incremental:
+        store.materialize_incremental(end_date=as_of, feature_views=incremental)
     return dict(sorted(modes.items()))
 
 
@@ -561,12 +647,21 @@ def ranker_feature_names(settings: Settings) -> list[str]:
     return [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
 
 
+_ROW = "graphrec_row"
+"""The row number :func:`historical_ranker_features` joins Feast's answer back on."""
+
+
 def historical_ranker_features(settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
     """Point-in-time features of ``ranker_features_v1`` for labelled or candidate rows.
 
     Each row gets, per view, the latest snapshot stamped at or before its
     ``event_timestamp`` (and within the view's TTL). A snapshot stamped ``t`` summarises
     events strictly before ``t``, so no value can come from the row's moment or later.
+
+    One ``get_historical_features`` call joins every view of the service. Feast's offline
+    store returns rows in no particular order, so each row is numbered before the join and
+    put back in its place after it; only the entity columns go to Feast, the caller's other
+    columns are kept as they are.
 
     Args:
         settings (Settings): the installation (its Feast store, definitions applied).
@@ -575,51 +670,24 @@ def historical_ranker_features(settings: Settings, rows: pd.DataFrame) -> pd.Dat
 
     Returns:
         pd.DataFrame: ``rows`` in their order with one column per feature
-        (:func:`ranker_feature_names`); a view with no snapshot in reach leaves its columns
-        missing (Feast drops such rows; they are joined back here, never lost).
+        (:func:`ranker_feature_names`); a view with no snapshot in reach (an unknown key,
+        or every snapshot older than the TTL) leaves its columns missing.
     """
     frame = rows.reset_index(drop=True).copy()
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
-    entity = frame[[contract.USER_ID, contract.ITEM_ID, EVENT_TIMESTAMP]]
     store = feature_store(settings)
-    for projection in store.get_feature_service(RANKER_SERVICE).feature_view_projections:
-        view = projection.name
-        key = OFFLINE_SCHEMAS[view].names[0]
-        names = [f"{view}__{f.name}" for f in projection.features]
-        # Feast's file (Dask) offline store fails on entity keys that a view has never seen
-        # (a new user or item), and keeps one row of several with the same key and time:
-        # join each distinct (key, time) of a known key once, then spread the values back.
-        lookups = entity[[key, EVENT_TIMESTAMP]].drop_duplicates()
-        lookups = lookups[lookups[key].isin(_offline_keys(settings, view, key))]
-        joined = pd.DataFrame({key: pd.Series(dtype="int64"), EVENT_TIMESTAMP: pd.Series(dtype=entity[EVENT_TIMESTAMP].dtype)})
-        if len(lookups):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", category=FutureWarning)
-                joined = store.get_historical_features(
-                    entity_df=lookups, features=[f"{view}:{f.name}" for f in projection.features],
-                    full_feature_names=True,
-                ).to_df()
-            joined[EVENT_TIMESTAMP] = pd.to_datetime(joined[EVENT_TIMESTAMP], utc=True).astype(entity[EVENT_TIMESTAMP].dtype)
-        for name in names:
-            if name not in joined:
-                joined[name] = pd.Series(dtype=object)
-        merged = entity[[key, EVENT_TIMESTAMP]].merge(joined[[key, EVENT_TIMESTAMP, *names]], how="left",
-                                                      on=[key, EVENT_TIMESTAMP], validate="many_to_one")
-        for name in names:
-            frame[name] = merged[name].to_numpy()
+    service = store.get_feature_service(RANKER_SERVICE)
+    names = [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
+    if len(frame) == 0:
+        return frame.assign(**{name: pd.Series(dtype=object) for name in names})
+    entity = frame[[contract.USER_ID, contract.ITEM_ID, EVENT_TIMESTAMP]].assign(**{_ROW: np.arange(len(frame))})
+    joined = store.get_historical_features(entity_df=entity, features=service, full_feature_names=True).to_df()
+    # Each entity row comes back once, in any order (a row number seen twice fails here); a
+    # row that a store dropped would come back with missing values.
+    joined = joined.set_index(_ROW).reindex(pd.RangeIndex(len(frame)))
+    for name in names:
+        frame[name] = joined[name].to_numpy()
     return frame
-
-
-def _offline_keys(settings: Settings, view: str, key: str) -> np.ndarray:
-    """Every entity key that has at least one snapshot row of ``view`` offline."""
-    import pyarrow.dataset as ds
-
-    directory = settings.feast_dir / "offline" / view
-    if not directory.is_dir():
-        return np.array([], dtype=np.int64)
-    column = ds.dataset(directory, format="parquet").to_table(columns=[key]).column(key)
-    return np.unique(column.to_numpy())
-
 
 _RECENT_ITEMS_NAME = f"{USER_RECENT_ITEMS}__recent_items"
 

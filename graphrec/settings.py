@@ -172,6 +172,21 @@ class Settings(BaseSettings):
         True,
         description="lightgcn/mf: after early stopping, retrain on the whole window for the chosen number of epochs.",
     )
+    full_retrain_every_days: int = Field(
+        7,
+        ge=0,
+        description="lightgcn/mf: nightly runs warm-start from the champion's embeddings (same kind, dimension and "
+        "layers) and retrain from scratch once the champion's last full retrain (its full_retrain_ds tag) is this "
+        "many days old; also always without a champion, on drift-triggered runs and with the DAG Param "
+        "full_retrain. 0: always from scratch.",
+    )
+    warm_start_eval_every: int = Field(
+        1, ge=1, description="lightgcn/mf, warm-started runs: evaluate on the validation split every this many epochs."
+    )
+    warm_start_patience: int = Field(
+        1, ge=1, description="lightgcn/mf, warm-started runs: evaluations without a better validation Recall@20 "
+        "before stopping (when early stopping is on).",
+    )
     top_k: int = 20
 
     # Ranker (BST, training/ranker.py)
@@ -183,6 +198,15 @@ class Settings(BaseSettings):
     )
     ranker_cut_every_days: int | None = Field(
         None, ge=1, description="Days between replays (unset: holdout_days, so their label windows do not overlap)."
+    )
+    ranker_proxy_reuse_days: int = Field(
+        7, ge=0,
+        description="The ranker's replayed cuts: a proxy retriever fitted on the events before one cut also "
+        "serves later cuts up to this many days after (0: a new proxy per cut).",
+    )
+    ranker_proxy_warm_epochs: int = Field(
+        2, ge=1, description="Epochs a proxy past ranker_proxy_reuse_days is trained for, warm-started from the "
+        "previous cut's proxy on the events before its own cut.",
     )
     ranker_max_users: int = Field(
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
@@ -348,6 +372,26 @@ class Settings(BaseSettings):
         if url.password:
             parts.append(f"password={url.password}")
         return {"type": "redis", "redis_type": "redis", "connection_string": ",".join(parts)}
+
+    @property
+    def feast_offline_store(self) -> dict:
+        """Feast's offline store config: PostgreSQL (services) or DuckDB over parquet (embedded).
+
+        services: the snapshots are tables in the Feast database (the registry's), read by
+        Feast's PostgreSQL offline store; embedded: DuckDB reads the parquet snapshot files
+        under home.
+        """
+        if not self.services:
+            return {"type": "duckdb"}
+        from urllib.parse import unquote, urlsplit
+
+        url = urlsplit(self.postgres_url)
+        return {
+            "type": "postgres", "host": url.hostname or "127.0.0.1", "port": url.port or 5432,
+            "database": f"{self.database_prefix}_feast", "db_schema": "public",
+            "user": unquote(url.username or "postgres"), "password": unquote(url.password or ""),
+            "sslmode": "prefer",  # libpq's default (Feast's is "require", which a local server refuses)
+        }  # fmt: skip
 
     @property
     def services_dir(self) -> Path:

@@ -1,6 +1,6 @@
 """The ranker's features through Feast: no leakage offline, no skew between offline and online.
 
-A simulated lake is materialized day by day (real registry, file offline store, SQLite
+A simulated lake is materialized day by day (real registry, DuckDB offline store, SQLite
 online store), then labelled rows are joined point-in-time with
 ``get_historical_features`` and candidate rows are read from the online store.
 """
@@ -142,6 +142,41 @@ def test_online_vector_equals_offline_vector_at_the_same_time(store_settings, cu
             for a, b in zip(online[name], offline[name]):
                 assert _same(a, None if b is None or (np.isscalar(b) and pd.isna(b)) else
                              (list(b) if isinstance(b, (list, np.ndarray)) else b)), (user, name, a, b)
+
+
+def test_historical_rows_keep_their_order_columns_and_duplicates(store_settings, curated):
+    """One point-in-time join for all views: rows come back in their order (Feast's store
+    does not keep it), every input column as it was, duplicates and unknown keys kept."""
+    events, _ = curated
+    picked = events.sample(30, random_state=3)
+    rows = pd.DataFrame({
+        contract.USER_ID: [*picked[contract.USER_ID], 10_000, picked[contract.USER_ID].iloc[0]],
+        contract.ITEM_ID: [*picked[contract.ITEM_ID], picked[contract.ITEM_ID].iloc[0], 99_999],
+        EVENT_TIMESTAMP: [*picked[contract.EVENT_TS], snapshot_time(DAYS[-1]), snapshot_time(DAYS[-1])],
+    })
+    rows = pd.concat([rows, rows.iloc[[4, 0, 4]]], ignore_index=True)  # exact duplicates
+    rows["note"] = [f"row {i}" for i in range(len(rows))]
+    rows.index = rows.index[::-1] + 100  # not a default index: it is reset
+    joined = historical_ranker_features(store_settings, rows)
+    names = ranker_feature_names(store_settings)
+    assert list(joined.columns) == [*rows.columns, *names]
+    assert joined["note"].tolist() == rows["note"].tolist()
+    assert joined[contract.ITEM_ID].tolist() == rows[contract.ITEM_ID].tolist()
+
+    def plain(value):
+        return None if _same(value, None) else (list(value) if isinstance(value, np.ndarray) else value)
+
+    # Each row equals the same row joined alone; a duplicated row equals its original.
+    for i in (0, 4, 30, 31, len(rows) - 1):
+        alone = historical_ranker_features(store_settings, rows.iloc[[i]])
+        assert all(_same(joined[name].iloc[i], plain(alone[name].iloc[0])) for name in names), i
+    assert all(_same(joined[name].iloc[4], plain(joined[name].iloc[len(rows) - 1])) for name in names)
+    unknown_user, unknown_item = joined.iloc[30], joined.iloc[31]
+    assert all(_same(unknown_user[n], None) for n in names if n.startswith("user_"))
+    assert all(_same(unknown_item[n], None) for n in names if n.startswith("item_"))
+    assert not _same(unknown_user["item_popularity__events_7d"], None)
+    empty = historical_ranker_features(store_settings, rows.iloc[:0])
+    assert list(empty.columns) == list(joined.columns) and len(empty) == 0
 
 
 def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_materialization(tmp_path):
