@@ -20,6 +20,7 @@ Trigger it from the UI (**Trigger**, then the *Run Parameters* form) to (re)proc
 | **window_days** | Curated days the retriever trains on (2-365; the last day is the holdout). |
 | **model** | The retriever: lightgcn, mf, gfcf or popularity. |
 | **epochs** | Training epochs for lightgcn and mf (1-1000). |
+| **full_retrain** | Train lightgcn or mf from scratch instead of warm-starting from the champion's embeddings (also done on a schedule, on drift-triggered runs and without a champion). |
 | **force_publish** | Promote and publish even when the canary gate says no. |
 | **dry_run** | Validate, featurize, train and judge, but move no champion alias, publish nothing and skip the drift check (so no email and no retrain). |
 
@@ -88,6 +89,12 @@ DEFAULT_ARGS = {
         "epochs": Param(
             _settings.epochs, type="integer", minimum=1, maximum=1000,
             description="Training epochs (lightgcn and mf; gfcf and popularity need none).",
+        ),
+        "full_retrain": Param(
+            False, type="boolean",
+            description="Train lightgcn or mf from scratch instead of warm-starting from the champion's embeddings "
+            f"(done anyway every {_settings.full_retrain_every_days} days, on drift-triggered runs and when there is "
+            "no champion).",
         ),
         "force_publish": Param(
             False, type="boolean", description="Promote and publish even if the canary gate says no."
@@ -175,6 +182,7 @@ def graphrec_nightly():
             return train_retriever(
                 get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
                 reason=day["reason"], model=params["model"], tags=day.get("tags"),
+                full_retrain=params.get("full_retrain", False),
             )
         except InsufficientDataError as exc:
             raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
@@ -209,7 +217,8 @@ def graphrec_nightly():
 
         params = get_current_context()["params"]
         return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"],
-                          ranker_version=ranked.get("model_version"), dry_run=day.get("dry_run", False))
+                          ranker_version=ranked.get("model_version"), ranker_result=ranked,
+                          dry_run=day.get("dry_run", False))
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:

@@ -56,6 +56,8 @@ class FittedRetriever:
             kept (``None`` when the trainer does not report one).
         stopped_early: whether training stopped before ``epochs`` for lack of progress.
         epochs_run: epochs actually trained (trained kinds only).
+        base_embeddings: trained kinds: the layer-0 parameters ``embeddings`` were
+            propagated from (equal to them for ``mf``); what a warm start begins from.
     """
 
     embeddings: ModelEmbeddings
@@ -66,6 +68,7 @@ class FittedRetriever:
     best_epoch: int | None = None
     stopped_early: bool = False
     epochs_run: int | None = None
+    base_embeddings: ModelEmbeddings | None = None
 
 
 def check_kind(kind: str) -> str:
@@ -107,6 +110,7 @@ def fit_model(
     history: pd.DataFrame,
     evaluate: EvalFn | None = None,
     checkpoint_dir: Path | None = None,
+    init: ModelEmbeddings | None = None,
 ) -> FittedRetriever:
     """Fit a retriever of ``kind`` on the training graph.
 
@@ -121,21 +125,27 @@ def fit_model(
             and returns the embeddings of the best evaluation.
         checkpoint_dir: the trained kinds checkpoint there and resume from what a
             previous, interrupted attempt left (:func:`training.train.train_lightgcn`).
+        init: the trained kinds: warm-start from these layer-0 embeddings (matched by
+            external id; see :func:`training.train.train_lightgcn`). Other kinds have no
+            parameters to start from and refuse it.
 
     Raises:
         InsufficientDataError: GF-CF on fewer than two users or items (no SVD to take).
+        ValueError: ``init`` for a kind other than ``lightgcn`` and ``mf``.
     """
     check_kind(kind)
     started = time.perf_counter()
-    if kind in ("lightgcn", "mf"):
+    if init is not None and kind not in TRAINED_KINDS:
+        raise ValueError(f"{kind} cannot be warm-started: only {', '.join(TRAINED_KINDS)} have trained parameters")
+    if kind in TRAINED_KINDS:
         result = train_lightgcn(
-            graph, TrainConfig(**params), evaluate, checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None
+            graph, TrainConfig(**params), evaluate, checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None,
+            init=init,
         )
         return FittedRetriever(
             result.embeddings, result.seconds, list(result.losses), list(result.evaluations),
-            best_epoch=getattr(result, "best_epoch", None),
-            stopped_early=bool(getattr(result, "stopped_early", False)),
-            epochs_run=getattr(result, "epochs_run", len(result.losses)),
+            best_epoch=result.best_epoch, stopped_early=result.stopped_early, epochs_run=result.epochs_run,
+            base_embeddings=result.base_embeddings,
         )
     if kind == "gfcf":
         if min(graph.n_users, graph.n_items) < 2:

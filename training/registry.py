@@ -7,8 +7,10 @@ pointing at an MLflow server, the server decides where artifacts go.
 
 A retriever version is a pyfunc model (:class:`training.pyfunc_model.EmbeddingRetriever`)
 whose only artifact is the ``embeddings/`` directory of a
-:class:`~training.embeddings.ModelEmbeddings`. Versions are addressed by number or
-by alias (``challenger``, ``champion``); registry stages are deprecated and unused.
+:class:`~training.embeddings.ModelEmbeddings` (for the trained kinds with their layer-0
+embeddings, ``base_embeddings.npz``, which the next warm start reads with
+:func:`load_warm_start_embeddings`). Versions are addressed by number or by alias
+(``challenger``, ``champion``); registry stages are deprecated and unused.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ def register_model(
     run_id: str | None = None,
     tags: dict[str, Any] | None = None,
     alias: str | None = None,
+    base_embeddings: ModelEmbeddings | None = None,
 ) -> int:
     """Log ``embeddings`` as a pyfunc model and register it as a new version.
 
@@ -116,6 +119,8 @@ def register_model(
         settings: the installation's settings.
         embeddings: the model; its ``meta`` (data window, metrics, lineage...) is stored
             in ``meta.json`` together with the run id.
+        base_embeddings: the trained kinds' layer-0 embeddings, stored beside the served
+            ones as ``base_embeddings.npz`` for the next warm start (not served).
         run_id: the run to log into; defaults to the active run, or a new run.
         tags: model-version tags (values are stringified).
         alias: an alias to point at the new version (e.g. ``"challenger"``).
@@ -128,7 +133,7 @@ def register_model(
         meta = {**embeddings.meta, "run_id": active_run_id}
         directory = ModelEmbeddings(
             embeddings.user_ids, embeddings.item_ids, embeddings.user_emb, embeddings.item_emb, meta
-        ).save(Path(tmp) / pyfunc_model.EMBEDDINGS_ARTIFACT)
+        ).save(Path(tmp) / pyfunc_model.EMBEDDINGS_ARTIFACT, base=base_embeddings)
         # Pickle the model class by value so loading it needs no graphrec installation.
         cloudpickle.register_pickle_by_value(pyfunc_model)
         try:
@@ -244,6 +249,25 @@ def load_model_embeddings(settings: Settings, ref: int | str) -> ModelEmbeddings
         The :class:`ModelEmbeddings`; its ``meta`` is the stored lineage (``run_id``,
         ``data_window``, ``metrics``...) plus ``model_version`` and ``model_name``.
     """
+    return _load(settings, ref, base=False)
+
+
+def load_warm_start_embeddings(settings: Settings, ref: int | str) -> ModelEmbeddings:
+    """The embeddings a warm start from version ``ref`` begins with.
+
+    Its layer-0 embeddings when they were registered with it (``base_embeddings``),
+    else the served ones (versions registered before layer-0 embeddings were stored;
+    for ``mf`` they are the same).
+
+    Returns:
+        :class:`ModelEmbeddings` with the version's ``meta`` (as
+        :func:`load_model_embeddings`) plus ``embeddings_layer``: ``"base"`` or
+        ``"served"``.
+    """
+    return _load(settings, ref, base=True)
+
+
+def _load(settings: Settings, ref: int | str, *, base: bool) -> ModelEmbeddings:
     version = resolve_version(settings, ref)
     client = client_for(settings)
     model_version = client.get_model_version(settings.retriever_model_name, str(version))
@@ -256,13 +280,18 @@ def load_model_embeddings(settings: Settings, ref: int | str) -> ModelEmbeddings
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=tmp, tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
         )
-        embeddings = ModelEmbeddings.load(_find_embeddings_dir(Path(local)))
+        directory = _find_embeddings_dir(Path(local))
+        embeddings = ModelEmbeddings.load(directory)
+        layer0 = ModelEmbeddings.load_base(directory) if base else None
     meta = {
         **embeddings.meta,
         "model_name": settings.retriever_model_name,
         "model_version": version,
         "run_id": model_version.run_id or embeddings.meta.get("run_id"),
     }
+    if base:
+        meta["embeddings_layer"] = "served" if layer0 is None else "base"
+        embeddings = layer0 if layer0 is not None else embeddings
     return ModelEmbeddings(embeddings.user_ids, embeddings.item_ids, embeddings.user_emb, embeddings.item_emb, meta)
 
 

@@ -42,6 +42,12 @@ Hygiene, all off by default (the defaults train exactly as before they existed):
   epochs equals ``N / 2`` epochs plus a resume to ``N``, bit for bit.
 * **Progress** (:mod:`training.progress`): a tqdm bar with the live loss and metric on a
   terminal, one log line per epoch elsewhere (Airflow's task logs).
+* **Warm start** (``init``): start from another model's layer-0 embeddings (the
+  previous night's champion, :mod:`training.retriever`) instead of random ones. Users and
+  items are matched by external id (:func:`warm_start_rows`); those ``init`` does not know
+  keep the random init, those only ``init`` knows are dropped. The optimizer starts
+  afresh. :attr:`TrainResult.base_embeddings` are the layer-0 embeddings a later warm
+  start can begin from.
 
 **Distributed data parallel.** Under ``torchrun`` (any initialised ``torch.distributed``
 group of two or more processes; gloo on CPU) every rank holds the whole graph and
@@ -64,6 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -82,7 +89,7 @@ from torch_geometric.nn.models import LightGCN
 from torch_geometric.utils import to_torch_csr_tensor
 
 from training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from training.data import BipartiteGraph
+from training.data import BipartiteGraph, IdMap
 from training.embeddings import ModelEmbeddings
 from training.losses import LOSSES, Positives, Shard, batch_loss
 from training.losses import sample_negatives as sample_negatives  # re-exported: callers import it from here
@@ -175,6 +182,8 @@ class TrainResult:
             embeddings are returned; ``None`` otherwise.
         stopped_early: whether training stopped before ``epochs`` for lack of progress.
         epochs_run: epochs trained, resumed ones included (``len(losses)``).
+        base_embeddings: the layer-0 parameters (``x^(0)``) that ``embeddings`` were
+            propagated from, with the same ids; what a warm start begins from.
     """
 
     embeddings: ModelEmbeddings
@@ -184,6 +193,7 @@ class TrainResult:
     best_epoch: int | None = None
     stopped_early: bool = False
     epochs_run: int = 0
+    base_embeddings: ModelEmbeddings | None = None
 
 
 EvalFn = Callable[[ModelEmbeddings], dict[str, float]]
@@ -283,7 +293,51 @@ class _LoopState:
     stale: int = 0  # evaluations since the best one
 
 
-def _build_model(graph: BipartiteGraph, config: TrainConfig) -> tuple[LightGCN, Tensor]:
+def _rows_of(known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row of each ``wanted`` id in ``known`` (unique, in any order); ``-1`` where absent."""
+    if len(known) == 0:
+        return np.full(len(wanted), -1, dtype=np.int64)
+    order = np.argsort(known, kind="stable")
+    pos = IdMap(np.asarray(known, dtype=np.int64)[order]).index(wanted)
+    return np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
+
+
+def warm_start_rows(graph: BipartiteGraph, init: ModelEmbeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of the graph's users and items is in ``init``, by external id.
+
+    Returns:
+        ``(user_rows, item_rows)``: ``user_rows[u]`` is the row of ``init.user_emb``
+        holding graph user ``u`` (``-1``: ``init`` does not know it), likewise for items.
+    """
+    return _rows_of(init.user_ids, graph.users.ids), _rows_of(init.item_ids, graph.items.ids)
+
+
+def _warm_start(weight: Tensor, graph: BipartiteGraph, init: ModelEmbeddings) -> None:
+    """Overwrite the rows of ``weight`` (users, then items) that ``init`` knows."""
+    if init.dim != weight.shape[1]:
+        raise ValueError(f"warm-start embeddings have dimension {init.dim}, the model {weight.shape[1]}")
+    users, items = warm_start_rows(graph, init)
+    user_nodes, item_nodes = np.flatnonzero(users >= 0), np.flatnonzero(items >= 0)
+    with torch.no_grad():
+        weight[torch.from_numpy(user_nodes)] = torch.from_numpy(init.user_emb[users[user_nodes]]).to(weight.dtype)
+        weight[torch.from_numpy(item_nodes + graph.n_users)] = torch.from_numpy(
+            init.item_emb[items[item_nodes]]
+        ).to(weight.dtype)
+
+
+def _init_digest(init: ModelEmbeddings) -> str:
+    """sha256 of warm-start embeddings (a checkpoint only resumes the run it was started for)."""
+    digest = hashlib.sha256()
+    for array in (init.user_ids, init.item_ids):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    for array in (init.user_emb, init.item_emb):
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def _build_model(
+    graph: BipartiteGraph, config: TrainConfig, init: ModelEmbeddings | None = None
+) -> tuple[LightGCN, Tensor]:
     n_nodes = graph.n_users + graph.n_items
     if config.propagation == "edge_index":
         model, adj = LightGCN(n_nodes, config.embedding_dim, config.num_layers), homogeneous_edge_index(graph)
@@ -293,18 +347,29 @@ def _build_model(graph: BipartiteGraph, config: TrainConfig) -> tuple[LightGCN, 
         adj = normalized_adjacency(graph)
     if config.init_std is not None:
         torch.nn.init.normal_(model.embedding.weight, std=config.init_std)
+    if init is not None:  # the random init stays for whom init does not know
+        _warm_start(model.embedding.weight, graph, init)
     return model, adj
 
 
-def _embeddings(model: LightGCN, adj: torch.Tensor, graph: BipartiteGraph) -> ModelEmbeddings:
-    with torch.no_grad():
-        out = model.get_embedding(adj).numpy().astype(np.float32, copy=True)
+def _split(out: np.ndarray, graph: BipartiteGraph) -> ModelEmbeddings:
     return ModelEmbeddings(
         user_ids=graph.users.ids.copy(),
         item_ids=graph.items.ids.copy(),
         user_emb=out[: graph.n_users],
         item_emb=out[graph.n_users :],
     )
+
+
+def _embeddings(model: LightGCN, adj: torch.Tensor, graph: BipartiteGraph) -> ModelEmbeddings:
+    with torch.no_grad():
+        return _split(model.get_embedding(adj).numpy().astype(np.float32, copy=True), graph)
+
+
+def _base_embeddings(model: LightGCN, graph: BipartiteGraph) -> ModelEmbeddings:
+    """The layer-0 parameters ``x^(0)`` split into users and items."""
+    with torch.no_grad():
+        return _split(model.embedding.weight.detach().numpy().astype(np.float32, copy=True), graph)
 
 
 def _check(graph: BipartiteGraph, config: TrainConfig, checkpoint_dir: Path | None, resume: bool) -> None:
@@ -433,6 +498,7 @@ def train_lightgcn(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    init: ModelEmbeddings | None = None,
 ) -> TrainResult:
     """Train LightGCN on a bipartite graph with BPR and uniform negative sampling.
 
@@ -458,20 +524,24 @@ def train_lightgcn(
             retries can always pass ``True``).
         progress: a tqdm bar (``True``), one log line per epoch (``False``) or a bar only
             when stderr is a terminal (``None``); rank 0 only.
+        init: warm start: layer-0 embeddings (:attr:`TrainResult.base_embeddings` of an
+            earlier run) for the users and items they know, matched by external id; the
+            others get the usual random init. ``None`` (default) starts from scratch.
 
     Returns:
         A :class:`TrainResult` with the embeddings (``model.get_embedding``, the
-        layer-combined ones) split into users and items.
+        layer-combined ones) split into users and items, and the layer-0 ones.
 
     Raises:
-        ValueError: an empty graph, an unknown ``propagation`` or ``loss``, or a
-            checkpoint written for another graph, config or process count.
+        ValueError: an empty graph, an unknown ``propagation`` or ``loss``, ``init`` of
+            another dimension, or a checkpoint written for another graph, config, init
+            or process count.
     """
     _check(graph, config, checkpoint_dir, resume)
     ranks = _ranks()
     with torch_threads(config.num_threads or default_threads(graph.n_edges, ranks.world_size)):
         torch.manual_seed(config.seed)
-        model, adj = _build_model(graph, config)
+        model, adj = _build_model(graph, config, init)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         perm_rng = np.random.default_rng(config.seed)  # the same edge order on every rank
         neg_rng = np.random.default_rng([config.seed, ranks.rank]) if ranks.distributed else perm_rng
@@ -479,6 +549,8 @@ def train_lightgcn(
         edges = graph.edge_index
         positives = Positives(graph.n_users, graph.n_items, np.sort(edges[0] * graph.n_items + edges[1]))
         expected = fingerprint(graph, config, ranks.world_size) if checkpoint_dir is not None else None
+        if expected is not None and init is not None:
+            expected["init_sha256"] = _init_digest(init)
         saved = load_checkpoint(checkpoint_dir, expected) if resume else None
         state = _restore(saved, model, optimizer, rngs, ranks) if saved else _LoopState()
         step_model: torch.nn.Module = _Propagation(model)
@@ -522,6 +594,7 @@ def train_lightgcn(
             best_epoch=state.best_epoch if early else None,
             stopped_early=stopped and state.epoch < config.epochs,
             epochs_run=state.epoch,
+            base_embeddings=_base_embeddings(model, graph),
         )
 
 
