@@ -658,10 +658,13 @@ def historical_ranker_features(settings: Settings, rows: pd.DataFrame) -> pd.Dat
     ``event_timestamp`` (and within the view's TTL). A snapshot stamped ``t`` summarises
     events strictly before ``t``, so no value can come from the row's moment or later.
 
-    One ``get_historical_features`` call joins every view of the service. Feast's offline
-    store returns rows in no particular order, so each row is numbered before the join and
-    put back in its place after it; only the entity columns go to Feast, the caller's other
-    columns are kept as they are.
+    Each view is joined once per distinct ``(entity key, event_timestamp)`` of the rows,
+    not once per row: the ranker's rows are candidate lists, hundreds of items per user
+    and moment, so a user's features would otherwise be looked up hundreds of times (at
+    2M evaluation rows: 20k user lookups instead of 2M). Feast returns rows in no
+    particular order, so each lookup is numbered before the join and put back in its
+    place after it; only the entity columns go to Feast, the caller's other columns are
+    kept as they are.
 
     Args:
         settings (Settings): the installation (its Feast store, definitions applied).
@@ -680,14 +683,29 @@ def historical_ranker_features(settings: Settings, rows: pd.DataFrame) -> pd.Dat
     names = [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
     if len(frame) == 0:
         return frame.assign(**{name: pd.Series(dtype=object) for name in names})
-    entity = frame[[contract.USER_ID, contract.ITEM_ID, EVENT_TIMESTAMP]].assign(**{_ROW: np.arange(len(frame))})
-    joined = store.get_historical_features(entity_df=entity, features=service, full_feature_names=True).to_df()
-    # Each entity row comes back once, in any order (a row number seen twice fails here); a
-    # row that a store dropped would come back with missing values.
-    joined = joined.set_index(_ROW).reindex(pd.RangeIndex(len(frame)))
-    for name in names:
-        frame[name] = joined[name].to_numpy()
+    for projection in service.feature_view_projections:
+        key = OFFLINE_SCHEMAS[projection.name].names[0]
+        columns = [f"{projection.name}__{f.name}" for f in projection.features]
+        lookups, where = _distinct_lookups(frame, key)
+        joined = store.get_historical_features(
+            entity_df=lookups, features=[f"{projection.name}:{f.name}" for f in projection.features],
+            full_feature_names=True,
+        ).to_df()
+        # Each lookup comes back once, in any order (a row number seen twice fails here); a
+        # lookup that a store dropped would come back with missing values.
+        joined = joined.set_index(_ROW).reindex(pd.RangeIndex(len(lookups)))
+        for name in columns:
+            frame[name] = joined[name].to_numpy()[where]
     return frame
+
+
+def _distinct_lookups(frame: pd.DataFrame, key: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """The distinct ``(key, event_timestamp)`` of ``frame``, numbered, and each row's lookup."""
+    codes, uniques = pd.MultiIndex.from_frame(frame[[key, EVENT_TIMESTAMP]]).factorize()
+    lookups = uniques.to_frame(index=False, name=[key, EVENT_TIMESTAMP])
+    lookups[_ROW] = np.arange(len(lookups))
+    return lookups, codes
+
 
 _RECENT_ITEMS_NAME = f"{USER_RECENT_ITEMS}__recent_items"
 

@@ -52,10 +52,11 @@ import dataclasses
 import datetime as dt
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from graphrec.settings import Settings
 from training import registry
@@ -368,8 +369,29 @@ def decide(checks: Sequence[Check], *, force: bool = False) -> GateDecision:
 # --- Scoring ------------------------------------------------------------------------------
 
 
-def holdout_task(settings: Settings, ds: dt.date) -> tuple[RankingTask, ModelEmbeddings]:
-    """The canary's ground truth and the popularity baseline for the day ``ds``.
+@dataclasses.dataclass(frozen=True)
+class Holdout:
+    """The canary's fresh holdout, prepared once for every model the gate scores.
+
+    Args:
+        task: the ground truth (each holdout user's new items).
+        history: the window's events before the holdout (masked items, popularity).
+        at: the holdout's start, the moment the candidate lists are made.
+        popularity: the popularity baseline counted on ``history``.
+        fingerprint: the window's dataset fingerprint (:class:`training.data.Window`).
+        window_days: the window's length in days.
+    """
+
+    task: RankingTask
+    history: pd.DataFrame
+    at: pd.Timestamp
+    popularity: ModelEmbeddings
+    fingerprint: str
+    window_days: int
+
+
+def prepare_holdout(settings: Settings, ds: dt.date) -> Holdout:
+    """Read the ``settings.window_days`` window ending at ``ds`` once and split it.
 
     Raises:
         InsufficientDataError: no user with history and new holdout items.
@@ -382,7 +404,8 @@ def holdout_task(settings: Settings, ds: dt.date) -> tuple[RankingTask, ModelEmb
             f"no canary holdout users for {ds}: the holdout has {len(holdout)} events, "
             f"the history {len(history)}"
         )
-    return task, popularity_model(history)
+    return Holdout(task, history, holdout_start(ds, settings.holdout_days), popularity_model(history),
+                   window.fingerprint, settings.window_days)
 
 
 def _scores(metrics: RankingMetrics) -> dict[str, float]:
@@ -513,6 +536,7 @@ def run_canary(
     *,
     force: bool = False,
     ranker_version: int | None = None,
+    ranker_result: Mapping[str, Any] | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Score challenger, champion and popularity on the fresh holdout; maybe promote.
@@ -524,6 +548,10 @@ def run_canary(
         force: promote even when the gate fails (the result and tags say so), unless
             the challenger's embeddings are not finite.
         ranker_version: a ranker to judge as a pair with the challenger (:func:`judge_pair`).
+        ranker_result: what ``training.ranker.train_ranker`` returned for that ranker; its
+            evaluation of the challenger pair is reused when it was made on this very
+            holdout (same data fingerprint, window, candidates and cut-off), instead of
+            being computed a second time.
         dry_run: judge and report, but move no alias and tag only the challenger
             (``canary.decision`` ``dry-run: <label>``); ``promoted`` is then False and
             ``would_promote`` says what the gate decided.
@@ -553,7 +581,8 @@ def run_canary(
     (``pass`` / ``fail`` / ``skip``). A later canary overwrites them, so they describe
     each version's latest judgement. The :func:`summary_line` is logged at INFO.
     """
-    task, popularity = holdout_task(settings, ds)
+    holdout = prepare_holdout(settings, ds)
+    task, popularity = holdout.task, holdout.popularity
     first_holdout_day = holdout_start(ds, settings.holdout_days).date()
     champion_before = registry.get_alias_version(settings, registry.CHAMPION)
 
@@ -574,7 +603,8 @@ def run_canary(
         decision = decide(evidence.checks, force=force)
     pair = None
     if ranker_version is not None:
-        pair = judge_pair(settings, ds, challenger, ranker_version, champion_before)
+        pair = judge_pair(settings, holdout, challenger, ranker_version, champion_before, champion,
+                          handed_over=ranker_result)
         if not pair["passed"]:
             failed = "; ".join(pair["failures"])
             decision = (
@@ -658,42 +688,59 @@ def run_canary(
 
 def judge_pair(
     settings: Settings,
-    ds: dt.date,
+    holdout: Holdout,
     challenger: ModelEmbeddings,
     ranker_version: int,
-    champion_retriever: int | None,
+    champion_version: int | None,
+    champion: ModelEmbeddings | None,
+    *,
+    handed_over: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ranker half of the gate: the challenger *pair* against the champion pair.
 
     Both pairs re-rank their own retriever's candidates on the canary's holdout
-    (:func:`training.ranker.evaluate_pair`, features as of the holdout's start). The pair
-    passes when its NDCG@k is not below the champion pair's by more than
-    ``settings.ranker_canary_tolerance`` (the champion pair is its retriever alone when no
-    ranker has been promoted yet) and the ranker does not make its own retriever worse.
+    (:func:`training.ranker.evaluate_pairs`, features as of the holdout's start, one
+    feature join for both). The pair passes when its NDCG@k is not below the champion
+    pair's by more than ``settings.ranker_canary_tolerance`` (the champion pair is its
+    retriever alone when no ranker has been promoted yet) and the ranker does not make
+    its own retriever worse.
+
+    Args:
+        holdout: the canary's prepared holdout.
+        challenger: the challenger retriever's embeddings.
+        ranker_version: the challenger ranker.
+        champion_version, champion: the champion retriever (``None``: no champion).
+        handed_over: the training task's result for ``ranker_version``; its
+            ``evaluation`` is used for the challenger pair when it was made on this
+            holdout (:func:`training.ranker.evaluation_key`).
 
     Returns:
         ``{passed, failures, challenger: metrics, champion: metrics | None,
-        champion_ranker_version, ranker_version, k}`` (JSON-able).
+        champion_ranker_version, ranker_version, k, reused_evaluation}`` (JSON-able).
     """
     from training import ranker as ranking
 
-    window = load_window(settings, ds, settings.window_days)
-    history, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
-    task = build_ranking_task(history, holdout)
-    at = holdout_start(ds, settings.holdout_days)
     k = settings.ranker_k
     key = f"ranker_ndcg_at_{k}"
-    model, vocab, meta, _ = ranking.load_ranker(settings, ranker_version)
-    mine = ranking.evaluate_pair(settings, task, history, at, challenger, (model, vocab, meta))
+    task, history, at = holdout.task, holdout.history, holdout.at
+    expected = ranking.evaluation_key(settings, holdout.fingerprint, holdout.window_days)
+    mine = None
+    if (handed_over and handed_over.get("model_version") == ranker_version
+            and handed_over.get("evaluation_key") == expected):
+        mine = {name: handed_over[name] for name in handed_over.get("evaluation_metrics", [])}
+    pairs: list[tuple[ModelEmbeddings, Any]] = []
+    if mine is None:
+        model, vocab, meta, _ = ranking.load_ranker(settings, ranker_version)
+        pairs.append((challenger, (model, vocab, meta)))
     champion_ranker = registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
-    theirs = None
-    if champion_retriever is not None:
-        retriever = registry.load_model_embeddings(settings, champion_retriever)
-        if champion_ranker is not None:
-            loaded = ranking.load_ranker(settings, champion_ranker)
-            theirs = ranking.evaluate_pair(settings, task, history, at, retriever, loaded[:3])
-        else:
-            theirs = ranking.evaluate_pair(settings, task, history, at, retriever, None)
+    if champion_version is not None and champion is not None:
+        loaded = ranking.load_ranker(settings, champion_ranker)[:3] if champion_ranker is not None else None
+        pairs.append((champion, loaded))
+    scored = ranking.evaluate_pairs(settings, task, history, at, pairs) if pairs else []
+    reused = mine is not None
+    if mine is None:
+        mine = scored.pop(0)
+    theirs = scored[0] if scored else None
     failures = []
     tolerance = settings.ranker_canary_tolerance
     own_retrieval = mine[f"retrieval_ndcg_at_{k}"]
@@ -704,7 +751,8 @@ def judge_pair(
         if mine[key] < best - tolerance:
             failures.append(f"pair NDCG@{k} {mine[key]:.4f} trails the champion pair's {best:.4f} by more than {tolerance}")
     return {"passed": not failures, "failures": failures, "challenger": mine, "champion": theirs,
-            "ranker_version": ranker_version, "champion_ranker_version": champion_ranker, "k": k}
+            "ranker_version": ranker_version, "champion_ranker_version": champion_ranker, "k": k,
+            "reused_evaluation": reused}
 
 
 def _tag_rankers(settings: Settings, pair: dict[str, Any], label: str, promoted: bool, reason: str) -> None:

@@ -55,7 +55,7 @@ from training.data import (
 )
 from training.embeddings import ModelEmbeddings
 from training.metrics import RankingTask, build_ranking_task, popularity_model, top_k_indices
-from training.models import TRAINED_KINDS, fit_model
+from training.models import TRAINED_KINDS, FittedRetriever, fit_model
 
 log = logging.getLogger(__name__)
 
@@ -137,34 +137,85 @@ def candidate_rows(candidates: Candidates, task: RankingTask, at: pd.Timestamp) 
     return rows
 
 
-def build_training_rows(
-    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Labelled, feature-joined rows the ranker trains on (see the module docstring).
+@dataclasses.dataclass
+class Proxy:
+    """A stand-in retriever for the replayed cuts, and the data it was fitted on.
 
     Args:
-        settings: ``ranker_cuts``, ``holdout_days`` (the label horizon), candidates, caps.
+        fitted: the fit (its ``base_embeddings`` seed a warm start forward).
+        until: the first moment *not* in its training data: it saw only events before.
+        mode: ``"fit"`` (from scratch), ``"warm"`` (warm-started from the previous proxy).
+    """
+
+    fitted: FittedRetriever
+    until: pd.Timestamp
+    mode: str
+
+
+def proxy_params(retriever: ModelEmbeddings) -> tuple[str, dict[str, Any]]:
+    """The kind and params a proxy copies from the registered retriever.
+
+    Trained kinds fit for the epochs the retriever's early stopping chose on its last
+    full retrain (``validation.full_refit_epochs``, else ``refit_epochs``, else its epochs),
+    without a validation split.
+    """
+    kind = retriever.meta.get("model", "lightgcn")
+    params = dict(retriever.meta.get("params") or {})
+    if kind in TRAINED_KINDS:
+        validation = retriever.meta.get("validation") or {}
+        epochs = validation.get("full_refit_epochs") or validation.get("refit_epochs") or params.get("epochs", 1)
+        params = {**params, "epochs": int(epochs), "patience": 0}
+    return kind, params
+
+
+def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: Proxy | None,
+               train: pd.DataFrame, cut: pd.Timestamp) -> Proxy:
+    """The proxy for a cut at ``cut``: it never sees an event at or after ``cut``.
+
+    The previous cut's proxy is reused while ``cut`` is at most
+    ``settings.ranker_proxy_reuse_days`` after the end of its data; beyond that, a trained
+    kind is warm-started from it for ``settings.ranker_proxy_warm_epochs`` epochs on the
+    events before ``cut``; the first proxy (or a closed-form kind) is fitted from scratch.
+    """
+    if previous is not None and previous.until <= cut <= previous.until + pd.Timedelta(days=settings.ranker_proxy_reuse_days):
+        return Proxy(previous.fitted, previous.until, "reused")
+    before = train[train[contract.EVENT_TS] < cut]
+    graph = build_graph(before)
+    if previous is not None and kind in TRAINED_KINDS and previous.fitted.base_embeddings is not None:
+        warm = {**params, "epochs": settings.ranker_proxy_warm_epochs}
+        return Proxy(fit_model(kind, warm, graph, before, init=previous.fitted.base_embeddings), cut, "warm")
+    return Proxy(fit_model(kind, params, graph, before), cut, "fit")
+
+
+def replay_cuts(
+    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The ranker's labelled candidate rows of every replayed cut, before features.
+
+    The cuts are replayed oldest first; each gets a proxy retriever that saw only the
+    events before it (:func:`next_proxy`: one fit, reused or warm-started forward for the
+    later cuts, rather than a fit from scratch per cut).
+
+    Args:
+        settings: ``ranker_cuts``, ``holdout_days`` (the label horizon), candidates, caps,
+            ``ranker_proxy_*``.
         train: the window's training events (all before ``holdout_from``).
         retriever: the registered retriever; the proxies copy its kind and parameters.
         holdout_from: the start of the holdout; the latest cut is ``holdout_days`` before it,
             the others ``ranker_cut_every_days`` apart.
 
     Returns:
-        ``(rows, info)``: the rows with every feature column, ``retrieval_score`` and
-        ``label``; ``info`` counts them and times the steps (JSON-able).
+        ``(rows, info)``: :func:`candidate_rows` of every cut; ``info`` lists each cut's
+        proxy (``proxies``: ``cut``, ``mode``, ``data_until``) and times them (JSON-able).
 
     Raises:
         InsufficientDataError: no cut has users with both history and next items.
     """
-    kind = retriever.meta.get("model", "lightgcn")
-    params = dict(retriever.meta.get("params") or {})
-    if kind in TRAINED_KINDS:
-        refit = (retriever.meta.get("validation") or {}).get("refit_epochs")
-        params = {**params, "epochs": int(refit or params.get("epochs", 1)), "patience": 0}
+    kind, params = proxy_params(retriever)
     horizon = pd.Timedelta(days=settings.holdout_days)
     every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
-    parts, cuts, proxy_seconds = [], [], 0.0
     rng = np.random.default_rng(settings.seed)
+    plans = []  # (cut, task, users), latest cut first: the order the users are sampled in
     for k in range(1, settings.ranker_cuts + 1):
         cut = holdout_from - horizon - (k - 1) * every
         before = train[train[contract.EVENT_TS] < cut]
@@ -176,34 +227,57 @@ def build_training_rows(
         users = task.user_ids
         if len(users) > settings.ranker_max_users:
             users = np.sort(rng.choice(users, settings.ranker_max_users, replace=False))
+        plans.append((cut, task, users))
+    parts, cuts, proxies, proxy_seconds = [], [], [], 0.0
+    proxy: Proxy | None = None
+    for cut, task, users in sorted(plans, key=lambda plan: plan[0]):
         started = time.perf_counter()
         try:
-            proxy = fit_model(kind, params, build_graph(before), before).embeddings
+            proxy = next_proxy(settings, kind, params, proxy, train, cut)
         except InsufficientDataError as exc:
             log.info("ranker rows: no proxy retriever before %s (%s); skipped", cut, exc)
             continue
         proxy_seconds += time.perf_counter() - started
-        rows = candidate_rows(retrieve(proxy, users, before, settings.ranker_candidates), task, cut)
-        log.info("ranker rows: cut %s: proxy %s on %d events, %d rows of %d users, %d positive",
-                 cut, kind, len(before), len(rows), len(users), int(rows[LABEL].sum()))
+        before = train[train[contract.EVENT_TS] < cut]
+        rows = candidate_rows(retrieve(proxy.fitted.embeddings, users, before, settings.ranker_candidates), task, cut)
+        log.info("ranker rows: cut %s: proxy %s (%s, events before %s), %d rows of %d users, %d positive",
+                 cut, kind, proxy.mode, proxy.until, len(rows), len(users), int(rows[LABEL].sum()))
         parts.append(rows)
         cuts.append(cut.isoformat())
+        proxies.append({"cut": cut.isoformat(), "mode": proxy.mode, "data_until": proxy.until.isoformat()})
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if not parts or not 0 < rows[LABEL].sum() < len(rows):
         raise InsufficientDataError(
             f"no cut before {holdout_from} gives the ranker both positive and negative rows "
             f"({settings.ranker_cuts} cuts of {settings.holdout_days} days)"
         )
+    return rows, {"cuts": cuts, "proxies": proxies, "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
+                  "proxy_fits": sum(p["mode"] != "reused" for p in proxies)}
+
+
+def build_training_rows(
+    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Labelled, feature-joined rows the ranker trains on (see the module docstring).
+
+    :func:`replay_cuts`' rows, all cuts joined with their features in one point-in-time
+    query.
+
+    Returns:
+        ``(rows, info)``: the rows with every feature column, ``retrieval_score`` and
+        ``label``; ``info`` is :func:`replay_cuts`' plus row counts and the join's time.
+
+    Raises:
+        InsufficientDataError: no cut has users with both history and next items.
+    """
+    rows, info = replay_cuts(settings, train, retriever, holdout_from)
     joined_at = time.perf_counter()
     rows = historical_ranker_features(settings, rows)
     log.info("ranker rows: Feast point-in-time features of %d rows joined in %.1f s", len(rows),
              time.perf_counter() - joined_at)
-    info = {
-        "n_rows": len(rows), "n_positives": int(rows[LABEL].sum()), "n_users": int(rows[contract.USER_ID].nunique()),
-        "cuts": cuts, "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
-        "feature_join_seconds": round(time.perf_counter() - joined_at, 2),
-    }
-    return rows, info
+    return rows, {"n_rows": len(rows), "n_positives": int(rows[LABEL].sum()),
+                  "n_users": int(rows[contract.USER_ID].nunique()), **info,
+                  "feature_join_seconds": round(time.perf_counter() - joined_at, 2)}
 
 
 # Evaluation ---------------------------------------------------------------------------------
@@ -262,40 +336,73 @@ def evaluate_pair(
     retriever: ModelEmbeddings,
     ranker: tuple[bst.BST, bst.Vocabulary, dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    """Two-stage metrics of a (retriever, ranker) pair on ``task`` (module docstring).
+    """Two-stage metrics of one (retriever, ranker) pair on ``task``: :func:`evaluate_pairs` of one."""
+    return evaluate_pairs(settings, task, history, at, [(retriever, ranker)])[0]
+
+
+def evaluate_pairs(
+    settings: Settings,
+    task: RankingTask,
+    history: pd.DataFrame,
+    at: pd.Timestamp,
+    pairs: list[tuple[ModelEmbeddings, tuple[bst.BST, bst.Vocabulary, dict[str, Any]] | None]],
+) -> list[dict[str, Any]]:
+    """Two-stage metrics of (retriever, ranker) pairs on the same ``task`` (module docstring).
+
+    The pairs share the work that does not depend on them: the popularity lists, and one
+    point-in-time feature join over the union of every pair's candidate rows (a candidate
+    both retrievers propose is joined once).
 
     Args:
         settings: ``ranker_candidates`` and ``ranker_k``, the Feast store.
         task: the holdout ground truth.
         history: the events before ``at`` (masked, popularity counts).
         at: the moment the lists are made (features as of then).
-        retriever: the first stage.
-        ranker: ``load_ranker``'s triple, or ``None`` for retrieval alone.
+        pairs: ``(retriever, ranker)`` with ``load_ranker``'s triple, or ``None`` for
+            retrieval alone.
 
     Returns:
-        ``retrieval_hr_at_k, retrieval_ndcg_at_k, popularity_*`` and, with a ranker,
-        ``ranker_hr_at_k, ranker_ndcg_at_k, ranker_auc``, plus ``n_eval_users``.
+        Per pair, in order: ``retrieval_hr_at_k, retrieval_ndcg_at_k, popularity_*`` and,
+        with a ranker, ``ranker_hr_at_k, ranker_ndcg_at_k, ranker_auc``, plus
+        ``n_eval_users`` and ``candidates``.
     """
     k = settings.ranker_k
-    candidates = retrieve(retriever, task.user_ids, history, settings.ranker_candidates)
-    out: dict[str, Any] = {"n_eval_users": task.n_users, "candidates": settings.ranker_candidates}
-    out |= list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_")
     popular = retrieve(popularity_model(history), task.user_ids, history, k)
-    out |= list_metrics(task, popular.user_ids, popular.items, k).as_dict("popularity_")
-    if ranker is None:
-        return out
-    model, vocab, meta = ranker
-    rows = candidates.frame()
-    rows[EVENT_TIMESTAMP] = at
-    rows = historical_ranker_features(settings, rows)
-    probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker_seq_len)))
-    out |= list_metrics(task, candidates.user_ids, rerank(candidates, probabilities), k).as_dict("ranker_")
-    relevant = pd.MultiIndex.from_arrays(
-        [np.repeat(task.user_ids, np.diff(task.test_indptr)), task.test_items]
-    )
-    labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
-    out["ranker_auc"] = round(bst.auc(labels, probabilities), 6) if 0 < labels.sum() < len(labels) else None
-    return out
+    baseline = list_metrics(task, popular.user_ids, popular.items, k).as_dict("popularity_")
+    results: list[dict[str, Any]] = []
+    lists: list[Candidates] = []
+    for retriever, _ in pairs:
+        candidates = retrieve(retriever, task.user_ids, history, settings.ranker_candidates)
+        lists.append(candidates)
+        results.append({"n_eval_users": task.n_users, "candidates": settings.ranker_candidates,
+                        **list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_"),
+                        **baseline})
+    ranked = [i for i, (_, ranker) in enumerate(pairs) if ranker is not None]
+    if not ranked:
+        return results
+    frames = [lists[i].frame() for i in ranked]
+    keys = pd.concat([f[[contract.USER_ID, contract.ITEM_ID]] for f in frames], ignore_index=True)
+    keys = keys.drop_duplicates(ignore_index=True)
+    keys[EVENT_TIMESTAMP] = at
+    joined = historical_ranker_features(settings, keys)
+    relevant = pd.MultiIndex.from_arrays([np.repeat(task.user_ids, np.diff(task.test_indptr)), task.test_items])
+    for i, frame in zip(ranked, frames):
+        model, vocab, meta = pairs[i][1]
+        rows = frame.merge(joined, how="left", on=[contract.USER_ID, contract.ITEM_ID], validate="many_to_one")
+        probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker_seq_len)))
+        results[i] |= list_metrics(task, lists[i].user_ids, rerank(lists[i], probabilities), k).as_dict("ranker_")
+        labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
+        results[i]["ranker_auc"] = (round(bst.auc(labels, probabilities), 6)
+                                    if 0 < labels.sum() < len(labels) else None)
+    return results
+
+
+def evaluation_key(settings: Settings, fingerprint: str, window_days: int) -> dict[str, Any]:
+    """What makes two :func:`evaluate_pair` runs of the same pair equal: the window's data
+    and length, the holdout, the candidate count and the cut-off. The canary reuses the
+    training task's evaluation of the challenger pair when the keys match."""
+    return {"dataset_fingerprint": fingerprint, "window_days": int(window_days), "holdout_days": settings.holdout_days,
+            "candidates": settings.ranker_candidates, "k": settings.ranker_k}
 
 
 # The nightly task ------------------------------------------------------------------------
@@ -360,6 +467,8 @@ def train_ranker(
                                          "data_window": window.data_window, "metrics": metrics})
     summary = {"run_id": run.info.run_id, "model_version": version, "retriever_version": retriever_version,
                "ds": ds.isoformat(), "reason": reason, **metrics, **info,
+               "evaluation_key": evaluation_key(settings, window.fingerprint, window_days),
+               "evaluation_metrics": sorted(metrics),
                "best_epoch": fit_info.get("best_epoch"), "seconds": round(time.perf_counter() - started, 2)}
     registry.set_version_tags(settings, version, {**(tags or {}), PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
                                                   "reason": reason, **{k: v for k, v in metrics.items() if v is not None}},

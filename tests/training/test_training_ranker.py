@@ -73,3 +73,62 @@ def test_rerank_sorts_by_probability_and_keeps_retrieval_order_on_ties():
     found = Candidates(np.array([1, 2]), np.array([[10, 11, 12], [20, 21, -1]]), np.zeros((2, 3), np.float32))
     ranked = rerank(found, np.array([0.1, 0.9, 0.1, 0.5, 0.5]))
     assert ranked.tolist() == [[11, 10, 12], [20, 21, -1]]
+
+
+# The replayed cuts' proxies ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def replay_world(tmp_path_factory):
+    """A small simulated world, its window split, and an MF retriever's embeddings as the
+    registered one (the proxies copy its kind and params)."""
+    from training_sim import SMALL, curated_world
+
+    from training.data import build_graph, holdout_start, load_window, temporal_split
+    from training.models import fit_model
+
+    settings = curated_world(tmp_path_factory.mktemp("replay"), SMALL)
+    window = load_window(settings, SMALL.day(SMALL.days), SMALL.days)
+    train, _ = temporal_split(window.interactions, 1, end=window.end)
+    params = {"epochs": 2, "embedding_dim": 8, "num_layers": 0, "batch_size": 1024, "learning_rate": 0.01,
+              "seed": 0, "loss": "bpr", "patience": 0}
+    fitted = fit_model("mf", params, build_graph(train), train)
+    retriever = ModelEmbeddings(fitted.embeddings.user_ids, fitted.embeddings.item_ids, fitted.embeddings.user_emb,
+                                fitted.embeddings.item_emb, meta={"model": "mf", "params": params})
+    return settings, train, retriever, holdout_start(window.end, 1)
+
+
+@pytest.mark.parametrize("reuse_days, modes", [(7, ["fit", "reused", "reused"]), (0, ["fit", "warm", "warm"])])
+def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeypatch, reuse_days, modes):
+    import training.ranker as ranking
+
+    settings, train, retriever, holdout_from = replay_world
+    settings = settings.model_copy(update={"ranker_cuts": 3, "ranker_proxy_reuse_days": reuse_days,
+                                           "ranker_candidates": 20})
+    seen_until = []  # the newest event each real fit was given, in call order
+    real_fit = ranking.fit_model
+
+    def recording_fit(kind, params, graph, history, *args, **kwargs):
+        seen_until.append(history[contract.EVENT_TS].max())
+        return real_fit(kind, params, graph, history, *args, **kwargs)
+
+    monkeypatch.setattr(ranking, "fit_model", recording_fit)
+    rows, info = ranking.replay_cuts(settings, train, retriever, holdout_from)
+
+    assert [p["mode"] for p in info["proxies"]] == modes
+    assert len(seen_until) == info["proxy_fits"] == modes.count("fit") + modes.count("warm")
+    fits = iter(seen_until)
+    newest_seen = None
+    for proxy in info["proxies"]:
+        cut = pd.Timestamp(proxy["cut"])
+        if proxy["mode"] != "reused":
+            newest_seen = next(fits)
+        # The proxy scoring this cut's rows never saw an event at or after the cut: the
+        # rows' label window [cut, cut + 1 day) is unseen, and so is everything later.
+        assert newest_seen < cut
+        assert pd.Timestamp(proxy["data_until"]) <= cut
+    assert sorted(rows[EVENT_TIMESTAMP].unique()) == [pd.Timestamp(p["cut"]) for p in info["proxies"]]
+    # Labels are exactly the users' items taken inside each cut's label window.
+    for cut, part in rows.groupby(EVENT_TIMESTAMP):
+        window = train[(train[contract.EVENT_TS] >= cut) & (train[contract.EVENT_TS] < cut + pd.Timedelta(days=1))]
+        taken = set(zip(window[contract.USER_ID], window[contract.ITEM_ID]))
+        expected = [int((u, i) in taken) for u, i in zip(part[contract.USER_ID], part[contract.ITEM_ID])]
+        assert part[LABEL].tolist() == expected
