@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift
+.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start
 
 install: $(STAMP)
 
@@ -58,6 +58,16 @@ bench-load: $(STAMP)
 # retrains) and the daily monitor's time on 1M events.
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/bench_drift.py
+
+# The nightly's steps at three simulated sizes (S = the demo's world, M, L = Gowalla-sized):
+# wall time and peak memory per step, growth between sizes (SIZES="S M" for fewer).
+SIZES ?= S M L
+bench-nightly: $(STAMP)
+	$(BIN)/python benchmarks/bench_nightly.py --sizes $(SIZES)
+
+# Warm-started vs full retrain on the simulator and on MovieLens replayed daily.
+bench-warm-start: $(STAMP)
+	$(BIN)/python benchmarks/bench_warm_start.py
 
 # Regenerate the lock from pyproject's direct pins (needs network access to the registries).
 lock:

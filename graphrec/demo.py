@@ -132,6 +132,8 @@ def run_demo(
             for index in range(1, config.days + 1):
                 ds = config.day(index)
                 logical = dt.datetime.combine(ds + dt.timedelta(days=1), dt.time(2), tzinfo=dt.UTC)
+                echo(f"  {ds} day {index} of {config.days}: run triggered "
+                     f"({time.monotonic() - started:.0f} s since the demo started) ...")
                 client.trigger(DAG_ID, logical_date=logical.isoformat(), run_id=f"demo__{ds.isoformat()}")
                 client.wait_idle(DAG_ID)
                 for run in client.runs(DAG_ID):

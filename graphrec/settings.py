@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     ranker_max_users: int = Field(
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
     )
+    ranker_negatives_per_list: int = Field(
+        20, ge=0, description="Negatives per candidate list the BST trains on (sampled, seeded; every positive is "
+        "kept; 0: all). Validation and evaluation lists are never sampled.",
+    )
     ranker_epochs: int = Field(10, ge=1, description="BST training epochs (early-stopped on validation AUC).")
     ranker_seq_len: int = Field(20, ge=1, description="Behaviour sequence length of the BST.")
     ranker_k: int = Field(10, ge=1, description="Cut-off of the two-stage metrics (HR@k, NDCG@k).")

@@ -144,12 +144,15 @@ class Proxy:
     Args:
         fitted: the fit (its ``base_embeddings`` seed a warm start forward).
         until: the first moment *not* in its training data: it saw only events before.
-        mode: ``"fit"`` (from scratch), ``"warm"`` (warm-started from the previous proxy).
+        mode: ``"fit"`` (from scratch), ``"warm"`` (warm-started from the previous proxy),
+            ``"registered"`` (an earlier registered retriever version), ``"reused"``.
+        version: the registered version, for ``"registered"``.
     """
 
     fitted: FittedRetriever
     until: pd.Timestamp
     mode: str
+    version: int | None = None
 
 
 def proxy_params(retriever: ModelEmbeddings) -> tuple[str, dict[str, Any]]:
@@ -168,6 +171,35 @@ def proxy_params(retriever: ModelEmbeddings) -> tuple[str, dict[str, Any]]:
     return kind, params
 
 
+#: Canary decisions of versions that served as champion (tags written by the canary).
+SERVED_DECISIONS = ("promoted", "replaced", "retained")
+
+
+def registered_proxy(settings: Settings, kind: str, before: pd.Timestamp) -> Proxy | None:
+    """The newest registered retriever of ``kind`` that served as champion and whose
+    training data ends before ``before``, as a ready-made proxy; ``None`` when none does.
+
+    In a running installation last week's champions are exactly such retrievers: the
+    earliest replayed cut then needs no fit at all. A version qualifies when its tags say
+    ``model = kind`` and a champion's canary decision, and its lineage's ``train_until``
+    (the last training day) is before ``before``'s day.
+    """
+    candidates = [row for row in registry.list_model_versions(settings)
+                  if row["canary_decision"] in SERVED_DECISIONS and row["ds"] is not None
+                  and dt.date.fromisoformat(row["ds"]) < before.date()]
+    for row in sorted(candidates, key=lambda r: (r["ds"], r["version"]), reverse=True):
+        if registry.get_version_tags(settings, row["version"]).get("model") != kind:
+            continue
+        served = registry.load_model_embeddings(settings, row["version"])
+        until = served.meta.get("train_until")
+        if until is None or dt.date.fromisoformat(until) >= before.date():
+            continue
+        base = registry.load_warm_start_embeddings(settings, row["version"]) if kind in TRAINED_KINDS else None
+        start = pd.Timestamp(dt.date.fromisoformat(until) + dt.timedelta(days=1), tz="UTC")
+        return Proxy(FittedRetriever(served, 0.0, base_embeddings=base), start, "registered", row["version"])
+    return None
+
+
 def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: Proxy | None,
                train: pd.DataFrame, cut: pd.Timestamp) -> Proxy:
     """The proxy for a cut at ``cut``: it never sees an event at or after ``cut``.
@@ -178,23 +210,27 @@ def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: 
     events before ``cut``; the first proxy (or a closed-form kind) is fitted from scratch.
     """
     if previous is not None and previous.until <= cut <= previous.until + pd.Timedelta(days=settings.ranker_proxy_reuse_days):
-        return Proxy(previous.fitted, previous.until, "reused")
+        return Proxy(previous.fitted, previous.until, "reused", previous.version)
     before = train[train[contract.EVENT_TS] < cut]
     graph = build_graph(before)
-    if previous is not None and kind in TRAINED_KINDS and previous.fitted.base_embeddings is not None:
+    seed = previous.fitted.base_embeddings if previous is not None else None
+    if kind in TRAINED_KINDS and seed is not None and seed.dim == params.get("embedding_dim"):
         warm = {**params, "epochs": settings.ranker_proxy_warm_epochs}
-        return Proxy(fit_model(kind, warm, graph, before, init=previous.fitted.base_embeddings), cut, "warm")
+        return Proxy(fit_model(kind, warm, graph, before, init=seed), cut, "warm")
     return Proxy(fit_model(kind, params, graph, before), cut, "fit")
 
 
 def replay_cuts(
-    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp
+    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp,
+    *, start_from: Proxy | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ranker's labelled candidate rows of every replayed cut, before features.
 
     The cuts are replayed oldest first; each gets a proxy retriever that saw only the
     events before it (:func:`next_proxy`: one fit, reused or warm-started forward for the
-    later cuts, rather than a fit from scratch per cut).
+    later cuts, rather than a fit from scratch per cut). ``start_from`` (e.g.
+    :func:`registered_proxy`) stands in for the first cut's proxy when its data ends
+    before that cut.
 
     Args:
         settings: ``ranker_cuts``, ``holdout_days`` (the label horizon), candidates, caps,
@@ -229,7 +265,7 @@ def replay_cuts(
             users = np.sort(rng.choice(users, settings.ranker_max_users, replace=False))
         plans.append((cut, task, users))
     parts, cuts, proxies, proxy_seconds = [], [], [], 0.0
-    proxy: Proxy | None = None
+    proxy = start_from
     for cut, task, users in sorted(plans, key=lambda plan: plan[0]):
         started = time.perf_counter()
         try:
@@ -244,7 +280,8 @@ def replay_cuts(
                  cut, kind, proxy.mode, proxy.until, len(rows), len(users), int(rows[LABEL].sum()))
         parts.append(rows)
         cuts.append(cut.isoformat())
-        proxies.append({"cut": cut.isoformat(), "mode": proxy.mode, "data_until": proxy.until.isoformat()})
+        proxies.append({"cut": cut.isoformat(), "mode": proxy.mode, "data_until": proxy.until.isoformat(),
+                        **({"version": proxy.version} if proxy.version is not None else {})})
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if not parts or not 0 < rows[LABEL].sum() < len(rows):
         raise InsufficientDataError(
@@ -270,7 +307,12 @@ def build_training_rows(
     Raises:
         InsufficientDataError: no cut has users with both history and next items.
     """
-    rows, info = replay_cuts(settings, train, retriever, holdout_from)
+    kind, _ = proxy_params(retriever)
+    horizon = pd.Timedelta(days=settings.holdout_days)
+    every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
+    earliest = holdout_from - horizon - (settings.ranker_cuts - 1) * every
+    rows, info = replay_cuts(settings, train, retriever, holdout_from,
+                             start_from=registered_proxy(settings, kind, earliest))
     joined_at = time.perf_counter()
     rows = historical_ranker_features(settings, rows)
     log.info("ranker rows: Feast point-in-time features of %d rows joined in %.1f s", len(rows),
@@ -457,6 +499,7 @@ def train_ranker(
                            "cuts": settings.ranker_cuts, "cut_every_days": settings.ranker_cut_every_days,
                            "max_users": settings.ranker_max_users,
                            "seq_len": settings.ranker_seq_len,
+                           "negatives_per_list": settings.ranker_negatives_per_list,
                            "epochs": settings.ranker_epochs, "seed": settings.seed, **model.config()})
         for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):
             mlflow.log_metrics({"train_loss": loss, **({"val_auc": val_auc} if val_auc is not None else {})}, step=epoch)
@@ -469,7 +512,8 @@ def train_ranker(
                "ds": ds.isoformat(), "reason": reason, **metrics, **info,
                "evaluation_key": evaluation_key(settings, window.fingerprint, window_days),
                "evaluation_metrics": sorted(metrics),
-               "best_epoch": fit_info.get("best_epoch"), "seconds": round(time.perf_counter() - started, 2)}
+               "best_epoch": fit_info.get("best_epoch"), "fit_seconds": fit_info["fit_seconds"],
+               "n_fit_rows": fit_info["n_fit_rows"], "seconds": round(time.perf_counter() - started, 2)}
     registry.set_version_tags(settings, version, {**(tags or {}), PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
                                                   "reason": reason, **{k: v for k, v in metrics.items() if v is not None}},
                               model=settings.ranker_model_name)
@@ -478,24 +522,52 @@ def train_ranker(
     return summary
 
 
+def sample_negatives(rows: pd.DataFrame, per_list: int, seed: int) -> np.ndarray:
+    """Positions of ``rows`` to train on: every positive, and up to ``per_list`` negatives of
+    each candidate list (``user_id``, ``event_timestamp``) drawn uniformly at random (seeded).
+
+    A list holds ~100 candidates and a few positives: the negatives are many and alike,
+    and a sample of them teaches the ranker nearly as much at a fraction of the cost.
+    Sampling uniformly over the list keeps every rank of the list represented.
+    ``per_list = 0`` keeps every row.
+    """
+    if per_list <= 0:
+        return np.arange(len(rows))
+    draw = np.random.default_rng(seed).random(len(rows))
+    negative = rows[LABEL].to_numpy() == 0
+    keys = pd.DataFrame({"u": rows[contract.USER_ID].to_numpy(), "t": rows[EVENT_TIMESTAMP].to_numpy(),
+                         "draw": np.where(negative, draw, np.inf)})
+    order = keys.groupby(["u", "t"], sort=False)["draw"].rank(method="first").to_numpy()
+    return np.flatnonzero(~negative | (order <= per_list))
+
+
 def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: bst.Vocabulary) -> tuple[bst.BST, dict[str, Any]]:
-    """Fit a BST on feature-joined rows; a tenth of the users (seeded hash) validate."""
+    """Fit a BST on feature-joined rows; a tenth of the users (seeded hash) validate.
+
+    Rows are encoded whole (a row's rank and score gap within its list need the full
+    list); the training users' rows are then sampled (:func:`sample_negatives`,
+    ``settings.ranker_negatives_per_list``), the validation users' are all kept, so the
+    early-stopping AUC is measured on lists as the ranker meets them.
+    """
     users = rows[contract.USER_ID].to_numpy(np.int64)
     valid_mask = (pd.util.hash_array(users ^ settings.seed) % 10) == 0
     batch = bst.encode(rows, vocab, settings.ranker_seq_len)
     labels = rows[LABEL].to_numpy(np.float32)
     model = bst.build_bst(vocab, seed=settings.seed, seq_len=settings.ranker_seq_len)
     valid = None
-    train_index = np.flatnonzero(~valid_mask)
+    sampled = np.zeros(len(rows), dtype=bool)
+    sampled[sample_negatives(rows, settings.ranker_negatives_per_list, settings.seed)] = True
+    train_index = np.flatnonzero(~valid_mask & sampled)
     if valid_mask.any() and (~valid_mask).any():
         index = np.flatnonzero(valid_mask)
         valid = (batch.subset(index), labels[index])
     else:
-        train_index = np.arange(len(rows))
+        train_index = np.flatnonzero(sampled)
     config = bst.BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed, patience=2 if valid else 0)
     result = bst.fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
     return model, {"losses": list(result.losses), "val_auc": list(result.valid_auc) or [None] * len(result.losses),
-                   "best_epoch": result.best_epoch, "fit_seconds": round(result.seconds, 2)}
+                   "best_epoch": result.best_epoch, "fit_seconds": round(result.seconds, 2),
+                   "n_fit_rows": len(train_index)}
 
 
 def register_ranker(

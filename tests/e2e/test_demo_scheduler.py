@@ -25,6 +25,10 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     summary = run_demo(settings, config=config, echo=lines.append)
 
     assert summary["days_processed"] == 3
+    # A line as each day starts (before its run), not only when it ends.
+    started = [i for i, line in enumerate(lines) if "run triggered" in line]
+    assert [lines[i].split()[0] for i in started] == [config.day(d).isoformat() for d in (1, 2, 3)]
+    assert all(lines[i + 1].strip().startswith(config.day(d).isoformat()) for d, i in zip((1, 2, 3), started))
     assert summary["drift_days"] == [config.day(3).isoformat()]
     assert summary["alert_emails"] == 1
     retrains = summary["drift_retrain_runs"]

@@ -132,3 +132,36 @@ def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeyp
         taken = set(zip(window[contract.USER_ID], window[contract.ITEM_ID]))
         expected = [int((u, i) in taken) for u, i in zip(part[contract.USER_ID], part[contract.ITEM_ID])]
         assert part[LABEL].tolist() == expected
+
+
+def test_negative_sampling_keeps_every_positive_and_at_most_n_negatives_per_list():
+    from training.ranker import sample_negatives
+
+    rng = np.random.default_rng(0)
+    at = [pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2025-01-02", tz="UTC")]
+    rows = pd.DataFrame({contract.USER_ID: np.repeat([1, 1, 2], 50), EVENT_TIMESTAMP: np.repeat([at[0], at[1], at[0]], 50),
+                         LABEL: (rng.random(150) < 0.1).astype(np.int64)})
+    kept = sample_negatives(rows, 5, seed=3)
+    picked = rows.iloc[kept]
+    assert (rows[LABEL] == 1).sum() == (picked[LABEL] == 1).sum()
+    negatives = picked[picked[LABEL] == 0].groupby([contract.USER_ID, EVENT_TIMESTAMP]).size()
+    assert len(negatives) == 3 and (negatives == 5).all()
+    assert (sample_negatives(rows, 5, seed=3) == kept).all()  # seeded
+    assert len(sample_negatives(rows, 0, seed=3)) == 150
+
+
+def test_a_registered_retriever_older_than_the_cut_stands_in_for_the_first_proxy(replay_world, monkeypatch):
+    import training.ranker as ranking
+    from training.models import FittedRetriever
+
+    settings, train, retriever, holdout_from = replay_world
+    settings = settings.model_copy(update={"ranker_cuts": 3, "ranker_proxy_reuse_days": 7, "ranker_candidates": 20})
+    first_cut = holdout_from - pd.Timedelta(days=3)
+    until = first_cut - pd.Timedelta(days=1)  # its data ends a day before the first cut
+    older = ranking.Proxy(FittedRetriever(retriever, 0.0), until, "registered", version=4)
+    calls = []
+    monkeypatch.setattr(ranking, "fit_model", lambda *a, **k: calls.append(a))
+    rows, info = ranking.replay_cuts(settings, train, retriever, holdout_from, start_from=older)
+    assert not calls  # no fit at all
+    assert [(p["mode"], p.get("version")) for p in info["proxies"]] == [("reused", 4)] * 3
+    assert all(pd.Timestamp(p["data_until"]) <= pd.Timestamp(p["cut"]) for p in info["proxies"])
