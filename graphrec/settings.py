@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     num_layers: int = 3
     learning_rate: float = 0.01
     batch_size: int = 2048
+    max_steps_per_epoch: int = Field(
+        128, ge=0,
+        description="lightgcn/mf: a graph with more than batch_size x this many edges trains with larger batches, "
+        "so an epoch takes at most this many steps (each step propagates over the whole graph; 0: always batch_size).",
+    )
     loss: Literal["softmax", "bpr"] = Field(
         "softmax",
         description="lightgcn: training objective, full softmax over the items or BPR (mf always uses BPR).",
@@ -212,8 +217,9 @@ class Settings(BaseSettings):
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
     )
     ranker_negatives_per_list: int = Field(
-        20, ge=0, description="Negatives per candidate list the BST trains on (sampled, seeded; every positive is "
-        "kept; 0: all). Validation and evaluation lists are never sampled.",
+        0, ge=0, description="Negatives per candidate list the BST trains on (sampled, seeded; every positive is "
+        "kept; 0: all). Validation and evaluation lists are never sampled. 20 made the ranker's fit ~4x cheaper but "
+        "cost MovieLens NDCG@10 (0.1864 to 0.1738, seed 42), so all rows are the default.",
     )
     ranker_epochs: int = Field(10, ge=1, description="BST training epochs (early-stopped on validation AUC).")
     ranker_seq_len: int = Field(20, ge=1, description="Behaviour sequence length of the BST.")

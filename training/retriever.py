@@ -124,6 +124,7 @@ def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
         "num_layers": settings.num_layers,
         "learning_rate": settings.learning_rate,
         "batch_size": settings.batch_size,
+        "max_steps_per_epoch": settings.max_steps_per_epoch,
         "loss": settings.loss,
         "weight_decay": DEFAULT_WEIGHT_DECAY[settings.loss] if settings.weight_decay is None else settings.weight_decay,
         "init_std": settings.init_std,

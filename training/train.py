@@ -108,6 +108,11 @@ class TrainConfig:
         learning_rate: Adam's step size. (default: ``0.01``)
         batch_size: positive edges per optimisation step; under DDP the global batch,
             shared among the ranks. (default: ``2048``)
+        max_steps_per_epoch: when positive, a large graph's batch grows to
+            ``ceil(edges / max_steps_per_epoch)`` edges (never below ``batch_size``). Each
+            step propagates over the whole graph, so an epoch costs steps x edges: with
+            a fixed batch that grows with the square of the data, with a bounded number
+            of steps linearly. ``0`` keeps ``batch_size``. (default: ``0``)
         weight_decay: L2 strength ``lambda`` of the BPR loss on the batch's layer-0
             embeddings. (default: ``1e-4``)
         seed: seeds the initial embeddings, the edge shuffling and negative sampling.
@@ -152,6 +157,7 @@ class TrainConfig:
     num_layers: int = 3
     learning_rate: float = 0.01
     batch_size: int = 2048
+    max_steps_per_epoch: int = 0
     weight_decay: float = 1e-4
     seed: int = 42
     eval_every: int = 5
@@ -165,6 +171,13 @@ class TrainConfig:
     temperature: float = 0.1
     lr_decay: float = 1.0
     item_l2_degree_power: float = 0.0
+
+
+def step_batch_size(config: TrainConfig, n_edges: int) -> int:
+    """Edges per step: ``config.batch_size``, or more to stay within ``max_steps_per_epoch``."""
+    if config.max_steps_per_epoch <= 0:
+        return config.batch_size
+    return max(config.batch_size, -(-n_edges // config.max_steps_per_epoch))
 
 
 @dataclasses.dataclass
@@ -418,8 +431,9 @@ def _train_epoch(
     perm_rng, neg_rng = rngs
     perm = epoch_order(graph, config, perm_rng)
     total = 0.0
-    for lo in range(0, graph.n_edges, config.batch_size):
-        batch = perm[lo : lo + config.batch_size]
+    size = step_batch_size(config, graph.n_edges)
+    for lo in range(0, graph.n_edges, size):
+        batch = perm[lo : lo + size]
         mine, shard = batch, None
         if ranks.distributed:
             mine = np.array_split(batch, ranks.world_size)[ranks.rank]

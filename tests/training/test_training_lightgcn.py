@@ -121,3 +121,13 @@ def test_rejects_unknown_propagation_and_empty_graph(tiny_graph):
     empty = dataclasses.replace(tiny_graph, edge_index=np.zeros((2, 0), np.int64))
     with pytest.raises(ValueError, match="without edges"):
         train_lightgcn(empty, TrainConfig(epochs=1))
+
+
+def test_large_graphs_train_with_at_most_max_steps_per_epoch():
+    from training.train import TrainConfig, step_batch_size
+
+    assert step_batch_size(TrainConfig(batch_size=2048), 10_000_000) == 2048  # 0: off
+    capped = TrainConfig(batch_size=2048, max_steps_per_epoch=128)
+    assert step_batch_size(capped, 100_000) == 2048  # small graphs keep their batch
+    size = step_batch_size(capped, 910_001)
+    assert size == 7110 and -(-910_001 // size) <= 128
