@@ -230,9 +230,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep each size's GRAPHREC_HOME (printed)")
     args = parser.parse_args()
     record: dict[str, Any] = {"date": dt.date.today().isoformat(), "machine": machine(), "sizes": {}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.sizes:
         record["sizes"][name] = bench_size(name, args.days, args.seed, args.keep)
-    record["growth"] = growth(record["sizes"])
+        record["growth"] = growth(record["sizes"])
+        args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")  # what is done so far survives a stop
     print("\nsize  simulate  backfill/day  night 1  night 2   (seconds)")
     for name, size in record["sizes"].items():
         nights = [n["seconds"] for n in size["nights"]]
@@ -241,8 +243,6 @@ def main() -> int:
     for row in record["growth"]:
         print(f"{row['from']} -> {row['to']} night {row['night']}: time x{row['time_ratio']} "
               f"for events x{row['events_ratio']} (linear bound x{row['events_ratio'] * 1.2:.2f})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(f"recorded {args.out}")
     return 0
 

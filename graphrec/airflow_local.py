@@ -8,6 +8,8 @@ asset-driven runs are all executed by the scheduler, not by this module.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import json
 import os
 import secrets
@@ -118,6 +120,11 @@ class AirflowClient:
             raise RuntimeError(f"Airflow API {method} {path} -> {response.status_code}: {response.text}")
         return response.json() if response.content else None
 
+    def scheduler_heartbeat(self) -> dt.datetime | None:
+        """The scheduler's latest heartbeat (``/monitor/health``), ``None`` before its first."""
+        beat = (self._call("GET", "/monitor/health").get("scheduler") or {}).get("latest_scheduler_heartbeat")
+        return dt.datetime.fromisoformat(beat) if beat else None
+
     def import_errors(self) -> list[dict]:
         return self._call("GET", "/importErrors")["import_errors"]
 
@@ -196,6 +203,11 @@ class LocalAirflow:
     def _airflow(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "airflow", *args]
 
+    def _component(self, name: str) -> list[str]:
+        if name == "scheduler" and self.settings.airflow_preload and self.settings.executor == "LocalExecutor":
+            return [sys.executable, "-m", "graphrec.airflow_preload", name]  # the tasks fork from it
+        return self._airflow(name)
+
     def migrate(self) -> None:
         self.settings.airflow_home.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(self._airflow("db", "migrate"), env=self.env, capture_output=True, text=True)
@@ -208,9 +220,18 @@ class LocalAirflow:
         for name in COMPONENTS:
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(
-                self._airflow(name), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self._component(name), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+        started = dt.datetime.now(dt.UTC)
+        deadline = time.monotonic() + timeout
         self.client = self._connect(timeout)
+        # Callers act on the scheduler (unpause, trigger, wait for its runs): wait for its first
+        # heartbeat, which comes later when it preloads the tasks' libraries.
+        while (beat := self.client.scheduler_heartbeat()) is None or beat < started:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Airflow scheduler did not heartbeat within {timeout:.0f} s")
+            time.sleep(0.5)
         return self.client
 
     def _connect(self, timeout: float) -> AirflowClient:

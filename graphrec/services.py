@@ -202,10 +202,13 @@ def init(settings: Settings) -> dict[str, Any]:
 def component_command(settings: Settings, name: str, *, index: int = 0) -> list[str]:
     """The command line of one long-running component."""
     py = sys.executable
+    # The component that forks the tasks imports their libraries first (graphrec.airflow_preload).
+    forks_tasks = name == "celery-worker" or (name == "scheduler" and settings.executor == "LocalExecutor")
+    airflow = [py, "-m", "graphrec.airflow_preload"] if settings.airflow_preload and forks_tasks else [py, "-m", "airflow"]
     if name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        return [py, "-m", "airflow", name]
+        return [*airflow, name]
     if name == "celery-worker":
-        return [py, "-m", "airflow", "celery", "worker", "--concurrency", str(settings.celery_worker_concurrency),
+        return [*airflow, "celery", "worker", "--concurrency", str(settings.celery_worker_concurrency),
                 "--celery-hostname", f"graphrec-worker{index}@%h"]
     if name == "mlflow":
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)

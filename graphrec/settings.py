@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         None, ge=1, description="Airflow's [core] parallelism (task slots of the whole installation); unset: 2 "
         "embedded (a 2-core machine), 32 services.",
     )
+    airflow_preload: bool = Field(
+        True, description="Start the component that forks Airflow's tasks (the LocalExecutor scheduler, Celery "
+        "workers) through graphrec.airflow_preload, which imports the tasks' libraries once so that no task "
+        "pays for them (about 0.7 GB more resident memory in that process, shared with its tasks).",
+    )
     celery_workers: int = Field(2, ge=1, description="services: Celery workers `graphrec services up` starts.")
     celery_worker_concurrency: int = Field(1, ge=1, description="services: task slots per Celery worker.")
     airflow_host: str = Field("127.0.0.1", description="services: address the Airflow API server and UI listen on.")
@@ -160,10 +165,12 @@ class Settings(BaseSettings):
     init_std: float | None = Field(0.1, gt=0, description="Normal init of the embeddings (unset: PyG's Xavier).")
     temperature: float = Field(0.1, gt=0, description="Softmax loss temperature.")
     item_l2_degree_power: float = Field(
-        1.5,
+        0.0,
         ge=0,
         description="Softmax loss: item i's L2 weight is max(degree_i, 1)^beta, scaled to average 1 (0: uniform). "
-        "1.5 took Gowalla LightGCN from Recall@20 0.1790 to 0.1875.",
+        "1.5 lifts sparse long-tail data (Gowalla Recall@20 0.1786 to 0.1875) but fell behind uniform on MovieLens "
+        "(0.1346 to 0.1243, below popularity's 0.1267) and on the simulator's worlds, so uniform is the default "
+        "(docs/performance.md).",
     )
     validation_fraction: float = Field(
         0.1, ge=0, lt=1,

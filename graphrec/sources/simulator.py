@@ -46,7 +46,13 @@ class SimulationConfig:
         start: the first day (UTC).
         events_per_day: mean number of interactions per day.
         latent_dim: dimension of the hidden user/item factors.
-        taste_strength: weight of the user-item affinity in the choice logits.
+        taste_strength: weight of the user-item affinity in the choice logits, for a catalog
+            of up to ``taste_reference_items`` items (see :attr:`taste`).
+        taste_reference_items: a larger catalog sharpens taste in step with its popularity
+            spread: the weight becomes ``taste_strength * ln(n_items) / ln(taste_reference_items)``
+            (``0``: never scaled). The Zipf term's range grows like ``ln(n_items)``; with a fixed
+            weight, a 40,000-item world had no personal signal left (ranking by taste alone
+            reached Recall@20 0.003 against popularity's 0.088), unlike real catalogs.
         zipf_exponent: exponent of the Zipf popularity ``rank ** -a``.
         drift_day: 1-based day on which drift starts, or ``None`` for no drift.
         drift_category: index of the category whose popularity jumps.
@@ -86,6 +92,7 @@ class SimulationConfig:
     events_per_day: int = 4000
     latent_dim: int = 8
     taste_strength: float = 3.0
+    taste_reference_items: int = 500
     zipf_exponent: float = 0.8
     drift_day: int | None = 8
     drift_category: int = 0
@@ -107,6 +114,13 @@ class SimulationConfig:
     bot_items: int = 10
     bot_share: float = 0.3
     broken_feed_day: int | None = None
+
+    @property
+    def taste(self) -> float:
+        """The weight of the user-item affinity in the logits (``taste_strength``, scaled to the catalog)."""
+        if self.taste_reference_items <= 1 or self.n_items <= self.taste_reference_items:
+            return self.taste_strength
+        return self.taste_strength * float(np.log(self.n_items) / np.log(self.taste_reference_items))
 
     def day(self, index: int) -> dt.date:
         """The date of 1-based day ``index``."""
@@ -219,7 +233,7 @@ def _pick(
     draws: np.ndarray,
 ) -> np.ndarray:
     """Positions in ``available`` chosen by inverse-CDF draws from each user's softmax."""
-    logits = log_pop[None, :] + cfg.taste_strength * (world.user_factors[users] @ world.item_factors[available].T)
+    logits = log_pop[None, :] + cfg.taste * (world.user_factors[users] @ world.item_factors[available].T)
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
@@ -255,7 +269,7 @@ def _pick_by_rejection(
     three rounds settle a day of 70,000 events.
 
     Args:
-        cfg: the world's configuration (only ``taste_strength`` is read).
+        cfg: the world's configuration (only :attr:`SimulationConfig.taste` is read).
         world: the world (user and item factors).
         users: the user of each event.
         available: ids of the items on sale today.
@@ -269,7 +283,7 @@ def _pick_by_rejection(
     item_factors = world.item_factors[available]
     user_factors = world.user_factors[users]
     max_item_norm = np.linalg.norm(item_factors, axis=1).max()
-    bound = abs(cfg.taste_strength) * max_item_norm * np.linalg.norm(user_factors, axis=1)
+    bound = abs(cfg.taste) * max_item_norm * np.linalg.norm(user_factors, axis=1)
     picked = np.empty(len(users), dtype=np.int64)
     pending = np.arange(len(users))
     while len(pending):
@@ -277,7 +291,7 @@ def _pick_by_rejection(
         event = np.repeat(pending, k)  # k consecutive proposals per pending event
         proposal = np.minimum(np.searchsorted(cdf, rng.random(len(event)) * cdf[-1], side="right"), len(cdf) - 1)
         affinity = np.einsum("ij,ij->i", user_factors[event], item_factors[proposal])
-        accept = rng.random(len(event)) < np.exp(cfg.taste_strength * affinity - bound[event])
+        accept = rng.random(len(event)) < np.exp(cfg.taste * affinity - bound[event])
         accept, proposal = accept.reshape(-1, k), proposal.reshape(-1, k)
         settled = accept.any(axis=1)
         first = accept[settled].argmax(axis=1)

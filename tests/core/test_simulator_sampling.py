@@ -1,7 +1,7 @@
 """The simulator's two samplers: the dense softmax for small worlds, rejection for large ones.
 
 Both must draw each event's item from the same per-user softmax
-``log_pop[i] + taste_strength * <user, item>``; the small worlds the README and the
+``log_pop[i] + taste * <user, item>`` (``taste``: ``taste_strength`` scaled to the catalog); the small worlds the README and the
 scenario tests use must keep the dense path, and so their bytes.
 """
 
@@ -23,7 +23,7 @@ SMALL = SimulationConfig(n_users=60, n_items=50, days=4, events_per_day=600, dri
 
 
 def _softmax(cfg: SimulationConfig, world, user: int, available: np.ndarray, log_pop: np.ndarray) -> np.ndarray:
-    logits = log_pop + cfg.taste_strength * world.item_factors[available] @ world.user_factors[user]
+    logits = log_pop + cfg.taste * world.item_factors[available] @ world.user_factors[user]
     probs = np.exp(logits - logits.max())
     return probs / probs.sum()
 
@@ -32,9 +32,9 @@ def _total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return 0.5 * float(np.abs(p - q).sum())
 
 
-@pytest.mark.parametrize("taste_strength", [3.0, 8.0, -2.0])
-def test_rejection_draws_from_the_dense_softmax(taste_strength):
-    cfg = dataclasses.replace(SMALL, taste_strength=taste_strength)
+@pytest.mark.parametrize(("taste_strength", "reference"), [(3.0, 500), (8.0, 500), (-2.0, 500), (3.0, 8)])
+def test_rejection_draws_from_the_dense_softmax(taste_strength, reference):
+    cfg = dataclasses.replace(SMALL, taste_strength=taste_strength, taste_reference_items=reference)
     world = simulator._build_world(cfg)
     index = cfg.drift_day  # the drifted category is boosted and the new items are on sale
     available = np.flatnonzero(world.item_first_day <= index)
@@ -54,6 +54,24 @@ def test_rejection_draws_from_the_dense_softmax(taste_strength):
         no_taste = dataclasses.replace(cfg, taste_strength=0.0)
         wrong = simulator._pick_by_rejection(no_taste, world, users, available, log_pop, rng)
         assert _total_variation(np.bincount(wrong, minlength=len(available)) / draws, exact) > 5 * bound
+
+
+def test_taste_sharpens_with_the_catalog_beyond_the_reference_size():
+    assert SMALL.taste == SMALL.taste_strength == 3.0
+    at_reference = dataclasses.replace(SMALL, n_items=500)
+    assert at_reference.taste == 3.0  # the demo's world and everything smaller keep their bytes
+    large = dataclasses.replace(SMALL, n_items=40_000)
+    assert large.taste == pytest.approx(3.0 * np.log(40_000) / np.log(500))  # about 5.1
+    assert dataclasses.replace(large, taste_reference_items=0).taste == 3.0
+    # The scaled weight is what both samplers use.
+    world = simulator._build_world(dataclasses.replace(SMALL, taste_reference_items=8))
+    cfg = dataclasses.replace(SMALL, taste_reference_items=8)
+    available = np.arange(SMALL.n_items)
+    log_pop = simulator._day_log_pop(cfg, world, 1)[available]
+    rng = np.random.default_rng(0)
+    users = np.zeros(50_000, dtype=np.int64)
+    scaled = np.bincount(simulator._pick_by_rejection(cfg, world, users, available, log_pop, rng), minlength=50)
+    assert _total_variation(scaled / len(users), _softmax(cfg, world, 0, available, log_pop)) < 0.03
 
 
 def _days(cfg: SimulationConfig) -> list[pd.DataFrame]:
