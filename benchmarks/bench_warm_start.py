@@ -58,6 +58,8 @@ SUMMARY_FIELDS = ("model_version", "recall_at_20", "ndcg_at_20", "epochs_run", "
 VARIANTS = {
     "warm_no_refit": ({"refit": False}, False),
     "warm_patience2": ({"warm_start_patience": 2}, False),
+    "warm_lr0.001": ({"learning_rate": 0.001}, False),
+    "warm_lr0.001_no_refit": ({"learning_rate": 0.001, "refit": False}, False),
     "full_other_seed": ({"seed": 43}, True),  # the yardstick: how far two full retrains differ
 }
 

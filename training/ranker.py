@@ -156,14 +156,16 @@ class Proxy:
 
 
 def proxy_params(retriever: ModelEmbeddings) -> tuple[str, dict[str, Any]]:
-    """The kind and params a proxy copies from the registered retriever.
+    """The kind and params a proxy copies from the registered retriever (those of its
+    line's full retrain when it was warm-started).
 
     Trained kinds fit for the epochs the retriever's early stopping chose on its last
     full retrain (``validation.full_refit_epochs``, else ``refit_epochs``, else its epochs),
     without a validation split.
     """
     kind = retriever.meta.get("model", "lightgcn")
-    params = dict(retriever.meta.get("params") or {})
+    # A warm start's own params (a lower learning rate, its early stopping) are not a fit from scratch's.
+    params = dict(retriever.meta.get("full_retrain_params") or retriever.meta.get("params") or {})
     if kind in TRAINED_KINDS:
         validation = retriever.meta.get("validation") or {}
         epochs = validation.get("full_refit_epochs") or validation.get("refit_epochs") or params.get("epochs", 1)

@@ -274,9 +274,12 @@ def unseen_validation(
 
 
 def warm_start_params(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
-    """``params`` of a warm-started run: its evaluation cadence and patience."""
+    """``params`` of a warm-started run: its learning rate, evaluation cadence and patience."""
     patience = settings.warm_start_patience if params.get("patience") else 0
-    return {**params, "eval_every": settings.warm_start_eval_every, "patience": patience}
+    changes: dict[str, Any] = {"eval_every": settings.warm_start_eval_every, "patience": patience}
+    if "learning_rate" in params:
+        changes["learning_rate"] = params["learning_rate"] * settings.warm_start_learning_rate_factor
+    return {**params, **changes}
 
 
 def _tag_value(value: Any) -> str:
@@ -429,6 +432,7 @@ def train_retriever(
     registry.configure(settings)
     init = choose_init(settings, ds, kind, params, reason=reason, full_retrain=full_retrain)
     log.info("%s", init.reason)
+    full_params = params  # what a full retrain of this line uses (the ranker's proxies fit with them)
     if init.warm_start:
         params = warm_start_params(settings, params)
     key = _training_key(
@@ -568,6 +572,7 @@ def train_retriever(
             "dataset_fingerprint": window.fingerprint,
             "metrics": metrics,
             "params": params,
+            "full_retrain_params": full_params,
             "fit_details": result.details,
             "validation": {"fraction": validation_fraction, "n_fit": len(fit), "n_validation": len(validation), **training,
                            # the epochs of this line's last full retrain (a warm start's refit_epochs are few)

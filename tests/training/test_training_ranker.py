@@ -165,3 +165,21 @@ def test_a_registered_retriever_older_than_the_cut_stands_in_for_the_first_proxy
     assert not calls  # no fit at all
     assert [(p["mode"], p.get("version")) for p in info["proxies"]] == [("reused", 4)] * 3
     assert all(pd.Timestamp(p["data_until"]) <= pd.Timestamp(p["cut"]) for p in info["proxies"])
+
+
+def test_proxies_fit_with_the_full_retrain_params_of_a_warm_started_retriever():
+    from training.ranker import proxy_params
+
+    full = {"epochs": 30, "learning_rate": 0.01, "eval_every": 2, "patience": 3, "embedding_dim": 8}
+    warm = {**full, "learning_rate": 0.001, "eval_every": 1, "patience": 1}
+    ids = np.arange(2, dtype=np.int64)
+    emb = np.zeros((2, 8), dtype=np.float32)
+    meta = {"model": "lightgcn", "params": warm, "full_retrain_params": full,
+            "validation": {"full_refit_epochs": 12, "refit_epochs": 2}}
+    kind, params = proxy_params(ModelEmbeddings(ids, ids, emb, emb, meta=meta))
+    assert kind == "lightgcn"
+    # From scratch, for the epochs of the line's last full retrain, at the full learning rate, no early stopping.
+    assert params == {**full, "epochs": 12, "patience": 0}
+    # Versions registered before full_retrain_params existed: their own params.
+    del meta["full_retrain_params"]
+    assert proxy_params(ModelEmbeddings(ids, ids, emb, emb, meta=meta))[1]["learning_rate"] == 0.001

@@ -195,6 +195,8 @@ def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
     assert run_tags["warm_start_from"] == params["warm_start_from"] == str(champion["model_version"])
     assert params["train.eval_every"] == str(settings.warm_start_eval_every)
     assert params["train.patience"] == str(settings.warm_start_patience)
+    assert float(params["train.learning_rate"]) == pytest.approx(
+        settings.learning_rate * settings.warm_start_learning_rate_factor)
     meta = registry.load_model_embeddings(settings, summary["model_version"]).meta
     assert (meta["warm_start"], meta["warm_start_from"], meta["init_reason"]) == (
         True, champion["model_version"], summary["init_reason"])
