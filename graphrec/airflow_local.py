@@ -92,6 +92,10 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
     }
+    if not settings.services:
+        # One DAG's tasks run one after another: an idle scheduler loop of 0.2 s instead of 1 s
+        # starts each task sooner after the one before (a 3-day demo: 79 s to 63 s).
+        env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] = "0.2"
     if settings.executor == "CeleryExecutor":
         env.update({
             "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,

@@ -135,7 +135,7 @@ def run_demo(
                 echo(f"  {ds} day {index} of {config.days}: run triggered "
                      f"({time.monotonic() - started:.0f} s since the demo started) ...")
                 client.trigger(DAG_ID, logical_date=logical.isoformat(), run_id=f"demo__{ds.isoformat()}")
-                client.wait_idle(DAG_ID)
+                client.wait_idle(DAG_ID, poll=0.5)
                 for run in client.runs(DAG_ID):
                     if run["dag_run_id"] not in seen:
                         seen.add(run["dag_run_id"])
