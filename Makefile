@@ -1,5 +1,5 @@
 # graphrec: two commands for a new user.
-#   make demo   create .venv, install graphrec, run the whole nightly loop through Airflow
+#   make demo   create .venv, install graphrec (without the test tools), run the whole nightly loop through Airflow
 #   make test   create/update .venv and run the test suite
 #   make up     the services profile on this machine's PostgreSQL and Redis: Airflow (UI, API,
 #               scheduler, DAG processor, triggerer, two Celery workers), MLflow, the service
@@ -8,18 +8,24 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
+RUNTIME_STAMP := $(VENV)/.graphrec-runtime
 
 .PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# What graphrec needs to run (the demo); the test extras come on top for `make test`.
+$(RUNTIME_STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	@touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/graphrec demo
 
 test: $(STAMP)
@@ -27,7 +33,7 @@ test: $(STAMP)
 
 # The services profile keeps its own home so it never mixes with the embedded demo's var/.
 STACK_HOME ?= var/stack
-up: $(STAMP)
+up: $(RUNTIME_STAMP)
 	GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services up
 
 down:
