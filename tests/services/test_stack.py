@@ -191,7 +191,7 @@ def test_rest_triggered_run_completes_on_two_celery_workers(stack, client, rest_
     assert {t for t, s in states.items() if s == "success"} <= ours, (ours, states)
 
 
-def test_mlflow_registry_on_postgres_with_the_alias_flow(stack, rest_run):
+def test_mlflow_registry_on_postgres_with_the_alias_flow(stack, client, rest_run):
     from training import registry
 
     services, _ = stack
@@ -201,11 +201,14 @@ def test_mlflow_registry_on_postgres_with_the_alias_flow(stack, rest_run):
     rows = dict(((name, alias), version) for name, alias, version in _query(
         settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"))
     assert rows[(settings.retriever_model_name, "challenger")] == 1
-    assert rows[(settings.retriever_model_name, "champion")] == 1  # forced: the first version
+    # force_publish: the first version becomes champion whatever the gate says of it.
+    assert rows[(settings.retriever_model_name, "champion")] == 1
     # The same through the MLflow server the tasks used.
     assert registry.get_alias_version(settings, registry.CHAMPION) == 1
     tags = registry.client_for(settings).get_model_version(settings.retriever_model_name, "1").tags
-    assert tags["canary.decision"] == "forced"
+    canary = client.xcom(DAG_ID, rest_run["run_id"], "canary")
+    assert canary["promoted"]
+    assert tags["canary.decision"] == ("forced" if canary["forced"] else "promoted"), (tags, canary["reason"])
     # The artifacts went through the server to its artifact store under home.
     assert any(settings.artifacts_dir.rglob("*")), "no artifact stored by the MLflow server"
 
