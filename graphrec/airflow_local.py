@@ -9,7 +9,6 @@ asset-driven runs are all executed by the scheduler, not by this module.
 from __future__ import annotations
 
 import datetime as dt
-
 import json
 import os
 import secrets
@@ -48,6 +47,14 @@ def explicit_settings_env(settings: Settings) -> dict[str, str]:
             continue
         env[f"GRAPHREC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
     return env
+
+
+def airflow_command(settings: Settings, *args: str) -> list[str]:
+    """``python -m airflow ARGS``; the component that forks the tasks (the LocalExecutor
+    scheduler, a Celery worker) starts through :mod:`graphrec.airflow_preload` instead."""
+    forks_tasks = args[:2] == ("celery", "worker") or (args[:1] == ("scheduler",) and settings.executor == "LocalExecutor")
+    module = "graphrec.airflow_preload" if settings.airflow_preload and forks_tasks else "airflow"
+    return [sys.executable, "-m", module, *args]
 
 
 def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = None) -> dict[str, str]:
@@ -205,12 +212,7 @@ class LocalAirflow:
         return f"http://127.0.0.1:{self.api_port}"
 
     def _airflow(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "airflow", *args]
-
-    def _component(self, name: str) -> list[str]:
-        if name == "scheduler" and self.settings.airflow_preload and self.settings.executor == "LocalExecutor":
-            return [sys.executable, "-m", "graphrec.airflow_preload", name]  # the tasks fork from it
-        return self._airflow(name)
+        return airflow_command(self.settings, *args)
 
     def migrate(self) -> None:
         self.settings.airflow_home.mkdir(parents=True, exist_ok=True)
@@ -224,7 +226,7 @@ class LocalAirflow:
         for name in COMPONENTS:
             log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
             self.processes[name] = subprocess.Popen(
-                self._component(name), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self._airflow(name), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         started = dt.datetime.now(dt.UTC)
         deadline = time.monotonic() + timeout

@@ -201,14 +201,13 @@ def init(settings: Settings) -> dict[str, Any]:
 # Components ------------------------------------------------------------------------------
 def component_command(settings: Settings, name: str, *, index: int = 0) -> list[str]:
     """The command line of one long-running component."""
+    from graphrec.airflow_local import airflow_command
+
     py = sys.executable
-    # The component that forks the tasks imports their libraries first (graphrec.airflow_preload).
-    forks_tasks = name == "celery-worker" or (name == "scheduler" and settings.executor == "LocalExecutor")
-    airflow = [py, "-m", "graphrec.airflow_preload"] if settings.airflow_preload and forks_tasks else [py, "-m", "airflow"]
     if name in ("api-server", "scheduler", "dag-processor", "triggerer"):
-        return [*airflow, name]
+        return airflow_command(settings, name)
     if name == "celery-worker":
-        return [*airflow, "celery", "worker", "--concurrency", str(settings.celery_worker_concurrency),
+        return [*airflow_command(settings, "celery", "worker"), "--concurrency", str(settings.celery_worker_concurrency),
                 "--celery-hostname", f"graphrec-worker{index}@%h"]
     if name == "mlflow":
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
