@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 RUNTIME_STAMP := $(VENV)/.graphrec-runtime
 
-.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start
+.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start bench-train-steps
 
 install: $(STAMP)
 
@@ -70,6 +70,10 @@ bench-drift: $(STAMP)
 SIZES ?= S M L
 bench-nightly: $(STAMP)
 	$(BIN)/python benchmarks/bench_nightly.py --sizes $(SIZES)
+
+# The retriever's full retrain at sizes M and L under 128, 64 and 32 steps an epoch: time and holdout quality.
+bench-train-steps: $(STAMP)
+	$(BIN)/python benchmarks/bench_train_steps.py
 
 # Warm-started vs full retrain on the simulator and on MovieLens replayed daily.
 bench-warm-start: $(STAMP)

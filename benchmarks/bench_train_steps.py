@@ -12,7 +12,7 @@ simulator's worlds of ``bench_nightly`` for each schedule and prints, per schedu
 early-stopping phase (epochs run, best epoch, validation curve, seconds), the refit's
 seconds, and the holdout Recall@20 / NDCG@20 next to popularity's.
 
-Run ``python benchmarks/bench_train_steps.py --sizes M L --steps 128 64 32 --patience 2``.
+Run ``make bench-train-steps`` or ``python benchmarks/bench_train_steps.py --sizes M L --steps 128 64 32 --patience 3``.
 Results go to ``benchmarks/results/train_steps.json`` (``--out``).
 """
 
@@ -95,7 +95,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["M", "L"], choices=sorted(SIZES))
     parser.add_argument("--steps", nargs="+", type=int, default=[128, 64, 32])
-    parser.add_argument("--patience", nargs="+", type=int, default=[2])
+    parser.add_argument("--patience", nargs="+", type=int, default=[3])
     parser.add_argument("--days", type=int, default=16)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=RESULTS)

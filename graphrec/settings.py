@@ -180,10 +180,7 @@ class Settings(BaseSettings):
     )
     eval_every: int = Field(2, ge=0, description="lightgcn/mf: evaluate on the validation split every this many epochs")
     patience: int = Field(
-        2, ge=0,
-        description="lightgcn/mf: evaluations without a better validation Recall@20 before stopping (0: off). With 3, "
-        "no run of the benchmarks (MovieLens seeds 42 and 7, the simulator's S, M and L) improved after its second "
-        "evaluation without progress: the third cost 2 epochs (70 s at L) and changed nothing.",
+        3, ge=0, description="lightgcn/mf: evaluations without a better validation Recall@20 before stopping (0: off)."
     )
     refit: bool = Field(
         True,
