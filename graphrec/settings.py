@@ -154,8 +154,9 @@ class Settings(BaseSettings):
         64, ge=0,
         description="lightgcn/mf: a graph with more than batch_size x this many edges trains with larger batches, "
         "so an epoch takes at most this many steps (each step propagates over the whole graph; 0: always batch_size). "
-        "64 against 128 on the simulator's L world (750k edges): full retrain 255 s instead of ~400 s, Recall@20 "
-        "0.1035 instead of 0.1005; M 0.1551 vs 0.1530 (benchmarks/bench_train_steps.py).",
+        "64 rather than 128: the L world's full retrain (910k events) as the nightly runs it took 411 s instead of "
+        "566 s with the loss and evaluation changes of the same release, Recall@20 0.1035 instead of 0.1005; M's "
+        "0.1551 instead of 0.1530 (benchmarks/README.md).",
     )
     loss: Literal["softmax", "bpr"] = Field(
         "softmax",
@@ -198,7 +199,8 @@ class Settings(BaseSettings):
         0.1, gt=0, le=1,
         description="lightgcn/mf, warm-started runs: train at learning_rate times this. The champion was early-stopped "
         "where more epochs overfit; at the full rate a warm start carried on into that and lost to a full retrain "
-        "(simulator 10,000 x 10,000: Recall@20 -0.0086), at a tenth it fine-tunes (+0.0031, a third of the time).",
+        "(simulator 10,000 x 10,000 at 128 steps an epoch: Recall@20 -0.0086), at a tenth it fine-tunes (+0.0031, a "
+        "third of the time).",
     )
     warm_start_eval_every: int = Field(
         1, ge=1, description="lightgcn/mf, warm-started runs: evaluate on the validation split every this many epochs."
