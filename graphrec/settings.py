@@ -154,9 +154,9 @@ class Settings(BaseSettings):
         64, ge=0,
         description="lightgcn/mf: a graph with more than batch_size x this many edges trains with larger batches, "
         "so an epoch takes at most this many steps (each step propagates over the whole graph; 0: always batch_size). "
-        "64 rather than 128: the L world's full retrain (910k events) as the nightly runs it took 411 s instead of "
-        "566 s with the loss and evaluation changes of the same release, Recall@20 0.1035 instead of 0.1005; M's "
-        "0.1551 instead of 0.1530 (benchmarks/README.md).",
+        "64 rather than 128: training the L world's full retrain (910k events) took 264 s instead of 384 s, "
+        "Recall@20 0.1035 instead of 0.1005; M's 48 s instead of 56 s, 0.1551 instead of 0.1530 "
+        "(benchmarks/README.md, make bench-train-steps).",
     )
     loss: Literal["softmax", "bpr"] = Field(
         "softmax",

@@ -203,9 +203,8 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
 
 def _writable_scores(scores: np.ndarray) -> np.ndarray:
     """``scores`` as a writable float32 C array to mask in place: the scorer's own array
-    when it already is one, else a float32 copy. Copying
-    every batch took as long as the matrix product on the L world's 29,610 x 39,805
-    validation scores."""
+    when it already is one, else a float32 copy (copying every batch took as long as the
+    matrix product on the L world's 29,610 x 39,805 validation scores)."""
     usable = (
         isinstance(scores, np.ndarray) and scores.dtype == np.float32 and scores.flags.c_contiguous
         and scores.flags.writeable
@@ -255,8 +254,9 @@ def evaluate_scorer(
             the scores of the model's users at positions ``rows`` of ``user_ids`` for
             every item in ``item_ids`` order. A writable float32 C array is masked in
             place (the scorer may reuse one buffer from call to call, but must not hand
-            out an array it keeps scores in); any other is copied first. Dot-product models, closed-form filters
-            (:mod:`training.gfcf`) and popularity all go through this one function.
+            out an array it keeps scores in); any other is copied first. Dot-product
+            models, closed-form filters (:mod:`training.gfcf`) and popularity all go
+            through this one function.
         user_ids: external ids of the users the model can score (its rows).
         item_ids: external ids of the items it scores (its columns).
         task: the ground truth.
