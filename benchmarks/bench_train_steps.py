@@ -56,14 +56,14 @@ def world(name: str, days: int, seed: int, home: Path):
     return temporal_split(frame, 1, end=ds)
 
 
-def run_schedule(train, holdout, steps: int, patience: int, seed: int) -> dict[str, Any]:
+def run_schedule(train, holdout, steps: int, patience: int, seed: int, home: Path) -> dict[str, Any]:
     from graphrec.settings import Settings
     from training.data import build_graph, validation_split
     from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
     from training.retriever import train_config
     from training.train import train_lightgcn
 
-    settings = Settings(home=Path(tempfile.mkdtemp()), seed=seed, max_steps_per_epoch=steps, patience=patience)
+    settings = Settings(home=home, seed=seed, max_steps_per_epoch=steps, patience=patience)
     config = train_config(settings)
     fit, validation = validation_split(train, settings.validation_fraction, settings.seed)
     val_task, task = build_ranking_task(fit, validation), build_ranking_task(train, holdout)
@@ -113,7 +113,7 @@ def main() -> int:
             rows = record["sizes"][name] = []
             for patience in args.patience:
                 for steps in args.steps:
-                    row = run_schedule(train, holdout, steps, patience, args.seed)
+                    row = run_schedule(train, holdout, steps, patience, args.seed, Path(home))
                     rows.append(row)
                     print(f"  steps {steps:>4} patience {patience}: {row['epochs_run']:>2} epochs (best "
                           f"{row['best_epoch']}) {row['early_stopping_seconds']:6.1f} s + refit "
