@@ -1,6 +1,7 @@
 # graphrec: two commands for a new user.
 #   make demo   create .venv, install graphrec (without the test tools), run the whole nightly loop through Airflow
-#   make test   create/update .venv and run the test suite
+#   make test   create/update .venv, lint (ruff, import-linter layers) and run the whole test suite
+#   make test-unit  the same lint and the fast tests only (no Airflow runs, servers or browser): the edit loop
 #   make up     the services profile on this machine's PostgreSQL and Redis: Airflow (UI, API,
 #               scheduler, DAG processor, triggerer, two Celery workers), MLflow, the service
 #   make down   stop exactly what `make up` started
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 RUNTIME_STAMP := $(VENV)/.graphrec-runtime
 
-.PHONY: demo test up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start bench-train-steps
+.PHONY: demo test test-unit lint up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start bench-train-steps
 
 install: $(STAMP)
 
@@ -28,8 +29,18 @@ $(STAMP): $(RUNTIME_STAMP)
 demo: $(RUNTIME_STAMP)
 	$(BIN)/graphrec demo
 
-test: $(STAMP)
+# Style (ruff lint and format) and the one-way layers (import-linter, [tool.importlinter] in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest
+
+# Tests marked e2e, services, browser or slow are left out (see pyproject.toml's markers).
+test-unit: lint
+	$(BIN)/python -m pytest -m "not e2e and not services and not browser and not slow"
 
 # The services profile keeps its own home so it never mixes with the embedded demo's var/.
 STACK_HOME ?= var/stack

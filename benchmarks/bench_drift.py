@@ -1,6 +1,6 @@
 """Benchmark: the drift loop on the simulator's six scenarios, plus the monitor at 1M events.
 
-For each scenario of :mod:`graphrec.sources.scenarios` (``stable``, ``popularity_shift``,
+For each scenario of :mod:`ingest.scenarios` (``stable``, ``popularity_shift``,
 ``category_drift``, ``new_items``, ``bot_burst``, ``broken_feed``; same world, weekly
 seasonality and noise, drift from ``--drift-day``) the product's own code runs day by day:
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from graphrec.sources.scenarios import SCENARIOS
+    from ingest.scenarios import SCENARIOS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--home", type=Path, default=ROOT / "var" / "bench-drift")
@@ -67,18 +67,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench_settings(home: Path, args: argparse.Namespace):
     from graphrec.settings import Settings
 
-    return Settings(home=home, window_days=args.window, epochs=args.epochs, ranker_enabled=False,
-                    drift_policy=args.policy)
+    return Settings(
+        home=home, window_days=args.window, epochs=args.epochs, ranker_enabled=False, drift_policy=args.policy
+    )
 
 
 def retrain(settings, ds: dt.date, reason: str) -> dict:
     """What the drift-triggered DAG run does for the retriever: train, canary, publish if promoted."""
+    from serving.canary import run_canary
     from serving.publish import publish_model
-    from training.canary import run_canary
     from training.retriever import train_retriever
 
-    trained = train_retriever(settings, ds, window_days=settings.drift_retrain_window_days, reason=reason,
-                              model="lightgcn", tags={"trigger": "drift"})
+    trained = train_retriever(
+        settings,
+        ds,
+        window_days=settings.drift_retrain_window_days,
+        reason=reason,
+        model="lightgcn",
+        tags={"trigger": "drift"},
+    )
     decision = run_canary(settings, ds, trained["model_version"])
     if decision["promoted"]:
         publish_model(settings, decision["challenger_version"], ds)
@@ -86,7 +93,7 @@ def retrain(settings, ds: dt.date, reason: str) -> dict:
 
 
 def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: Path) -> dict:
-    from graphrec.sources.scenarios import scenario, simulate_scenario
+    from ingest.scenarios import scenario, simulate_scenario
     from monitoring.alerts import send_episode_alert
     from monitoring.monitor import monitor_day
     from serving.publish import publish_model
@@ -115,16 +122,29 @@ def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: 
         monitor_s.append(time.perf_counter() - t)
         decision = result["decision"] or {}
         if decision.get("send_email"):
-            send_episode_alert(decision, result["signals"], settings, report_path=result["html"] or result["report_dir"])
+            send_episode_alert(
+                decision, result["signals"], settings, report_path=result["html"] or result["report_dir"]
+            )
         if decision.get("trigger_retrain"):
             retrains.append({"day": index, **retrain(settings, ds, decision["retrain_reason"])})
-        days.append({"day": index, "ds": ds.isoformat(), "drifting": sc.drifting(index), "status": decision.get("status"),
-                     "fired": decision.get("fired", []), "watch": decision.get("watch", []),
-                     "retrain": bool(decision.get("trigger_retrain")), "email": bool(decision.get("send_email"))})
-        print(f"  {name:<17} day {index:>2} {'DRIFT' if sc.drifting(index) else '     '} {decision.get('status', '-'):<10} "
-              f"fired={','.join(decision.get('fired', [])) or '-'} watch={','.join(decision.get('watch', [])) or '-'}"
-              f"{' EMAIL' if decision.get('send_email') else ''}{' RETRAIN' if decision.get('trigger_retrain') else ''}",
-              flush=True)
+        days.append(
+            {
+                "day": index,
+                "ds": ds.isoformat(),
+                "drifting": sc.drifting(index),
+                "status": decision.get("status"),
+                "fired": decision.get("fired", []),
+                "watch": decision.get("watch", []),
+                "retrain": bool(decision.get("trigger_retrain")),
+                "email": bool(decision.get("send_email")),
+            }
+        )
+        print(
+            f"  {name:<17} day {index:>2} {'DRIFT' if sc.drifting(index) else '     '} {decision.get('status', '-'):<10} "
+            f"fired={','.join(decision.get('fired', [])) or '-'} watch={','.join(decision.get('watch', [])) or '-'}"
+            f"{' EMAIL' if decision.get('send_email') else ''}{' RETRAIN' if decision.get('trigger_retrain') else ''}",
+            flush=True,
+        )
     emails = len(list(mail_dir.glob("*.eml"))) - before
 
     start = sc.drift_start
@@ -133,22 +153,33 @@ def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: 
     false_alerts = [d["day"] for d in alerts if start is None or d["day"] < start]
     detected = next((d["day"] for d in alerts if start is not None and d["day"] >= start), None)
     return {
-        "scenario": name, "description": sc.description, "gradual": sc.gradual,
-        "drift_start": start, "drift_end": sc.drift_end, "monitored_days": len(days),
+        "scenario": name,
+        "description": sc.description,
+        "gradual": sc.gradual,
+        "drift_start": start,
+        "drift_end": sc.drift_end,
+        "monitored_days": len(days),
         "stable_days_monitored": len(pre),
-        "first_alert": detected, "delay_days": None if detected is None or start is None else detected - start,
-        "false_alerts": len(false_alerts), "false_alert_days": false_alerts,
+        "first_alert": detected,
+        "delay_days": None if detected is None or start is None else detected - start,
+        "false_alerts": len(false_alerts),
+        "false_alert_days": false_alerts,
         "fired_days_before_drift": sum(1 for d in pre if d["fired"]),
-        "episodes": len(alerts), "emails": emails,
-        "retrains": len(retrains), "retrains_promoted": sum(r["promoted"] for r in retrains), "retrain_log": retrains,
+        "episodes": len(alerts),
+        "emails": emails,
+        "retrains": len(retrains),
+        "retrains_promoted": sum(r["promoted"] for r in retrains),
+        "retrain_log": retrains,
         "min_days_between_retrains": min((b["day"] - a["day"] for a, b in zip(retrains, retrains[1:])), default=None),
-        "monitor_s_median": round(sorted(monitor_s)[len(monitor_s) // 2], 2), "setup_s": round(setup_s, 1),
+        "monitor_s_median": round(sorted(monitor_s)[len(monitor_s) // 2], 2),
+        "setup_s": round(setup_s, 1),
         "days": days,
     }
 
 
-def time_monitor(args: argparse.Namespace, n_users: int = 100_000, n_items: int = 40_000, dim: int = 64,
-                 reference_days: int = 3) -> dict:
+def time_monitor(
+    args: argparse.Namespace, n_users: int = 100_000, n_items: int = 40_000, dim: int = 64, reference_days: int = 3
+) -> dict:
     """:func:`monitoring.monitor.monitor_day` on one day of ``args.events`` events.
 
     The lake holds ``reference_days`` days of as many events before it (the champion's
@@ -162,8 +193,8 @@ def time_monitor(args: argparse.Namespace, n_users: int = 100_000, n_items: int 
     import pandas as pd
 
     from graphrec import contract
-    from graphrec.sources.landing import write_partition
-    from graphrec.sources.simulator import CATEGORIES
+    from ingest.landing import write_partition
+    from ingest.simulator import CATEGORIES
     from monitoring.monitor import SERVED_FILE, day_dir, monitor_day
     from monitoring.signals import ServingModel, serve_batch
     from serving.history import popularity_order, seen_from_pairs
@@ -178,7 +209,9 @@ def time_monitor(args: argparse.Namespace, n_users: int = 100_000, n_items: int 
     frames = []
     for index, day in enumerate(days):
         frame = generate_day(day, args.events, n_users, n_items, 0)
-        items = pd.DataFrame({contract.ITEM_ID: np.arange(n_items, dtype=np.int64) if index == 0 else np.array([], dtype=np.int64)})
+        items = pd.DataFrame(
+            {contract.ITEM_ID: np.arange(n_items, dtype=np.int64) if index == 0 else np.array([], dtype=np.int64)}
+        )
         items[contract.CATEGORY] = np.array(CATEGORIES)[items[contract.ITEM_ID].to_numpy() % len(CATEGORIES)]
         items[contract.FIRST_SEEN_TS] = pd.Timestamp(day.isoformat(), tz="UTC")
         users = pd.DataFrame({contract.USER_ID: np.unique(frame[contract.USER_ID]).astype(np.int64)})
@@ -187,9 +220,12 @@ def time_monitor(args: argparse.Namespace, n_users: int = 100_000, n_items: int 
     reference = pd.concat(frames[:-1], ignore_index=True)
     rng = np.random.default_rng(0)
     model = ServingModel(
-        user_ids=np.arange(n_users, dtype=np.int64), user_emb=rng.standard_normal((n_users, dim), dtype=np.float32),
-        item_ids=np.arange(n_items, dtype=np.int64), item_emb=rng.standard_normal((n_items, dim), dtype=np.float32),
-        seen=seen_from_pairs(reference), popular=popularity_order(reference),
+        user_ids=np.arange(n_users, dtype=np.int64),
+        user_emb=rng.standard_normal((n_users, dim), dtype=np.float32),
+        item_ids=np.arange(n_items, dtype=np.int64),
+        item_emb=rng.standard_normal((n_items, dim), dtype=np.float32),
+        seen=seen_from_pairs(reference),
+        popular=popularity_order(reference),
     )
     yesterday_users = np.unique(frames[-2][contract.USER_ID])
     served = serve_batch(model, rng.choice(yesterday_users, min(len(yesterday_users), 20_000), replace=False))
@@ -205,12 +241,22 @@ def time_monitor(args: argparse.Namespace, n_users: int = 100_000, n_items: int 
     started = time.perf_counter()
     result = monitor_day(settings, days[-1], model=model, window=(days[0], days[-2]), offline_recall=0.05)
     seconds = time.perf_counter() - started
-    timing = {"events_current": result["rows_current"], "events_reference": result["rows_reference"],
-              "users": n_users, "items": n_items, "dim": dim, "import_evidently_s": round(import_s, 2),
-              "monitor_day_s": round(seconds, 2), "status": result["status"]}
-    print(f"monitor_day on {result['rows_current']:,} events (reference {result['rows_reference']:,}, "
-          f"{n_users:,} users x {n_items:,} items x {dim}): {seconds:.1f} s (+ import evidently {import_s:.1f} s); "
-          f"status {result['status']}", flush=True)
+    timing = {
+        "events_current": result["rows_current"],
+        "events_reference": result["rows_reference"],
+        "users": n_users,
+        "items": n_items,
+        "dim": dim,
+        "import_evidently_s": round(import_s, 2),
+        "monitor_day_s": round(seconds, 2),
+        "status": result["status"],
+    }
+    print(
+        f"monitor_day on {result['rows_current']:,} events (reference {result['rows_reference']:,}, "
+        f"{n_users:,} users x {n_items:,} items x {dim}): {seconds:.1f} s (+ import evidently {import_s:.1f} s); "
+        f"status {result['status']}",
+        flush=True,
+    )
     return timing
 
 
@@ -225,20 +271,36 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with MailSink(mail_dir, port=0) as sink:
         os.environ["AIRFLOW_CONN_SMTP_DEFAULT"] = json.dumps(
-            {"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port, "extra": {"disable_tls": True, "disable_ssl": True}}
+            {
+                "conn_type": "smtp",
+                "host": "127.0.0.1",
+                "port": sink.port,
+                "extra": {"disable_tls": True, "disable_ssl": True},
+            }
         )
         for name in args.scenarios:
             print(f"scenario {name}", flush=True)
             results.append(run_scenario(name, args, sink.port, mail_dir))
     timing = time_monitor(args) if args.events else None
     print()
-    print(f"{'scenario':<17} {'start':>5} {'alert':>5} {'delay':>5} {'false':>5} {'emails':>6} {'retrains':>8} {'s/day':>6}")
+    print(
+        f"{'scenario':<17} {'start':>5} {'alert':>5} {'delay':>5} {'false':>5} {'emails':>6} {'retrains':>8} {'s/day':>6}"
+    )
     for r in results:
-        print(f"{r['scenario']:<17} {r['drift_start'] or '-':>5} {r['first_alert'] or '-':>5} "
-              f"{'-' if r['delay_days'] is None else r['delay_days']:>5} {r['false_alerts']:>5} {r['emails']:>6} "
-              f"{r['retrains']:>8} {r['monitor_s_median']:>6}")
-    record = {"date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "days": args.days, "window": args.window, "drift_day": args.drift_day, "scenarios": results, "monitor_1m": timing}
+        print(
+            f"{r['scenario']:<17} {r['drift_start'] or '-':>5} {r['first_alert'] or '-':>5} "
+            f"{'-' if r['delay_days'] is None else r['delay_days']:>5} {r['false_alerts']:>5} {r['emails']:>6} "
+            f"{r['retrains']:>8} {r['monitor_s_median']:>6}"
+        )
+    record = {
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "days": args.days,
+        "window": args.window,
+        "drift_day": args.drift_day,
+        "scenarios": results,
+        "monitor_1m": timing,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")

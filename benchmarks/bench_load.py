@@ -96,9 +96,9 @@ def bench_settings(args: argparse.Namespace):
 
 def setup(args: argparse.Namespace) -> dict:
     """Simulated lake → features → retriever → ranker → published pair (the product's code)."""
+    from features.store import materialize
     from graphrec import lake
-    from graphrec.features import materialize
-    from graphrec.sources.simulator import SimulationConfig, simulate
+    from ingest.simulator import SimulationConfig, simulate
     from serving.publish import publish_model
     from training import registry
     from training.ranker import train_ranker
@@ -112,8 +112,12 @@ def setup(args: argparse.Namespace) -> dict:
         return {"reused": True}
     started = time.perf_counter()
     cfg = SimulationConfig(
-        n_users=args.users, n_items=args.items, n_categories=10, days=args.days,
-        events_per_day=args.events_per_day, drift_day=None,
+        n_users=args.users,
+        n_items=args.items,
+        n_categories=10,
+        days=args.days,
+        events_per_day=args.events_per_day,
+        drift_day=None,
     )
     simulate(cfg, settings.curated_dir)
     days = lake.list_partitions(settings.curated_dir)
@@ -137,10 +141,15 @@ def setup(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     published = publish_model(settings, trained["model_version"], ds, ranker_version=ranker_version)
     timings["publish_s"] = time.perf_counter() - started
-    return {"reused": False, "ds": ds.isoformat(), "model_version": trained["model_version"],
-            "ranker_version": ranker_version, "index_version": published["index_version"],
-            "n_interactions": int(sum(len(lake.read_curated(settings.curated_dir, [d])) for d in days)),
-            "timings": {k: round(v, 1) for k, v in timings.items()}}
+    return {
+        "reused": False,
+        "ds": ds.isoformat(),
+        "model_version": trained["model_version"],
+        "ranker_version": ranker_version,
+        "index_version": published["index_version"],
+        "n_interactions": int(sum(len(lake.read_curated(settings.curated_dir, [d])) for d in days)),
+        "timings": {k: round(v, 1) for k, v in timings.items()},
+    }
 
 
 # Service -------------------------------------------------------------------------------
@@ -151,10 +160,25 @@ def free_port() -> int:
 
 
 def start_service(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    env = {**os.environ, "GRAPHREC_HOME": str(args.home), "GRAPHREC_RANKER_ENABLED": str(not args.no_ranker).lower(),
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "graphrec.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(args.workers), "--no-access-log"]
+    env = {
+        **os.environ,
+        "GRAPHREC_HOME": str(args.home),
+        "GRAPHREC_RANKER_ENABLED": str(not args.no_ranker).lower(),
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -181,11 +205,15 @@ def scrape(port: int) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "graphrec_degraded_total":
-                out[f"degraded_{sample.labels['source']}"] = out.get(f"degraded_{sample.labels['source']}", 0) + sample.value
+                out[f"degraded_{sample.labels['source']}"] = (
+                    out.get(f"degraded_{sample.labels['source']}", 0) + sample.value
+                )
             elif sample.name == "graphrec_requests_total" and sample.labels.get("endpoint") == "/recommend/{user_id}":
                 out["requests"] = out.get("requests", 0) + sample.value
-            elif (sample.name == "graphrec_request_duration_seconds_bucket"
-                  and sample.labels.get("endpoint") == "/recommend/{user_id}"):
+            elif (
+                sample.name == "graphrec_request_duration_seconds_bucket"
+                and sample.labels.get("endpoint") == "/recommend/{user_id}"
+            ):
                 key = f"le_{sample.labels['le']}"
                 out[key] = out.get(key, 0) + sample.value
     return out
@@ -218,17 +246,40 @@ def warm_up(port: int, users: list[int], k: int, n: int = 200) -> None:
 def run_locust(args: argparse.Namespace, port: int, rate: int, name: str, users_file: Path, workdir: Path) -> dict:
     prefix = workdir / name
     env = {**os.environ, "BENCH_USERS": str(users_file), "BENCH_K": str(args.k)}
-    cmd = [args.locust, "-f", str(HERE / "locustfile.py"), "--headless", "--host", f"http://127.0.0.1:{port}",
-           "-u", str(rate), "-r", str(rate), "-t", f"{args.duration}s", "--csv", str(prefix), "--only-summary",
-           "--stop-timeout", "5", "--loglevel", "WARNING"]
+    cmd = [
+        args.locust,
+        "-f",
+        str(HERE / "locustfile.py"),
+        "--headless",
+        "--host",
+        f"http://127.0.0.1:{port}",
+        "-u",
+        str(rate),
+        "-r",
+        str(rate),
+        "-t",
+        f"{args.duration}s",
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+        "--loglevel",
+        "WARNING",
+    ]
     subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
     with open(f"{prefix}_stats.csv") as fh:
         row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
     requests, failures = int(row["Request Count"]), int(row["Failure Count"])
     return {
-        "phase": name, "target_rps": rate, "requests": requests, "failures": failures,
+        "phase": name,
+        "target_rps": rate,
+        "requests": requests,
+        "failures": failures,
         "throughput_rps": round(requests / args.duration, 1),
-        "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]), "p99_ms": float(row["99%"]),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
         "max_ms": float(row["Max Response Time"]),
     }
 
@@ -278,8 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     users_file = workdir / "users.txt"
     users_file.write_text("\n".join(map(str, users)) + "\n")
-    catalog = {"n_items": int(bundle.index.ntotal), "dim": int(bundle.index.d), "n_users": len(users),
-               "index_type": bundle.manifest.get("index_type"), "ranker": bundle.ranker is not None}
+    catalog = {
+        "n_items": int(bundle.index.ntotal),
+        "dim": int(bundle.index.d),
+        "n_users": len(users),
+        "index_type": bundle.manifest.get("index_type"),
+        "ranker": bundle.ranker is not None,
+    }
     print("catalog:", json.dumps(catalog))
     port = args.port or free_port()
     service = start_service(args, port)
@@ -299,8 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         def publish_later() -> None:
             time.sleep(args.duration / 3)
             t = time.perf_counter()
-            out = publish_model(settings, bundle.model_version, bundle.manifest["ds"], ranker_version=bundle.ranker_version)
-            events.append(f"published {out['index_version']} at +{args.duration / 3:.0f} s in {time.perf_counter() - t:.1f} s")
+            out = publish_model(
+                settings, bundle.model_version, bundle.manifest["ds"], ranker_version=bundle.ranker_version
+            )
+            events.append(
+                f"published {out['index_version']} at +{args.duration / 3:.0f} s in {time.perf_counter() - t:.1f} s"
+            )
 
         before = scrape(port)
         thread = threading.Thread(target=publish_later, daemon=True)
@@ -310,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
             served = json.loads(resp.read())["index_version"]
         after = scrape(port)
-        results.append({**result, **_delta(before, after), **service_percentiles(before, after), "served_after": served})
+        results.append(
+            {**result, **_delta(before, after), **service_percentiles(before, after), "served_after": served}
+        )
         print(_line(results[-1]), flush=True)
 
         before = scrape(port)
@@ -333,8 +395,15 @@ def main(argv: list[str] | None = None) -> int:
     for event in events:
         print("event:", event)
     record = {
-        "date": dt.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "setup": info, "catalog": catalog, "workers": args.workers, "k": args.k, "duration_s": args.duration, "phases": results, "events": events,
+        "date": dt.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "setup": info,
+        "catalog": catalog,
+        "workers": args.workers,
+        "k": args.k,
+        "duration_s": args.duration,
+        "phases": results,
+        "events": events,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
@@ -344,15 +413,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _delta(before: dict, after: dict) -> dict:
     keys = set(before) | set(after)
-    return {k: int(after.get(k, 0) - before.get(k, 0)) for k in sorted(keys) if k != "requests" and not k.startswith("le_")}
+    return {
+        k: int(after.get(k, 0) - before.get(k, 0)) for k in sorted(keys) if k != "requests" and not k.startswith("le_")
+    }
 
 
 def _line(r: dict) -> str:
     extra = " ".join(f"{k}={v}" for k, v in r.items() if k.startswith("degraded_") or k == "served_after")
     service = "/".join(str(r.get(f"service_p{q}_ms_at_most")) for q in (50, 95, 99))
-    return (f"{r['phase']:<12} target {r['target_rps']:>4} rps  got {r['throughput_rps']:>6.1f} rps  "
-            f"p50 {r['p50_ms']:>5.1f} ms  p95 {r['p95_ms']:>5.1f} ms  p99 {r['p99_ms']:>5.1f} ms  "
-            f"max {r['max_ms']:>6.1f} ms  failures {r['failures']}  in service p50/p95/p99 <= {service} ms  {extra}")
+    return (
+        f"{r['phase']:<12} target {r['target_rps']:>4} rps  got {r['throughput_rps']:>6.1f} rps  "
+        f"p50 {r['p50_ms']:>5.1f} ms  p95 {r['p95_ms']:>5.1f} ms  p99 {r['p99_ms']:>5.1f} ms  "
+        f"max {r['max_ms']:>6.1f} ms  failures {r['failures']}  in service p50/p95/p99 <= {service} ms  {extra}"
+    )
 
 
 if __name__ == "__main__":

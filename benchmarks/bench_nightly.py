@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -57,7 +56,7 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     day = parse_ds(ds)
     if step == "backfill":
-        from graphrec.features import materialize
+        from features.store import materialize
         from validation import validate_partition
 
         seconds = {}
@@ -72,14 +71,20 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
         return validate_partition(settings, day).raise_for_status().to_dict()
     if step == "features":
-        from graphrec.features import materialize
+        from features.store import materialize
 
         return materialize(settings, day)
     if step == "train":
         from training.retriever import train_retriever
 
-        return train_retriever(settings, day, window_days=settings.window_days, epochs=settings.epochs,
-                               reason="schedule", model=settings.retriever_model)
+        return train_retriever(
+            settings,
+            day,
+            window_days=settings.window_days,
+            epochs=settings.epochs,
+            reason="schedule",
+            model=settings.retriever_model,
+        )
     if step == "train_ranker":
         from training.ranker import train_ranker
 
@@ -87,20 +92,31 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if step == "canary":
         import inspect
 
-        from training.canary import run_canary
+        from serving.canary import run_canary
 
         # The training task's result is handed over where the canary takes it (and can reuse it).
-        handed = {"ranker_result": inputs["train_ranker"]} if "ranker_result" in inspect.signature(run_canary).parameters else {}
-        return run_canary(settings, day, inputs["train"]["model_version"], force=False,
-                          ranker_version=inputs["train_ranker"].get("model_version"), **handed)
+        handed = (
+            {"ranker_result": inputs["train_ranker"]}
+            if "ranker_result" in inspect.signature(run_canary).parameters
+            else {}
+        )
+        return run_canary(
+            settings,
+            day,
+            inputs["train"]["model_version"],
+            force=False,
+            ranker_version=inputs["train_ranker"].get("model_version"),
+            **handed,
+        )
     if step == "publish":
         from serving.publish import publish_model
 
         decision = inputs["canary"]
         if not decision["promoted"]:
             return {"skipped": f"champion kept: {decision['reason']}"}
-        return publish_model(settings, decision["challenger_version"], day,
-                             ranker_version=decision.get("ranker_champion_after"))
+        return publish_model(
+            settings, decision["challenger_version"], day, ranker_version=decision.get("ranker_champion_after")
+        )
     if step == "drift_check":
         from monitoring.monitor import monitor_day
 
@@ -123,16 +139,23 @@ def spawn(step: str, ds: str, inputs: dict[str, Any], env: dict[str, str], workd
     log_path = workdir / f"{step}-{ds}.log"
     started = time.perf_counter()
     with log_path.open("w") as log:
-        child = subprocess.Popen([sys.executable, __file__, "_step", step, ds, str(inputs_path), str(output_path)],
-                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, __file__, "_step", step, ds, str(inputs_path), str(output_path)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"step {step} of {ds} failed (exit {child.returncode}):\n{tail}")
-    return {"seconds": round(seconds, 2), "peak_mb": round(usage.ru_maxrss / 1024, 1),
-            "result": json.loads(output_path.read_text())}
+    return {
+        "seconds": round(seconds, 2),
+        "peak_mb": round(usage.ru_maxrss / 1024, 1),
+        "result": json.loads(output_path.read_text()),
+    }
 
 
 # One size ---------------------------------------------------------------------------------
@@ -140,10 +163,29 @@ def _summary(step: str, result: dict[str, Any]) -> dict[str, Any]:
     """The few numbers of a step's result worth keeping in the record."""
     keys = {
         "features": ("seconds", "online"),
-        "train": ("model_version", "recall_at_20", "popularity_recall_at_20", "epochs_run", "best_epoch",
-                  "refit_epochs", "warm_start", "init_reason", "n_train", "seconds"),
-        "train_ranker": ("model_version", "ranker_ndcg_at_10", "retrieval_ndcg_at_10", "popularity_ndcg_at_10",
-                         "n_rows", "proxy_seconds", "feature_join_seconds", "seconds", "skipped"),
+        "train": (
+            "model_version",
+            "recall_at_20",
+            "popularity_recall_at_20",
+            "epochs_run",
+            "best_epoch",
+            "refit_epochs",
+            "warm_start",
+            "init_reason",
+            "n_train",
+            "seconds",
+        ),
+        "train_ranker": (
+            "model_version",
+            "ranker_ndcg_at_10",
+            "retrieval_ndcg_at_10",
+            "popularity_ndcg_at_10",
+            "n_rows",
+            "proxy_seconds",
+            "feature_join_seconds",
+            "seconds",
+            "skipped",
+        ),
         "canary": ("promoted", "reason", "seconds"),
         "publish": ("index_version", "skipped"),
         "drift_check": ("status",),
@@ -154,7 +196,7 @@ def _summary(step: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def bench_size(name: str, days: int, seed: int, keep: bool) -> dict[str, Any]:
     from graphrec.settings import Settings
-    from graphrec.sources.simulator import SimulationConfig, simulate
+    from ingest.simulator import SimulationConfig, simulate
 
     size = SIZES[name]
     home = Path(tempfile.mkdtemp(prefix=f"graphrec-bench-{name}-"))
@@ -162,10 +204,19 @@ def bench_size(name: str, days: int, seed: int, keep: bool) -> dict[str, Any]:
     workdir.mkdir()
     env = {**os.environ, "GRAPHREC_HOME": str(home), "GRAPHREC_PROFILE": "embedded"}
     settings = Settings(home=home)
-    config = SimulationConfig(n_users=size["users"], n_items=size["items"], events_per_day=size["events_per_day"],
-                              days=days, drift_day=None, seed=seed)
-    print(f"\n== {name}: {size['users']:,} users x {size['items']:,} items x {size['events_per_day']:,} events/day, "
-          f"{days} days (home {home})", flush=True)
+    config = SimulationConfig(
+        n_users=size["users"],
+        n_items=size["items"],
+        events_per_day=size["events_per_day"],
+        days=days,
+        drift_day=None,
+        seed=seed,
+    )
+    print(
+        f"\n== {name}: {size['users']:,} users x {size['items']:,} items x {size['events_per_day']:,} events/day, "
+        f"{days} days (home {home})",
+        flush=True,
+    )
     started = time.perf_counter()
     simulate(config, settings.landing_dir)
     out: dict[str, Any] = {**size, "days": days, "simulate_seconds": round(time.perf_counter() - started, 2)}
@@ -174,10 +225,17 @@ def bench_size(name: str, days: int, seed: int, keep: bool) -> dict[str, Any]:
     all_days = [config.day(i).isoformat() for i in range(1, days + 1)]
     nights, backfill = all_days[-2:], all_days[:-2]
     step = spawn("backfill", backfill[-1], {"days": backfill}, env, workdir)
-    out["backfill"] = {"seconds": step["seconds"], "peak_mb": step["peak_mb"], "days": len(backfill),
-                       "per_day": step["result"]["days"]}
-    print(f"backfill: validate + materialize {len(backfill)} days in {step['seconds']:.1f} s "
-          f"({step['seconds'] / len(backfill):.1f} s a day), peak {step['peak_mb']:.0f} MB", flush=True)
+    out["backfill"] = {
+        "seconds": step["seconds"],
+        "peak_mb": step["peak_mb"],
+        "days": len(backfill),
+        "per_day": step["result"]["days"],
+    }
+    print(
+        f"backfill: validate + materialize {len(backfill)} days in {step['seconds']:.1f} s "
+        f"({step['seconds'] / len(backfill):.1f} s a day), peak {step['peak_mb']:.0f} MB",
+        flush=True,
+    )
 
     out["nights"] = []
     for ds in nights:
@@ -186,10 +244,16 @@ def bench_size(name: str, days: int, seed: int, keep: bool) -> dict[str, Any]:
         for task in NIGHT:
             record = spawn(task, ds, results, env, workdir)
             results[task] = record["result"]
-            steps[task] = {"seconds": record["seconds"], "peak_mb": record["peak_mb"],
-                           "result": _summary(task, record["result"])}
-            print(f"  {ds} {task:<13} {record['seconds']:8.1f} s  peak {record['peak_mb']:7.0f} MB  "
-                  f"{json.dumps(_summary(task, record['result']), default=str)[:160]}", flush=True)
+            steps[task] = {
+                "seconds": record["seconds"],
+                "peak_mb": record["peak_mb"],
+                "result": _summary(task, record["result"]),
+            }
+            print(
+                f"  {ds} {task:<13} {record['seconds']:8.1f} s  peak {record['peak_mb']:7.0f} MB  "
+                f"{json.dumps(_summary(task, record['result']), default=str)[:160]}",
+                flush=True,
+            )
         total = round(sum(s["seconds"] for s in steps.values()), 2)
         out["nights"].append({"ds": ds, "steps": steps, "seconds": total})
         print(f"  {ds} night: {total:.1f} s", flush=True)
@@ -206,17 +270,34 @@ def growth(results: dict[str, Any]) -> list[dict[str, Any]]:
     for small, big in zip(names, names[1:]):
         events = results[big]["window_events"] / results[small]["window_events"]
         for i, (a, b) in enumerate(zip(results[small]["nights"], results[big]["nights"])):
-            rows.append({"from": small, "to": big, "night": i + 1, "events_ratio": round(events, 2),
-                         "time_ratio": round(b["seconds"] / a["seconds"], 2)})
+            rows.append(
+                {
+                    "from": small,
+                    "to": big,
+                    "night": i + 1,
+                    "events_ratio": round(events, 2),
+                    "time_ratio": round(b["seconds"] / a["seconds"], 2),
+                }
+            )
     return rows
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE")
-            * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "python": platform.python_version(),
-            "load_average_at_start": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def main() -> int:
@@ -238,11 +319,15 @@ def main() -> int:
     print("\nsize  simulate  backfill/day  night 1  night 2   (seconds)")
     for name, size in record["sizes"].items():
         nights = [n["seconds"] for n in size["nights"]]
-        print(f"{name:<5} {size['simulate_seconds']:8.1f}  {size['backfill']['seconds'] / size['backfill']['days']:12.1f}  "
-              + "  ".join(f"{s:7.1f}" for s in nights))
+        print(
+            f"{name:<5} {size['simulate_seconds']:8.1f}  {size['backfill']['seconds'] / size['backfill']['days']:12.1f}  "
+            + "  ".join(f"{s:7.1f}" for s in nights)
+        )
     for row in record["growth"]:
-        print(f"{row['from']} -> {row['to']} night {row['night']}: time x{row['time_ratio']} "
-              f"for events x{row['events_ratio']} (linear bound x{row['events_ratio'] * 1.2:.2f})")
+        print(
+            f"{row['from']} -> {row['to']} night {row['night']}: time x{row['time_ratio']} "
+            f"for events x{row['events_ratio']} (linear bound x{row['events_ratio'] * 1.2:.2f})"
+        )
     print(f"recorded {args.out}")
     return 0
 

@@ -2,7 +2,7 @@
 
 Runs the product's own code path end to end on a fresh installation directory:
 
-1. MovieLens 100K is landed and validated as daily partitions (``graphrec.sources``);
+1. MovieLens 100K is landed and validated as daily partitions (``ingest``);
 2. Feast feature snapshots are built for every day and the definitions applied;
 3. the nightly retriever (``training.retriever.train_retriever``, LightGCN by default) is
    trained on every day before the holdout and registered in MLflow;
@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
     for noisy in ("feast", "mlflow", "alembic", "great_expectations", "py.warnings", "validation.partition"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from app.land import land_source
+    from features.store import apply_definitions, build_features
     from graphrec import lake
-    from graphrec.features import apply_definitions, build_features
     from graphrec.settings import Settings, ValidationSettings
-    from graphrec.sources import movielens
-    from graphrec.sources.loading import land_source
+    from ingest import movielens
     from training.ranker import train_ranker
     from training.retriever import train_retriever
 
@@ -96,12 +96,24 @@ def main(argv: list[str] | None = None) -> dict:
     holdout_days = args.holdout_days or holdout_days_for(days, counts, args.holdout_share)
     ds = days[-1]
     window_days = (ds - days[0]).days + 1
-    settings = Settings(home=home, seed=args.seed, validation=base.validation, holdout_days=holdout_days, window_days=window_days,
-                        epochs=args.epochs, ranker_candidates=args.candidates, ranker_epochs=args.ranker_epochs,
-                        ranker_cuts=args.cuts, ranker_cut_every_days=args.cut_every,
-                        retriever_model=args.model)
-    print(f"movielens: {sum(counts)} ratings over {len(days)} days {days[0]}..{ds}; holdout = last {holdout_days} days "
-          f"({sum(counts[-holdout_days:])} ratings)", flush=True)
+    settings = Settings(
+        home=home,
+        seed=args.seed,
+        validation=base.validation,
+        holdout_days=holdout_days,
+        window_days=window_days,
+        epochs=args.epochs,
+        ranker_candidates=args.candidates,
+        ranker_epochs=args.ranker_epochs,
+        ranker_cuts=args.cuts,
+        ranker_cut_every_days=args.cut_every,
+        retriever_model=args.model,
+    )
+    print(
+        f"movielens: {sum(counts)} ratings over {len(days)} days {days[0]}..{ds}; holdout = last {holdout_days} days "
+        f"({sum(counts[-holdout_days:])} ratings)",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     for day in days:
@@ -112,8 +124,11 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     retriever = train_retriever(settings, ds, window_days=window_days, reason="benchmark")
     timings["retriever"] = time.perf_counter() - t0
-    print(f"retriever v{retriever['model_version']} ({retriever['model']}): Recall@20 {retriever['recall_at_20']:.4f} "
-          f"in {timings['retriever']:.1f} s", flush=True)
+    print(
+        f"retriever v{retriever['model_version']} ({retriever['model']}): Recall@20 {retriever['recall_at_20']:.4f} "
+        f"in {timings['retriever']:.1f} s",
+        flush=True,
+    )
 
     t0 = time.perf_counter()
     ranked = train_ranker(settings, ds, retriever["model_version"], window_days=window_days, reason="benchmark")
@@ -121,22 +136,34 @@ def main(argv: list[str] | None = None) -> dict:
     k = settings.ranker_k
 
     rows = [("popularity", "popularity_"), ("retrieval", "retrieval_"), ("retrieval + BST", "ranker_")]
-    print(f"\nMovieLens 100K, temporal split, {ranked['n_eval_users']} evaluated users, "
-          f"{args.candidates} candidates per user\n")
+    print(
+        f"\nMovieLens 100K, temporal split, {ranked['n_eval_users']} evaluated users, "
+        f"{args.candidates} candidates per user\n"
+    )
     print(f"{'list':18s} HR@{k:<5d} NDCG@{k}")
     for name, prefix in rows:
         print(f"{name:18s} {ranked[f'{prefix}hr_at_{k}']:.4f}  {ranked[f'{prefix}ndcg_at_{k}']:.4f}")
-    print(f"ranker AUC over the candidates: {ranked['ranker_auc']:.4f}; ranker trained on {ranked['n_rows']} rows "
-          f"({ranked['n_positives']} positives) in {timings['ranker']:.1f} s")
+    print(
+        f"ranker AUC over the candidates: {ranked['ranker_auc']:.4f}; ranker trained on {ranked['n_rows']} rows "
+        f"({ranked['n_positives']} positives) in {timings['ranker']:.1f} s"
+    )
     payload = {
-        "benchmark": "ranker", "dataset": "movielens-100k", "split": "global temporal",
-        "holdout_days": holdout_days, "candidates": args.candidates, "k": k,
-        "retriever": retriever, "ranker": ranked, "timings_s": {k2: round(v, 1) for k2, v in timings.items()},
+        "benchmark": "ranker",
+        "dataset": "movielens-100k",
+        "split": "global temporal",
+        "holdout_days": holdout_days,
+        "candidates": args.candidates,
+        "k": k,
+        "retriever": retriever,
+        "ranker": ranked,
+        "timings_s": {k2: round(v, 1) for k2, v in timings.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n")
+    args.out.write_text(
+        json.dumps(payload, indent=2, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n"
+    )
     print(f"recorded in {args.out}")
     return payload
 

@@ -15,7 +15,7 @@ Timed over ``--repeats`` requests after ``--warmup``, the cases taking turns:
 * ``forward``: :func:`training.bst.predict`, tensors to probabilities;
 * ``total``: encode + forward + the argsort that orders the candidates;
 * ``baseline``: the retrieval score alone, the argsort of the frame's ``retrieval_score``;
-* ``serving_*``: the path the service takes (``graphrec.features.OnlineRankerFeatures``
+* ``serving_*``: the path the service takes (``features.store.OnlineRankerFeatures``
   hands over arrays, not a frame): :func:`training.bst.encode_candidates` of the same
   rows as :class:`training.bst.CandidateFeatures`, then
   :meth:`training.bst.RequestScorer.shared` (the history's keys and values computed once,
@@ -70,18 +70,20 @@ def request_frame(rng: np.random.Generator, *, shared: bool) -> pd.DataFrame:
 
     user_counters = {name: [int(v)] * CANDIDATES for name, v in zip(bst.USER_COUNTERS, (3, 17, 12, 0))}
     item_counters = {name: rng.integers(0, 500, CANDIDATES) for name in bst.ITEM_COUNTERS}
-    return pd.DataFrame({
-        bst.USER_ID: np.full(CANDIDATES, 7, dtype=np.int64),
-        bst.ITEM_ID: candidates.astype(np.int64),
-        bst.EVENT_TIMESTAMP: [now] * CANDIDATES,
-        **user_counters,
-        **item_counters,
-        bst.ITEM_CATEGORY: [categories[i % N_CATEGORIES] for i in candidates],
-        bst.RECENT_ITEMS: repeat(history),
-        bst.RECENT_CATEGORIES: repeat(history_categories),
-        bst.RECENT_TS: repeat(history_ts),
-        bst.RETRIEVAL_SCORE: rng.normal(size=CANDIDATES),
-    })
+    return pd.DataFrame(
+        {
+            bst.USER_ID: np.full(CANDIDATES, 7, dtype=np.int64),
+            bst.ITEM_ID: candidates.astype(np.int64),
+            bst.EVENT_TIMESTAMP: [now] * CANDIDATES,
+            **user_counters,
+            **item_counters,
+            bst.ITEM_CATEGORY: [categories[i % N_CATEGORIES] for i in candidates],
+            bst.RECENT_ITEMS: repeat(history),
+            bst.RECENT_CATEGORIES: repeat(history_categories),
+            bst.RECENT_TS: repeat(history_ts),
+            bst.RETRIEVAL_SCORE: rng.normal(size=CANDIDATES),
+        }
+    )
 
 
 def request_features(frame: pd.DataFrame):
@@ -90,12 +92,14 @@ def request_features(frame: pd.DataFrame):
 
     first = frame.iloc[0]
     return bst.CandidateFeatures(
-        user_id=int(first[bst.USER_ID]), time=pd.Timestamp(first[bst.EVENT_TIMESTAMP]),
+        user_id=int(first[bst.USER_ID]),
+        time=pd.Timestamp(first[bst.EVENT_TIMESTAMP]),
         item_ids=frame[bst.ITEM_ID].to_numpy(np.int64),
         user_counters=np.array([first[c] for c in bst.USER_COUNTERS], dtype=np.float64),
         item_counters=frame[list(bst.ITEM_COUNTERS)].to_numpy(np.float64),
         item_category=frame[bst.ITEM_CATEGORY].to_numpy(object),
-        recent_items=first[bst.RECENT_ITEMS], recent_categories=first[bst.RECENT_CATEGORIES],
+        recent_items=first[bst.RECENT_ITEMS],
+        recent_categories=first[bst.RECENT_CATEGORIES],
         recent_ts=first[bst.RECENT_TS],
     )
 
@@ -121,8 +125,11 @@ def timings(cases: dict[str, Callable[[], object]], warmup: int, repeats: int) -
 
 def summary(ms: np.ndarray) -> dict[str, float]:
     """Median, p95 and p99 in milliseconds (4 decimals)."""
-    return {"median_ms": round(float(np.median(ms)), 4), "p95_ms": round(float(np.percentile(ms, 95)), 4),
-            "p99_ms": round(float(np.percentile(ms, 99)), 4)}
+    return {
+        "median_ms": round(float(np.median(ms)), 4),
+        "p95_ms": round(float(np.percentile(ms, 95)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,8 +184,10 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     results = {name: summary(ms) for name, ms in timings(cases, args.warmup, args.repeats).items()}
 
-    print(f"BST ranker, {CANDIDATES} candidates of one user, {HISTORY}-item history, seq_len {model.seq_len}, "
-          f"dim {model.dim}, {vocab.n_items - 2} items; 1 torch thread, {args.repeats} repeats")
+    print(
+        f"BST ranker, {CANDIDATES} candidates of one user, {HISTORY}-item history, seq_len {model.seq_len}, "
+        f"dim {model.dim}, {vocab.n_items - 2} items; 1 torch thread, {args.repeats} repeats"
+    )
     print(f"{'':28s} {'median':>9s} {'p95':>9s} {'p99':>9s}   (ms)")
     for name, res in results.items():
         print(f"{name:28s} {res['median_ms']:9.3f} {res['p95_ms']:9.3f} {res['p99_ms']:9.3f}")
@@ -190,16 +199,30 @@ def main(argv: list[str] | None = None) -> dict:
 
     payload = {
         "benchmark": "ranker_cost",
-        "setup": {"candidates": CANDIDATES, "history": HISTORY, "n_items": N_ITEMS, "n_categories": N_CATEGORIES,
-                  "model": model.config(), "torch_threads": torch.get_num_threads(), "repeats": args.repeats,
-                  "warmup": args.warmup, "seed": args.seed},
+        "setup": {
+            "candidates": CANDIDATES,
+            "history": HISTORY,
+            "n_items": N_ITEMS,
+            "n_categories": N_CATEGORIES,
+            "model": model.config(),
+            "torch_threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "warmup": args.warmup,
+            "seed": args.seed,
+        },
         "results": results,
         "extra_ms_over_baseline_median": round(extra, 4),
         "frame_path_over_serving_path_median": round(speedup, 2),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
-                    "load_average_1_5_15_min_before": [round(x, 2) for x in load_before]},
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+            "load_average_1_5_15_min_before": [round(x, 2) for x in load_before],
+        },
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")

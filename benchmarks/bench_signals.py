@@ -33,7 +33,7 @@ import pandas as pd
 
 from graphrec import contract
 from graphrec.lake import day_bounds
-from graphrec.sources.simulator import CATEGORIES
+from ingest.simulator import CATEGORIES
 from monitoring import signals
 from monitoring.signals import ServingModel, compute_signals, serve_batch, write_signal_report
 from serving.history import popularity_order, seen_from_pairs
@@ -48,13 +48,15 @@ def generate_day(ds: dt.date, rows: int, n_users: int, n_items: int, seed: int) 
     activity = world.lognormal(0.0, 1.0, size=n_users)
     popularity = 1.0 / (np.arange(n_items) + 10.0) ** 0.9
     start, _ = day_bounds(ds)
-    return pd.DataFrame({
-        contract.USER_ID: rng.choice(n_users, size=rows, p=activity / activity.sum()).astype(np.int64),
-        contract.ITEM_ID: rng.choice(n_items, size=rows, p=popularity / popularity.sum()).astype(np.int64),
-        contract.EVENT_TS: start + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, size=rows)), unit="us"),
-        contract.EVENT_TYPE: rng.choice(EVENT_TYPES, size=rows, p=[0.8, 0.15, 0.05]),
-        contract.RATING: np.full(rows, np.nan),
-    })
+    return pd.DataFrame(
+        {
+            contract.USER_ID: rng.choice(n_users, size=rows, p=activity / activity.sum()).astype(np.int64),
+            contract.ITEM_ID: rng.choice(n_items, size=rows, p=popularity / popularity.sum()).astype(np.int64),
+            contract.EVENT_TS: start + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, size=rows)), unit="us"),
+            contract.EVENT_TYPE: rng.choice(EVENT_TYPES, size=rows, p=[0.8, 0.15, 0.05]),
+            contract.RATING: np.full(rows, np.nan),
+        }
+    )
 
 
 def main() -> None:
@@ -75,10 +77,12 @@ def main() -> None:
     days = [START + dt.timedelta(days=i) for i in range(args.reference_days + 1)]
     frames = [generate_day(d, args.events_per_day, args.users, args.items, args.seed) for d in days]
     reference, current = pd.concat(frames[:-1], ignore_index=True), frames[-1]
-    catalog = pd.DataFrame({
-        contract.ITEM_ID: np.arange(args.items, dtype=np.int64),
-        contract.CATEGORY: np.array(CATEGORIES)[np.arange(args.items) % len(CATEGORIES)],
-    })
+    catalog = pd.DataFrame(
+        {
+            contract.ITEM_ID: np.arange(args.items, dtype=np.int64),
+            contract.CATEGORY: np.array(CATEGORIES)[np.arange(args.items) % len(CATEGORIES)],
+        }
+    )
     rng = np.random.default_rng(args.seed)
     model = ServingModel(
         user_ids=np.arange(args.users, dtype=np.int64),
@@ -90,10 +94,13 @@ def main() -> None:
     )
     yesterday_users = np.unique(frames[-2][contract.USER_ID])
     served_yesterday = serve_batch(
-        model, rng.choice(yesterday_users, min(len(yesterday_users), args.max_served_users), replace=False))
+        model, rng.choice(yesterday_users, min(len(yesterday_users), args.max_served_users), replace=False)
+    )
     generate_s = time.perf_counter() - t0
-    print(f"generated {len(current):,} current + {len(reference):,} reference events, "
-          f"{args.users:,} users x {args.items:,} items x {args.dim} dims in {generate_s:.1f} s")
+    print(
+        f"generated {len(current):,} current + {len(reference):,} reference events, "
+        f"{args.users:,} users x {args.items:,} items x {args.dim} dims in {generate_s:.1f} s"
+    )
 
     t0 = time.perf_counter()
     import evidently  # noqa: F401  (timed on its own: paid once per process)
@@ -104,26 +111,39 @@ def main() -> None:
     runs = []
     for run in range(args.repeat):
         t0 = time.perf_counter()
-        report = compute_signals(current, reference, catalog, model=model, served_yesterday=served_yesterday,
-                                 offline_recall=0.05, max_rows=args.max_rows, seed=args.seed,
-                                 max_served_users=args.max_served_users)
+        report = compute_signals(
+            current,
+            reference,
+            catalog,
+            model=model,
+            served_yesterday=served_yesterday,
+            offline_recall=0.05,
+            max_rows=args.max_rows,
+            seed=args.seed,
+            max_served_users=args.max_served_users,
+        )
         compute_s = time.perf_counter() - t0
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             written = write_signal_report(report, Path(tmp))
             write_s = time.perf_counter() - t0
             sizes = {name: os.path.getsize(path) for name, path in written.items()}
-        runs.append({"compute_s": round(compute_s, 2), "write_s": round(write_s, 2),
-                     "total_s": round(compute_s + write_s, 2)})
-        print(f"run {run + 1}: compute_signals {compute_s:.2f} s + write_signal_report {write_s:.2f} s = "
-              f"{compute_s + write_s:.2f} s" + (" (cold: evidently imported just before)" if run == 0 else ""))
+        runs.append(
+            {"compute_s": round(compute_s, 2), "write_s": round(write_s, 2), "total_s": round(compute_s + write_s, 2)}
+        )
+        print(
+            f"run {run + 1}: compute_signals {compute_s:.2f} s + write_signal_report {write_s:.2f} s = "
+            f"{compute_s + write_s:.2f} s" + (" (cold: evidently imported just before)" if run == 0 else "")
+        )
 
     t0 = time.perf_counter()
     users = np.unique(current[contract.USER_ID])
     serve_batch(model, users[: args.max_served_users])
     serve_s = time.perf_counter() - t0
-    print(f"  of which serving {min(len(users), args.max_served_users):,} users once: {serve_s:.2f} s "
-          "(compute_signals serves two such samples)")
+    print(
+        f"  of which serving {min(len(users), args.max_served_users):,} users once: {serve_s:.2f} s "
+        "(compute_signals serves two such samples)"
+    )
     print(f"  files: {', '.join(f'{name} {size / 1e6:.1f} MB' for name, size in sizes.items())}")
     for name, signal in report.signals.items():
         value = "None" if signal.value is None else f"{signal.value:.4f}"
@@ -131,14 +151,29 @@ def main() -> None:
 
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "benchmark": "signals", "users": args.users, "items": args.items, "dim": args.dim,
-            "events_current": len(current), "events_reference": len(reference),
-            "max_served_users": args.max_served_users, "max_rows": args.max_rows,
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "import_evidently_s": round(import_s, 2), "runs": runs, "serve_once_s": round(serve_s, 2),
-            "files_bytes": sizes, "signals": {name: s.value for name, s in report.signals.items()},
-        }, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps(
+                {
+                    "benchmark": "signals",
+                    "users": args.users,
+                    "items": args.items,
+                    "dim": args.dim,
+                    "events_current": len(current),
+                    "events_reference": len(reference),
+                    "max_served_users": args.max_served_users,
+                    "max_rows": args.max_rows,
+                    "cpu_count": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "import_evidently_s": round(import_s, 2),
+                    "runs": runs,
+                    "serve_once_s": round(serve_s, 2),
+                    "files_bytes": sizes,
+                    "signals": {name: s.value for name, s in report.signals.items()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -42,17 +42,25 @@ def world(name: str, days: int, seed: int, home: Path):
     import pandas as pd
 
     from graphrec import lake
-    from graphrec.sources.simulator import SimulationConfig, simulate
+    from ingest.simulator import SimulationConfig, simulate
     from training.data import temporal_split
 
     size = SIZES[name]
-    config = SimulationConfig(n_users=size["users"], n_items=size["items"], events_per_day=size["events_per_day"],
-                              days=days, drift_day=None, seed=seed)
+    config = SimulationConfig(
+        n_users=size["users"],
+        n_items=size["items"],
+        events_per_day=size["events_per_day"],
+        days=days,
+        drift_day=None,
+        seed=seed,
+    )
     simulate(config, home / "landing")
     ds = config.day(days - 1)  # bench_nightly's first night
     window = [ds - dt.timedelta(days=offset) for offset in range(13, -1, -1)]  # the default 14-day window
-    frame = pd.concat([pd.read_parquet(home / "landing" / lake.partition_name(day) / "interactions.parquet")
-                       for day in window], ignore_index=True)
+    frame = pd.concat(
+        [pd.read_parquet(home / "landing" / lake.partition_name(day) / "interactions.parquet") for day in window],
+        ignore_index=True,
+    )
     return temporal_split(frame, 1, end=ds)
 
 
@@ -75,18 +83,24 @@ def run_schedule(train, holdout, steps: int, patience: int, seed: int, home: Pat
     stopped = train_lightgcn(build_graph(fit), config, evaluate, progress=False)
     early_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    refit = train_lightgcn(build_graph(train), dataclasses.replace(config, epochs=stopped.best_epoch, patience=0),
-                           progress=False)
+    refit = train_lightgcn(
+        build_graph(train), dataclasses.replace(config, epochs=stopped.best_epoch, patience=0), progress=False
+    )
     refit_seconds = time.perf_counter() - started
     final = evaluate_embeddings(refit.embeddings, task, 20)
     popularity = evaluate_embeddings(popularity_model(train), task, 20)
     return {
-        "max_steps_per_epoch": steps, "patience": patience, "eval_every": config.eval_every,
-        "epochs_run": stopped.epochs_run, "best_epoch": stopped.best_epoch,
+        "max_steps_per_epoch": steps,
+        "patience": patience,
+        "eval_every": config.eval_every,
+        "epochs_run": stopped.epochs_run,
+        "best_epoch": stopped.best_epoch,
         "validation_curve": [(epoch, round(values["recall_at_20"], 4)) for epoch, values in stopped.evaluations],
-        "early_stopping_seconds": round(early_seconds, 1), "refit_seconds": round(refit_seconds, 1),
+        "early_stopping_seconds": round(early_seconds, 1),
+        "refit_seconds": round(refit_seconds, 1),
         "seconds": round(early_seconds + refit_seconds, 1),
-        "recall_at_20": round(final.recall, 6), "ndcg_at_20": round(final.ndcg, 6),
+        "recall_at_20": round(final.recall, 6),
+        "ndcg_at_20": round(final.ndcg, 6),
         "popularity_recall_at_20": round(popularity.recall, 6),
     }
 
@@ -102,8 +116,11 @@ def main() -> int:
     args = parser.parse_args()
     record: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_at_start": os.getloadavg()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
         "sizes": {},
     }
     for name in args.sizes:
@@ -115,11 +132,14 @@ def main() -> int:
                 for steps in args.steps:
                     row = run_schedule(train, holdout, steps, patience, args.seed, Path(home))
                     rows.append(row)
-                    print(f"  steps {steps:>4} patience {patience}: {row['epochs_run']:>2} epochs (best "
-                          f"{row['best_epoch']}) {row['early_stopping_seconds']:6.1f} s + refit "
-                          f"{row['refit_seconds']:6.1f} s = {row['seconds']:6.1f} s; Recall@20 "
-                          f"{row['recall_at_20']:.4f} NDCG@20 {row['ndcg_at_20']:.4f} (popularity "
-                          f"{row['popularity_recall_at_20']:.4f}); validation {row['validation_curve']}", flush=True)
+                    print(
+                        f"  steps {steps:>4} patience {patience}: {row['epochs_run']:>2} epochs (best "
+                        f"{row['best_epoch']}) {row['early_stopping_seconds']:6.1f} s + refit "
+                        f"{row['refit_seconds']:6.1f} s = {row['seconds']:6.1f} s; Recall@20 "
+                        f"{row['recall_at_20']:.4f} NDCG@20 {row['ndcg_at_20']:.4f} (popularity "
+                        f"{row['popularity_recall_at_20']:.4f}); validation {row['validation_curve']}",
+                        flush=True,
+                    )
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(record, indent=1) + "\n")
     return 0

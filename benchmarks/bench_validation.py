@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from graphrec import contract
 from graphrec.lake import day_bounds, partition_name
 from graphrec.settings import Settings, ValidationSettings
-from graphrec.sources.landing import write_partition
+from ingest.landing import write_partition
 
 RESULTS = Path(__file__).resolve().parent / "results" / "validation.json"
 START = dt.date(2025, 1, 1)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         t = time.perf_counter()
         frames = {ds: generate_day(ds, args.rows, n_users, n_items, args.seed) for ds in days}
         generate_s = time.perf_counter() - t
-        now = dt.datetime.combine(days[-1] + dt.timedelta(days=2), dt.time(), tzinfo=dt.timezone.utc)
+        now = dt.datetime.combine(days[-1] + dt.timedelta(days=2), dt.time(), tzinfo=dt.UTC)
         for ds in days[:-1]:
             write_partition(settings.landing_dir, ds, frames[ds])
             assert validate_partition(settings, ds, now=now).status == "curated"
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
                 outcome = validate_partition(s, ds, now=now)
                 assert outcome.status == "curated", outcome.message()
                 return outcome
+
             return run
 
         full_s, _ = timed(full(False), args.repeat)
@@ -138,8 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
         shutil.rmtree(root, ignore_errors=True)
 
     def row(name: str, seconds: float) -> dict:
-        return {"step": name, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds),
-                "x_read_baseline": round(seconds / read_s, 1)}
+        return {
+            "step": name,
+            "seconds": round(seconds, 3),
+            "rows_per_s": round(rows / seconds),
+            "x_read_baseline": round(seconds / read_s, 1),
+        }
 
     steps = [
         row("baseline: pyarrow read to pandas", read_s),
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
         "generate_seconds": round(generate_s, 1),
         "steps": steps,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     print(f"validation benchmark: {rows:,} rows, median of {args.repeat}, {os.cpu_count()} CPUs")
     print(f"{'step':45s} {'seconds':>8s} {'rows/s':>12s} {'x read':>7s}")

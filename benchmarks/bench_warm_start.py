@@ -18,7 +18,7 @@ function trains
 
 Every model is scored on the day's holdout by the product's evaluation; ``delta`` is the
 canary's paired bootstrap of the per-user Recall@20 differences (warm minus full,
-:func:`training.canary.paired_bootstrap_ci`) and ``within_tolerance`` says whether its
+:func:`serving.canary.paired_bootstrap_ci`) and ``within_tolerance`` says whether its
 lower bound clears ``-settings.canary_tolerance``, the canary's no-regression rule.
 ``seconds`` is the whole ``train_retriever`` call (window loading, both fits, MLflow);
 ``epochs`` the early-stopping epochs plus the refit's. The warm model becomes the next
@@ -52,9 +52,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "warm_start.json"
-SUMMARY_FIELDS = ("model_version", "recall_at_20", "ndcg_at_20", "epochs_run", "best_epoch", "refit_epochs",
-                  "stopped_early", "warm_start", "warm_start_from", "init_reason", "n_users", "n_items", "n_train",
-                  "n_eval_users", "seconds")
+SUMMARY_FIELDS = (
+    "model_version",
+    "recall_at_20",
+    "ndcg_at_20",
+    "epochs_run",
+    "best_epoch",
+    "refit_epochs",
+    "stopped_early",
+    "warm_start",
+    "warm_start_from",
+    "init_reason",
+    "n_users",
+    "n_items",
+    "n_train",
+    "n_eval_users",
+    "seconds",
+)
 #: Extra runs per night: (settings changed, full_retrain).
 VARIANTS = {
     "warm_no_refit": ({"refit": False}, False),
@@ -67,10 +81,15 @@ VARIANTS = {
 def simulator_home(home: Path, args: argparse.Namespace):
     """Settings over a simulated world whose partitions sit in ``curated/``; returns (settings, days)."""
     from graphrec.settings import Settings
-    from graphrec.sources.simulator import SimulationConfig, simulate
+    from ingest.simulator import SimulationConfig, simulate
 
-    cfg = SimulationConfig(n_users=args.sim_users, n_items=args.sim_items, days=args.sim_days,
-                           events_per_day=args.sim_events, drift_day=None)
+    cfg = SimulationConfig(
+        n_users=args.sim_users,
+        n_items=args.sim_items,
+        days=args.sim_days,
+        events_per_day=args.sim_events,
+        drift_day=None,
+    )
     settings = Settings(home=home)
     simulate(cfg, settings.landing_dir)
     settings.curated_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +103,8 @@ def movielens_home(home: Path, args: argparse.Namespace):
     """Settings over ML-100K written as one curated partition per UTC day; returns (settings, days)."""
     from graphrec import lake
     from graphrec.settings import Settings
-    from graphrec.sources import movielens
-    from graphrec.sources.landing import split_by_day, write_partition
+    from ingest import movielens
+    from ingest.landing import split_by_day, write_partition
 
     settings = Settings(home=home, window_days=args.ml_window, holdout_days=args.ml_holdout)
     interactions, _, _ = movielens.load(args.ml_data)
@@ -104,19 +123,29 @@ def _short(summary: dict[str, Any]) -> dict[str, Any]:
 
 def paired_delta(settings, ds: dt.date, warm_version: int, full_version: int) -> dict[str, Any]:
     """The canary's paired bootstrap of per-user Recall@20, warm minus full, on ``ds``'s holdout."""
+    from serving.canary import paired_bootstrap_ci
     from training import registry
-    from training.canary import paired_bootstrap_ci
     from training.data import load_window, temporal_split
     from training.metrics import build_ranking_task, evaluate_embeddings
 
     window = load_window(settings, ds, settings.window_days)
     train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
     task = build_ranking_task(train, holdout)
-    warm, full = (evaluate_embeddings(registry.load_model_embeddings(settings, v), task) for v in (warm_version, full_version))
-    interval = paired_bootstrap_ci(warm.recall_per_user, full.recall_per_user, confidence=settings.canary_confidence,
-                                   n_resamples=settings.canary_bootstrap_samples, seed=settings.seed)
-    return {**interval.as_dict(), "within_tolerance": bool(interval.low >= -settings.canary_tolerance),
-            "tolerance": settings.canary_tolerance}
+    warm, full = (
+        evaluate_embeddings(registry.load_model_embeddings(settings, v), task) for v in (warm_version, full_version)
+    )
+    interval = paired_bootstrap_ci(
+        warm.recall_per_user,
+        full.recall_per_user,
+        confidence=settings.canary_confidence,
+        n_resamples=settings.canary_bootstrap_samples,
+        seed=settings.seed,
+    )
+    return {
+        **interval.as_dict(),
+        "within_tolerance": bool(interval.low >= -settings.canary_tolerance),
+        "tolerance": settings.canary_tolerance,
+    }
 
 
 def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -> dict[str, Any]:
@@ -126,36 +155,61 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
     started = time.perf_counter()
     champion = train_retriever(settings, days[0], reason="benchmark")
     registry.set_alias(settings, registry.CHAMPION, champion["model_version"])
-    print(f"{name}: champion v{champion['model_version']} on {days[0]}: recall@20 {champion['recall_at_20']:.4f}, "
-          f"{_short(champion)['epochs']} epochs, {champion['seconds']:.1f} s", flush=True)
+    print(
+        f"{name}: champion v{champion['model_version']} on {days[0]}: recall@20 {champion['recall_at_20']:.4f}, "
+        f"{_short(champion)['epochs']} epochs, {champion['seconds']:.1f} s",
+        flush=True,
+    )
     nights = []
     for ds in days[1:]:
-        runs = {"full": train_retriever(settings, ds, reason="benchmark", full_retrain=True),
-                "warm": train_retriever(settings, ds, reason="benchmark")}
+        runs = {
+            "full": train_retriever(settings, ds, reason="benchmark", full_retrain=True),
+            "warm": train_retriever(settings, ds, reason="benchmark"),
+        }
         for variant in variants:
             changes, full_retrain = VARIANTS[variant]
-            runs[variant] = train_retriever(settings.model_copy(update=changes), ds, reason="benchmark",
-                                            full_retrain=full_retrain)
-        night = {"ds": ds.isoformat(), "runs": {label: _short(s) for label, s in runs.items()},
-                 "delta_recall_at_20": {label: paired_delta(settings, ds, s["model_version"], runs["full"]["model_version"])
-                                        for label, s in runs.items() if label != "full"}}
+            runs[variant] = train_retriever(
+                settings.model_copy(update=changes), ds, reason="benchmark", full_retrain=full_retrain
+            )
+        night = {
+            "ds": ds.isoformat(),
+            "runs": {label: _short(s) for label, s in runs.items()},
+            "delta_recall_at_20": {
+                label: paired_delta(settings, ds, s["model_version"], runs["full"]["model_version"])
+                for label, s in runs.items()
+                if label != "full"
+            },
+        }
         for label, run in night["runs"].items():
             delta = night["delta_recall_at_20"].get(label)
-            print(f"{name} {ds} {label:>15}: recall@20 {run['recall_at_20']:.4f}  ndcg@20 {run['ndcg_at_20']:.4f}  "
-                  f"epochs {run['epochs_run']}+{run['refit_epochs']}  {run['seconds']:6.1f} s"
-                  + (f"  delta {delta['mean']:+.4f} [{delta['ci_low']:+.4f}, {delta['ci_high']:+.4f}]"
-                     f" {'ok' if delta['within_tolerance'] else 'OUT'}" if delta else ""), flush=True)
+            print(
+                f"{name} {ds} {label:>15}: recall@20 {run['recall_at_20']:.4f}  ndcg@20 {run['ndcg_at_20']:.4f}  "
+                f"epochs {run['epochs_run']}+{run['refit_epochs']}  {run['seconds']:6.1f} s"
+                + (
+                    f"  delta {delta['mean']:+.4f} [{delta['ci_low']:+.4f}, {delta['ci_high']:+.4f}]"
+                    f" {'ok' if delta['within_tolerance'] else 'OUT'}"
+                    if delta
+                    else ""
+                ),
+                flush=True,
+            )
         nights.append(night)
         registry.set_alias(settings, registry.CHAMPION, runs["warm"]["model_version"])  # the warm chain goes on
-    return {"window_days": settings.window_days, "holdout_days": settings.holdout_days,
-            "champion": {"ds": days[0].isoformat(), **_short(champion)}, "nights": nights,
-            "seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "window_days": settings.window_days,
+        "holdout_days": settings.holdout_days,
+        "champion": {"ds": days[0].isoformat(), **_short(champion)},
+        "nights": nights,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", choices=["simulator", "movielens"], default=["movielens", "simulator"])
-    parser.add_argument("--sim-variants", nargs="*", choices=sorted(VARIANTS), default=["warm_no_refit", "warm_full_rate"])
+    parser.add_argument(
+        "--sim-variants", nargs="*", choices=sorted(VARIANTS), default=["warm_no_refit", "warm_full_rate"]
+    )
     parser.add_argument("--ml-variants", nargs="*", choices=sorted(VARIANTS), default=sorted(VARIANTS))
     parser.add_argument("--sim-users", type=int, default=5_000)
     parser.add_argument("--sim-items", type=int, default=5_000)
@@ -165,8 +219,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ml-data", type=Path, default=ROOT.parent / "shared" / "datasets" / "ml-100k")
     parser.add_argument("--ml-window", type=int, default=120)
     parser.add_argument("--ml-holdout", type=int, default=14)
-    parser.add_argument("--ml-offset", type=int, default=14,
-                        help="the champion's day: this many days after the first full window")
+    parser.add_argument(
+        "--ml-offset", type=int, default=14, help="the champion's day: this many days after the first full window"
+    )
     parser.add_argument("--ml-nights", type=int, default=3)
     parser.add_argument("--home", type=Path, default=None, help="working directory (default: a temporary one, removed)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -177,9 +232,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     base = args.home or Path(tempfile.mkdtemp(prefix="bench-warm-start-"))
     results: dict[str, Any] = {
-        "benchmark": "warm_start", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "platform": platform.platform()},
+        "benchmark": "warm_start",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "datasets": {},
     }
@@ -188,12 +248,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             started = time.perf_counter()
             home = base / name
             settings, days = (simulator_home if name == "simulator" else movielens_home)(home, args)
-            print(f"{name}: data ready in {time.perf_counter() - started:.1f} s; days {days[0]}..{days[-1]}", flush=True)
+            print(
+                f"{name}: data ready in {time.perf_counter() - started:.1f} s; days {days[0]}..{days[-1]}", flush=True
+            )
             variants = args.sim_variants if name == "simulator" else args.ml_variants
             results["datasets"][name] = run_dataset(name, settings, days, variants)
             if name == "simulator":
-                results["datasets"][name]["world"] = {"users": args.sim_users, "items": args.sim_items,
-                                                      "events_per_day": args.sim_events, "days": args.sim_days}
+                results["datasets"][name]["world"] = {
+                    "users": args.sim_users,
+                    "items": args.sim_items,
+                    "events_per_day": args.sim_events,
+                    "days": args.sim_days,
+                }
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2) + "\n")  # after each dataset
             print(f"wrote {args.out}", flush=True)

@@ -40,10 +40,9 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
-from monitoring.alerts import task_failure_notifier
-
 from graphrec.assets import CURATED_INTERACTIONS, DRIFT_ALERT, ONLINE_FEATURES, PUBLISHED_INDEX, RETRIEVER_CHALLENGER
 from graphrec.settings import RETRIEVER_MODELS, get_settings
+from monitoring.alerts import task_failure_notifier
 
 _settings = get_settings()  # environment only: no I/O, no connections
 
@@ -75,11 +74,16 @@ DEFAULT_ARGS = {
             description="Partition day (YYYY-MM-DD). Empty: the day before the run's logical date.",
         ),
         "window_days": Param(
-            _settings.window_days, type="integer", minimum=2, maximum=365,
+            _settings.window_days,
+            type="integer",
+            minimum=2,
+            maximum=365,
             description="Curated days the retriever trains on (the last day is the holdout).",
         ),
         "model": Param(
-            _settings.retriever_model, type="string", enum=list(RETRIEVER_MODELS),
+            _settings.retriever_model,
+            type="string",
+            enum=list(RETRIEVER_MODELS),
             description=(
                 "Retriever to fit: lightgcn (LightGCN, BPR), mf (MF-BPR, LightGCN without propagation), "
                 "gfcf (closed-form graph filter, no training) or popularity (baseline; the canary never "
@@ -87,11 +91,15 @@ DEFAULT_ARGS = {
             ),
         ),
         "epochs": Param(
-            _settings.epochs, type="integer", minimum=1, maximum=1000,
+            _settings.epochs,
+            type="integer",
+            minimum=1,
+            maximum=1000,
             description="Training epochs (lightgcn and mf; gfcf and popularity need none).",
         ),
         "full_retrain": Param(
-            False, type="boolean",
+            False,
+            type="boolean",
             description="Train lightgcn or mf from scratch instead of warm-starting from the champion's embeddings "
             f"(done anyway every {_settings.full_retrain_every_days} days, on drift-triggered runs and when there is "
             "no champion).",
@@ -100,22 +108,29 @@ DEFAULT_ARGS = {
             False, type="boolean", description="Promote and publish even if the canary gate says no."
         ),
         "dry_run": Param(
-            False, type="boolean",
+            False,
+            type="boolean",
             description="Validate, featurize, train and judge the challenger, but move no champion alias, publish "
             "nothing and skip the drift check (no email, no retrain).",
         ),
         # Set by drift-triggered retraining; optional (null) so that the UI form can be
         # submitted with them empty (it treats a non-null string Param as required).
         "trigger_reason": Param(
-            None, type=["null", "string"], section="Set by the drift loop",
+            None,
+            type=["null", "string"],
+            section="Set by the drift loop",
             description="Why this run was started (set by drift-triggered retraining).",
         ),
         "drift_report": Param(
-            None, type=["null", "string"], section="Set by the drift loop",
+            None,
+            type=["null", "string"],
+            section="Set by the drift loop",
             description="The drift report that caused this run (set by drift-triggered retraining; recorded in MLflow).",
         ),
         "drift_episode": Param(
-            None, type=["null", "string"], section="Set by the drift loop",
+            None,
+            type=["null", "string"],
+            section="Set by the drift loop",
             description="The drift episode this retrain answers (set with drift_report).",
         ),
     },
@@ -158,7 +173,7 @@ def graphrec_nightly():
     @task(outlets=[ONLINE_FEATURES])
     def features(day: dict, _validated: dict) -> dict:
         """Compute feature tables from curated/, apply the Feast repo, materialize incrementally."""
-        from graphrec.features import materialize
+        from features.store import materialize
         from graphrec.lake import parse_ds
 
         return materialize(get_settings(), parse_ds(day["ds"]))
@@ -180,8 +195,13 @@ def graphrec_nightly():
         params = get_current_context()["params"]
         try:
             return train_retriever(
-                get_settings(), parse_ds(day["ds"]), window_days=params["window_days"], epochs=params["epochs"],
-                reason=day["reason"], model=params["model"], tags=day.get("tags"),
+                get_settings(),
+                parse_ds(day["ds"]),
+                window_days=params["window_days"],
+                epochs=params["epochs"],
+                reason=day["reason"],
+                model=params["model"],
+                tags=day.get("tags"),
                 full_retrain=params.get("full_retrain", False),
             )
         except InsufficientDataError as exc:
@@ -204,8 +224,14 @@ def graphrec_nightly():
             return {"skipped": "ranker disabled (GRAPHREC_RANKER_ENABLED=false)"}
         params = get_current_context()["params"]
         try:
-            return fit(settings, parse_ds(day["ds"]), trained["model_version"], window_days=params["window_days"],
-                       reason=day["reason"], tags=day.get("tags"))
+            return fit(
+                settings,
+                parse_ds(day["ds"]),
+                trained["model_version"],
+                window_days=params["window_days"],
+                reason=day["reason"],
+                tags=day.get("tags"),
+            )
         except InsufficientDataError as exc:
             return {"skipped": f"not enough data for the ranker: {exc}"}
 
@@ -213,12 +239,18 @@ def graphrec_nightly():
     def canary(day: dict, trained: dict, ranked: dict) -> dict:
         """Challenger pair vs champion pair on the same fresh holdout; moves both `champion` aliases if it passes."""
         from graphrec.lake import parse_ds
-        from training.canary import run_canary
+        from serving.canary import run_canary
 
         params = get_current_context()["params"]
-        return run_canary(get_settings(), parse_ds(day["ds"]), trained["model_version"], force=params["force_publish"],
-                          ranker_version=ranked.get("model_version"), ranker_result=ranked,
-                          dry_run=day.get("dry_run", False))
+        return run_canary(
+            get_settings(),
+            parse_ds(day["ds"]),
+            trained["model_version"],
+            force=params["force_publish"],
+            ranker_version=ranked.get("model_version"),
+            ranker_result=ranked,
+            dry_run=day.get("dry_run", False),
+        )
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:
@@ -230,8 +262,12 @@ def graphrec_nightly():
 
         if not decision["promoted"]:
             raise AirflowSkipException(f"champion kept, nothing to publish: {decision['reason']}")
-        return publish_model(get_settings(), decision["challenger_version"], parse_ds(day["ds"]),
-                             ranker_version=decision.get("ranker_champion_after"))
+        return publish_model(
+            get_settings(),
+            decision["challenger_version"],
+            parse_ds(day["ds"]),
+            ranker_version=decision.get("ranker_champion_after"),
+        )
 
     @task(trigger_rule="none_failed")
     def drift_check(day: dict) -> dict:
@@ -239,7 +275,7 @@ def graphrec_nightly():
         training window (Evidently reports), and the drift policy's decision with its reasons."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from graphrec.lake import partition_name, parse_ds
+        from graphrec.lake import parse_ds, partition_name
         from monitoring.monitor import monitor_day
 
         settings = get_settings()
@@ -272,10 +308,12 @@ def graphrec_nightly():
         context = get_current_context()
         sent = {}
         if DriftPolicy.load(settings.drift_policy).digest:
-            sent["digest"] = send_digest(decision, result["signals"], settings, result["html"] or result["report_dir"],
-                                         context=context)
-        alert = send_episode_alert(decision, result["signals"], settings, report_path=result["html"] or result["report_dir"],
-                                   context=context)
+            sent["digest"] = send_digest(
+                decision, result["signals"], settings, result["html"] or result["report_dir"], context=context
+            )
+        alert = send_episode_alert(
+            decision, result["signals"], settings, report_path=result["html"] or result["report_dir"], context=context
+        )
         if alert is None and not sent:
             raise AirflowSkipException(f"no email due: status {decision['status']}")
         return {**sent, "alert": alert}

@@ -1,18 +1,18 @@
 """Feast definitions of graphrec: entities, offline sources, feature views and services.
 
 Everything here is declarative: importing this file builds Feast objects and touches no
-file, store or network. ``graphrec.features.apply_definitions`` registers them (so does
+file, store or network. ``features.store.apply_definitions`` registers them (so does
 ``feast apply``); the same module computes the tables behind the sources and
 materializes them.
 
-Offline sources are daily snapshots written by ``graphrec.features.build_features``: one
+Offline sources are daily snapshots written by ``features.store.build_features``: one
 parquet file per partition day in a directory per view, one row per entity, stamped
 ``event_timestamp`` = the end of that day (the moment the snapshot becomes true). Feast's
 DuckDB offline store reads a ``FileSource`` path as a DuckDB file pattern, hence the
 ``*.parquet`` glob over a view's directory. The paths are relative to the Feast directory
 (``${GRAPHREC_HOME}/feast``), so the data stays under ``GRAPHREC_HOME``, not in this
 repository: DuckDB would resolve them against the reading process's working directory,
-so ``graphrec.features.load_definitions`` makes them absolute under
+so ``features.store.load_definitions`` makes them absolute under
 ``settings.feast_dir`` before they are registered. In the services profile it replaces
 each view's source by a PostgreSQL table holding the same rows (Feast's PostgreSQL
 offline store), which ``build_features`` fills day by day.

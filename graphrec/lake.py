@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from graphrec import contract
@@ -40,7 +42,7 @@ def parse_ds(value: str | dt.date | dt.datetime) -> dt.date:
         return value
     text = str(value).strip()
     if text.startswith(PARTITION_PREFIX):
-        text = text[len(PARTITION_PREFIX):]
+        text = text[len(PARTITION_PREFIX) :]
     try:
         return dt.date.fromisoformat(text[:10])
     except ValueError as exc:
@@ -139,3 +141,32 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame, schema=None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def jsonable(value: Any) -> Any:
+    """Convert a value from a GX result or kwargs into something ``json.dumps`` accepts.
+
+    Nulls of every flavour (``None``, ``NaN``, ``pd.NA``, ``NaT``) become ``None``,
+    timestamps become ISO strings, numpy scalars become Python scalars and containers
+    are converted recursively. Anything else falls back to ``str``.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
+        return None if pd.isna(value) else value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, int):
+        return value
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, (pd.Timestamp, pd.Timedelta, dt.datetime, dt.date, dt.timedelta)):
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return str(value)

@@ -39,7 +39,11 @@ def resolve_run_day(
         reason = "schedule" if "scheduled" in run_type.lower() else "manual"
     report = (params.get("drift_report") or "").strip()
     if report:
-        tags = {"trigger": "drift", "drift_report": report, "drift_episode": (params.get("drift_episode") or "").strip()}
+        tags = {
+            "trigger": "drift",
+            "drift_report": report,
+            "drift_episode": (params.get("drift_episode") or "").strip(),
+        }
     else:
         tags = {"trigger": reason if reason in ("schedule", "manual") else "other"}
     day: dict[str, Any] = {"ds": ds.isoformat(), "reason": reason, "tags": tags}

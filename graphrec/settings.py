@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, SecretStr
@@ -72,7 +71,7 @@ class Settings(BaseSettings):
     files on disk and a loopback SMTP sink for alerts. ``profile=services`` runs the same
     code on servers: PostgreSQL for Airflow's metadata, MLflow's backend store and Feast's
     registry; Redis for Feast's online store and the Celery broker; an MLflow server;
-    Airflow's CeleryExecutor (see :mod:`graphrec.services`). Only these store addresses
+    Airflow's CeleryExecutor (see :mod:`app.services`). Only these store addresses
     differ between the two.
     """
 
@@ -98,12 +97,15 @@ class Settings(BaseSettings):
         None, description="Airflow's executor; unset: LocalExecutor (embedded) or CeleryExecutor (services)."
     )
     airflow_parallelism: int | None = Field(
-        None, ge=1, description="Airflow's [core] parallelism (task slots of the whole installation); unset: 2 "
+        None,
+        ge=1,
+        description="Airflow's [core] parallelism (task slots of the whole installation); unset: 2 "
         "embedded (a 2-core machine), 32 services.",
     )
     airflow_preload: bool = Field(
-        True, description="Start the component that forks Airflow's tasks (the LocalExecutor scheduler, Celery "
-        "workers) through graphrec.airflow_preload, which imports the tasks' libraries once so that no task "
+        True,
+        description="Start the component that forks Airflow's tasks (the LocalExecutor scheduler, Celery "
+        "workers) through app.airflow_preload, which imports the tasks' libraries once so that no task "
         "pays for them (about 0.7 GB more resident memory in that process, shared with its tasks).",
     )
     celery_workers: int = Field(2, ge=1, description="services: Celery workers `graphrec services up` starts.")
@@ -114,12 +116,17 @@ class Settings(BaseSettings):
         None, description="Where tasks reach Airflow's execution API; unset: http://127.0.0.1:<airflow_port>."
     )
     airflow_admin_password: SecretStr | None = Field(
-        None, description="services: password of the Airflow user `admin`; unset: generated once into "
-        "<home>/services/secrets.json (mode 600)."
+        None,
+        description="services: password of the Airflow user `admin`; unset: generated once into "
+        "<home>/services/secrets.json (mode 600).",
     )
     airflow_jwt_secret: SecretStr | None = Field(None, description="services: shared JWT secret (unset: generated).")
-    airflow_secret_key: SecretStr | None = Field(None, description="services: API server secret key (unset: generated).")
-    airflow_fernet_key: SecretStr | None = Field(None, description="services: Fernet key of Airflow (unset: generated).")
+    airflow_secret_key: SecretStr | None = Field(
+        None, description="services: API server secret key (unset: generated)."
+    )
+    airflow_fernet_key: SecretStr | None = Field(
+        None, description="services: Fernet key of Airflow (unset: generated)."
+    )
     mlflow_host: str = Field("127.0.0.1", description="services: address the MLflow server listens on.")
     mlflow_port: int = Field(5000, ge=1, le=65535, description="services: port of the MLflow server and UI.")
 
@@ -151,7 +158,8 @@ class Settings(BaseSettings):
     learning_rate: float = 0.01
     batch_size: int = 2048
     max_steps_per_epoch: int = Field(
-        64, ge=0,
+        64,
+        ge=0,
         description="lightgcn/mf: a graph with more than batch_size x this many edges trains with larger batches, "
         "so an epoch takes at most this many steps (each step propagates over the whole graph; 0: always batch_size). "
         "64 rather than 128: training the L world's full retrain (910k events) took 264 s instead of 384 s, "
@@ -176,7 +184,9 @@ class Settings(BaseSettings):
         "(docs/performance.md).",
     )
     validation_fraction: float = Field(
-        0.1, ge=0, lt=1,
+        0.1,
+        ge=0,
+        lt=1,
         description="lightgcn/mf: share of each user's newest training events kept for early stopping (0: off).",
     )
     eval_every: int = Field(2, ge=0, description="lightgcn/mf: evaluate on the validation split every this many epochs")
@@ -196,7 +206,9 @@ class Settings(BaseSettings):
         "full_retrain. 0: always from scratch.",
     )
     warm_start_learning_rate_factor: float = Field(
-        0.1, gt=0, le=1,
+        0.1,
+        gt=0,
+        le=1,
         description="lightgcn/mf, warm-started runs: train at learning_rate times this. The champion was early-stopped "
         "where more epochs overfit; at the full rate a warm start carried on into that and lost to a full retrain "
         "(simulator 10,000 x 10,000 at 128 steps an epoch: Recall@20 -0.0086), at a tenth it fine-tunes (+0.0031, a "
@@ -206,7 +218,9 @@ class Settings(BaseSettings):
         1, ge=1, description="lightgcn/mf, warm-started runs: evaluate on the validation split every this many epochs."
     )
     warm_start_patience: int = Field(
-        1, ge=1, description="lightgcn/mf, warm-started runs: evaluations without a better validation Recall@20 "
+        1,
+        ge=1,
+        description="lightgcn/mf, warm-started runs: evaluations without a better validation Recall@20 "
         "before stopping (when early stopping is on).",
     )
     top_k: int = 20
@@ -222,19 +236,24 @@ class Settings(BaseSettings):
         None, ge=1, description="Days between replays (unset: holdout_days, so their label windows do not overlap)."
     )
     ranker_proxy_reuse_days: int = Field(
-        7, ge=0,
+        7,
+        ge=0,
         description="The ranker's replayed cuts: a proxy retriever fitted on the events before one cut also "
         "serves later cuts up to this many days after (0: a new proxy per cut).",
     )
     ranker_proxy_warm_epochs: int = Field(
-        2, ge=1, description="Epochs a proxy past ranker_proxy_reuse_days is trained for, warm-started from the "
+        2,
+        ge=1,
+        description="Epochs a proxy past ranker_proxy_reuse_days is trained for, warm-started from the "
         "previous cut's proxy on the events before its own cut.",
     )
     ranker_max_users: int = Field(
         2_000, ge=10, description="Users whose candidate lists the ranker trains on (sampled, seeded, above this)."
     )
     ranker_negatives_per_list: int = Field(
-        0, ge=0, description="Negatives per candidate list the BST trains on (sampled, seeded; every positive is "
+        0,
+        ge=0,
+        description="Negatives per candidate list the BST trains on (sampled, seeded; every positive is "
         "kept; 0: all). Validation and evaluation lists are never sampled. 20 made the ranker's fit ~4x cheaper but "
         "cost MovieLens NDCG@10 (0.1864 to 0.1738, seed 42), so all rows are the default.",
     )
@@ -242,7 +261,7 @@ class Settings(BaseSettings):
     ranker_seq_len: int = Field(20, ge=1, description="Behaviour sequence length of the BST.")
     ranker_k: int = Field(10, ge=1, description="Cut-off of the two-stage metrics (HR@k, NDCG@k).")
 
-    # Canary gate (training/canary.py): paired bootstrap of per-user Recall@20 deltas.
+    # Canary gate (serving/canary.py): paired bootstrap of per-user Recall@20 deltas.
     canary_tolerance: float = Field(
         0.01,
         ge=0,
@@ -284,7 +303,10 @@ class Settings(BaseSettings):
     )
     index_recall_k: int = Field(100, ge=1, description="Cut-off of the build-time recall check against exact search.")
     index_recall_floor: float = Field(
-        0.95, gt=0, le=1, description="A build whose recall@index_recall_k against exact search is lower is not published."
+        0.95,
+        gt=0,
+        le=1,
+        description="A build whose recall@index_recall_k against exact search is lower is not published.",
     )
 
     # Live canary in the service: the CANARY pointer names a challenger version.
@@ -313,8 +335,10 @@ class Settings(BaseSettings):
     serve_port: int = 8000
     serve_workers: int = Field(1, ge=1, description="Service processes (uvicorn workers); metrics are aggregated.")
     serve_threads: int = Field(
-        4, ge=0, description="Handler threads per process for the plain routes (/metrics, /readyz, /healthz, "
-        "/version; 0: anyio's default, 40). /recommend and /similar run on the event loop."
+        4,
+        ge=0,
+        description="Handler threads per process for the plain routes (/metrics, /readyz, /healthz, "
+        "/version; 0: anyio's default, 40). /recommend and /similar run on the event loop.",
     )
 
     # Paths -----------------------------------------------------------------

@@ -196,8 +196,9 @@ def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, 
     content = body.get_content()
     if body.get_content_type() == "text/plain":
         content = f"<pre>{html.escape(content)}</pre>"
-    headers = {name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, KIND_HEADER, "Message-ID")
-               if message[name]}
+    headers = {
+        name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, KIND_HEADER, "Message-ID") if message[name]
+    }
     recipients = list(settings.alert_recipients)
     notifier = SmtpNotifier(
         to=recipients,
@@ -235,8 +236,12 @@ def build_task_alert(context: Mapping[str, Any], event: str, settings: Settings)
         f"Error: {type(error).__name__}: {str(error)[:2000]}" if error is not None else "Error: unknown",
         "",
         f"Log: {log_url}" if log_url else "Log: in the Airflow UI, on the task instance's Logs tab",
-        "Next: " + ("Airflow retries it after the retry delay; no action needed unless the retries fail too."
-                    if retry else "fix the cause, then clear the task in the Airflow UI to run it again."),
+        "Next: "
+        + (
+            "Airflow retries it after the retry delay; no action needed unless the retries fail too."
+            if retry
+            else "fix the cause, then clear the task in the Airflow UI to run it again."
+        ),
     ]
     message = EmailMessage()
     message["Subject"] = subject
@@ -368,9 +373,7 @@ def _html_table(rows: list[dict[str, str]]) -> str:
         return "<p>(none)</p>"
     head = "".join(f"<th style='text-align:left;padding:2px 8px'>{html.escape(c)}</th>" for c in _COLUMNS)
     body = "".join(
-        "<tr>"
-        + "".join(f"<td style='padding:2px 8px'>{html.escape(r[c])}</td>" for c in _COLUMNS)
-        + "</tr>"
+        "<tr>" + "".join(f"<td style='padding:2px 8px'>{html.escape(r[c])}</td>" for c in _COLUMNS) + "</tr>"
         for r in rows
     )
     details = "".join(f"<li>{html.escape(r['signal'])}: {html.escape(r['detail'])}</li>" for r in rows if r["detail"])

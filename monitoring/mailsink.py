@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def message_filename(content: bytes, received: dt.datetime) -> str:
     """``YYYYMMDDTHHMMSSffffffZ-<12 hex of sha256>.eml``: sorts by arrival, unique by content."""
-    stamp = received.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = received.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{stamp}-{hashlib.sha256(content).hexdigest()[:12]}.eml"
 
 
@@ -59,11 +59,9 @@ class _EmlHandler:
         if isinstance(content, str):
             content = content.encode("utf-8")
         # Envelope headers first: a message's own headers never name its Bcc recipients.
-        envelope_headers = (
-            f"X-MailFrom: {envelope.mail_from}\r\nX-RcptTo: {', '.join(envelope.rcpt_tos)}\r\n".encode("utf-8")
-        )
+        envelope_headers = f"X-MailFrom: {envelope.mail_from}\r\nX-RcptTo: {', '.join(envelope.rcpt_tos)}\r\n".encode()
         data = envelope_headers + content
-        path = self.directory / message_filename(data, dt.datetime.now(dt.timezone.utc))
+        path = self.directory / message_filename(data, dt.datetime.now(dt.UTC))
         atomic_write_bytes(path, data)
         log.info("stored mail from %s to %s in %s", envelope.mail_from, envelope.rcpt_tos, path)
         return "250 Message accepted for delivery"

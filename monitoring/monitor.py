@@ -129,13 +129,24 @@ def monitor_day(
     current = lake.read_curated(settings.curated_dir, [day])
     reference = lake.read_curated(settings.curated_dir, ref_days)
     result: dict[str, Any] = {
-        "ds": day.isoformat(), "status": "skipped", "decision": None, "signals": [],
-        "reference_days": [d.isoformat() for d in ref_days], "rows_current": int(len(current)),
-        "rows_reference": int(len(reference)), "report_dir": str(out_dir), "reports": {}, "html": None, "reason": None,
+        "ds": day.isoformat(),
+        "status": "skipped",
+        "decision": None,
+        "signals": [],
+        "reference_days": [d.isoformat() for d in ref_days],
+        "rows_current": int(len(current)),
+        "rows_reference": int(len(reference)),
+        "report_dir": str(out_dir),
+        "reports": {},
+        "html": None,
+        "reason": None,
     }
     if current.empty or reference.empty:
-        result["reason"] = (f"no curated interactions for {day}" if current.empty
-                            else f"no curated reference days in {window[0]}..{min(window[1], day - dt.timedelta(days=1))}")
+        result["reason"] = (
+            f"no curated interactions for {day}"
+            if current.empty
+            else f"no curated reference days in {window[0]}..{min(window[1], day - dt.timedelta(days=1))}"
+        )
         lake.atomic_write_json(out_dir / SUMMARY_JSON, result)
         log.info("drift monitor for %s skipped: %s", day, result["reason"])
         return result
@@ -143,8 +154,13 @@ def monitor_day(
     yesterday = day_dir(settings, day - dt.timedelta(days=1)) / SERVED_FILE
     served_yesterday = _read_parquet(yesterday)
     report = compute_signals(
-        current, reference, lake.read_catalog(settings.curated_dir, until=day), model=model,
-        served_yesterday=served_yesterday, offline_recall=offline_recall, k=20,
+        current,
+        reference,
+        lake.read_catalog(settings.curated_dir, until=day),
+        model=model,
+        served_yesterday=served_yesterday,
+        offline_recall=offline_recall,
+        k=20,
     )
     paths = write_signal_report(report, out_dir)
     signals = [s.to_dict() for s in report.signals.values()]

@@ -68,8 +68,9 @@ class ServingModel:
         if self.item_emb.ndim != 2 or self.item_emb.shape[0] != len(self.item_ids):
             raise ValueError(f"item_emb {self.item_emb.shape} does not match {len(self.item_ids)} item ids")
         if self.user_emb.shape[1] != self.item_emb.shape[1]:
-            raise ValueError(f"user and item embeddings differ in dimension: {self.user_emb.shape[1]} vs "
-                             f"{self.item_emb.shape[1]}")
+            raise ValueError(
+                f"user and item embeddings differ in dimension: {self.user_emb.shape[1]} vs {self.item_emb.shape[1]}"
+            )
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ServingModel:
@@ -104,7 +105,11 @@ class ServingModel:
 
 
 def serve_batch(
-    model: ServingModel, user_ids: Sequence[int] | np.ndarray, k: int = 20, *, batch_size: int = 1024,
+    model: ServingModel,
+    user_ids: Sequence[int] | np.ndarray,
+    k: int = 20,
+    *,
+    batch_size: int = 1024,
     block: int = 256,
 ) -> pd.DataFrame:
     """Top-``k`` recommendations for many users, as the service would answer them.
@@ -148,24 +153,39 @@ def serve_batch(
         cols, top = np.take_along_axis(cols, order, axis=1), np.take_along_axis(top, order, axis=1)
         ok = np.isfinite(top)
         ranks = np.broadcast_to(np.arange(1, cols.shape[1] + 1), cols.shape)
-        parts.append((
-            np.broadcast_to(sel[:, None], cols.shape)[ok], ranks[ok],
-            model.item_ids[cols[ok]], top[ok].astype(np.float64), np.zeros(int(ok.sum()), bool),
-        ))
+        parts.append(
+            (
+                np.broadcast_to(sel[:, None], cols.shape)[ok],
+                ranks[ok],
+                model.item_ids[cols[ok]],
+                top[ok].astype(np.float64),
+                np.zeros(int(ok.sum()), bool),
+            )
+        )
     if len(unknown):
         parts.append(_fallback(model, users, unknown, k))
 
     if not parts:
-        return pd.DataFrame({
-            contract.USER_ID: np.empty(0, np.int64), RANK: np.empty(0, np.int64),
-            contract.ITEM_ID: np.empty(0, np.int64), SCORE: np.empty(0, np.float64), FALLBACK: np.empty(0, bool),
-        })
+        return pd.DataFrame(
+            {
+                contract.USER_ID: np.empty(0, np.int64),
+                RANK: np.empty(0, np.int64),
+                contract.ITEM_ID: np.empty(0, np.int64),
+                SCORE: np.empty(0, np.float64),
+                FALLBACK: np.empty(0, bool),
+            }
+        )
     position, rank, item, score, fallback = (np.concatenate(column) for column in zip(*parts))
     order = np.lexsort((rank, position))
-    return pd.DataFrame({
-        contract.USER_ID: users[position[order]], RANK: rank[order].astype(np.int64),
-        contract.ITEM_ID: item[order].astype(np.int64), SCORE: score[order], FALLBACK: fallback[order],
-    })
+    return pd.DataFrame(
+        {
+            contract.USER_ID: users[position[order]],
+            RANK: rank[order].astype(np.int64),
+            contract.ITEM_ID: item[order].astype(np.int64),
+            SCORE: score[order],
+            FALLBACK: fallback[order],
+        }
+    )
 
 
 def _top_k_columns(scores: np.ndarray, k: int, block: int) -> np.ndarray:
@@ -221,8 +241,11 @@ def _fallback(model: ServingModel, users: np.ndarray, positions: np.ndarray, k: 
     total = int(lengths.sum())
     rank = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
     return (
-        np.repeat(positions, lengths), rank, np.concatenate(lists) if lists else np.empty(0, np.int64),
-        np.full(total, np.nan), np.ones(total, bool),
+        np.repeat(positions, lengths),
+        rank,
+        np.concatenate(lists) if lists else np.empty(0, np.int64),
+        np.full(total, np.nan),
+        np.ones(total, bool),
     )
 
 

@@ -539,26 +539,52 @@ def _evaluate(
     for name, rule in policy.signals.items():
         if rule.enabled and name not in seen:
             verdicts.append(
-                Verdict(name=name, group=SIGNAL_GROUPS[name], kind=rule.kind, metric=None, value=None,
-                        threshold=rule.limit, direction=rule.direction, state="missing", streak=0, ratio=None,
-                        before=None, after=None, line=f"{name}: not reported by the monitor today")
+                Verdict(
+                    name=name,
+                    group=SIGNAL_GROUPS[name],
+                    kind=rule.kind,
+                    metric=None,
+                    value=None,
+                    threshold=rule.limit,
+                    direction=rule.direction,
+                    state="missing",
+                    streak=0,
+                    ratio=None,
+                    before=None,
+                    after=None,
+                    line=f"{name}: not reported by the monitor today",
+                )
             )
     return verdicts
 
 
-def _verdict(policy: DriftPolicy, signal: Mapping[str, Any], history: Mapping[str, Any], past_days: list[str]) -> Verdict:
+def _verdict(
+    policy: DriftPolicy, signal: Mapping[str, Any], history: Mapping[str, Any], past_days: list[str]
+) -> Verdict:
     name = str(signal["name"])
     value = signal.get("value")
     value = None if value is None or not math.isfinite(float(value)) else float(value)
     rule = policy.rule(name)
     group = signal.get("group") or SIGNAL_GROUPS.get(name)
     base: dict[str, Any] = dict(
-        name=name, group=group, metric=signal.get("metric"), value=value, before=signal.get("before"),
+        name=name,
+        group=group,
+        metric=signal.get("metric"),
+        value=value,
+        before=signal.get("before"),
         after=signal.get("after"),
     )
     if rule is None:
-        return Verdict(**base, kind=None, threshold=None, direction=None, state="unknown", streak=0, ratio=None,
-                       line=f"{name}: not in the drift policy, ignored (value {_num(value)})")
+        return Verdict(
+            **base,
+            kind=None,
+            threshold=None,
+            direction=None,
+            state="unknown",
+            streak=0,
+            ratio=None,
+            line=f"{name}: not in the drift policy, ignored (value {_num(value)})",
+        )
     base |= dict(kind=rule.kind, threshold=rule.limit, direction=rule.direction)
     head = f"{name} ({group}, {rule.kind})"
 
@@ -571,8 +597,11 @@ def _verdict(policy: DriftPolicy, signal: Mapping[str, Any], history: Mapping[st
     n_current, n_reference = int(signal.get("n_current") or 0), int(signal.get("n_reference") or 0)
     min_reference = rule.min_samples if rule.min_reference_samples is None else rule.min_reference_samples
     if n_current < rule.min_samples or n_reference < min_reference:
-        needs = f"{rule.min_samples} each" if min_reference == rule.min_samples else (
-            f"{rule.min_samples} current, {min_reference} reference")
+        needs = (
+            f"{rule.min_samples} each"
+            if min_reference == rule.min_samples
+            else (f"{rule.min_samples} current, {min_reference} reference")
+        )
         return verdict(
             "insufficient",
             f"insufficient samples (current {n_current}, reference {n_reference}; needs {needs}), not counted",
@@ -597,10 +626,10 @@ def _verdict(policy: DriftPolicy, signal: Mapping[str, Any], history: Mapping[st
     if rule.immediate_at is not None and rule.reaches(value, rule.immediate_at):
         return verdict("fired", f"{compared}, beyond immediate_at {_num(rule.immediate_at)}: FIRED at once", streak)
     if streak >= needed:
-        return verdict("fired", f"{compared}, drifted {streak} monitored days in a row (needs {needed}): FIRED",
-                       streak)
-    return verdict("watch", f"{compared}, drifted {streak} of {needed} monitored days needed: WATCH, "
-                   "not counted yet", streak)
+        return verdict("fired", f"{compared}, drifted {streak} monitored days in a row (needs {needed}): FIRED", streak)
+    return verdict(
+        "watch", f"{compared}, drifted {streak} of {needed} monitored days needed: WATCH, not counted yet", streak
+    )
 
 
 def _quiet_days(observed: list[str], drifted: list[str], history: Mapping[str, Any], past_days: list[str]) -> int:

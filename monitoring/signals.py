@@ -92,7 +92,6 @@ import numpy as np
 import pandas as pd
 
 from graphrec import contract, lake
-from monitoring.policy import SIGNAL_GROUPS
 from monitoring.offline_serving import (
     FALLBACK,
     RANK,
@@ -102,13 +101,24 @@ from monitoring.offline_serving import (
     serve_batch,
     sorted_lookup,
 )
+from monitoring.policy import SIGNAL_GROUPS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from evidently.core.report import Snapshot
 
 __all__ = [
-    "SIGNAL_NAMES", "SIGNAL_GROUPS", "SIGNAL_METRICS", "DISPLAY_THRESHOLDS", "Signal", "SignalReport",
-    "ServingModel", "serve_batch", "compute_signals", "write_signal_report", "read_signals", "recall_proxy",
+    "SIGNAL_NAMES",
+    "SIGNAL_GROUPS",
+    "SIGNAL_METRICS",
+    "DISPLAY_THRESHOLDS",
+    "Signal",
+    "SignalReport",
+    "ServingModel",
+    "serve_batch",
+    "compute_signals",
+    "write_signal_report",
+    "read_signals",
+    "recall_proxy",
 ]
 
 log = logging.getLogger(__name__)
@@ -229,10 +239,20 @@ class SignalReport:
     snapshots: dict[str, Snapshot]
 
 
-def _signal(name: str, value: float | None, before: Any, after: Any, n_current: int, n_reference: int,
-            detail: str) -> Signal:
-    return Signal(name, SIGNAL_GROUPS[name], SIGNAL_METRICS[name], _number(value), _jsonable(before),
-                  _jsonable(after), int(n_current), int(n_reference), detail)
+def _signal(
+    name: str, value: float | None, before: Any, after: Any, n_current: int, n_reference: int, detail: str
+) -> Signal:
+    return Signal(
+        name,
+        SIGNAL_GROUPS[name],
+        SIGNAL_METRICS[name],
+        _number(value),
+        _jsonable(before),
+        _jsonable(after),
+        int(n_current),
+        int(n_reference),
+        detail,
+    )
 
 
 def _number(x: Any) -> float | None:
@@ -294,11 +314,20 @@ def _events(frame: pd.DataFrame) -> _Events:
     days_per_user = np.bincount(ud_user_code, minlength=n_users)
     days_per_item = np.bincount(pd.unique(day_codes * n_items + item_codes) % n_items, minlength=n_items)
     return _Events(
-        user=user, item=item, event_type=frame[contract.EVENT_TYPE].astype(str).reset_index(drop=True),
-        n_days=n_days, ud_count=ud_count, ud_top=ud_top, event_ud=event_ud,
-        user_once=days_per_user[user_codes] == 1, item_codes=item_codes, item_ids=np.asarray(items, np.int64),
-        item_count=np.bincount(item_codes, minlength=n_items), item_once=days_per_item == 1,
-        day=day, ud_day=np.asarray(days, np.int64)[ud_day],
+        user=user,
+        item=item,
+        event_type=frame[contract.EVENT_TYPE].astype(str).reset_index(drop=True),
+        n_days=n_days,
+        ud_count=ud_count,
+        ud_top=ud_top,
+        event_ud=event_ud,
+        user_once=days_per_user[user_codes] == 1,
+        item_codes=item_codes,
+        item_ids=np.asarray(items, np.int64),
+        item_count=np.bincount(item_codes, minlength=n_items),
+        item_once=days_per_item == 1,
+        day=day,
+        ud_day=np.asarray(days, np.int64)[ud_day],
     )
 
 
@@ -351,8 +380,14 @@ def _yes_share(column: str, threshold: float):
     return CategoryCount(column=column, category=YES, tests=[], share_tests=[eq(Reference(absolute=threshold))])
 
 
-def _run_report(metrics: list, current: pd.DataFrame, reference: pd.DataFrame | None, *,
-                numerical: list[str], categorical: list[str]) -> Snapshot:
+def _run_report(
+    metrics: list,
+    current: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    *,
+    numerical: list[str],
+    categorical: list[str],
+) -> Snapshot:
     from evidently import DataDefinition, Dataset, Report
 
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
@@ -385,8 +420,9 @@ def _season_masks(cur: _Events, ref: _Events, min_events: int) -> tuple[np.ndarr
     return events, np.isin((ref.ud_day + 3) % 7, weekdays), sorted(np.unique(ref.day[events]).tolist())
 
 
-def _data_signals(cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: int, seed: int,
-                  match_weekday: bool = True) -> tuple[dict[str, Signal], dict[str, Snapshot]]:
+def _data_signals(
+    cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: int, seed: int, match_weekday: bool = True
+) -> tuple[dict[str, Signal], dict[str, Snapshot]]:
     ref_lookup = sorted_lookup(ref.item_ids)
     cur_item_row = lookup_rows(ref_lookup, cur.item)
     known_item = cur_item_row >= 0
@@ -407,24 +443,31 @@ def _data_signals(cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: i
 
     # Weekly seasonality: the day is compared with the reference days of its weekday
     # (what items and users are known, and the head, still come from the whole window).
-    season, ud_season, matched = (_season_masks(cur, ref, MIN_SEASON_EVENTS) if match_weekday
-                                  else (np.ones(ref.n, bool), np.ones(len(ref.ud_count), bool), []))
+    season, ud_season, matched = (
+        _season_masks(cur, ref, MIN_SEASON_EVENTS)
+        if match_weekday
+        else (np.ones(ref.n, bool), np.ones(len(ref.ud_count), bool), [])
+    )
     season_rows = np.flatnonzero(season)
 
     # Evidently on seeded samples: per event and per user-day
     ci, ri = _sample(cur.n, max_rows, seed, 0), season_rows[_sample(len(season_rows), max_rows, seed, 1)]
-    data_cur = pd.DataFrame({
-        ITEM_POPULARITY: np.log1p(cur_ref_count[ci].astype(np.float64)),
-        CATEGORY: _categories(catalog, cur.item[ci]),
-        EVENT_TYPE: cur.event_type.to_numpy(dtype=object)[ci],
-        **{column: _yes_no(c[ci]) for column, (c, _) in flags.items()},
-    })
-    data_ref = pd.DataFrame({
-        ITEM_POPULARITY: np.log1p(ref.item_count[ref.item_codes[ri]].astype(np.float64)),
-        CATEGORY: _categories(catalog, ref.item[ri]),
-        EVENT_TYPE: ref.event_type.to_numpy(dtype=object)[ri],
-        **{column: _yes_no(r[ri]) for column, (_, r) in flags.items()},
-    })
+    data_cur = pd.DataFrame(
+        {
+            ITEM_POPULARITY: np.log1p(cur_ref_count[ci].astype(np.float64)),
+            CATEGORY: _categories(catalog, cur.item[ci]),
+            EVENT_TYPE: cur.event_type.to_numpy(dtype=object)[ci],
+            **{column: _yes_no(c[ci]) for column, (c, _) in flags.items()},
+        }
+    )
+    data_ref = pd.DataFrame(
+        {
+            ITEM_POPULARITY: np.log1p(ref.item_count[ref.item_codes[ri]].astype(np.float64)),
+            CATEGORY: _categories(catalog, ref.item[ri]),
+            EVENT_TYPE: ref.event_type.to_numpy(dtype=object)[ri],
+            **{column: _yes_no(r[ri]) for column, (_, r) in flags.items()},
+        }
+    )
     data_snapshot = _run_report(
         [
             _value_drift(ITEM_POPULARITY, "item_popularity", True),
@@ -435,30 +478,57 @@ def _data_signals(cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: i
             _yes_share(IS_NEW_USER, DISPLAY_THRESHOLDS["new_user_share"]),
             _yes_share(IS_TOP_USER, DISPLAY_THRESHOLDS["user_concentration"]),
         ],
-        data_cur, data_ref, numerical=[ITEM_POPULARITY], categorical=[CATEGORY, EVENT_TYPE, *flags],
+        data_cur,
+        data_ref,
+        numerical=[ITEM_POPULARITY],
+        categorical=[CATEGORY, EVENT_TYPE, *flags],
     )
     ud_rows = np.flatnonzero(ud_season)
     ui, uri = _sample(len(cur.ud_count), max_rows, seed, 2), ud_rows[_sample(len(ud_rows), max_rows, seed, 3)]
     users_cur = pd.DataFrame({USER_ACTIVITY: np.log1p(cur.ud_count[ui].astype(np.float64))})
     users_ref = pd.DataFrame({USER_ACTIVITY: np.log1p(ref.ud_count[uri].astype(np.float64))})
-    users_snapshot = _run_report([_value_drift(USER_ACTIVITY, "user_activity", True)], users_cur, users_ref,
-                                 numerical=[USER_ACTIVITY], categorical=[])
+    users_snapshot = _run_report(
+        [_value_drift(USER_ACTIVITY, "user_activity", True)],
+        users_cur,
+        users_ref,
+        numerical=[USER_ACTIVITY],
+        categorical=[],
+    )
     scores = {**_drift_scores(data_snapshot), **_drift_scores(users_snapshot)}
 
     signals: dict[str, Signal] = {}
     b, a = float(users_ref[USER_ACTIVITY].mean()), float(users_cur[USER_ACTIVITY].mean())
     signals["user_activity"] = _signal(
-        "user_activity", scores[USER_ACTIVITY], b, a, len(users_cur), len(users_ref),
+        "user_activity",
+        scores[USER_ACTIVITY],
+        b,
+        a,
+        len(users_cur),
+        len(users_ref),
         f"mean log1p(events per active user-day) {b:.2f} -> {a:.2f} (about {math.expm1(b):.1f} -> "
-        f"{math.expm1(a):.1f} events)")
+        f"{math.expm1(a):.1f} events)",
+    )
     b, a = float(data_ref[ITEM_POPULARITY].mean()), float(data_cur[ITEM_POPULARITY].mean())
     signals["item_popularity"] = _signal(
-        "item_popularity", scores[ITEM_POPULARITY], b, a, len(data_cur), len(data_ref),
-        f"mean log1p(reference count of the interacted item) {b:.2f} -> {a:.2f}")
+        "item_popularity",
+        scores[ITEM_POPULARITY],
+        b,
+        a,
+        len(data_cur),
+        len(data_ref),
+        f"mean log1p(reference count of the interacted item) {b:.2f} -> {a:.2f}",
+    )
     for name, column in (("category_mix", CATEGORY), ("event_type_mix", EVENT_TYPE)):
         mix_before, mix_after = _shares(data_ref[column]), _shares(data_cur[column])
-        signals[name] = _signal(name, scores[column], mix_before, mix_after, len(data_cur), len(data_ref),
-                                f"{column} mix: {_largest_change(mix_before, mix_after)}")
+        signals[name] = _signal(
+            name,
+            scores[column],
+            mix_before,
+            mix_after,
+            len(data_cur),
+            len(data_ref),
+            f"{column} mix: {_largest_change(mix_before, mix_after)}",
+        )
 
     wording = {
         "user_concentration": (IS_TOP_USER, "share of events by the top 1% users of their day"),
@@ -474,12 +544,20 @@ def _data_signals(cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: i
 
     types_before, types_after = _shares(ref.event_type), _shares(cur.event_type)
     vanished = sorted(
-        t for t, share in types_before.items() if share >= MISSING_TYPE_MIN_SHARE and t not in types_after)
+        t for t, share in types_before.items() if share >= MISSING_TYPE_MIN_SHARE and t not in types_after
+    )
     types_after = {**types_after, **{t: 0.0 for t in vanished}}
     signals["event_type_missing"] = _signal(
-        "event_type_missing", sum(types_before[t] for t in vanished), types_before, types_after, cur.n, ref.n,
+        "event_type_missing",
+        sum(types_before[t] for t in vanished),
+        types_before,
+        types_after,
+        cur.n,
+        ref.n,
         "event types absent today: " + ", ".join(f"{t} ({types_before[t]:.1%} of the reference)" for t in vanished)
-        if vanished else "no event type with >= 1% of the reference is absent today")
+        if vanished
+        else "no event type with >= 1% of the reference is absent today",
+    )
     if matched:
         note = " (reference: " + ", ".join(str(np.datetime64(d, "D")) for d in matched) + ", same weekday)"
         for name in ("user_activity", "item_popularity", "category_mix", "event_type_mix", *wording):
@@ -487,9 +565,17 @@ def _data_signals(cur: _Events, ref: _Events, catalog: pd.DataFrame, max_rows: i
     return signals, {"data": data_snapshot, "users": users_snapshot}
 
 
-def _model_signals(model: ServingModel, cur: _Events, ref: _Events, catalog: pd.DataFrame, *, k: int,
-                   max_rows: int, max_served_users: int, seed: int
-                   ) -> tuple[dict[str, Signal], pd.DataFrame, dict[str, Snapshot]]:
+def _model_signals(
+    model: ServingModel,
+    cur: _Events,
+    ref: _Events,
+    catalog: pd.DataFrame,
+    *,
+    k: int,
+    max_rows: int,
+    max_served_users: int,
+    seed: int,
+) -> tuple[dict[str, Signal], pd.DataFrame, dict[str, Snapshot]]:
     cur_users, ref_users = np.unique(cur.user), np.unique(ref.user)
     n_users = min(len(cur_users), len(ref_users), max_served_users)
     served = serve_batch(model, cur_users[_sample(len(cur_users), n_users, seed, 4)], k)
@@ -501,49 +587,71 @@ def _model_signals(model: ServingModel, cur: _Events, ref: _Events, catalog: pd.
         frame = frame.iloc[_sample(len(frame), max_rows, seed, stream)]
         item_row = lookup_rows(ref_lookup, frame[contract.ITEM_ID].to_numpy(np.int64))
         count = np.where(item_row >= 0, ref.item_count[np.maximum(item_row, 0)], 0)
-        return pd.DataFrame({
-            SCORE: frame[SCORE].to_numpy(np.float64),
-            RECOMMENDED_POPULARITY: np.log1p(count.astype(np.float64)),
-            FALLBACK: _yes_no(frame[FALLBACK].to_numpy(bool)),
-        })
+        return pd.DataFrame(
+            {
+                SCORE: frame[SCORE].to_numpy(np.float64),
+                RECOMMENDED_POPULARITY: np.log1p(count.astype(np.float64)),
+                FALLBACK: _yes_no(frame[FALLBACK].to_numpy(bool)),
+            }
+        )
 
     model_cur, model_ref = rows(served, 6), rows(served_ref, 7)
     n_scored_cur, n_scored_ref = int(model_cur[SCORE].notna().sum()), int(model_ref[SCORE].notna().sum())
-    metrics = [_value_drift(RECOMMENDED_POPULARITY, "recommended_popularity", True),
-               _yes_share(FALLBACK, FALLBACK_DISPLAY_THRESHOLD)]
+    metrics = [
+        _value_drift(RECOMMENDED_POPULARITY, "recommended_popularity", True),
+        _yes_share(FALLBACK, FALLBACK_DISPLAY_THRESHOLD),
+    ]
     numerical = [RECOMMENDED_POPULARITY]
     if n_scored_cur and n_scored_ref:  # Evidently refuses a column without values
         metrics.insert(0, _value_drift(SCORE, "score_distribution", True))
         numerical.insert(0, SCORE)
     columns = [*numerical, FALLBACK]
-    snapshot = _run_report(metrics, model_cur[columns], model_ref[columns], numerical=numerical,
-                           categorical=[FALLBACK])
+    snapshot = _run_report(metrics, model_cur[columns], model_ref[columns], numerical=numerical, categorical=[FALLBACK])
     scores = _drift_scores(snapshot)
 
     signals: dict[str, Signal] = {}
     b, a = model_ref[SCORE].mean(), model_cur[SCORE].mean()
     signals["score_distribution"] = _signal(
-        "score_distribution", scores.get(SCORE), b, a, n_scored_cur, n_scored_ref,
-        f"mean served score {b:.3f} -> {a:.3f} (fallback rows excluded)" if n_scored_cur and n_scored_ref
-        else "no scored (non-fallback) recommendations on one side")
+        "score_distribution",
+        scores.get(SCORE),
+        b,
+        a,
+        n_scored_cur,
+        n_scored_ref,
+        f"mean served score {b:.3f} -> {a:.3f} (fallback rows excluded)"
+        if n_scored_cur and n_scored_ref
+        else "no scored (non-fallback) recommendations on one side",
+    )
     b, a = float(model_ref[RECOMMENDED_POPULARITY].mean()), float(model_cur[RECOMMENDED_POPULARITY].mean())
     signals["recommended_popularity"] = _signal(
-        "recommended_popularity", scores[RECOMMENDED_POPULARITY], b, a, len(model_cur), len(model_ref),
-        f"mean log1p(reference count) of served items {b:.2f} -> {a:.2f}")
+        "recommended_popularity",
+        scores[RECOMMENDED_POPULARITY],
+        b,
+        a,
+        len(model_cur),
+        len(model_ref),
+        f"mean log1p(reference count) of served items {b:.2f} -> {a:.2f}",
+    )
 
     catalog_size = int(catalog[contract.ITEM_ID].nunique()) if not catalog.empty else len(model.item_ids)
     catalog_size = catalog_size or len(model.item_ids)
     b = served_ref[contract.ITEM_ID].nunique() / max(catalog_size, 1)
     a = served[contract.ITEM_ID].nunique() / max(catalog_size, 1)
     signals["catalog_coverage"] = _signal(
-        "catalog_coverage", abs(a - b) / max(b, EPS), b, a, served[contract.USER_ID].nunique(),
+        "catalog_coverage",
+        abs(a - b) / max(b, EPS),
+        b,
+        a,
+        served[contract.USER_ID].nunique(),
         served_ref[contract.USER_ID].nunique(),
-        f"distinct served items / catalog ({catalog_size:,}) {b:.1%} -> {a:.1%} ({n_users:,} users each)")
+        f"distinct served items / catalog ({catalog_size:,}) {b:.1%} -> {a:.1%} ({n_users:,} users each)",
+    )
     return signals, served, {"model": snapshot}
 
 
-def recall_proxy(current: pd.DataFrame, served_yesterday: pd.DataFrame, history: pd.DataFrame, *, k: int
-                 ) -> pd.DataFrame:
+def recall_proxy(
+    current: pd.DataFrame, served_yesterday: pd.DataFrame, history: pd.DataFrame, *, k: int
+) -> pd.DataFrame:
     """Per-user recall of yesterday's served lists on today's new items.
 
     Args:
@@ -573,29 +681,43 @@ def recall_proxy(current: pd.DataFrame, served_yesterday: pd.DataFrame, history:
     return per_user
 
 
-def _quality_signal(current: pd.DataFrame, reference: pd.DataFrame, served_yesterday: pd.DataFrame | None,
-                    offline_recall: float | None, k: int) -> tuple[Signal, dict[str, Snapshot]]:
+def _quality_signal(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    served_yesterday: pd.DataFrame | None,
+    offline_recall: float | None,
+    k: int,
+) -> tuple[Signal, dict[str, Snapshot]]:
     if served_yesterday is None or served_yesterday.empty:
-        return _signal("quality_proxy", None, offline_recall, None, 0, 0,
-                       "no recommendations served yesterday to compare with"), {}
+        return _signal(
+            "quality_proxy", None, offline_recall, None, 0, 0, "no recommendations served yesterday to compare with"
+        ), {}
     per_user = recall_proxy(current, served_yesterday, reference, k=k)
     if per_user.empty:
-        return _signal("quality_proxy", None, offline_recall, None, 0, 0,
-                       "no user served yesterday has new items today"), {}
+        return _signal(
+            "quality_proxy", None, offline_recall, None, 0, 0, "no user served yesterday has new items today"
+        ), {}
     from evidently.metrics import MeanValue
     from evidently.tests import gte
 
     figure_ok = offline_recall is not None and offline_recall > 0
     tests = [gte(DISPLAY_THRESHOLDS["quality_proxy"] * offline_recall)] if offline_recall and figure_ok else []
-    snapshot = _run_report([MeanValue(column=RECALL, tests=tests)], per_user[[RECALL]], None,
-                           numerical=[RECALL], categorical=[])
+    snapshot = _run_report(
+        [MeanValue(column=RECALL, tests=tests)], per_user[[RECALL]], None, numerical=[RECALL], categorical=[]
+    )
     after = float(per_user[RECALL].mean())
     value = after / offline_recall if offline_recall and figure_ok else None
     figure = f"{offline_recall:.3f}" if offline_recall is not None else "none"
     return _signal(
-        "quality_proxy", value, offline_recall, after, len(per_user), 0,
+        "quality_proxy",
+        value,
+        offline_recall,
+        after,
+        len(per_user),
+        0,
         f"recall@{k} of yesterday's lists on today's new items {after:.3f} vs offline {figure} "
-        f"({len(per_user):,} users)"), {"quality": snapshot}
+        f"({len(per_user):,} users)",
+    ), {"quality": snapshot}
 
 
 def compute_signals(
@@ -645,14 +767,16 @@ def compute_signals(
     served = None
     if model is not None:
         model_signals, served, model_snapshots = _model_signals(
-            model, cur, ref, catalog, k=k, max_rows=max_rows, max_served_users=max_served_users, seed=seed)
+            model, cur, ref, catalog, k=k, max_rows=max_rows, max_served_users=max_served_users, seed=seed
+        )
         signals.update(model_signals)
         snapshots.update(model_snapshots)
     else:
         for name in ("score_distribution", "catalog_coverage", "recommended_popularity"):
             signals[name] = _signal(name, None, None, None, 0, 0, "no model to serve with")
-    signals["quality_proxy"], quality_snapshots = _quality_signal(current, reference, served_yesterday,
-                                                                  offline_recall, k)
+    signals["quality_proxy"], quality_snapshots = _quality_signal(
+        current, reference, served_yesterday, offline_recall, k
+    )
     snapshots.update(quality_snapshots)
     log.info("signals: %s", {name: signals[name].value for name in SIGNAL_NAMES})
     return SignalReport({name: signals[name] for name in SIGNAL_NAMES}, served, snapshots)

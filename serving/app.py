@@ -28,7 +28,7 @@ from serving.recommender import NoPublishedIndex, RecentItemsFn, Recommender
 from serving.routes import health_router, metrics_router, recommend_router, similar_router, version_router
 
 if TYPE_CHECKING:
-    from graphrec.features import OnlineRankerFeatures
+    from features.store import OnlineRankerFeatures
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
     """
 
     def recent_items(user_ids: list[int]) -> dict[int, list[int]]:
-        from graphrec.features import online_recent_items, reset_feature_store
+        from features.store import online_recent_items, reset_feature_store
 
         try:
             return online_recent_items(settings, user_ids)
@@ -54,14 +54,14 @@ def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
 
 def online_ranker_features_hook(settings: Settings) -> OnlineRankerFeatures:
     """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store
-    (:class:`graphrec.features.OnlineRankerFeatures`: item rows kept between materializations).
+    (:class:`features.store.OnlineRankerFeatures`: item rows kept between materializations).
 
-    ``graphrec.features`` imports Feast only when the store is first opened, so building
+    ``features.store`` imports Feast only when the store is first opened, so building
     the hook is cheap; store errors surface per request, where the recommender answers
     in retrieval order and reports ``ranker_features`` as degraded. Its ``recent_items``
     is the service's ``recent_items_fn`` too: one read of the user per request.
     """
-    from graphrec.features import OnlineRankerFeatures
+    from features.store import OnlineRankerFeatures
 
     return OnlineRankerFeatures(settings)
 
@@ -73,7 +73,7 @@ def warm_online_store(settings: Settings) -> None:
     the recommender degrades per request anyway.
     """
     try:
-        from graphrec.features import feature_store
+        from features.store import feature_store
 
         feature_store(settings)
     except Exception:
@@ -146,7 +146,9 @@ def create_app(
                 ranker_hook = online_ranker_features_hook(settings)
             if online_features_enabled(settings, online_features):
                 # The ranker's reader reads the user's views once per request for both.
-                recent_hook = ranker_hook.recent_items if ranker_hook is not None else online_recent_items_hook(settings)
+                recent_hook = (
+                    ranker_hook.recent_items if ranker_hook is not None else online_recent_items_hook(settings)
+                )
             if recent_hook is not None or (ranker_hook is not None and settings.feast_dir.is_dir()):
                 warm_online_store(settings)
             rec = Recommender(
@@ -166,7 +168,9 @@ def create_app(
             to_thread.current_default_thread_limiter().total_tokens = settings.serve_threads
         try:
             bundle = rec.refresh()
-            log.info("recommendation service ready with index %s (ranker version %s)", bundle.version, bundle.ranker_version)
+            log.info(
+                "recommendation service ready with index %s (ranker version %s)", bundle.version, bundle.ranker_version
+            )
             if recommender is None and ranker_hook is not None and bundle.ranker is not None:
                 prefetch_item_features(ranker_hook, bundle.item_ids)
         except NoPublishedIndex as exc:

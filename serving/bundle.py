@@ -248,8 +248,17 @@ def checksums(path: Path, names: tuple[str, ...] = DATA_FILES) -> dict[str, str]
 def manifest_summary(path: Path, manifest: dict[str, Any], *, current: str | None = None) -> dict[str, Any]:
     """The part of a manifest people and the API want to see (no checksums)."""
     keys = (
-        "index_version", "model_version", "ranker_version", "run_id", "data_window", "ds", "metrics", "created_at",
-        "dim", "n_items", "n_users",
+        "index_version",
+        "model_version",
+        "ranker_version",
+        "run_id",
+        "data_window",
+        "ds",
+        "metrics",
+        "created_at",
+        "dim",
+        "n_items",
+        "n_users",
     )
     summary = {key: manifest.get(key) for key in keys}
     summary["index_version"] = summary["index_version"] or path.name

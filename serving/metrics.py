@@ -44,7 +44,24 @@ MULTIPROCESS_ENV = "GRAPHREC_METRICS_MULTIPROC_DIR"
 
 #: Latency buckets (seconds): fine below 20 ms, where the service's target lies.
 LATENCY_BUCKETS = (
-    0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.001,
+    0.002,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.0125,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 SHARE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 POPULARITY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -57,38 +74,62 @@ class ServiceMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "graphrec_requests", "HTTP requests by route, status and variant.", ["endpoint", "status", "variant"],
+            "graphrec_requests",
+            "HTTP requests by route, status and variant.",
+            ["endpoint", "status", "variant"],
             registry=r,
         )
         self.latency = Histogram(
-            "graphrec_request_duration_seconds", "Request latency by route and variant.", ["endpoint", "variant"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "graphrec_request_duration_seconds",
+            "Request latency by route and variant.",
+            ["endpoint", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.popularity = Histogram(
             "graphrec_served_item_popularity",
-            "Mean popularity percentile of the items served per request (0: most popular).", ["variant"],
-            buckets=POPULARITY_BUCKETS, registry=r,
+            "Mean popularity percentile of the items served per request (0: most popular).",
+            ["variant"],
+            buckets=POPULARITY_BUCKETS,
+            registry=r,
         )
-        self.degraded = Counter("graphrec_degraded", "Requests answered without an optional source.", ["source"], registry=r)
-        self.fallback = Counter("graphrec_fallback", "Requests answered by the popularity fallback.", ["reason"], registry=r)
+        self.degraded = Counter(
+            "graphrec_degraded", "Requests answered without an optional source.", ["source"], registry=r
+        )
+        self.fallback = Counter(
+            "graphrec_fallback", "Requests answered by the popularity fallback.", ["reason"], registry=r
+        )
         self.shadow_overlap = Histogram(
-            "graphrec_shadow_overlap", "Shadow mode: share of the served list the challenger would also serve.",
-            buckets=SHARE_BUCKETS, registry=r,
+            "graphrec_shadow_overlap",
+            "Shadow mode: share of the served list the challenger would also serve.",
+            buckets=SHARE_BUCKETS,
+            registry=r,
         )
         self.shadow_popularity = Histogram(
-            "graphrec_shadow_item_popularity", "Shadow mode: mean popularity percentile of the challenger's items.",
-            buckets=POPULARITY_BUCKETS, registry=r,
+            "graphrec_shadow_item_popularity",
+            "Shadow mode: mean popularity percentile of the challenger's items.",
+            buckets=POPULARITY_BUCKETS,
+            registry=r,
         )
         self.index_version = Gauge(
-            "graphrec_index_version", "Number of the index version in each role (0: none).", ["role"], registry=r,
+            "graphrec_index_version",
+            "Number of the index version in each role (0: none).",
+            ["role"],
+            registry=r,
             multiprocess_mode="livemax",
         )
         self.canary_share = Gauge(
-            "graphrec_canary_share", "Share of users served by the live canary.", registry=r, multiprocess_mode="livemax"
+            "graphrec_canary_share",
+            "Share of users served by the live canary.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.index_info = Gauge(
-            "graphrec_index_info", "The versions being served (value 1; 0 for versions served before).",
-            ["role", "index_version", "model_version", "ranker_version"], registry=r, multiprocess_mode="livemax",
+            "graphrec_index_info",
+            "The versions being served (value 1; 0 for versions served before).",
+            ["role", "index_version", "model_version", "ranker_version"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self._info_labels: set[tuple[str, ...]] = set()
 

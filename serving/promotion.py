@@ -164,8 +164,9 @@ def canary_status(settings: Settings) -> dict[str, Any]:
         if name is None or not (root / name).is_dir():
             return None
         try:
-            summary = _summary(root / name, layout.read_manifest(root / name), current=current,
-                               canary=spec.version if spec else None)
+            summary = _summary(
+                root / name, layout.read_manifest(root / name), current=current, canary=spec.version if spec else None
+            )
         except layout.BundleError as exc:
             return {"index_version": name, "error": str(exc), "verified": False}
         summary["verified"] = verify_version(root / name)
@@ -295,9 +296,7 @@ def _champion_moves(
             continue
         held = registry.get_alias_version(settings, registry.CHAMPION, model=model)
         if held is not None:
-            notes.append(
-                f"{version} was published without a {key}: the {model} champion alias stays at version {held}"
-            )
+            notes.append(f"{version} was published without a {key}: the {model} champion alias stays at version {held}")
     return moves, notes
 
 

@@ -153,7 +153,10 @@ def publish_embeddings(
         raise
     log.info(
         "published index %s (model version %s, ranker version %s) at %s%s",
-        version, manifest["model_version"], manifest["ranker_version"], final,
+        version,
+        manifest["model_version"],
+        manifest["ranker_version"],
+        final,
         "" if activate else " (not activated)",
     )
     return {
@@ -207,7 +210,13 @@ def publish_model(
         ranker_dir = pyfunc_ranker.download(settings, ranker_number)
     seen, popularity = read_history(settings, day)
     return publish_embeddings(
-        settings, emb, ds=day, seen=seen, popularity=popularity, ranker_dir=ranker_dir, ranker_version=ranker_number,
+        settings,
+        emb,
+        ds=day,
+        seen=seen,
+        popularity=popularity,
+        ranker_dir=ranker_dir,
+        ranker_version=ranker_number,
         activate=activate,
     )
 
@@ -228,7 +237,9 @@ def read_history(settings: Settings, ds: str | dt.date) -> tuple[pd.DataFrame, n
     days = [d for d in list_partitions(settings.curated_dir) if d <= day]
     interactions = read_curated(settings.curated_dir, days)
     if interactions.empty:
-        return pd.DataFrame({contract.USER_ID: pd.Series(dtype="int64"), contract.ITEM_ID: pd.Series(dtype="int64")}), np.empty(0, np.int64)
+        return pd.DataFrame(
+            {contract.USER_ID: pd.Series(dtype="int64"), contract.ITEM_ID: pd.Series(dtype="int64")}
+        ), np.empty(0, np.int64)
     window_start, _ = day_bounds(day - dt.timedelta(days=max(settings.window_days, 1) - 1))
     recent = interactions[interactions[contract.EVENT_TS] >= window_start]
     return interactions[[contract.USER_ID, contract.ITEM_ID]], popularity_order(recent)
@@ -259,10 +270,15 @@ def list_versions(settings: Settings) -> list[dict[str, Any]]:
         try:
             out.append(_summary(path, layout.read_manifest(path), current=current, canary=canary_version))
         except layout.BundleError as exc:
-            out.append({
-                "index_version": path.name, "path": str(path), "current": path.name == current,
-                "canary": path.name == canary_version, "error": str(exc),
-            })
+            out.append(
+                {
+                    "index_version": path.name,
+                    "path": str(path),
+                    "current": path.name == current,
+                    "canary": path.name == canary_version,
+                    "error": str(exc),
+                }
+            )
     return out
 
 
@@ -498,7 +514,7 @@ def _prune(root: Path, *, keep: int, current: str | None, protect: Iterable[str]
         log.warning("not pruning: %s", exc)
         versions = []
         canary = None
-    keep_names = {p.name for p in versions[-max(keep, 1):]} | set(protect)
+    keep_names = {p.name for p in versions[-max(keep, 1) :]} | set(protect)
     keep_names |= {name for name in (current, _pointer_or_none(root), canary and canary.version) if name}
     pruned = []
     for path in versions:

@@ -62,14 +62,15 @@ log = logging.getLogger(__name__)
 shadow_log = logging.getLogger("graphrec.shadow")
 
 #: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. a partial of
-#: ``graphrec.features.online_recent_items``.
+#: ``features.store.online_recent_items``.
 RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
 #: ``ranker_features_fn(user_id, item_ids) -> features`` of one row per item, in order:
-#: either a frame with the columns of ``graphrec.features.online_ranker_features`` (its
+#: either a frame with the columns of ``features.store.online_ranker_features`` (its
 #: partial over settings), or the same values as ``training.bst.CandidateFeatures``
-#: (``graphrec.features.OnlineRankerFeatures``, the service's reader), which is encoded
+#: (``features.store.OnlineRankerFeatures``, the service's reader), which is encoded
 #: without pandas.
 RankerFeaturesFn: TypeAlias = "Callable[[int, list[int]], pd.DataFrame | CandidateFeatures]"
+
 
 class ServiceObserver(Protocol):
     """What the recommender reports to a metrics sink (:class:`serving.metrics.ServiceMetrics`)."""
@@ -137,7 +138,7 @@ class Recommender:
             its timeout to every request.
         ranker_features_fn (RankerFeaturesFn | None): online features of (user,
             candidate) rows for the bundle's BST ranker, e.g.
-            ``functools.partial(graphrec.features.online_ranker_features, settings)``.
+            ``functools.partial(features.store.online_ranker_features, settings)``.
             Without it, or for a bundle without a ranker, answers are retrieval only.
         rerank_candidates (int): unseen retrieved candidates the ranker re-orders per
             request (at least ``k``). (default: ``100``)
@@ -255,7 +256,9 @@ class Recommender:
                 new = layout.load_bundle(self._root / version, verify=self._verify)
                 log.info(
                     "serving index %s (model version %s, ranker version %s)",
-                    new.version, new.model_version, new.ranker_version,
+                    new.version,
+                    new.model_version,
+                    new.ranker_version,
                 )
                 if new.ranker is not None and self._ranker_threads is not None:
                     import torch  # already imported by the ranker's loading
@@ -407,13 +410,17 @@ class Recommender:
         overlap = len(set(mine) & set(theirs)) / max(len(theirs), 1)
         if self._metrics is not None:
             self._metrics.observe_shadow(overlap, float(bundle.popularity_of(mine).mean()) if mine else None)
-        shadow_log.info(json.dumps({
-            "user_id": int(user_id),
-            "k": k,
-            "overlap": round(overlap, 4),
-            "champion": {"index_version": served.index_version, "items": theirs, "reranked": served.reranked},
-            "challenger": {"index_version": shadow.index_version, "items": mine, "reranked": shadow.reranked},
-        }))
+        shadow_log.info(
+            json.dumps(
+                {
+                    "user_id": int(user_id),
+                    "k": k,
+                    "overlap": round(overlap, 4),
+                    "champion": {"index_version": served.index_version, "items": theirs, "reranked": served.reranked},
+                    "challenger": {"index_version": shadow.index_version, "items": mine, "reranked": shadow.reranked},
+                }
+            )
+        )
 
     def _answer(self, bundle: Bundle, user_id: int, k: int, variant: str) -> Recommendation:
         """One bundle's answer (retriever, then its ranker when it has one) for one user."""
@@ -577,7 +584,9 @@ def _popular_unseen(bundle: Bundle, exclude: np.ndarray, k: int) -> tuple[list[i
     return _take_unseen(bundle.popular[:head].tolist(), scores, exclude, k)
 
 
-def _take_unseen(ids: list[int], scores: list[float], exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
+def _take_unseen(
+    ids: list[int], scores: list[float], exclude: np.ndarray, k: int
+) -> tuple[list[int], list[float], int]:
     """Walk ranked candidates, skipping excluded and repeated ids, until ``k`` are kept.
 
     Returns:

@@ -99,7 +99,10 @@ def healthz(recommender: RecommenderDep) -> Health:
     except NoPublishedIndex as exc:
         return Health(status="no_index", detail=str(exc))
     return Health(
-        status="ok", index_version=bundle.version, model_version=bundle.model_version, ranker_version=bundle.ranker_version
+        status="ok",
+        index_version=bundle.version,
+        model_version=bundle.model_version,
+        ranker_version=bundle.ranker_version,
     )
 
 

@@ -59,26 +59,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Frame columns (Feast ``full_feature_names=True``) ------------------------------------------
-USER_ID = "user_id"
-ITEM_ID = "item_id"
-EVENT_TIMESTAMP = "event_timestamp"
-USER_COUNTERS = (
-    "user_activity__events_1d",
-    "user_activity__events_7d",
-    "user_activity__distinct_items_7d",
-    "user_activity__days_since_last_event",
+from features.ranker_columns import (
+    EVENT_TIMESTAMP,
+    FRAME_COLUMNS,
+    ITEM_CATEGORY,
+    ITEM_COUNTERS,
+    ITEM_ID,
+    RECENT_CATEGORIES,
+    RECENT_ITEMS,
+    RECENT_TS,
+    RETRIEVAL_SCORE,
+    USER_COUNTERS,
+    USER_ID,
+    CandidateFeatures,
 )
-ITEM_COUNTERS = ("item_popularity__events_1d", "item_popularity__events_7d", "item_popularity__users_7d")
-ITEM_CATEGORY = "item_popularity__category"
-RECENT_ITEMS = "user_recent_items__recent_items"
-RECENT_CATEGORIES = "user_recent_items__recent_categories"
-RECENT_TS = "user_recent_items__recent_ts"
-RETRIEVAL_SCORE = "retrieval_score"
-FEATURE_COLUMNS = [*USER_COUNTERS, *ITEM_COUNTERS, ITEM_CATEGORY, RECENT_ITEMS, RECENT_CATEGORIES, RECENT_TS]
-"""The Feast features the ranker reads (feature service ``ranker_features_v1``)."""
-FRAME_COLUMNS = [USER_ID, ITEM_ID, EVENT_TIMESTAMP, *FEATURE_COLUMNS, RETRIEVAL_SCORE]
-"""Every column :func:`encode` needs."""
+
+# Frame columns (Feast ``full_feature_names=True``): features.ranker_columns ------------------
 
 DENSE_FEATURES = [
     *(f"log1p_{name}" for name in (*USER_COUNTERS, *ITEM_COUNTERS)),
@@ -157,8 +153,11 @@ class Vocabulary:
         """
         if len(values) <= _SHORT:
             lookup = self._category_lookup
-            return np.fromiter((lookup.get(v, UNKNOWN) if isinstance(v, str) else UNKNOWN for v in values),
-                               dtype=np.int64, count=len(values))
+            return np.fromiter(
+                (lookup.get(v, UNKNOWN) if isinstance(v, str) else UNKNOWN for v in values),
+                dtype=np.int64,
+                count=len(values),
+            )
         found = self._category_index.get_indexer(np.asarray(values, dtype=object))
         return np.where(found >= 0, found + _RESERVED, UNKNOWN).astype(np.int64)
 
@@ -254,8 +253,9 @@ def dense_features(frame: pd.DataFrame) -> np.ndarray:
     return _dense(values, has_category, score, *_within_list(frame, score))
 
 
-def _dense(values: np.ndarray, has_category: np.ndarray, score: np.ndarray, rank: np.ndarray,
-           gap: np.ndarray) -> np.ndarray:
+def _dense(
+    values: np.ndarray, has_category: np.ndarray, score: np.ndarray, rank: np.ndarray, gap: np.ndarray
+) -> np.ndarray:
     """:data:`DENSE_FEATURES` from the counters and score ``values`` (NaN: missing), each row's
     category presence, its finite retrieval score, and its rank and gap within its list."""
     missing = np.isnan(values)
@@ -338,7 +338,11 @@ def _distinct_sequences(columns: Sequence[np.ndarray], t_ns: np.ndarray) -> tupl
 
 
 def encode_sequences(
-    items: Sequence[Any], categories: Sequence[Any], ts: Sequence[Any], t_ns: np.ndarray, vocab: Vocabulary,
+    items: Sequence[Any],
+    categories: Sequence[Any],
+    ts: Sequence[Any],
+    t_ns: np.ndarray,
+    vocab: Vocabulary,
     seq_len: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(seq_items, seq_categories, seq_age)``, each ``[n, seq_len]`` int64, of ``n`` histories.
@@ -358,8 +362,10 @@ def encode_sequences(
     n = len(t_ns)
     items, categories, ts = ([_as_list(v) for v in col] for col in (items, categories, ts))
     lengths = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    if not (np.array_equal(lengths, np.fromiter(map(len, categories), dtype=np.int64, count=n))
-            and np.array_equal(lengths, np.fromiter(map(len, ts), dtype=np.int64, count=n))):
+    if not (
+        np.array_equal(lengths, np.fromiter(map(len, categories), dtype=np.int64, count=n))
+        and np.array_equal(lengths, np.fromiter(map(len, ts), dtype=np.int64, count=n))
+    ):
         raise ValueError(f"{RECENT_ITEMS}, {RECENT_CATEGORIES} and {RECENT_TS} must have equal lengths per row")
     total = int(lengths.sum())
     flat_ts = np.fromiter(itertools.chain.from_iterable(ts), dtype=np.int64, count=total) * _NS_PER_S
@@ -424,67 +430,6 @@ def encode(frame: pd.DataFrame, vocab: Vocabulary, seq_len: int) -> RankerBatch:
     )
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class CandidateFeatures:
-    """One request's ranker features as arrays: one user's values and each candidate's.
-
-    The serving form of a frame of :data:`FRAME_COLUMNS` for one user at one time (what
-    ``graphrec.features.OnlineRankerFeatures`` returns): no per-row Python objects, so
-    :func:`encode_candidates` needs no pandas. It encodes exactly as :func:`encode`
-    encodes :meth:`to_frame` (a test checks it); on one core that is ~0.2 ms instead of
-    ~0.7 ms for 100 candidates, plus the frame's construction that it skips.
-
-    Args:
-        user_id: the user.
-        time: the scoring time (UTC); sequence events at or after it are dropped.
-        item_ids: ``[n]`` int64, the candidates.
-        user_counters: ``[len(USER_COUNTERS)]`` float64, NaN where missing.
-        item_counters: ``[n, len(ITEM_COUNTERS)]`` float64, NaN where missing.
-        item_category: ``[n]`` object, the candidates' category strings (``None`` missing).
-        recent_items: the user's :data:`RECENT_ITEMS` value (a list, or ``None``).
-        recent_categories: the user's :data:`RECENT_CATEGORIES` value.
-        recent_ts: the user's :data:`RECENT_TS` value (epoch seconds).
-    """
-
-    user_id: int
-    time: pd.Timestamp
-    item_ids: np.ndarray
-    user_counters: np.ndarray
-    item_counters: np.ndarray
-    item_category: np.ndarray
-    recent_items: Any = None
-    recent_categories: Any = None
-    recent_ts: Any = None
-
-    def __post_init__(self) -> None:
-        n = len(self.item_ids)
-        if self.user_counters.shape != (len(USER_COUNTERS),):
-            raise ValueError(f"user_counters must have shape ({len(USER_COUNTERS)},), got {self.user_counters.shape}")
-        if self.item_counters.shape != (n, len(ITEM_COUNTERS)) or self.item_category.shape != (n,):
-            raise ValueError(f"item features must have {n} rows, one per candidate")
-
-    def __len__(self) -> int:
-        return len(self.item_ids)
-
-    def to_frame(self) -> pd.DataFrame:
-        """The same rows as a frame of :data:`FRAME_COLUMNS` without ``retrieval_score``."""
-        n = len(self)
-        data: dict[str, Any] = {
-            USER_ID: np.full(n, int(self.user_id), dtype=np.int64),
-            ITEM_ID: np.asarray(self.item_ids, dtype=np.int64),
-            EVENT_TIMESTAMP: pd.Series([self.time] * n, dtype="datetime64[us, UTC]"),
-        }
-        data.update({name: np.full(n, value) for name, value in zip(USER_COUNTERS, self.user_counters)})
-        data.update({name: self.item_counters[:, j] for j, name in enumerate(ITEM_COUNTERS)})
-        data[ITEM_CATEGORY] = self.item_category
-        for name, value in ((RECENT_ITEMS, self.recent_items), (RECENT_CATEGORIES, self.recent_categories),
-                            (RECENT_TS, self.recent_ts)):
-            cells = np.empty(n, dtype=object)
-            cells[:] = [value] * n  # one object broadcast to the rows, as Feast does
-            data[name] = cells
-        return pd.DataFrame(data)
-
-
 def encode_candidates(
     features: CandidateFeatures, retrieval_scores: np.ndarray, vocab: Vocabulary, seq_len: int
 ) -> RankerBatch:
@@ -512,8 +457,9 @@ def encode_candidates(
     else:
         # ns since the epoch, at the frame's microsecond resolution
         t_ns = np.array([pd.Timestamp(features.time).value // 1_000 * 1_000], dtype=np.int64)
-        one = encode_sequences([features.recent_items], [features.recent_categories], [features.recent_ts], t_ns,
-                               vocab, seq_len)
+        one = encode_sequences(
+            [features.recent_items], [features.recent_categories], [features.recent_ts], t_ns, vocab, seq_len
+        )
         sequences = [np.repeat(a, n, axis=0) for a in one]
         score = np.where(np.isfinite(values[:, -1]), values[:, -1], 0.0)
         has_category = ~pd.isna(features.item_category)
@@ -591,9 +537,15 @@ class BST(nn.Module):
     def config(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-able: ``BST(**model.config())`` rebuilds it."""
         return {
-            "n_items": self.n_items, "n_categories": self.n_categories, "seq_len": self.seq_len, "dim": self.dim,
-            "heads": self.heads, "age_buckets": self.age_buckets, "n_dense": self.n_dense,
-            "hidden": list(self.hidden), "dropout": self.dropout,
+            "n_items": self.n_items,
+            "n_categories": self.n_categories,
+            "seq_len": self.seq_len,
+            "dim": self.dim,
+            "heads": self.heads,
+            "age_buckets": self.age_buckets,
+            "n_dense": self.n_dense,
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
         }
 
     @torch.no_grad()
@@ -637,8 +589,15 @@ class BST(nn.Module):
         feed = block.linear2(block.dropout(block.activation(block.linear1(hidden))))
         return block.norm2(hidden + block.dropout2(feed))[:, 0]
 
-    def shared_history_logits(self, seq_items: Tensor, seq_categories: Tensor, seq_age: Tensor, target_item: Tensor,
-                              target_category: Tensor, dense: Tensor) -> Tensor:
+    def shared_history_logits(
+        self,
+        seq_items: Tensor,
+        seq_categories: Tensor,
+        seq_age: Tensor,
+        target_item: Tensor,
+        target_category: Tensor,
+        dense: Tensor,
+    ) -> Tensor:
         """Logits ``[B]`` of ``B`` candidates that share one history (one request), in eval mode.
 
         The same function as :meth:`forward` on a batch repeating the history ``[L]`` for
@@ -658,8 +617,11 @@ class BST(nn.Module):
         width = d // heads
         history = self.item_embedding(seq_items) + self.category_embedding(seq_categories) + self.age_embedding(seq_age)
         candidate_age = torch.full_like(target_item, self.age_buckets)
-        candidates = self.item_embedding(target_item) + self.category_embedding(target_category) \
+        candidates = (
+            self.item_embedding(target_item)
+            + self.category_embedding(target_category)
             + self.age_embedding(candidate_age)
+        )
         w_q, w_kv = attention.in_proj_weight[:d], attention.in_proj_weight[d:]
         b_q, b_kv = attention.in_proj_bias[:d], attention.in_proj_bias[d:]
         query = F.linear(candidates, w_q, b_q).view(-1, heads, width) * width**-0.5  # [B, H, w]
@@ -847,8 +809,10 @@ def predict(model: BST, batch: RankerBatch, batch_size: int = 8192) -> np.ndarra
     model.eval()
     try:
         with torch.no_grad():
-            chunks = [torch.sigmoid(model(batch.subset(torch.arange(start, min(start + batch_size, len(batch))))))
-                      for start in range(0, len(batch), batch_size)]
+            chunks = [
+                torch.sigmoid(model(batch.subset(torch.arange(start, min(start + batch_size, len(batch))))))
+                for start in range(0, len(batch), batch_size)
+            ]
     finally:
         model.train(was_training)
     return torch.cat(chunks).numpy() if chunks else np.zeros(0, dtype=np.float32)
@@ -861,8 +825,15 @@ class _SharedHistory(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, seq_items: Tensor, seq_categories: Tensor, seq_age: Tensor, target_item: Tensor,
-                target_category: Tensor, dense: Tensor) -> Tensor:
+    def forward(
+        self,
+        seq_items: Tensor,
+        seq_categories: Tensor,
+        seq_age: Tensor,
+        target_item: Tensor,
+        target_category: Tensor,
+        dense: Tensor,
+    ) -> Tensor:
         return torch.sigmoid(
             self.model.shared_history_logits(seq_items, seq_categories, seq_age, target_item, target_category, dense)
         )
@@ -916,8 +887,14 @@ class RequestScorer:
         """
         if len(batch) == 0:
             return np.zeros(0, dtype=np.float32)
-        args = (batch.seq_items[0], batch.seq_categories[0], batch.seq_age[0], batch.target_item,
-                batch.target_category, batch.dense)
+        args = (
+            batch.seq_items[0],
+            batch.seq_categories[0],
+            batch.seq_age[0],
+            batch.target_item,
+            batch.target_category,
+            batch.dense,
+        )
         with torch.inference_mode():
             if self.traced is None:
                 return torch.sigmoid(self.model.shared_history_logits(*args)).numpy()

@@ -17,13 +17,13 @@ the figures as JSON. The test split never steers training (no early stopping her
 
 Data (``--data``):
 
-* ``simulator``: the repository's simulator (:mod:`graphrec.sources.simulator`, no
+* ``simulator``: the repository's simulator (:mod:`ingest.simulator`, no
   drift), its last day held out; ``--sim-*`` size it;
 * ``movielens``: MovieLens 100K (``--path``: the ``ml-100k`` directory or zip), split by
   ``--split``: ``temporal`` holds out each user's latest ``--test-fraction`` of ratings
   (:func:`training.data.validation_split`), ``random`` a seeded random share of them;
 * ``gowalla``: the LightGCN paper's split (``--path``: the directory with ``train.txt``
-  and ``test.txt``, :func:`graphrec.sources.gowalla.read_split`).
+  and ``test.txt``, :func:`ingest.gowalla.read_split`).
 """
 
 from __future__ import annotations
@@ -50,21 +50,26 @@ def load_split(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, test)`` interactions (``user_id``, ``item_id``...) of ``args.data``."""
     if args.data == "simulator":
         from graphrec import lake
-        from graphrec.sources.simulator import SimulationConfig, simulate
+        from ingest.simulator import SimulationConfig, simulate
         from training.data import temporal_split
 
-        cfg = SimulationConfig(n_users=args.sim_users, n_items=args.sim_items, days=args.sim_days,
-                               events_per_day=args.sim_events, drift_day=None)
+        cfg = SimulationConfig(
+            n_users=args.sim_users,
+            n_items=args.sim_items,
+            days=args.sim_days,
+            events_per_day=args.sim_events,
+            drift_day=None,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             simulate(cfg, Path(tmp))
             frame = lake.read_curated(Path(tmp), [cfg.day(i) for i in range(1, cfg.days + 1)])
         return temporal_split(frame, 1, end=cfg.day(cfg.days))
     path = args.path or DEFAULT_PATHS[args.data]
     if args.data == "gowalla":
-        from graphrec.sources.gowalla import read_split
+        from ingest.gowalla import read_split
 
         return read_split(path)
-    from graphrec.sources import movielens
+    from ingest import movielens
     from training.data import validation_split
 
     frame, _, _ = movielens.load(path)
@@ -129,10 +134,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         train, test = load_split(args)
         graph = build_graph(train)
-        config = TrainConfig(epochs=args.epochs, embedding_dim=args.dim, num_layers=args.layers,
-                             learning_rate=args.lr, batch_size=args.batch_size, loss=args.loss,
-                             weight_decay=DEFAULT_WEIGHT_DECAY[args.loss] if args.weight_decay is None else args.weight_decay,
-                             init_std=args.init_std, seed=args.seed, num_threads=args.threads)
+        config = TrainConfig(
+            epochs=args.epochs,
+            embedding_dim=args.dim,
+            num_layers=args.layers,
+            learning_rate=args.lr,
+            batch_size=args.batch_size,
+            loss=args.loss,
+            weight_decay=DEFAULT_WEIGHT_DECAY[args.loss] if args.weight_decay is None else args.weight_decay,
+            init_std=args.init_std,
+            seed=args.seed,
+            num_threads=args.threads,
+        )
         result = train_lightgcn(graph, config, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
         if rank != 0:
             return None
@@ -140,19 +153,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         model = evaluate_embeddings(result.embeddings, task)
         popularity = evaluate_embeddings(popularity_model(train), task)
         figures = {
-            "data": args.data, "world_size": world_size,
+            "data": args.data,
+            "world_size": world_size,
             "threads_per_rank": args.threads or default_threads(graph.n_edges, world_size),
-            "n_users": graph.n_users, "n_items": graph.n_items, "n_edges": graph.n_edges,
+            "n_users": graph.n_users,
+            "n_items": graph.n_items,
+            "n_edges": graph.n_edges,
             "n_test_users": task.n_users,
-            "recall_at_20": model.recall, "ndcg_at_20": model.ndcg,
-            "popularity_recall_at_20": popularity.recall, "popularity_ndcg_at_20": popularity.ndcg,
-            "train_seconds": result.seconds, "seconds": time.perf_counter() - started,
-            "losses": result.losses, "config": dataclasses.asdict(config),
+            "recall_at_20": model.recall,
+            "ndcg_at_20": model.ndcg,
+            "popularity_recall_at_20": popularity.recall,
+            "popularity_ndcg_at_20": popularity.ndcg,
+            "train_seconds": result.seconds,
+            "seconds": time.perf_counter() - started,
+            "losses": result.losses,
+            "config": dataclasses.asdict(config),
         }
-        print(f"{args.data}: {world_size} process(es) x {figures['threads_per_rank']} thread(s), "
-              f"{graph.n_edges} edges, {result.epochs_run} epochs: Recall@20 {model.recall:.4f} "
-              f"NDCG@20 {model.ndcg:.4f} (popularity {popularity.recall:.4f} / {popularity.ndcg:.4f}), "
-              f"training {result.seconds:.1f} s, total {figures['seconds']:.1f} s", flush=True)
+        print(
+            f"{args.data}: {world_size} process(es) x {figures['threads_per_rank']} thread(s), "
+            f"{graph.n_edges} edges, {result.epochs_run} epochs: Recall@20 {model.recall:.4f} "
+            f"NDCG@20 {model.ndcg:.4f} (popularity {popularity.recall:.4f} / {popularity.ndcg:.4f}), "
+            f"training {result.seconds:.1f} s, total {figures['seconds']:.1f} s",
+            flush=True,
+        )
         if args.out is not None:
             from graphrec.lake import atomic_write_json
 

@@ -20,10 +20,10 @@ scalar to call ``backward`` on. ``TrainConfig.loss`` picks the objective among
   L2 term on their layer-0 embeddings and on the whole item table:
 
   .. math::
-      \mathcal{L} = -\frac{1}{B} \sum_{(u, i)} \ln
-      \frac{e^{\langle x_u, x_i \rangle / \tau}}{\sum_{j \in I} e^{\langle x_u, x_j \rangle / \tau}}
-      + \frac{\lambda}{B} \Big( \lVert X^{(0)}_{U_b} \rVert^2
-      + \frac{B}{|E|} \lVert X^{(0)}_{I} \rVert^2 \Big)
+      \\mathcal{L} = -\frac{1}{B} \\sum_{(u, i)} \\ln
+      \frac{e^{\\langle x_u, x_i \rangle / \tau}}{\\sum_{j \\in I} e^{\\langle x_u, x_j \rangle / \tau}}
+      + \frac{\\lambda}{B} \\Big( \\lVert X^{(0)}_{U_b} \rVert^2
+      + \frac{B}{|E|} \\lVert X^{(0)}_{I} \rVert^2 \\Big)
 
   Over an epoch every user and every item is penalised with the same total weight
   ``lambda / B``. The training loop feeds this loss batches of edges grouped by user
@@ -290,7 +290,10 @@ def _softmax_loss(
     node_id = torch.from_numpy(distinct.astype(np.int64))
     items = out[positives.n_users :]
     nll = SoftmaxNLL.apply(
-        out[node_id], items, torch.from_numpy(row.astype(np.int64)), torch.from_numpy(pos.astype(np.int64)),
+        out[node_id],
+        items,
+        torch.from_numpy(row.astype(np.int64)),
+        torch.from_numpy(pos.astype(np.int64)),
         config.temperature,
     )
     loss = batch_mean(nll, shard)

@@ -206,7 +206,9 @@ def _writable_scores(scores: np.ndarray) -> np.ndarray:
     when it already is one, else a float32 copy (copying every batch took as long as the
     matrix product on the L world's 29,610 x 39,805 validation scores)."""
     usable = (
-        isinstance(scores, np.ndarray) and scores.dtype == np.float32 and scores.flags.c_contiguous
+        isinstance(scores, np.ndarray)
+        and scores.dtype == np.float32
+        and scores.flags.c_contiguous
         and scores.flags.writeable
     )
     return scores if usable else np.array(scores, dtype=np.float32, copy=True)
@@ -311,8 +313,15 @@ def evaluate_scorer(
         ndcg[batch] = dcg / ideal[np.minimum(n_test[batch], k) - 1]
     n_recommended = int(recommended.sum())
     return RankingMetrics(
-        k, float(recall.mean()), float(ndcg.mean()), n, int(len(known)), recall, ndcg,
-        n_recommended, n_recommended / len(item_ids),
+        k,
+        float(recall.mean()),
+        float(ndcg.mean()),
+        n,
+        int(len(known)),
+        recall,
+        ndcg,
+        n_recommended,
+        n_recommended / len(item_ids),
     )
 
 

@@ -139,12 +139,21 @@ def fit_model(
         raise ValueError(f"{kind} cannot be warm-started: only {', '.join(TRAINED_KINDS)} have trained parameters")
     if kind in TRAINED_KINDS:
         result = train_lightgcn(
-            graph, TrainConfig(**params), evaluate, checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None,
+            graph,
+            TrainConfig(**params),
+            evaluate,
+            checkpoint_dir=checkpoint_dir,
+            resume=checkpoint_dir is not None,
             init=init,
         )
         return FittedRetriever(
-            result.embeddings, result.seconds, list(result.losses), list(result.evaluations),
-            best_epoch=result.best_epoch, stopped_early=result.stopped_early, epochs_run=result.epochs_run,
+            result.embeddings,
+            result.seconds,
+            list(result.losses),
+            list(result.evaluations),
+            best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early,
+            epochs_run=result.epochs_run,
             base_embeddings=result.base_embeddings,
         )
     if kind == "gfcf":
@@ -153,13 +162,20 @@ def fit_model(
                 f"GF-CF needs at least 2 users and 2 items, the graph has {graph.n_users} and {graph.n_items}"
             )
         fitted = fit_gfcf(
-            graph.edge_index[0], graph.edge_index[1], graph.n_users, graph.n_items,
-            k=params["k"], alpha=params["alpha"], user_ids=graph.users.ids, item_ids=graph.items.ids,
+            graph.edge_index[0],
+            graph.edge_index[1],
+            graph.n_users,
+            graph.n_items,
+            k=params["k"],
+            alpha=params["alpha"],
+            user_ids=graph.users.ids,
+            item_ids=graph.items.ids,
             seed=params["seed"],
         )
         embeddings = fitted.embeddings()
         return FittedRetriever(
-            embeddings, time.perf_counter() - started,
+            embeddings,
+            time.perf_counter() - started,
             details={"gfcf_k_used": embeddings.meta["k"], "gfcf_svd_seconds": fitted.fit_seconds},
         )
     return FittedRetriever(popularity_model(history), time.perf_counter() - started)

@@ -3,7 +3,7 @@
 The logged model carries the artifact directory ``ranker/`` (``ranker.pt``: the state
 dict; ``ranker.json``: constructor arguments, vocabulary, sequence length, lineage;
 see :func:`training.bst.save_ranker`). ``predict`` takes feature-joined rows (the
-columns of :func:`graphrec.features.historical_ranker_features` plus
+columns of :func:`features.store.historical_ranker_features` plus
 ``retrieval_score``) and returns one click probability per row. :class:`BSTRanker` and
 :mod:`training.bst` are pickled *by value*, so the model loads where torch, numpy,
 pandas and mlflow are installed, without graphrec.
@@ -91,10 +91,14 @@ def download(settings, ref: int | str) -> Path:
     mlflow.set_registry_uri(settings.tracking_uri)
     tmp = tempfile.mkdtemp(prefix="graphrec-ranker-")
     atexit.register(shutil.rmtree, tmp, True)
-    local = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{settings.ranker_model_name}/{version}", dst_path=tmp,
-        tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri,
-    ))
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{settings.ranker_model_name}/{version}",
+            dst_path=tmp,
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.tracking_uri,
+        )
+    )
     found = next((p.parent for p in local.rglob("ranker.json")), None)
     if found is None:
         raise FileNotFoundError(f"ranker version {version} has no ranker.json under {local}")

@@ -12,7 +12,7 @@ interactions) and 0 otherwise (:func:`candidate_rows`). The negatives are the ha
 what the retriever ranked high but the user did not take.
 
 Every row carries the proxy's retrieval score and, through Feast's point-in-time join
-(:func:`graphrec.features.historical_ranker_features`), the user's behaviour sequence and
+(:func:`features.store.historical_ranker_features`), the user's behaviour sequence and
 activity and the item's popularity and category as they were *before* ``T_k``.
 
 **Evaluation** (:func:`evaluate_pair`), the protocol reported in the README: on the
@@ -34,16 +34,16 @@ import json
 import logging
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 
+from features.store import EVENT_TIMESTAMP, historical_ranker_features
 from graphrec import contract, lake
-from graphrec.features import EVENT_TIMESTAMP, historical_ranker_features
 from graphrec.settings import Settings
 from training import bst, registry
 from training.data import (
@@ -87,7 +87,9 @@ class Candidates:
         )
 
 
-def retrieve(model: ModelEmbeddings, users: np.ndarray, seen: pd.DataFrame, n: int, batch_size: int = 1024) -> Candidates:
+def retrieve(
+    model: ModelEmbeddings, users: np.ndarray, seen: pd.DataFrame, n: int, batch_size: int = 1024
+) -> Candidates:
     """Top ``n`` items by inner product for ``users``, masking each user's ``seen`` items.
 
     Users the model does not know get no candidates (a row of ``-1``).
@@ -186,9 +188,13 @@ def registered_proxy(settings: Settings, kind: str, before: pd.Timestamp) -> Pro
     ``model = kind`` and a champion's canary decision, and its lineage's ``train_until``
     (the last training day) is before ``before``'s day.
     """
-    candidates = [row for row in registry.list_model_versions(settings)
-                  if row["canary_decision"] in SERVED_DECISIONS and row["ds"] is not None
-                  and dt.date.fromisoformat(row["ds"]) < before.date()]
+    candidates = [
+        row
+        for row in registry.list_model_versions(settings)
+        if row["canary_decision"] in SERVED_DECISIONS
+        and row["ds"] is not None
+        and dt.date.fromisoformat(row["ds"]) < before.date()
+    ]
     for row in sorted(candidates, key=lambda r: (r["ds"], r["version"]), reverse=True):
         if registry.get_version_tags(settings, row["version"]).get("model") != kind:
             continue
@@ -202,8 +208,14 @@ def registered_proxy(settings: Settings, kind: str, before: pd.Timestamp) -> Pro
     return None
 
 
-def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: Proxy | None,
-               train: pd.DataFrame, cut: pd.Timestamp) -> Proxy:
+def next_proxy(
+    settings: Settings,
+    kind: str,
+    params: dict[str, Any],
+    previous: Proxy | None,
+    train: pd.DataFrame,
+    cut: pd.Timestamp,
+) -> Proxy:
     """The proxy for a cut at ``cut``: it never sees an event at or after ``cut``.
 
     The previous cut's proxy is reused while ``cut`` is at most
@@ -211,7 +223,9 @@ def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: 
     kind is warm-started from it for ``settings.ranker_proxy_warm_epochs`` epochs on the
     events before ``cut``; the first proxy (or a closed-form kind) is fitted from scratch.
     """
-    if previous is not None and previous.until <= cut <= previous.until + pd.Timedelta(days=settings.ranker_proxy_reuse_days):
+    if previous is not None and previous.until <= cut <= previous.until + pd.Timedelta(
+        days=settings.ranker_proxy_reuse_days
+    ):
         return Proxy(previous.fitted, previous.until, "reused", previous.version)
     before = train[train[contract.EVENT_TS] < cut]
     graph = build_graph(before)
@@ -223,8 +237,12 @@ def next_proxy(settings: Settings, kind: str, params: dict[str, Any], previous: 
 
 
 def replay_cuts(
-    settings: Settings, train: pd.DataFrame, retriever: ModelEmbeddings, holdout_from: pd.Timestamp,
-    *, start_from: Proxy | None = None,
+    settings: Settings,
+    train: pd.DataFrame,
+    retriever: ModelEmbeddings,
+    holdout_from: pd.Timestamp,
+    *,
+    start_from: Proxy | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The ranker's labelled candidate rows of every replayed cut, before features.
 
@@ -278,20 +296,39 @@ def replay_cuts(
         proxy_seconds += time.perf_counter() - started
         before = train[train[contract.EVENT_TS] < cut]
         rows = candidate_rows(retrieve(proxy.fitted.embeddings, users, before, settings.ranker_candidates), task, cut)
-        log.info("ranker rows: cut %s: proxy %s (%s, events before %s), %d rows of %d users, %d positive",
-                 cut, kind, proxy.mode, proxy.until, len(rows), len(users), int(rows[LABEL].sum()))
+        log.info(
+            "ranker rows: cut %s: proxy %s (%s, events before %s), %d rows of %d users, %d positive",
+            cut,
+            kind,
+            proxy.mode,
+            proxy.until,
+            len(rows),
+            len(users),
+            int(rows[LABEL].sum()),
+        )
         parts.append(rows)
         cuts.append(cut.isoformat())
-        proxies.append({"cut": cut.isoformat(), "mode": proxy.mode, "data_until": proxy.until.isoformat(),
-                        **({"version": proxy.version} if proxy.version is not None else {})})
+        proxies.append(
+            {
+                "cut": cut.isoformat(),
+                "mode": proxy.mode,
+                "data_until": proxy.until.isoformat(),
+                **({"version": proxy.version} if proxy.version is not None else {}),
+            }
+        )
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if not parts or not 0 < rows[LABEL].sum() < len(rows):
         raise InsufficientDataError(
             f"no cut before {holdout_from} gives the ranker both positive and negative rows "
             f"({settings.ranker_cuts} cuts of {settings.holdout_days} days)"
         )
-    return rows, {"cuts": cuts, "proxies": proxies, "proxy_model": kind, "proxy_seconds": round(proxy_seconds, 2),
-                  "proxy_fits": sum(p["mode"] != "reused" for p in proxies)}
+    return rows, {
+        "cuts": cuts,
+        "proxies": proxies,
+        "proxy_model": kind,
+        "proxy_seconds": round(proxy_seconds, 2),
+        "proxy_fits": sum(p["mode"] != "reused" for p in proxies),
+    }
 
 
 def build_training_rows(
@@ -313,15 +350,23 @@ def build_training_rows(
     horizon = pd.Timedelta(days=settings.holdout_days)
     every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
     earliest = holdout_from - horizon - (settings.ranker_cuts - 1) * every
-    rows, info = replay_cuts(settings, train, retriever, holdout_from,
-                             start_from=registered_proxy(settings, kind, earliest))
+    rows, info = replay_cuts(
+        settings, train, retriever, holdout_from, start_from=registered_proxy(settings, kind, earliest)
+    )
     joined_at = time.perf_counter()
     rows = historical_ranker_features(settings, rows)
-    log.info("ranker rows: Feast point-in-time features of %d rows joined in %.1f s", len(rows),
-             time.perf_counter() - joined_at)
-    return rows, {"n_rows": len(rows), "n_positives": int(rows[LABEL].sum()),
-                  "n_users": int(rows[contract.USER_ID].nunique()), **info,
-                  "feature_join_seconds": round(time.perf_counter() - joined_at, 2)}
+    log.info(
+        "ranker rows: Feast point-in-time features of %d rows joined in %.1f s",
+        len(rows),
+        time.perf_counter() - joined_at,
+    )
+    return rows, {
+        "n_rows": len(rows),
+        "n_positives": int(rows[LABEL].sum()),
+        "n_users": int(rows[contract.USER_ID].nunique()),
+        **info,
+        "feature_join_seconds": round(time.perf_counter() - joined_at, 2),
+    }
 
 
 # Evaluation ---------------------------------------------------------------------------------
@@ -418,9 +463,14 @@ def evaluate_pairs(
     for retriever, _ in pairs:
         candidates = retrieve(retriever, task.user_ids, history, settings.ranker_candidates)
         lists.append(candidates)
-        results.append({"n_eval_users": task.n_users, "candidates": settings.ranker_candidates,
-                        **list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_"),
-                        **baseline})
+        results.append(
+            {
+                "n_eval_users": task.n_users,
+                "candidates": settings.ranker_candidates,
+                **list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_"),
+                **baseline,
+            }
+        )
     ranked = [i for i, (_, ranker) in enumerate(pairs) if ranker is not None]
     if not ranked:
         return results
@@ -436,8 +486,7 @@ def evaluate_pairs(
         probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker_seq_len)))
         results[i] |= list_metrics(task, lists[i].user_ids, rerank(lists[i], probabilities), k).as_dict("ranker_")
         labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
-        results[i]["ranker_auc"] = (round(bst.auc(labels, probabilities), 6)
-                                    if 0 < labels.sum() < len(labels) else None)
+        results[i]["ranker_auc"] = round(bst.auc(labels, probabilities), 6) if 0 < labels.sum() < len(labels) else None
     return results
 
 
@@ -445,8 +494,13 @@ def evaluation_key(settings: Settings, fingerprint: str, window_days: int) -> di
     """What makes two :func:`evaluate_pair` runs of the same pair equal: the window's data
     and length, the holdout, the candidate count and the cut-off. The canary reuses the
     training task's evaluation of the challenger pair when the keys match."""
-    return {"dataset_fingerprint": fingerprint, "window_days": int(window_days), "holdout_days": settings.holdout_days,
-            "candidates": settings.ranker_candidates, "k": settings.ranker_k}
+    return {
+        "dataset_fingerprint": fingerprint,
+        "window_days": int(window_days),
+        "holdout_days": settings.holdout_days,
+        "candidates": settings.ranker_candidates,
+        "k": settings.ranker_k,
+    }
 
 
 # The nightly task ------------------------------------------------------------------------
@@ -494,31 +548,78 @@ def train_ranker(
     metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
     registry.configure(settings)
     with mlflow.start_run(run_name=f"ranker-bst-{ds.isoformat()}-{reason}") as run:
-        mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": "bst", PAIRED_RETRIEVER_TAG: retriever_version,
-                         **(tags or {})})
-        mlflow.log_params({"data_window": json.dumps(window.data_window), "dataset_fingerprint": window.fingerprint,
-                           "retriever_version": retriever_version, "candidates": settings.ranker_candidates,
-                           "cuts": settings.ranker_cuts, "cut_every_days": settings.ranker_cut_every_days,
-                           "max_users": settings.ranker_max_users,
-                           "seq_len": settings.ranker_seq_len,
-                           "negatives_per_list": settings.ranker_negatives_per_list,
-                           "epochs": settings.ranker_epochs, "seed": settings.seed, **model.config()})
+        mlflow.set_tags(
+            {
+                "ds": ds.isoformat(),
+                "reason": reason,
+                "model": "bst",
+                PAIRED_RETRIEVER_TAG: retriever_version,
+                **(tags or {}),
+            }
+        )
+        mlflow.log_params(
+            {
+                "data_window": json.dumps(window.data_window),
+                "dataset_fingerprint": window.fingerprint,
+                "retriever_version": retriever_version,
+                "candidates": settings.ranker_candidates,
+                "cuts": settings.ranker_cuts,
+                "cut_every_days": settings.ranker_cut_every_days,
+                "max_users": settings.ranker_max_users,
+                "seq_len": settings.ranker_seq_len,
+                "negatives_per_list": settings.ranker_negatives_per_list,
+                "epochs": settings.ranker_epochs,
+                "seed": settings.seed,
+                **model.config(),
+            }
+        )
         for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):
-            mlflow.log_metrics({"train_loss": loss, **({"val_auc": val_auc} if val_auc is not None else {})}, step=epoch)
-        numbers = {key: float(v) for key, v in {**metrics, **info}.items() if isinstance(v, (int, float)) and v is not None}
+            mlflow.log_metrics(
+                {"train_loss": loss, **({"val_auc": val_auc} if val_auc is not None else {})}, step=epoch
+            )
+        numbers = {
+            key: float(v) for key, v in {**metrics, **info}.items() if isinstance(v, (int, float)) and v is not None
+        }
         mlflow.log_metrics(numbers)
-        version = register_ranker(settings, model, vocab, run.info.run_id,
-                                  extra={"retriever_version": retriever_version, "ds": ds.isoformat(),
-                                         "data_window": window.data_window, "metrics": metrics})
-    summary = {"run_id": run.info.run_id, "model_version": version, "retriever_version": retriever_version,
-               "ds": ds.isoformat(), "reason": reason, **metrics, **info,
-               "evaluation_key": evaluation_key(settings, window.fingerprint, window_days),
-               "evaluation_metrics": sorted(metrics),
-               "best_epoch": fit_info.get("best_epoch"), "fit_seconds": fit_info["fit_seconds"],
-               "n_fit_rows": fit_info["n_fit_rows"], "seconds": round(time.perf_counter() - started, 2)}
-    registry.set_version_tags(settings, version, {**(tags or {}), PAIRED_RETRIEVER_TAG: retriever_version, "ds": ds.isoformat(),
-                                                  "reason": reason, **{k: v for k, v in metrics.items() if v is not None}},
-                              model=settings.ranker_model_name)
+        version = register_ranker(
+            settings,
+            model,
+            vocab,
+            run.info.run_id,
+            extra={
+                "retriever_version": retriever_version,
+                "ds": ds.isoformat(),
+                "data_window": window.data_window,
+                "metrics": metrics,
+            },
+        )
+    summary = {
+        "run_id": run.info.run_id,
+        "model_version": version,
+        "retriever_version": retriever_version,
+        "ds": ds.isoformat(),
+        "reason": reason,
+        **metrics,
+        **info,
+        "evaluation_key": evaluation_key(settings, window.fingerprint, window_days),
+        "evaluation_metrics": sorted(metrics),
+        "best_epoch": fit_info.get("best_epoch"),
+        "fit_seconds": fit_info["fit_seconds"],
+        "n_fit_rows": fit_info["n_fit_rows"],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    registry.set_version_tags(
+        settings,
+        version,
+        {
+            **(tags or {}),
+            PAIRED_RETRIEVER_TAG: retriever_version,
+            "ds": ds.isoformat(),
+            "reason": reason,
+            **{k: v for k, v in metrics.items() if v is not None},
+        },
+        model=settings.ranker_model_name,
+    )
     registry.set_alias(settings, registry.CHALLENGER, version, model=settings.ranker_model_name)
     log.info("ranker v%s (paired with retriever v%s): %s", version, retriever_version, json.dumps(metrics))
     return summary
@@ -537,8 +638,13 @@ def sample_negatives(rows: pd.DataFrame, per_list: int, seed: int) -> np.ndarray
         return np.arange(len(rows))
     draw = np.random.default_rng(seed).random(len(rows))
     negative = rows[LABEL].to_numpy() == 0
-    keys = pd.DataFrame({"u": rows[contract.USER_ID].to_numpy(), "t": rows[EVENT_TIMESTAMP].to_numpy(),
-                         "draw": np.where(negative, draw, np.inf)})
+    keys = pd.DataFrame(
+        {
+            "u": rows[contract.USER_ID].to_numpy(),
+            "t": rows[EVENT_TIMESTAMP].to_numpy(),
+            "draw": np.where(negative, draw, np.inf),
+        }
+    )
     order = keys.groupby(["u", "t"], sort=False)["draw"].rank(method="first").to_numpy()
     return np.flatnonzero(~negative | (order <= per_list))
 
@@ -567,9 +673,13 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: bst.Vocabulary) ->
         train_index = np.flatnonzero(sampled)
     config = bst.BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed, patience=2 if valid else 0)
     result = bst.fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
-    return model, {"losses": list(result.losses), "val_auc": list(result.valid_auc) or [None] * len(result.losses),
-                   "best_epoch": result.best_epoch, "fit_seconds": round(result.seconds, 2),
-                   "n_fit_rows": len(train_index)}
+    return model, {
+        "losses": list(result.losses),
+        "val_auc": list(result.valid_auc) or [None] * len(result.losses),
+        "best_epoch": result.best_epoch,
+        "fit_seconds": round(result.seconds, 2),
+        "n_fit_rows": len(train_index),
+    }
 
 
 def register_ranker(

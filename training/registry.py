@@ -100,8 +100,12 @@ def _run(settings: Settings, run_id: str | None) -> Iterator[str]:
 
 def pip_requirements() -> list[str]:
     """What the pyfunc model needs at inference (explicit: no slow inference of them)."""
-    return [f"mlflow=={mlflow.__version__}", f"numpy=={np.__version__}", f"pandas=={pd.__version__}",
-            f"cloudpickle=={cloudpickle.__version__}"]
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+    ]
 
 
 def register_model(

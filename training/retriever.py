@@ -105,7 +105,10 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -140,13 +143,26 @@ def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
 
 
 def _training_key(
-    fingerprint: str, ds: dt.date, window_days: int, holdout_days: int, model: str, params: dict[str, Any], code: str,
-    validation_fraction: float, warm_start_from: int | None,
+    fingerprint: str,
+    ds: dt.date,
+    window_days: int,
+    holdout_days: int,
+    model: str,
+    params: dict[str, Any],
+    code: str,
+    validation_fraction: float,
+    warm_start_from: int | None,
 ) -> str:
     payload = {
-        "fingerprint": fingerprint, "ds": ds.isoformat(), "window_days": window_days,
-        "holdout_days": holdout_days, "model": model, "params": params, "code": code,
-        "validation_fraction": validation_fraction, "warm_start_from": warm_start_from,
+        "fingerprint": fingerprint,
+        "ds": ds.isoformat(),
+        "window_days": window_days,
+        "holdout_days": holdout_days,
+        "model": model,
+        "params": params,
+        "code": code,
+        "validation_fraction": validation_fraction,
+        "warm_start_from": warm_start_from,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -207,6 +223,7 @@ def choose_init(
         reason: the run's reason; ``"drift..."`` always retrains from scratch.
         full_retrain: retrain from scratch (the DAG Param ``full_retrain``).
     """
+
     def full(why: str) -> Init:
         return Init(False, why)
 
@@ -239,8 +256,10 @@ def choose_init(
         return full(f"{champion} records no training day")
     age = (ds - last_full).days
     if age >= settings.full_retrain_every_days:
-        return full(f"scheduled full retrain: {champion}'s last full retrain ({last_full}) is {age} days old "
-                    f"(full_retrain_every_days = {settings.full_retrain_every_days})")
+        return full(
+            f"scheduled full retrain: {champion}'s last full retrain ({last_full}) is {age} days old "
+            f"(full_retrain_every_days = {settings.full_retrain_every_days})"
+        )
     embeddings = registry.load_warm_start_embeddings(settings, version)
     theirs = embeddings.meta.get("params") or {}
     if embeddings.dim != params["embedding_dim"]:
@@ -255,7 +274,11 @@ def choose_init(
     return Init(
         True,
         f"warm start from {champion} ({layer} embeddings; last full retrain {last_full}, {age} days old)",
-        version, embeddings, last_full.isoformat(), int(epochs) if epochs else None, dt.date.fromisoformat(until),
+        version,
+        embeddings,
+        last_full.isoformat(),
+        int(epochs) if epochs else None,
+        dt.date.fromisoformat(until),
     )
 
 
@@ -328,11 +351,24 @@ def final_metrics_table(
     names = (f"recall_at_{k}", f"ndcg_at_{k}")
     epoch, values = validation if validation is not None else (None, {})
     rows = [
-        {"model": kind, "role": "candidate", names[0]: model.recall, names[1]: model.ndcg,
-         "n_eval_users": model.n_users,
-         **{f"val_{name}": values.get(name) for name in names}, "val_epoch": epoch},
-        {"model": "popularity", "role": "baseline", names[0]: baseline.recall, names[1]: baseline.ndcg,
-         "n_eval_users": baseline.n_users, **{f"val_{name}": None for name in names}, "val_epoch": None},
+        {
+            "model": kind,
+            "role": "candidate",
+            names[0]: model.recall,
+            names[1]: model.ndcg,
+            "n_eval_users": model.n_users,
+            **{f"val_{name}": values.get(name) for name in names},
+            "val_epoch": epoch,
+        },
+        {
+            "model": "popularity",
+            "role": "baseline",
+            names[0]: baseline.recall,
+            names[1]: baseline.ndcg,
+            "n_eval_users": baseline.n_users,
+            **{f"val_{name}": None for name in names},
+            "val_epoch": None,
+        },
     ]
     return pd.DataFrame(rows)
 
@@ -436,15 +472,26 @@ def train_retriever(
     if init.warm_start:
         params = warm_start_params(settings, params)
     key = _training_key(
-        window.fingerprint, ds, window_days, settings.holdout_days, kind,
-        {**params, "refit": settings.refit} if validation_fraction else params, code, validation_fraction,
+        window.fingerprint,
+        ds,
+        window_days,
+        settings.holdout_days,
+        kind,
+        {**params, "refit": settings.refit} if validation_fraction else params,
+        code,
+        validation_fraction,
         init.source_version,
     )
     if reuse and (found := _find_version(settings, key)) is not None:
         version, summary = found
         registry.set_alias(settings, registry.CHALLENGER, version)
-        return {**summary, "reason": reason, "init_reason": init.reason, "reused": True,
-                "seconds": round(time.perf_counter() - started, 3)}
+        return {
+            **summary,
+            "reason": reason,
+            "init_reason": init.reason,
+            "reused": True,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
 
     # The validation split comes from the training part only: the holdout never steers training.
     fit, validation = validation_split(train, validation_fraction, settings.seed)
@@ -464,7 +511,10 @@ def train_retriever(
     if val_task is not None:
         log.info(
             "validation split (fraction %.2f): %d fit events, %d validation events, %d validation users",
-            validation_fraction, len(fit), len(validation), val_task.n_users,
+            validation_fraction,
+            len(fit),
+            len(validation),
+            val_task.n_users,
         )
     graph = build_graph(fit)
     k = DEFAULT_K
@@ -474,11 +524,17 @@ def train_retriever(
         mlflow.set_tags({"ds": ds.isoformat(), "reason": reason, "model": kind, **init_tags, **(tags or {})})
         mlflow.log_params(
             {
-                "window_days": window_days, "holdout_days": settings.holdout_days,
+                "window_days": window_days,
+                "holdout_days": settings.holdout_days,
                 "data_window": json.dumps(window.data_window),
                 "partitions": json.dumps([d.isoformat() for d in window.days]),
-                "dataset_fingerprint": window.fingerprint, "code_version": code, "reason": reason,
-                "model": kind, "validation_fraction": validation_fraction, **init_tags, **logged_params(kind, params),
+                "dataset_fingerprint": window.fingerprint,
+                "code_version": code,
+                "reason": reason,
+                "model": kind,
+                "validation_fraction": validation_fraction,
+                **init_tags,
+                **logged_params(kind, params),
             }
         )
 
@@ -489,8 +545,9 @@ def train_retriever(
 
         # An Airflow retry of the same inputs resumes from the interrupted attempt's checkpoint.
         checkpoints = settings.home / "checkpoints" / key[:16]
-        result = fit_model(kind, fit_params, graph, train, evaluate if val_task is not None else None, checkpoints,
-                           init=warm)
+        result = fit_model(
+            kind, fit_params, graph, train, evaluate if val_task is not None else None, checkpoints, init=warm
+        )
         _log_curves(settings, run.info.run_id, result)
         chosen = chosen_evaluation(result)
         embeddings, base, refit_epochs = result.embeddings, result.base_embeddings, 0
@@ -500,10 +557,18 @@ def train_retriever(
             # (from the same start: the champion's embeddings for a warm start).
             refit_epochs = result.best_epoch
             graph = build_graph(train)
-            refit = fit_model(kind, {**fit_params, "epochs": refit_epochs, "patience": 0}, graph, train,
-                              checkpoint_dir=checkpoints / "refit", init=warm)
+            refit = fit_model(
+                kind,
+                {**fit_params, "epochs": refit_epochs, "patience": 0},
+                graph,
+                train,
+                checkpoint_dir=checkpoints / "refit",
+                init=warm,
+            )
             embeddings, base = refit.embeddings, refit.base_embeddings
-            log.info("refit on the whole window (%d events) for %d epochs in %.1f s", len(train), refit_epochs, refit.seconds)
+            log.info(
+                "refit on the whole window (%d events) for %d epochs in %.1f s", len(train), refit_epochs, refit.seconds
+            )
         warm_counts = {}
         if warm is not None:  # how many of the model's users and items started from the champion
             users, items = warm_start_rows(graph, warm)
@@ -512,8 +577,10 @@ def train_retriever(
         popularity = evaluate_embeddings(popularity_model(train), task, k)
         mlflow.log_table(final_metrics_table(kind, final, popularity, chosen), FINAL_METRICS_TABLE)
         metrics = {
-            f"recall_at_{k}": final.recall, f"ndcg_at_{k}": final.ndcg,
-            f"popularity_recall_at_{k}": popularity.recall, f"popularity_ndcg_at_{k}": popularity.ndcg,
+            f"recall_at_{k}": final.recall,
+            f"ndcg_at_{k}": final.ndcg,
+            f"popularity_recall_at_{k}": popularity.recall,
+            f"popularity_ndcg_at_{k}": popularity.ndcg,
         }
         training: dict[str, Any] = {}  # trained kinds: how the epochs went
         if kind in TRAINED_KINDS:
@@ -525,17 +592,35 @@ def train_retriever(
             if chosen is not None:
                 training.update({f"val_{name}": round(value, 6) for name, value in chosen[1].items()})
         mlflow.log_metrics(
-            {**metrics, "train_seconds": result.seconds, "n_eval_users": final.n_users,
-             "n_users": graph.n_users, "n_items": graph.n_items, "n_edges": graph.n_edges,
-             "n_fit": len(fit), "n_validation": len(validation),
-             "n_val_users": val_task.n_users if val_task is not None else 0,
-             "embedding_dim": result.embeddings.dim, **result.details, **warm_counts,
-             **{name: float(value) for name, value in training.items()
-                if name in ("epochs_run", "stopped_early", "best_epoch", "refit_epochs")}}
+            {
+                **metrics,
+                "train_seconds": result.seconds,
+                "n_eval_users": final.n_users,
+                "n_users": graph.n_users,
+                "n_items": graph.n_items,
+                "n_edges": graph.n_edges,
+                "n_fit": len(fit),
+                "n_validation": len(validation),
+                "n_val_users": val_task.n_users if val_task is not None else 0,
+                "embedding_dim": result.embeddings.dim,
+                **result.details,
+                **warm_counts,
+                **{
+                    name: float(value)
+                    for name, value in training.items()
+                    if name in ("epochs_run", "stopped_early", "best_epoch", "refit_epochs")
+                },
+            }
         )
         log.info(
             "%s: holdout recall@%d %.4f, ndcg@%d %.4f (popularity %.4f, %.4f)%s",
-            kind, k, final.recall, k, final.ndcg, popularity.recall, popularity.ndcg,
+            kind,
+            k,
+            final.recall,
+            k,
+            final.ndcg,
+            popularity.recall,
+            popularity.ndcg,
             "".join(f", {name} {value}" for name, value in training.items()),
         )
         summary = {
@@ -574,9 +659,14 @@ def train_retriever(
             "params": params,
             "full_retrain_params": full_params,
             "fit_details": result.details,
-            "validation": {"fraction": validation_fraction, "n_fit": len(fit), "n_validation": len(validation), **training,
-                           # the epochs of this line's last full retrain (a warm start's refit_epochs are few)
-                           "full_refit_epochs": lineage["full_retrain_epochs"]},
+            "validation": {
+                "fraction": validation_fraction,
+                "n_fit": len(fit),
+                "n_validation": len(validation),
+                **training,
+                # the epochs of this line's last full retrain (a warm start's refit_epochs are few)
+                "full_refit_epochs": lineage["full_retrain_epochs"],
+            },
             "code_version": code,
             "ds": ds.isoformat(),
             "reason": reason,
@@ -589,11 +679,21 @@ def train_retriever(
         version = registry.register_model(settings, embeddings, run_id=run.info.run_id, base_embeddings=base)
         summary["model_version"] = version
         registry.set_version_tags(
-            settings, version,
-            {**(tags or {}), "ds": ds.isoformat(), "reason": reason, "model": kind, **metrics,
-             "data_window": json.dumps(window.data_window), **init_tags,
-             **{name: _tag_value(value) for name, value in lineage.items()},
-             "dataset_fingerprint": window.fingerprint, TRAINING_KEY_TAG: key, SUMMARY_TAG: json.dumps(summary)},
+            settings,
+            version,
+            {
+                **(tags or {}),
+                "ds": ds.isoformat(),
+                "reason": reason,
+                "model": kind,
+                **metrics,
+                "data_window": json.dumps(window.data_window),
+                **init_tags,
+                **{name: _tag_value(value) for name, value in lineage.items()},
+                "dataset_fingerprint": window.fingerprint,
+                TRAINING_KEY_TAG: key,
+                SUMMARY_TAG: json.dumps(summary),
+            },
         )
         registry.set_alias(settings, registry.CHALLENGER, version)
     shutil.rmtree(checkpoints, ignore_errors=True)  # registered: nothing left to resume

@@ -333,9 +333,9 @@ def _warm_start(weight: Tensor, graph: BipartiteGraph, init: ModelEmbeddings) ->
     user_nodes, item_nodes = np.flatnonzero(users >= 0), np.flatnonzero(items >= 0)
     with torch.no_grad():
         weight[torch.from_numpy(user_nodes)] = torch.from_numpy(init.user_emb[users[user_nodes]]).to(weight.dtype)
-        weight[torch.from_numpy(item_nodes + graph.n_users)] = torch.from_numpy(
-            init.item_emb[items[item_nodes]]
-        ).to(weight.dtype)
+        weight[torch.from_numpy(item_nodes + graph.n_users)] = torch.from_numpy(init.item_emb[items[item_nodes]]).to(
+            weight.dtype
+        )
 
 
 def _init_digest(init: ModelEmbeddings) -> str:
@@ -472,17 +472,28 @@ def _save(
         dist.gather_object(rngs[1].bit_generator.state, negative_rngs, dst=0)
     if not ranks.main:
         return
-    save_checkpoint(directory, {
-        "fingerprint": expected,
-        "epoch": state.epoch, "losses": state.losses, "seconds": state.seconds,
-        "evaluations": [(epoch, {name: _plain(value) for name, value in metrics.items()})
-                        for epoch, metrics in state.evaluations],
-        "best_epoch": state.best_epoch, "best_value": state.best_value, "best_state": state.best_state,
-        "stale": state.stale,
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "numpy_rng": rngs[0].bit_generator.state, "negative_rngs": negative_rngs,
-        "torch_rng": torch.get_rng_state(),
-    })
+    save_checkpoint(
+        directory,
+        {
+            "fingerprint": expected,
+            "epoch": state.epoch,
+            "losses": state.losses,
+            "seconds": state.seconds,
+            "evaluations": [
+                (epoch, {name: _plain(value) for name, value in metrics.items()})
+                for epoch, metrics in state.evaluations
+            ],
+            "best_epoch": state.best_epoch,
+            "best_value": state.best_value,
+            "best_state": state.best_state,
+            "stale": state.stale,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": rngs[0].bit_generator.state,
+            "negative_rngs": negative_rngs,
+            "torch_rng": torch.get_rng_state(),
+        },
+    )
 
 
 def _restore(
@@ -499,8 +510,14 @@ def _restore(
         rngs[1].bit_generator.state = saved["negative_rngs"][ranks.rank]
     torch.set_rng_state(saved["torch_rng"])
     return _LoopState(
-        saved["epoch"], list(saved["losses"]), [(e, dict(m)) for e, m in saved["evaluations"]], saved["seconds"],
-        saved["best_epoch"], saved["best_value"], saved["best_state"], saved["stale"],
+        saved["epoch"],
+        list(saved["losses"]),
+        [(e, dict(m)) for e, m in saved["evaluations"]],
+        saved["seconds"],
+        saved["best_epoch"],
+        saved["best_value"],
+        saved["best_state"],
+        saved["stale"],
     )
 
 
@@ -604,7 +621,10 @@ def train_lightgcn(
             model.load_state_dict(state.best_state)
         model.eval()
         return TrainResult(
-            _embeddings(model, adj, graph), state.losses, state.evaluations, time.perf_counter() - start,
+            _embeddings(model, adj, graph),
+            state.losses,
+            state.evaluations,
+            time.perf_counter() - start,
             best_epoch=state.best_epoch if early else None,
             stopped_early=stopped and state.epoch < config.epochs,
             epochs_run=state.epoch,

@@ -23,48 +23,15 @@ Everything here is a pure transform: no I/O, no GX import (results are read by a
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from graphrec import contract
+from graphrec.lake import jsonable
 from validation.checks import CHECKS
 
 SAMPLE_SIZE = 5
 UNREADABLE = "readable_parquet"
-
-
-def jsonable(value: Any) -> Any:
-    """Convert a value from a GX result or kwargs into something ``json.dumps`` accepts.
-
-    Nulls of every flavour (``None``, ``NaN``, ``pd.NA``, ``NaT``) become ``None``,
-    timestamps become ISO strings, numpy scalars become Python scalars and containers
-    are converted recursively. Anything else falls back to ``str``.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.datetime64, np.timedelta64)):
-        value = pd.Timestamp(value) if isinstance(value, np.datetime64) else pd.Timedelta(value)
-        return None if pd.isna(value) else value.isoformat()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, int):
-        return value
-    if value is pd.NaT or value is pd.NA:
-        return None
-    if isinstance(value, (pd.Timestamp, pd.Timedelta, dt.datetime, dt.date, dt.timedelta)):
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return str(value)
 
 
 def _exception_messages(exception_info: Any) -> list[str]:
@@ -118,7 +85,7 @@ def failure_record(expectation_result: Any) -> dict[str, Any]:
 
 def _split_column_set(record: dict[str, Any]) -> list[dict[str, Any]]:
     """``expect_table_columns_to_match_set`` covers two checks: missing and extra columns."""
-    mismatched = ((record.get("details") or {}).get("mismatched") or {})
+    mismatched = (record.get("details") or {}).get("mismatched") or {}
     missing, extra = mismatched.get("missing") or [], mismatched.get("unexpected") or []
     if record["check"] != "missing_columns" or not (missing or extra):
         return [record]
@@ -164,8 +131,13 @@ def failures_from_result(suite_result: Any, columns: Iterable[str] | None = None
     kept = []
     for f in records:
         col = f.get("column")
-        consequence = f["error"] and col is not None and (
-            (present is not None and col not in present) or (col in mistyped and not f["check"].endswith(("wrong_types", "_schema")))
+        consequence = (
+            f["error"]
+            and col is not None
+            and (
+                (present is not None and col not in present)
+                or (col in mistyped and not f["check"].endswith(("wrong_types", "_schema")))
+            )
         )
         if not consequence:
             kept.append(f)

@@ -69,7 +69,7 @@ def _context(docs_dir: Path | None):
 
 def _page(docs_dir: Path, suite: str, run_name: str, run_time: dt.datetime) -> Path | None:
     """The Data Docs page GX rendered for one suite in one run (GX does not return it)."""
-    stamp = run_time.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = run_time.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     pages = sorted((docs_dir / "validations" / suite / run_name / stamp).glob("*.html"))
     return pages[0] if pages else None
 
@@ -125,7 +125,13 @@ def run_suites(
         )
         (result,) = outcome.run_results.values()
         result = result["validation_result"] if isinstance(result, dict) else result
-        runs.append(SuiteRun(suite=suite.name, result=result, page=_page(docs_dir, suite.name, run_name, run_time) if docs_dir else None))
+        runs.append(
+            SuiteRun(
+                suite=suite.name,
+                result=result,
+                page=_page(docs_dir, suite.name, run_name, run_time) if docs_dir else None,
+            )
+        )
     return runs
 
 
@@ -149,6 +155,6 @@ def validate_interactions(
     from validation.failures import failures_from_result
     from validation.suite import build_interactions_suite
 
-    run_time = now or dt.datetime.now(dt.timezone.utc)
+    run_time = now or dt.datetime.now(dt.UTC)
     (run,) = run_suites([(build_interactions_suite(ds, now, config), frame)], run_name=f"ds={ds}", run_time=run_time)
     return failures_from_result(run.result, columns=frame.columns)

@@ -83,9 +83,7 @@ def load_history(curated_dir: Path, ds: dt.date, trailing_days: int) -> BatchHis
     if not earlier:
         return EMPTY
     parts = [curated_dir / partition_name(d) for d in earlier]
-    counts = tuple(
-        pq.ParquetFile(p / contract.INTERACTIONS_FILE).metadata.num_rows for p in parts[-trailing_days:]
-    )
+    counts = tuple(pq.ParquetFile(p / contract.INTERACTIONS_FILE).metadata.num_rows for p in parts[-trailing_days:])
     users = np.unique(np.concatenate([_ids(p, contract.USERS_FILE, contract.USER_ID) for p in parts]))
     items = np.unique(np.concatenate([_ids(p, contract.ITEMS_FILE, contract.ITEM_ID) for p in parts]))
     return BatchHistory(len(counts), counts, users.astype(np.int64), items.astype(np.int64))

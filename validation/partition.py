@@ -73,9 +73,7 @@ def read_interactions(path: Path) -> pd.DataFrame:
 
 def partition_checksums(part_dir: Path) -> dict[str, str]:
     """sha256 of every file under a partition directory, keyed by relative path."""
-    return {
-        p.relative_to(part_dir).as_posix(): sha256_file(p) for p in sorted(part_dir.rglob("*")) if p.is_file()
-    }
+    return {p.relative_to(part_dir).as_posix(): sha256_file(p) for p in sorted(part_dir.rglob("*")) if p.is_file()}
 
 
 def _count_rows(path: Path) -> int:
@@ -170,12 +168,13 @@ def check_files(
     return rows, failures, pages, history.describe()
 
 
-def write_record(settings: Settings, outcome: ValidationOutcome, failures: list[dict[str, Any]],
-                 history: dict[str, Any]) -> Path:
+def write_record(
+    settings: Settings, outcome: ValidationOutcome, failures: list[dict[str, Any]], history: dict[str, Any]
+) -> Path:
     """Keep a JSON record of one validation run (status, every failure, Data Docs pages)."""
-    checked = outcome.checked_at or dt.datetime.now(dt.timezone.utc)
+    checked = outcome.checked_at or dt.datetime.now(dt.UTC)
     day_dir = settings.validation_reports_dir / "runs" / partition_name(outcome.ds)
-    path = day_dir / f"{checked.astimezone(dt.timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}.json"
+    path = day_dir / f"{checked.astimezone(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}.json"
     payload = {**outcome.to_dict(), "record_path": str(path), "failures": failures, "history": history}
     atomic_write_json(path, payload)
     return path
@@ -231,31 +230,49 @@ def validate_partition(
             f"(has the day been landed? landed days: see {settings.landing_dir})"
         )
 
-    checked_at = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    checked_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     checksums = partition_checksums(landing)
     rows, failures, pages, history = check_files(
         settings, landing, ds, now=checked_at, profile=profile, run_name=f"{name}_{utc_stamp(checked_at)}"
     )
     blocking = [f for f in failures if f["severity"] == "blocking"]
     warnings = [f for f in failures if f["severity"] == "warning"]
-    common = dict(ds=ds, rows=rows, checksums=checksums, checked_at=checked_at, warnings=warnings,
-                  data_docs=pages, profile=profile)
+    common = dict(
+        ds=ds,
+        rows=rows,
+        checksums=checksums,
+        checked_at=checked_at,
+        warnings=warnings,
+        data_docs=pages,
+        profile=profile,
+    )
 
     if blocking:
         target, reason_path = quarantine_partition(
-            settings, ds, landing, failed=blocking, warnings=warnings, rows=rows, checksums=checksums,
-            checked_at=checked_at, suites=sorted(pages) or ["interactions"], data_docs=pages, history=history,
+            settings,
+            ds,
+            landing,
+            failed=blocking,
+            warnings=warnings,
+            rows=rows,
+            checksums=checksums,
+            checked_at=checked_at,
+            suites=sorted(pages) or ["interactions"],
+            data_docs=pages,
+            history=history,
         )
-        outcome = ValidationOutcome(status="quarantined", failed=blocking, path=target, reason_path=reason_path,
-                                    **common)
+        outcome = ValidationOutcome(
+            status="quarantined", failed=blocking, path=target, reason_path=reason_path, **common
+        )
         log.warning("%s quarantined at %s: %s", name, target, sorted({f["check"] for f in blocking}))
     else:
         replaced = promote(landing, curated)
         outcome = ValidationOutcome(status="curated", failed=[], path=curated, replaced_previous=replaced, **common)
         log.info("%s curated (%d rows%s) at %s", name, rows, ", replaced previous" if replaced else "", curated)
         if warnings:
-            log.warning("%s accepted with %d warning(s): %s", name, len(warnings),
-                        sorted({f["check"] for f in warnings}))
+            log.warning(
+                "%s accepted with %d warning(s): %s", name, len(warnings), sorted({f["check"] for f in warnings})
+            )
     record = write_record(settings, outcome, failures, history)
     outcome = dataclasses.replace(outcome, record_path=record)
     for suite, page in pages.items():
@@ -282,7 +299,21 @@ def recent_validations(settings: Settings, days: int = 14) -> list[dict[str, Any
             record = json.loads(records[-1].read_text())
         except (OSError, ValueError):
             continue
-        out.append({key: record.get(key) for key in (
-            "ds", "status", "rows", "failed_checks", "warning_checks", "warnings", "checked_at", "profile",
-            "record_path", "data_docs")})
+        out.append(
+            {
+                key: record.get(key)
+                for key in (
+                    "ds",
+                    "status",
+                    "rows",
+                    "failed_checks",
+                    "warning_checks",
+                    "warnings",
+                    "checked_at",
+                    "profile",
+                    "record_path",
+                    "data_docs",
+                )
+            }
+        )
     return out

@@ -31,14 +31,14 @@ STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 def utc_stamp(moment: dt.datetime) -> str:
     """Format an aware datetime as a compact UTC stamp, e.g. ``20250101T020000Z``."""
-    return moment.astimezone(dt.timezone.utc).strftime(STAMP_FORMAT)
+    return moment.astimezone(dt.UTC).strftime(STAMP_FORMAT)
 
 
 def received_at(part_dir: Path) -> dt.datetime:
     """When a landing partition arrived: the newest modification time of its files (UTC)."""
     times = [p.stat().st_mtime for p in part_dir.iterdir() if p.is_file()]
     newest = max(times) if times else part_dir.stat().st_mtime
-    return dt.datetime.fromtimestamp(newest, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(newest, tz=dt.UTC)
 
 
 def _free_attempt_dir(day_dir: Path, stamp: str) -> Path:

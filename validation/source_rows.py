@@ -17,17 +17,11 @@ from typing import Any
 import pandas as pd
 
 from graphrec import contract
+from graphrec.lake import jsonable
 from graphrec.settings import ValidationSettings
-from validation.failures import jsonable
+from ingest.bad_rows import BAD_ROW_COLUMNS, bad_row
 from validation.gx_run import COMPLETE, run_suites
 from validation.suite import DUPLICATE_KEY, build_source_rows_suite
-
-BAD_ROW_COLUMNS = ["line", "check", "column", "value", "message"]
-
-
-def bad_row(line: int, check: str, column: str | None, value: Any, message: str) -> dict[str, Any]:
-    """One bad-row record (the shape of :data:`BAD_ROW_COLUMNS`)."""
-    return {"line": int(line), "check": check, "column": column, "value": jsonable(value), "message": message}
 
 
 def _duplicate_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -60,7 +54,7 @@ def find_bad_rows(
         pandas.DataFrame: columns :data:`BAD_ROW_COLUMNS`, one row per (line, check), sorted
         by line; empty when every row keeps the contract.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     suite = build_source_rows_suite(now, config)
     # The contract reads int64 ids as pandas' nullable Int64 (validation.reading.nullable_ints).
     frame = frame.astype({c: "Int64" for c in (contract.USER_ID, contract.ITEM_ID) if c in frame.columns})
@@ -80,8 +74,10 @@ def find_bad_rows(
         details = result.result or {}
         lines = details.get("unexpected_index_list")
         if lines is None:  # a table-level failure (columns, types): the mapping is wrong
-            raise ValueError(f"source does not map onto the contract: {check} failed on {column or 'the table'}: "
-                             f"{details.get('observed_value') or details.get('details')}")
+            raise ValueError(
+                f"source does not map onto the contract: {check} failed on {column or 'the table'}: "
+                f"{details.get('observed_value') or details.get('details')}"
+            )
         values = details.get("unexpected_list") or [None] * len(lines)
         for line, value in zip(lines, values):
             records.append(bad_row(line, check, column, value, f"{column}={jsonable(value)!r} breaks {check}"))
@@ -101,4 +97,4 @@ def summarize_bad_rows(bad: pd.DataFrame, limit: int = 10) -> str:
     return f"{bad['line'].nunique()} bad row(s): " + "; ".join(parts)
 
 
-__all__ = ["BAD_ROW_COLUMNS", "bad_row", "find_bad_rows", "summarize_bad_rows"]
+__all__ = ["find_bad_rows", "summarize_bad_rows"]

@@ -117,8 +117,12 @@ def build_interactions_suite(
 
     config = config or ValidationSettings()
     b = _Builder(config, profile)
-    b.add("missing_columns", gxe.ExpectTableColumnsToMatchSet,
-          column_set=list(contract.INTERACTION_COLUMNS), exact_match=True)
+    b.add(
+        "missing_columns",
+        gxe.ExpectTableColumnsToMatchSet,
+        column_set=list(contract.INTERACTION_COLUMNS),
+        exact_match=True,
+    )
     if ds is not None:
         b.add("empty_file", gxe.ExpectTableRowCountToBeBetween, min_value=1)
     b.types("wrong_types", expected_dtypes())
@@ -129,16 +133,35 @@ def build_interactions_suite(
         b.add("null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
     if ds is not None:
         start, end = day_bounds(ds)
-        b.add("timestamp_outside_day", gxe.ExpectColumnValuesToBeBetween, column=contract.EVENT_TS,
-              min_value=start.to_pydatetime(), max_value=end.to_pydatetime(), strict_max=True)
+        b.add(
+            "timestamp_outside_day",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=contract.EVENT_TS,
+            min_value=start.to_pydatetime(),
+            max_value=end.to_pydatetime(),
+            strict_max=True,
+        )
     if now is not None:
         latest = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(seconds=config.future_tolerance_s)
-        b.add("timestamp_in_future", gxe.ExpectColumnValuesToBeBetween, column=contract.EVENT_TS,
-              max_value=latest.floor("s").to_pydatetime())
-    b.add("unknown_event_type", gxe.ExpectColumnValuesToBeInSet,
-          column=contract.EVENT_TYPE, value_set=list(contract.EVENT_TYPES))
-    b.add("rating_out_of_range", gxe.ExpectColumnValuesToBeBetween,
-          column=contract.RATING, min_value=contract.RATING_MIN, max_value=contract.RATING_MAX)
+        b.add(
+            "timestamp_in_future",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=contract.EVENT_TS,
+            max_value=latest.floor("s").to_pydatetime(),
+        )
+    b.add(
+        "unknown_event_type",
+        gxe.ExpectColumnValuesToBeInSet,
+        column=contract.EVENT_TYPE,
+        value_set=list(contract.EVENT_TYPES),
+    )
+    b.add(
+        "rating_out_of_range",
+        gxe.ExpectColumnValuesToBeBetween,
+        column=contract.RATING,
+        min_value=contract.RATING_MIN,
+        max_value=contract.RATING_MAX,
+    )
     b.add("duplicate_events", gxe.ExpectCompoundColumnsToBeUnique, column_list=DUPLICATE_KEY)
     if ds is None:
         return b.suite(SOURCE_ROWS_SUITE, {"contract": "graphrec.contract.INTERACTIONS_SCHEMA"})
@@ -198,22 +221,44 @@ def build_batch_suite(
     b = _Builder(config, profile)
     if history.days >= config.min_history_days:
         low, high = min(history.row_counts), max(history.row_counts)
-        for check, ratio in (("row_count_unusual", config.row_count_warn_ratio),
-                             ("row_count_anomaly", config.row_count_block_ratio)):
-            b.add(check, gxe.ExpectTableRowCountToBeBetween,
-                  min_value=math.floor(low / ratio), max_value=math.ceil(high * ratio))
+        for check, ratio in (
+            ("row_count_unusual", config.row_count_warn_ratio),
+            ("row_count_anomaly", config.row_count_block_ratio),
+        ):
+            b.add(
+                check,
+                gxe.ExpectTableRowCountToBeBetween,
+                min_value=math.floor(low / ratio),
+                max_value=math.ceil(high * ratio),
+            )
         for who in ("users", "items"):
             column = f"{who[:-1]}_is_new"
-            b.add(f"new_{who}_high", gxe.ExpectColumnMeanToBeBetween,
-                  column=column, max_value=getattr(config, f"new_{who}_warn"))
-            b.add(f"new_{who}_flood", gxe.ExpectColumnMeanToBeBetween,
-                  column=column, max_value=getattr(config, f"new_{who}_block"))
+            b.add(
+                f"new_{who}_high",
+                gxe.ExpectColumnMeanToBeBetween,
+                column=column,
+                max_value=getattr(config, f"new_{who}_warn"),
+            )
+            b.add(
+                f"new_{who}_flood",
+                gxe.ExpectColumnMeanToBeBetween,
+                column=column,
+                max_value=getattr(config, f"new_{who}_block"),
+            )
     if rows >= config.dominance_min_rows:
         for who in ("user", "item"):
-            b.add(f"{who}_share_high", gxe.ExpectColumnMaxToBeBetween,
-                  column=f"{who}_share", max_value=getattr(config, f"{who}_share_warn"))
-            b.add(f"{who}_dominance", gxe.ExpectColumnMaxToBeBetween,
-                  column=f"{who}_share", max_value=getattr(config, f"{who}_share_block"))
+            b.add(
+                f"{who}_share_high",
+                gxe.ExpectColumnMaxToBeBetween,
+                column=f"{who}_share",
+                max_value=getattr(config, f"{who}_share_warn"),
+            )
+            b.add(
+                f"{who}_dominance",
+                gxe.ExpectColumnMaxToBeBetween,
+                column=f"{who}_share",
+                max_value=getattr(config, f"{who}_share_block"),
+            )
     return b.suite(BATCH_SUITE, {"ds": ds.isoformat(), "history": history.describe()})
 
 
@@ -223,19 +268,28 @@ def build_items_suite(config: ValidationSettings | None = None, profile: Profile
 
     config = config or ValidationSettings()
     b = _Builder(config, profile)
-    b.add("items_schema", gxe.ExpectTableColumnsToMatchSet,
-          column_set=list(contract.ITEMS_SCHEMA.names), exact_match=True)
+    b.add(
+        "items_schema", gxe.ExpectTableColumnsToMatchSet, column_set=list(contract.ITEMS_SCHEMA.names), exact_match=True
+    )
     b.types("items_schema", pandas_dtypes(contract.ITEMS_SCHEMA))
     for column in contract.ITEMS_SCHEMA.names:
         b.add("items_null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
     b.add("items_negative_ids", gxe.ExpectColumnValuesToBeBetween, column=contract.ITEM_ID, min_value=0)
     b.add("items_duplicate_ids", gxe.ExpectColumnValuesToBeUnique, column=contract.ITEM_ID)
     if config.categories is not None:
-        b.add("items_invalid_category", gxe.ExpectColumnValuesToBeInSet,
-              column=contract.CATEGORY, value_set=list(config.categories))
+        b.add(
+            "items_invalid_category",
+            gxe.ExpectColumnValuesToBeInSet,
+            column=contract.CATEGORY,
+            value_set=list(config.categories),
+        )
     else:
-        b.add("items_invalid_category", gxe.ExpectColumnValuesToMatchRegex,
-              column=contract.CATEGORY, regex=config.category_pattern)
+        b.add(
+            "items_invalid_category",
+            gxe.ExpectColumnValuesToMatchRegex,
+            column=contract.CATEGORY,
+            regex=config.category_pattern,
+        )
     return b.suite(ITEMS_SUITE, {"contract": "graphrec.contract.ITEMS_SCHEMA"})
 
 

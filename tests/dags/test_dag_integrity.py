@@ -92,10 +92,17 @@ def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypat
 
     retrain_request = dag.get_task("retrain_request").python_callable
     _with_params(monkeypatch, retrain_request, params)
-    decision = {"status": "alert", "trigger_retrain": True, "retrain_reason": "drift on 2025-01-08, warning: item_popularity 0.61",
-                "episode_id": "drift-2025-01-08", "cooldown_until": "2025-01-11"}
-    conf = retrain_request({"ds": "2025-01-08"}, {"decision": decision, "html": "/r/ds=2025-01-08/data.html",
-                                                  "report_dir": "/r/ds=2025-01-08"})
+    decision = {
+        "status": "alert",
+        "trigger_retrain": True,
+        "retrain_reason": "drift on 2025-01-08, warning: item_popularity 0.61",
+        "episode_id": "drift-2025-01-08",
+        "cooldown_until": "2025-01-11",
+    }
+    conf = retrain_request(
+        {"ds": "2025-01-08"},
+        {"decision": decision, "html": "/r/ds=2025-01-08/data.html", "report_dir": "/r/ds=2025-01-08"},
+    )
     assert conf["model"] == "gfcf" and conf["trigger_reason"].startswith("drift on 2025-01-08")
     assert conf["drift_report"] == "/r/ds=2025-01-08/data.html" and conf["drift_episode"] == "drift-2025-01-08"
     from airflow.sdk.exceptions import AirflowSkipException

@@ -34,9 +34,16 @@ DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
 ENV_EXAMPLE = DOCKER / ".env.example"
 HEALTHCHECK = DOCKER / "healthcheck.py"
 
-#: What ``graphrec services run`` must accept for the stack (the contract with graphrec.services).
+#: What ``graphrec services run`` must accept for the stack (the contract with app.services).
 CONTRACT_COMPONENTS = (
-    "init", "api-server", "scheduler", "dag-processor", "triggerer", "celery-worker", "mlflow", "serve",
+    "init",
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "triggerer",
+    "celery-worker",
+    "mlflow",
+    "serve",
 )
 #: Secrets: only from docker/.env, never a default in the repository.
 SECRETS = (
@@ -459,7 +466,7 @@ def test_every_service_but_the_one_shot_init_has_a_healthcheck(services):
     for name, service in services.items():
         check = service.get("healthcheck")
         if name in ONE_SHOT:
-            assert service.get("restart") == "no", f"{name} is one-shot: restart must be \"no\""
+            assert service.get("restart") == "no", f'{name} is one-shot: restart must be "no"'
             continue
         assert check and not check.get("disable"), f"{name}: no health check"
         test = check.get("test")
@@ -478,7 +485,7 @@ def test_graphrec_healthchecks_use_the_script_in_the_image(services, instruction
         scripts = [word for word in test if word.endswith("healthcheck.py")]
         assert scripts, f"{name}: health check does not run healthcheck.py"
         assert scripts[0] in destinations, f"{name}: {scripts[0]} is not copied into the image"
-        args = test[test.index(scripts[0]) + 1:]
+        args = test[test.index(scripts[0]) + 1 :]
         assert args and args[0] in modes, f"{name}: healthcheck.py {args}"
         if args[0] == "http":
             url = urlsplit(args[1])
@@ -489,9 +496,9 @@ def test_graphrec_healthchecks_use_the_script_in_the_image(services, instruction
 
 
 def _contract_or_installed_components() -> tuple[str, ...]:
-    """``graphrec.services.COMPONENTS`` when graphrec has it, else the contract's list."""
+    """``app.services.COMPONENTS`` when graphrec has it, else the contract's list."""
     try:
-        from graphrec import services as graphrec_services
+        from app import services as graphrec_services
     except ImportError:
         return CONTRACT_COMPONENTS
     return tuple(getattr(graphrec_services, "COMPONENTS", CONTRACT_COMPONENTS))
@@ -514,8 +521,10 @@ def test_graphrec_environment_follows_the_contract(services):
         env = environment_dict(services[name].get("environment"))
         for key, value in CONTRACT_ENVIRONMENT.items():
             assert env.get(key) == value, f"{name}: {key}={env.get(key)!r}, expected {value!r}"
-        assert re.fullmatch(r"postgresql://graphrec:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:5432",
-                            env.get("GRAPHREC_POSTGRES_URL") or ""), f"{name}: GRAPHREC_POSTGRES_URL"
+        assert re.fullmatch(
+            r"postgresql://graphrec:\$\{POSTGRES_PASSWORD:\?[^}]*\}@postgres:5432",
+            env.get("GRAPHREC_POSTGRES_URL") or "",
+        ), f"{name}: GRAPHREC_POSTGRES_URL"
         for secret in SECRETS:
             if secret != "POSTGRES_PASSWORD":
                 assert secret in env, f"{name}: {secret} is not passed (compose must require it)"
@@ -584,7 +593,9 @@ def test_dockerfile_parser_joins_continuations():
     parsed = parse_dockerfile("# syntax=docker/dockerfile:1\nFROM a:1 AS b\n# c\nRUN x \\\n  # inside\n  && y\n")
     assert [(i.keyword, i.args) for i in parsed] == [("FROM", "a:1 AS b"), ("RUN", "x && y")]
     assert shell_commands("--mount=type=cache,target=/c pip install a && pip check") == [
-        ["pip", "install", "a"], ["pip", "check"]]
+        ["pip", "install", "a"],
+        ["pip", "check"],
+    ]
 
 
 def test_dockerfile_is_multi_stage_with_pinned_bases(instructions):
@@ -623,11 +634,25 @@ def test_every_copy_source_exists_and_enters_the_context(instructions):
 
 def test_dockerignore_keeps_local_state_out():
     patterns = dockerignore_patterns()
-    for path in (".git/config", ".venv/bin/python", ".venv-load/bin/python", "var/lake/x.parquet",
-                 "benchmarks/results/x.json", "graphrec/__pycache__/cli.cpython-311.pyc", "docker/.env"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        ".venv-load/bin/python",
+        "var/lake/x.parquet",
+        "benchmarks/results/x.json",
+        "graphrec/__pycache__/cli.cpython-311.pyc",
+        "docker/.env",
+    ):
         assert dockerignored(path, patterns), f"{path} would enter the build context"
-    for path in ("graphrec/cli.py", "dags/graphrec_nightly.py", "feature_repo/feature_store.yaml",
-                 "monitoring/drift_policy.yaml", "constraints.txt", "pyproject.toml", "docker/healthcheck.py"):
+    for path in (
+        "app/cli.py",
+        "dags/graphrec_nightly.py",
+        "feature_repo/feature_store.yaml",
+        "monitoring/drift_policy.yaml",
+        "constraints.txt",
+        "pyproject.toml",
+        "docker/healthcheck.py",
+    ):
         assert not dockerignored(path, patterns), f"{path} is needed by the build"
 
 
@@ -668,8 +693,9 @@ def test_runtime_environment_entrypoint_and_layout(instructions):
     assert workdirs and workdirs[-1] == "/opt/graphrec"
     volumes = [ins for ins in final if ins.keyword == "VOLUME"]
     assert volumes and "/data" in volumes[-1].words()
-    assert any(ins.keyword == "RUN" and "chown" in ins.args and "/data" in ins.args and "graphrec" in ins.args
-               for ins in final), "/data is owned by the service user"
+    assert any(
+        ins.keyword == "RUN" and "chown" in ins.args and "/data" in ins.args and "graphrec" in ins.args for ins in final
+    ), "/data is owned by the service user"
     entrypoint = [ins for ins in final if ins.keyword == "ENTRYPOINT"]
     cmd = [ins for ins in final if ins.keyword == "CMD"]
     assert entrypoint and entrypoint[-1].words() == ["graphrec"]
@@ -680,8 +706,9 @@ def test_the_builder_stage_builds_the_venv(instructions):
     builder = stages(instructions)[0]
     assert any(ins.keyword == "RUN" and "venv /opt/venv" in ins.args for ins in builder)
     runtime = stages(instructions)[-1]
-    assert any(ins.keyword == "COPY" and ins.flags_and_rest()[0].get("from") == from_image(builder[0])[1]
-               for ins in runtime), "the runtime copies from the builder stage"
+    assert any(
+        ins.keyword == "COPY" and ins.flags_and_rest()[0].get("from") == from_image(builder[0])[1] for ins in runtime
+    ), "the runtime copies from the builder stage"
     assert not any(ins.keyword == "RUN" and "build-essential" in ins.args for ins in runtime), (
         "compilers stay in the builder"
     )
@@ -691,8 +718,9 @@ def test_hadolint_when_available():
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.skip("hadolint is not installed (optional)")
-    result = subprocess.run([hadolint, "--failure-threshold", "error", str(DOCKERFILE)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--failure-threshold", "error", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -721,7 +749,14 @@ def test_healthcheck_finds_the_component_environment(tmp_path, healthcheck_modul
 def test_healthcheck_commands(healthcheck_module):
     hc = healthcheck_module
     assert hc.airflow_job_command("SchedulerJob")[1:] == [
-        "-m", "airflow", "jobs", "check", "--job-type", "SchedulerJob", "--local"]
+        "-m",
+        "airflow",
+        "jobs",
+        "check",
+        "--job-type",
+        "SchedulerJob",
+        "--local",
+    ]
     command = hc.celery_ping_command("abc123")
     assert command[1] == "-c" and command[-1] == "abc123"
     compile(command[2], "<celery ping>", "exec")

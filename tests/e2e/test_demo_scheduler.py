@@ -9,9 +9,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from graphrec.demo import run_demo
+from app.demo import run_demo
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig
+from ingest.simulator import SimulationConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,9 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     drifted = [v for v in versions if v.tags.get("trigger") == "drift"]
     assert len(drifted) == 1, [v.tags for v in versions]
     report = drifted[0].tags["drift_report"]
-    assert f"ds={config.day(3).isoformat()}" in report and (tmp_path / "home").resolve() in Path(report).resolve().parents
+    assert (
+        f"ds={config.day(3).isoformat()}" in report and (tmp_path / "home").resolve() in Path(report).resolve().parents
+    )
     assert Path(report).is_file()
     assert drifted[0].tags["drift_episode"] == f"drift-{config.day(3).isoformat()}"
     assert json.loads((settings.root / "demo_summary.json").read_text())["alert_emails"] == 1

@@ -20,7 +20,7 @@ import pytest
 
 from graphrec import settings as settings_module
 from graphrec.lake import list_partitions, partition_name, read_curated
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 pytestmark = pytest.mark.e2e
 
@@ -66,13 +66,19 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     with MailSink(settings.mail_dir, port=0) as sink:
         monkeypatch.setenv(
             "AIRFLOW_CONN_SMTP_DEFAULT",
-            json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": sink.port,
-                        "extra": {"disable_tls": True, "disable_ssl": True}}),
+            json.dumps(
+                {
+                    "conn_type": "smtp",
+                    "host": "127.0.0.1",
+                    "port": sink.port,
+                    "extra": {"disable_tls": True, "disable_ssl": True},
+                }
+            ),
         )
         runs = {}
         for index in range(1, CONFIG.days + 1):
             ds = CONFIG.day(index)
-            logical = dt.datetime.combine(ds + dt.timedelta(days=1), dt.time(2), tzinfo=dt.timezone.utc)
+            logical = dt.datetime.combine(ds + dt.timedelta(days=1), dt.time(2), tzinfo=dt.UTC)
             # One day of history makes a weak first model: force its publication so the
             # later days exercise the gate against a real champion.
             conf = {"epochs": 8, "force_publish": index == 3}
@@ -97,7 +103,7 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     assert {"null_ids", "timestamp_outside_day", "unknown_event_type"} <= set(reason["checks"])
     assert not (settings.curated_dir / partition_name(corrupt_day)).exists()
     # Every validation run left a record and Data Docs pages (linked from the task log).
-    from graphrec.status import collect_status
+    from app.status import collect_status
 
     recent = {v["ds"]: v for v in collect_status(settings, include_registry=False)["validation"]["recent"]}
     assert recent[corrupt_day.isoformat()]["status"] == "quarantined"
@@ -115,8 +121,10 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     day4 = _states(runs[4])
     assert day4["drift_check"] == "success"
     assert day4["send_alert"] == "success" and day4["trigger_retrain"] == "success", day4
-    stored = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
-              for p in sorted(settings.mail_dir.glob("*.eml"))]
+    stored = [
+        email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+        for p in sorted(settings.mail_dir.glob("*.eml"))
+    ]
     kinds = {m["X-Graphrec-Kind"]: m for m in stored}
     assert sorted(m["X-Graphrec-Kind"] for m in stored) == ["drift", "task-failed"], [m["Subject"] for m in stored]
     message = kinds["drift"]
@@ -129,7 +137,8 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     assert "AirflowFailException" in body and "quarantined" in body.lower(), body
     with create_session() as session:
         triggered = [
-            run for run in session.query(DagRun).filter(DagRun.dag_id == "graphrec_nightly").all()
+            run
+            for run in session.query(DagRun).filter(DagRun.dag_id == "graphrec_nightly").all()
             if str((run.conf or {}).get("trigger_reason", "")).startswith("drift")
         ]
     assert len(triggered) == 1
@@ -157,11 +166,15 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     # Serving answers from the published index, excluding what the user already saw.
     # (what it saw up to the published day: a rejected day's events are not in that index)
     published_day = dt.date.fromisoformat(manifest["ds"])
-    history = read_curated(settings.curated_dir, [d for d in list_partitions(settings.curated_dir) if d <= published_day])
+    history = read_curated(
+        settings.curated_dir, [d for d in list_partitions(settings.curated_dir) if d <= published_day]
+    )
     user = int(history["user_id"].value_counts().index[0])
-    from graphrec.features import online_ranker_features
+    from features.store import online_ranker_features
 
-    rec = Recommender(settings, ranker_features_fn=functools.partial(online_ranker_features, settings)).recommend(user, 5)
+    rec = Recommender(settings, ranker_features_fn=functools.partial(online_ranker_features, settings)).recommend(
+        user, 5
+    )
     assert not rec.fallback and rec.index_version == current_version(settings)
     assert rec.reranked == (manifest["ranker_version"] is not None) and rec.ranker_version == manifest["ranker_version"]
     assert rec.degraded == []

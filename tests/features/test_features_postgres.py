@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphrec import contract
-from graphrec.features import (
+from features.store import (
     EVENT_TIMESTAMP,
     FEATURE_VIEWS,
     OFFLINE_SCHEMAS,
@@ -32,8 +31,9 @@ from graphrec.features import (
     reset_feature_store,
     snapshot_time,
 )
+from graphrec import contract
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 pytestmark = pytest.mark.services
 
@@ -47,17 +47,23 @@ def homes(tmp_path_factory):
     """``(embedded, services)`` settings, every day materialized in both."""
     import redis
 
-    from graphrec.services import ServicesError, check_servers, drop_databases, ensure_databases
+    from app.services import ServicesError, check_servers, drop_databases, ensure_databases
 
     root = tmp_path_factory.mktemp("features-postgres")
     embedded = Settings(home=root / "embedded")
-    services = Settings(home=root / "services", profile="services", feast_redis_db=FEAST_DB,
-                        database_prefix=f"graphrec_f{secrets.token_hex(3)}")
+    services = Settings(
+        home=root / "services",
+        profile="services",
+        feast_redis_db=FEAST_DB,
+        database_prefix=f"graphrec_f{secrets.token_hex(3)}",
+    )
     try:
         check_servers(services)
     except ServicesError as exc:
-        pytest.skip(f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
-                    "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them.")
+        pytest.skip(
+            f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
+            "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them."
+        )
     online = redis.Redis.from_url(f"{services.redis_url}/{FEAST_DB}")
     online.flushdb()
     ensure_databases(services)
@@ -79,8 +85,13 @@ def _table(settings: Settings, view: str) -> pd.DataFrame:
     import psycopg
 
     config = settings.feast_offline_store
-    with psycopg.connect(host=config["host"], port=config["port"], dbname=config["database"],
-                         user=config["user"], password=config["password"]) as conn:
+    with psycopg.connect(
+        host=config["host"],
+        port=config["port"],
+        dbname=config["database"],
+        user=config["user"],
+        password=config["password"],
+    ) as conn:
         cur = conn.execute(f'SELECT * FROM "{offline_table(view)}"')
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
@@ -138,14 +149,23 @@ def test_postgresql_and_duckdb_give_the_same_point_in_time_features(homes):
     embedded, services = homes
     events = pd.concat([pd.read_parquet(p) for p in sorted(embedded.curated_dir.glob("ds=*/interactions.parquet"))])
     picked = events.sample(60, random_state=5)
-    rows = pd.DataFrame({
-        contract.USER_ID: [*picked[contract.USER_ID], 10_000, int(picked[contract.USER_ID].iloc[0])],
-        contract.ITEM_ID: [*picked[contract.ITEM_ID], int(picked[contract.ITEM_ID].iloc[0]), 99_999],
-        EVENT_TIMESTAMP: [*picked[contract.EVENT_TS], snapshot_time(DAYS[2]), snapshot_time(DAYS[2])],
-    })
+    rows = pd.DataFrame(
+        {
+            contract.USER_ID: [*picked[contract.USER_ID], 10_000, int(picked[contract.USER_ID].iloc[0])],
+            contract.ITEM_ID: [*picked[contract.ITEM_ID], int(picked[contract.ITEM_ID].iloc[0]), 99_999],
+            EVENT_TIMESTAMP: [*picked[contract.EVENT_TS], snapshot_time(DAYS[2]), snapshot_time(DAYS[2])],
+        }
+    )
     boundary = rows.head(10).assign(**{EVENT_TIMESTAMP: snapshot_time(DAYS[1])})
-    rows = pd.concat([rows, boundary, boundary.assign(**{EVENT_TIMESTAMP: snapshot_time(DAYS[1]) - pd.Timedelta(
-        microseconds=1)}), rows.iloc[[3, 3]]], ignore_index=True)
+    rows = pd.concat(
+        [
+            rows,
+            boundary,
+            boundary.assign(**{EVENT_TIMESTAMP: snapshot_time(DAYS[1]) - pd.Timedelta(microseconds=1)}),
+            rows.iloc[[3, 3]],
+        ],
+        ignore_index=True,
+    )
     rows["label"] = np.arange(len(rows)) % 2
     ours, theirs = historical_ranker_features(embedded, rows), historical_ranker_features(services, rows)
     assert list(theirs.columns) == list(ours.columns)

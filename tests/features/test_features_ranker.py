@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from graphrec import contract, lake
-from graphrec.features import (
+from features.store import (
     EVENT_TIMESTAMP,
     OFFLINE_SCHEMAS,
     compute_feature_tables,
@@ -25,8 +24,9 @@ from graphrec.features import (
     ranker_feature_names,
     snapshot_time,
 )
+from graphrec import contract, lake
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 CFG = SimulationConfig(n_users=60, n_items=50, days=4, events_per_day=400, drift_day=None)
 DAYS = [CFG.day(i) for i in range(1, CFG.days + 1)]
@@ -103,8 +103,9 @@ def test_point_in_time_features_come_only_from_before_the_row(store_settings, cu
         [
             picked[[contract.USER_ID, contract.ITEM_ID]].assign(**{EVENT_TIMESTAMP: picked[contract.EVENT_TS]}),
             picked[[contract.USER_ID, contract.ITEM_ID]].head(10).assign(**{EVENT_TIMESTAMP: boundary}),
-            picked[[contract.USER_ID, contract.ITEM_ID]].head(10).assign(
-                **{EVENT_TIMESTAMP: boundary - pd.Timedelta(microseconds=1)}),
+            picked[[contract.USER_ID, contract.ITEM_ID]]
+            .head(10)
+            .assign(**{EVENT_TIMESTAMP: boundary - pd.Timedelta(microseconds=1)}),
         ],
         ignore_index=True,
     )
@@ -140,8 +141,12 @@ def test_online_vector_equals_offline_vector_at_the_same_time(store_settings, cu
         assert (online[EVENT_TIMESTAMP] == now).all()
         for name in names:
             for a, b in zip(online[name], offline[name]):
-                assert _same(a, None if b is None or (np.isscalar(b) and pd.isna(b)) else
-                             (list(b) if isinstance(b, (list, np.ndarray)) else b)), (user, name, a, b)
+                assert _same(
+                    a,
+                    None
+                    if b is None or (np.isscalar(b) and pd.isna(b))
+                    else (list(b) if isinstance(b, (list, np.ndarray)) else b),
+                ), (user, name, a, b)
 
 
 def test_historical_rows_keep_their_order_columns_and_duplicates(store_settings, curated):
@@ -149,11 +154,13 @@ def test_historical_rows_keep_their_order_columns_and_duplicates(store_settings,
     does not keep it), every input column as it was, duplicates and unknown keys kept."""
     events, _ = curated
     picked = events.sample(30, random_state=3)
-    rows = pd.DataFrame({
-        contract.USER_ID: [*picked[contract.USER_ID], 10_000, picked[contract.USER_ID].iloc[0]],
-        contract.ITEM_ID: [*picked[contract.ITEM_ID], picked[contract.ITEM_ID].iloc[0], 99_999],
-        EVENT_TIMESTAMP: [*picked[contract.EVENT_TS], snapshot_time(DAYS[-1]), snapshot_time(DAYS[-1])],
-    })
+    rows = pd.DataFrame(
+        {
+            contract.USER_ID: [*picked[contract.USER_ID], 10_000, picked[contract.USER_ID].iloc[0]],
+            contract.ITEM_ID: [*picked[contract.ITEM_ID], picked[contract.ITEM_ID].iloc[0], 99_999],
+            EVENT_TIMESTAMP: [*picked[contract.EVENT_TS], snapshot_time(DAYS[-1]), snapshot_time(DAYS[-1])],
+        }
+    )
     rows = pd.concat([rows, rows.iloc[[4, 0, 4]]], ignore_index=True)  # exact duplicates
     rows["note"] = [f"row {i}" for i in range(len(rows))]
     rows.index = rows.index[::-1] + 100  # not a default index: it is reset
@@ -183,7 +190,7 @@ def test_the_service_reader_equals_the_plain_reader_and_forgets_items_after_a_ma
     """OnlineRankerFeatures keeps item rows between calls, yet gives exactly what
     online_ranker_features gives (as arrays the ranker encodes to the same batch), also
     after a new day is materialized."""
-    from graphrec.features import OnlineRankerFeatures, feature_store, online_recent_items
+    from features.store import OnlineRankerFeatures, feature_store, online_recent_items
     from training import bst
 
     settings = Settings(home=tmp_path / "home")

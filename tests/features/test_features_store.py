@@ -13,8 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from graphrec import contract, lake
-from graphrec.features import (
+from features.store import (
     FEATURE_VIEWS,
     OFFLINE_SCHEMAS,
     RANKER_SERVICE,
@@ -34,8 +33,9 @@ from graphrec.features import (
     repo_config,
     snapshot_time,
 )
+from graphrec import contract, lake
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 CFG = SimulationConfig(n_users=120, n_items=80, days=4, events_per_day=600, drift_day=None)
 DAYS = [CFG.day(i) for i in range(1, CFG.days + 1)]

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphrec import contract
-from graphrec.features import (
+from features.store import (
     EVENT_TIMESTAMP,
     ITEM_POPULARITY,
     OFFLINE_SCHEMAS,
@@ -17,6 +16,7 @@ from graphrec.features import (
     compute_feature_tables,
     snapshot_time,
 )
+from graphrec import contract
 
 AS_OF = pd.Timestamp("2025-01-10", tz="UTC")
 
@@ -135,8 +135,9 @@ def test_recent_items_log_has_the_sequence_after_each_moment_of_the_day(max_rece
     assert recent.loc[0, "recent_items"] == [1, 2, 3, 2][-max_recent:]
     assert recent.loc[1, "recent_items"] == [1, 2, 3, 2, 4][-max_recent:]
     assert recent.loc[1, "recent_categories"] == ["a", "b", "c", "b", "d"][-max_recent:]
-    times = pd.to_datetime(["2025-01-05T10:00", "2025-01-08T10:00", "2025-01-09T10:00", "2025-01-09T10:00",
-                            "2025-01-09T18:30"], utc=True)
+    times = pd.to_datetime(
+        ["2025-01-05T10:00", "2025-01-08T10:00", "2025-01-09T10:00", "2025-01-09T10:00", "2025-01-09T18:30"], utc=True
+    )
     assert recent.loc[1, "recent_ts"] == [int(t.timestamp()) for t in times][-max_recent:]
 
 
@@ -145,7 +146,9 @@ def test_extra_history_changes_nothing(seed):
     """Passing the whole history or only the needed window gives the same snapshot."""
     events = _random_events(2000, seed)
     catalog = _catalog({i: f"c{i % 3}" for i in range(20)})
-    needed = events[events[contract.EVENT_TS] >= AS_OF - pd.Timedelta(days=31)]  # the log looks 30 days back from each event
+    needed = events[
+        events[contract.EVENT_TS] >= AS_OF - pd.Timedelta(days=31)
+    ]  # the log looks 30 days back from each event
     shuffled = events.sample(frac=1.0, random_state=seed).sort_values(contract.EVENT_TS)
     full = compute_feature_tables(shuffled, catalog, AS_OF)
     window = compute_feature_tables(needed, catalog, AS_OF)

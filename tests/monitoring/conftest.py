@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 # Small enough to be quick, large enough for stable distances: on day 5 a category's
 # popularity triples and 40 new items appear; days 1..4 are ordinary.

@@ -99,15 +99,22 @@ def test_subjects_name_severity_main_signal_and_first_day(warning_alert, critica
 
 def test_the_episode_email_tells_what_drifted_where_the_report_is_and_what_happens_next(warning_alert, tmp_path):
     decision, signals = warning_alert
-    message = build_episode_alert(decision, signals, _settings(tmp_path), report_path=REPORT,
-                                  dag_run_note="Retraining run: graphrec_nightly/drift__2025-01-21")
+    message = build_episode_alert(
+        decision,
+        signals,
+        _settings(tmp_path),
+        report_path=REPORT,
+        dag_run_note="Retraining run: graphrec_nightly/drift__2025-01-21",
+    )
     assert message.get_content_type() == "multipart/alternative"
     assert message["Subject"] == "[graphrec] WARNING drift: item_popularity since 2025-01-21"
     assert message[DS_HEADER] == "2025-01-21" and message[EPISODE_HEADER] == "drift-2025-01-21"
     assert message["From"] == "graphrec@example.org" and message["To"] == "mlops@example.org, oncall@example.org"
     text = message.get_body(("plain",)).get_content()
     table, rest = text.split("Report:")
-    fired_row, watch_row = (line for line in table.splitlines() if line.startswith(("item_popularity ", "category_mix ")))
+    fired_row, watch_row = (
+        line for line in table.splitlines() if line.startswith(("item_popularity ", "category_mix "))
+    )
     assert fired_row.startswith("item_popularity") and watch_row.startswith("category_mix")  # fired first
     assert re.search(r"0\.82 → 1\.37 +0\.3 >= 0\.15 +fired +4012 / 27950", fired_row)
     assert "{books: 0.5, toys: 0.5} → {books: 0.2, toys: 0.8}" in watch_row and "watch (1 day)" in watch_row
@@ -128,7 +135,9 @@ def test_an_alert_held_back_by_the_cooldown_says_until_when(policy, tmp_path):
     hard = day(event_type_missing=0.2)
     reopened = run(custom, [hard, day(), hard])[-1]
     assert reopened.send_email and not reopened.trigger_retrain
-    text = build_episode_alert(reopened, hard, _settings(tmp_path), report_path=REPORT).get_body(("plain",)).get_content()
+    text = (
+        build_episode_alert(reopened, hard, _settings(tmp_path), report_path=REPORT).get_body(("plain",)).get_content()
+    )
     assert "Retraining is held back by the cooldown after the last triggered retrain until 2025-01-23" in text
     assert "Retraining was triggered" not in text
 
@@ -178,9 +187,16 @@ def test_send_episode_alert_delivers_through_the_smtp_notifier(warning_alert, tm
     assert message[DS_HEADER] == "2025-01-21" and message[EPISODE_HEADER] == "drift-2025-01-21"
     assert message["Message-ID"] == sent["message_id"]
     page = message.get_body(("html",)).get_content()
-    for text in ("item_popularity", "0.82 → 1.37", "0.3 &gt;= 0.15", "category_mix", "Run: test-run-1",
-                 "file:///lake/reports/monitoring/ds=2025-01-21/report.html", "Retraining was triggered",
-                 "{{ ds }} {# odd #}"):  # no Jinja rendering of the content
+    for text in (
+        "item_popularity",
+        "0.82 → 1.37",
+        "0.3 &gt;= 0.15",
+        "category_mix",
+        "Run: test-run-1",
+        "file:///lake/reports/monitoring/ds=2025-01-21/report.html",
+        "Retraining was triggered",
+        "{{ ds }} {# odd #}",
+    ):  # no Jinja rendering of the content
         assert text in page
 
 

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from graphrec.settings import Settings
-from graphrec.sources.scenarios import scenario, simulate_scenario
+from ingest.scenarios import scenario, simulate_scenario
 from monitoring.monitor import monitor_day
 
 WINDOW = 14
@@ -72,7 +72,9 @@ def test_one_episode_one_email_one_retrain_with_its_reason(tmp_path_factory):
     assert all(r["decision"]["episode_id"] == decision["episode_id"] for r in results[1:])
     # What the decision rests on is on disk: reports, signals, the decision and the state.
     day = settings.reports_dir / "drift" / f"ds=2025-01-{DRIFT_DAY}"
-    assert {"data.html", "data.json", "signals.json", "decision.json", "summary.json"} <= {p.name for p in day.iterdir()}
+    assert {"data.html", "data.json", "signals.json", "decision.json", "summary.json"} <= {
+        p.name for p in day.iterdir()
+    }
     assert json.loads((day / "decision.json").read_text())["status"] == "alert"
     state = json.loads((settings.reports_dir / "drift" / "state.json").read_text())
     assert state["episode"]["id"] == decision["episode_id"]

@@ -238,11 +238,22 @@ def test_a_value_that_is_not_computable_is_skipped_and_breaks_no_streak(policy):
 
 def test_disabled_and_unknown_signals_never_count(policy):
     custom = DriftPolicy.load().model_copy(
-        update={"signals": policy.signals | {"event_type_missing": policy.signals["head_share"].model_copy(
-            update={"enabled": False})}}
+        update={
+            "signals": policy.signals
+            | {"event_type_missing": policy.signals["head_share"].model_copy(update={"enabled": False})}
+        }
     )
-    odd = {"name": "brand_new_signal", "group": "data", "metric": "m", "value": 99.0, "before": 0, "after": 1,
-           "n_current": 5000, "n_reference": 5000, "detail": ""}
+    odd = {
+        "name": "brand_new_signal",
+        "group": "data",
+        "metric": "m",
+        "value": 99.0,
+        "before": 0,
+        "after": 1,
+        "n_current": 5000,
+        "n_reference": 5000,
+        "detail": "",
+    }
     (decision,), _ = run(custom, [day_signals(event_type_missing=0.9) + [odd]])
     assert decision.status == "ok" and not decision.fired
     assert decision.verdict("event_type_missing").state == "disabled"

@@ -75,7 +75,10 @@ def test_every_signal_is_reported_in_order_with_its_group_and_metric(ordinary):
     assert tuple(ordinary.signals) == signals.SIGNAL_NAMES
     for name, signal in ordinary.signals.items():
         assert (signal.name, signal.group, signal.metric) == (
-            name, signals.SIGNAL_GROUPS[name], signals.SIGNAL_METRICS[name])
+            name,
+            signals.SIGNAL_GROUPS[name],
+            signals.SIGNAL_METRICS[name],
+        )
         assert signal.detail
     assert set(ordinary.snapshots) == {"data", "users", "model"}
 
@@ -102,9 +105,17 @@ def test_empty_inputs_are_refused(lake_days):
 @pytest.mark.parametrize(
     "name, bound",
     [
-        ("user_activity", 0.15), ("user_concentration", 0.03), ("item_popularity", 0.1), ("head_share", 0.05),
-        ("category_mix", 0.1), ("new_item_share", 0.03), ("new_user_share", 0.03), ("event_type_mix", 0.05),
-        ("event_type_missing", 0.0), ("score_distribution", 0.1), ("catalog_coverage", 0.1),
+        ("user_activity", 0.15),
+        ("user_concentration", 0.03),
+        ("item_popularity", 0.1),
+        ("head_share", 0.05),
+        ("category_mix", 0.1),
+        ("new_item_share", 0.03),
+        ("new_user_share", 0.03),
+        ("event_type_mix", 0.05),
+        ("event_type_missing", 0.0),
+        ("score_distribution", 0.1),
+        ("catalog_coverage", 0.1),
         ("recommended_popularity", 0.1),
     ],
 )
@@ -192,7 +203,8 @@ def test_each_data_signal_reacts_to_its_shift(lake_days, ordinary, name, shift, 
 def test_event_type_missing_names_the_vanished_type(lake_days):
     day, reference = lake_days["ordinary"], lake_days["reference"]
     signal = compute_signals(_no_purchases(day, reference, None, None), reference, lake_days["catalog"]).signals[
-        "event_type_missing"]
+        "event_type_missing"
+    ]
     share = float((reference[contract.EVENT_TYPE] == "purchase").mean())
     assert signal.value == pytest.approx(share, abs=1e-5)
     assert signal.before["purchase"] == pytest.approx(share, abs=1e-5)
@@ -201,10 +213,14 @@ def test_event_type_missing_names_the_vanished_type(lake_days):
 
 
 def test_new_item_and_user_baselines_are_leave_one_day_out():
-    reference = _interactions([
-        (1, 10, "2025-01-01 10:00", "view"), (1, 10, "2025-01-02 10:00", "view"),
-        (2, 11, "2025-01-01 11:00", "view"), (3, 12, "2025-01-02 12:00", "view"),
-    ])  # item 10 and user 1 occur on both days; the rest on one day only
+    reference = _interactions(
+        [
+            (1, 10, "2025-01-01 10:00", "view"),
+            (1, 10, "2025-01-02 10:00", "view"),
+            (2, 11, "2025-01-01 11:00", "view"),
+            (3, 12, "2025-01-02 12:00", "view"),
+        ]
+    )  # item 10 and user 1 occur on both days; the rest on one day only
     current = _interactions([(1, 10, "2025-01-03 10:00", "view"), (4, 13, "2025-01-03 11:00", "view")])
     report = compute_signals(current, reference, pd.DataFrame())
     assert report.signals["new_item_share"].before == pytest.approx(0.5)
@@ -247,25 +263,35 @@ def test_served_users_are_equal_seeded_samples(lake_days, model):
 
 
 # Quality proxy ------------------------------------------------------------------------
-QUALITY_REFERENCE = _interactions([
-    (1, 30, "2025-01-01 10:00", "view"), (2, 11, "2025-01-01 10:00", "view"),
-    (3, 40, "2025-01-01 10:00", "view"), (4, 41, "2025-01-01 10:00", "view"), (5, 42, "2025-01-01 10:00", "view"),
-])
-QUALITY_CURRENT = _interactions([
-    (1, 10, "2025-01-02 09:00", "view"), (1, 20, "2025-01-02 09:05", "click"),  # 1 hit of T = {10, 20}
-    (1, 30, "2025-01-02 09:10", "view"),  # seen in the reference: not relevant
-    (1, 10, "2025-01-02 09:15", "purchase"),  # a repeat counts once
-    (2, 11, "2025-01-02 09:00", "view"),  # only a history item: user 2 has no relevant items
-    (4, 10, "2025-01-02 09:00", "view"),  # not served yesterday
-    *[(5, item, "2025-01-02 10:00", "view") for item in (16, 17, 18, 19)],  # 3 hits of 4, k = 3
-])
-SERVED_YESTERDAY = pd.DataFrame({
-    contract.USER_ID: np.repeat([1, 2, 3, 5], 3),
-    signals.RANK: np.tile([1, 2, 3], 4),
-    contract.ITEM_ID: [10, 11, 12, 10, 11, 12, 13, 14, 15, 16, 17, 18],
-    signals.SCORE: 1.0,
-    signals.FALLBACK: False,
-})
+QUALITY_REFERENCE = _interactions(
+    [
+        (1, 30, "2025-01-01 10:00", "view"),
+        (2, 11, "2025-01-01 10:00", "view"),
+        (3, 40, "2025-01-01 10:00", "view"),
+        (4, 41, "2025-01-01 10:00", "view"),
+        (5, 42, "2025-01-01 10:00", "view"),
+    ]
+)
+QUALITY_CURRENT = _interactions(
+    [
+        (1, 10, "2025-01-02 09:00", "view"),
+        (1, 20, "2025-01-02 09:05", "click"),  # 1 hit of T = {10, 20}
+        (1, 30, "2025-01-02 09:10", "view"),  # seen in the reference: not relevant
+        (1, 10, "2025-01-02 09:15", "purchase"),  # a repeat counts once
+        (2, 11, "2025-01-02 09:00", "view"),  # only a history item: user 2 has no relevant items
+        (4, 10, "2025-01-02 09:00", "view"),  # not served yesterday
+        *[(5, item, "2025-01-02 10:00", "view") for item in (16, 17, 18, 19)],  # 3 hits of 4, k = 3
+    ]
+)
+SERVED_YESTERDAY = pd.DataFrame(
+    {
+        contract.USER_ID: np.repeat([1, 2, 3, 5], 3),
+        signals.RANK: np.tile([1, 2, 3], 4),
+        contract.ITEM_ID: [10, 11, 12, 10, 11, 12, 13, 14, 15, 16, 17, 18],
+        signals.SCORE: 1.0,
+        signals.FALLBACK: False,
+    }
+)
 
 
 def test_recall_proxy_counts_hits_on_todays_new_items():
@@ -278,8 +304,14 @@ def test_recall_proxy_counts_hits_on_todays_new_items():
 
 @pytest.mark.parametrize("offline, value", [(0.25, 3.0), (None, None)])
 def test_quality_proxy_is_the_ratio_to_the_offline_recall(offline, value):
-    report = compute_signals(QUALITY_CURRENT, QUALITY_REFERENCE, pd.DataFrame(), served_yesterday=SERVED_YESTERDAY,
-                             offline_recall=offline, k=3)
+    report = compute_signals(
+        QUALITY_CURRENT,
+        QUALITY_REFERENCE,
+        pd.DataFrame(),
+        served_yesterday=SERVED_YESTERDAY,
+        offline_recall=offline,
+        k=3,
+    )
     signal = report.signals["quality_proxy"]
     assert signal.value == value
     assert (signal.before, signal.after, signal.n_current) == (offline, 0.75, 2)
@@ -287,8 +319,9 @@ def test_quality_proxy_is_the_ratio_to_the_offline_recall(offline, value):
 
 
 def test_yesterdays_shorter_lists_only_count_up_to_k():
-    report = compute_signals(QUALITY_CURRENT, QUALITY_REFERENCE, pd.DataFrame(), served_yesterday=SERVED_YESTERDAY,
-                             offline_recall=0.5, k=1)
+    report = compute_signals(
+        QUALITY_CURRENT, QUALITY_REFERENCE, pd.DataFrame(), served_yesterday=SERVED_YESTERDAY, offline_recall=0.5, k=1
+    )
     # k = 1: user 1 keeps [10] (hit, T = 2 -> 1 / 1); user 5 keeps [16] (hit -> 1 / 1)
     assert report.signals["quality_proxy"].after == 1.0
 
@@ -325,13 +358,20 @@ def _toy_model(n_users=40, n_items=1000, dim=8, seen_per_user=30, seed=0) -> Ser
     rng = np.random.default_rng(seed)
     users = np.arange(n_users, dtype=np.int64) * 7 + 3  # ids are not row numbers
     items = rng.permutation(n_items).astype(np.int64) + 100
-    pairs = pd.DataFrame({
-        contract.USER_ID: np.repeat(users, seen_per_user),
-        contract.ITEM_ID: rng.choice(items, size=n_users * seen_per_user),
-    })
-    return ServingModel(users, rng.standard_normal((n_users, dim), dtype=np.float32), items,
-                        rng.standard_normal((n_items, dim), dtype=np.float32), seen_from_pairs(pairs),
-                        rng.permutation(items))
+    pairs = pd.DataFrame(
+        {
+            contract.USER_ID: np.repeat(users, seen_per_user),
+            contract.ITEM_ID: rng.choice(items, size=n_users * seen_per_user),
+        }
+    )
+    return ServingModel(
+        users,
+        rng.standard_normal((n_users, dim), dtype=np.float32),
+        items,
+        rng.standard_normal((n_items, dim), dtype=np.float32),
+        seen_from_pairs(pairs),
+        rng.permutation(items),
+    )
 
 
 @pytest.mark.parametrize("n_items, block, k", [(1000, 16, 10), (1000, 256, 10), (37, 256, 5), (1000, 8, 1)])
@@ -354,8 +394,14 @@ def test_serve_batch_matches_brute_force_top_k_without_seen_items(n_items, block
 def test_a_user_who_saw_almost_everything_gets_the_rest():
     model = _toy_model(n_users=1, n_items=30, seen_per_user=0)
     seen_items = np.sort(model.item_ids[:27])
-    model = ServingModel(model.user_ids, model.user_emb, model.item_ids, model.item_emb,
-                         SeenSets(model.user_ids, np.array([0, 27]), seen_items), model.popular)
+    model = ServingModel(
+        model.user_ids,
+        model.user_emb,
+        model.item_ids,
+        model.item_emb,
+        SeenSets(model.user_ids, np.array([0, 27]), seen_items),
+        model.popular,
+    )
     served = serve_batch(model, model.user_ids, k=10)
     assert sorted(served[contract.ITEM_ID]) == sorted(model.item_ids[27:])
     assert served[signals.RANK].tolist() == [1, 2, 3]
@@ -380,9 +426,18 @@ def test_serving_model_from_a_bundle_reconstructs_item_vectors_from_the_index(tm
     from serving.index import build_index
 
     toy = _toy_model()
-    bundle = Bundle(version="v0001", path=tmp_path, manifest={}, index=build_index(toy.item_emb),
-                    item_ids=toy.item_ids, user_ids=toy.user_ids, user_emb=toy.user_emb, seen=toy.seen,
-                    popular=toy.popular, user_lookup=_lookup(toy.user_ids))
+    bundle = Bundle(
+        version="v0001",
+        path=tmp_path,
+        manifest={},
+        index=build_index(toy.item_emb),
+        item_ids=toy.item_ids,
+        user_ids=toy.user_ids,
+        user_emb=toy.user_emb,
+        seen=toy.seen,
+        popular=toy.popular,
+        user_lookup=_lookup(toy.user_ids),
+    )
     model = ServingModel.from_bundle(bundle)
     np.testing.assert_array_equal(model.item_emb, toy.item_emb)
     pd.testing.assert_frame_equal(serve_batch(model, toy.user_ids[:5]), serve_batch(toy, toy.user_ids[:5]))
@@ -427,13 +482,17 @@ def _seasonal_days(first: pd.Timestamp, n_days: int, seed: int = 3) -> list[pd.D
         users = rng.choice(400, size=300, replace=False)
         counts = rng.integers(4, 9, size=300) if weekend else rng.integers(1, 3, size=300)
         n = int(counts.sum())
-        days.append(pd.DataFrame({
-            contract.USER_ID: np.repeat(users, counts).astype(np.int64),
-            contract.ITEM_ID: rng.integers(0, 100, size=n).astype(np.int64),
-            contract.EVENT_TS: day + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"),
-            contract.EVENT_TYPE: rng.choice(["view", "click"], size=n),
-            contract.RATING: np.full(n, np.nan),
-        }))
+        days.append(
+            pd.DataFrame(
+                {
+                    contract.USER_ID: np.repeat(users, counts).astype(np.int64),
+                    contract.ITEM_ID: rng.integers(0, 100, size=n).astype(np.int64),
+                    contract.EVENT_TS: day + pd.to_timedelta(rng.integers(0, 86_400, size=n), unit="s"),
+                    contract.EVENT_TYPE: rng.choice(["view", "click"], size=n),
+                    contract.RATING: np.full(n, np.nan),
+                }
+            )
+        )
     return days
 
 
@@ -445,7 +504,10 @@ def test_a_weekend_day_is_compared_with_the_reference_weekends():
     unmatched = compute_signals(saturday, reference, catalog, match_weekday=False)
     assert unmatched.signals["user_activity"].value > 1.0  # weekends look like an activity shock
     assert matched.signals["user_activity"].value < 0.3
-    assert "2025-01-11" in matched.signals["user_activity"].detail and "2025-01-12" not in matched.signals["user_activity"].detail
+    assert (
+        "2025-01-11" in matched.signals["user_activity"].detail
+        and "2025-01-12" not in matched.signals["user_activity"].detail
+    )
     # A weekday in a window without its weekday falls back to the whole reference.
     alone = compute_signals(days[14], pd.concat(days[12:14], ignore_index=True), catalog)
     assert "same weekday" not in alone.signals["user_activity"].detail

@@ -289,7 +289,8 @@ def new_run_id(
     deadline = time.monotonic() + timeout
     while True:
         fresh = [
-            r for r in runs_newest_first(client, dag_id)
+            r
+            for r in runs_newest_first(client, dag_id)
             if r["dag_run_id"] not in before and (run_type is None or r.get("run_type") == run_type)
         ]
         if fresh:

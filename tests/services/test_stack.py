@@ -1,6 +1,6 @@
 """The services profile on real servers: what ``make up`` starts, exercised as users use it.
 
-One stack for the module, started by the same :class:`graphrec.services.ServicesStack` that
+One stack for the module, started by the same :class:`app.services.ServicesStack` that
 ``make up`` uses, on this machine's PostgreSQL and Redis (own databases and Redis database
 numbers, dropped afterwards): Airflow's API server, scheduler, DAG processor and triggerer
 on a PostgreSQL metadata database with the CeleryExecutor and two Celery workers (Redis
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
@@ -62,20 +62,29 @@ def _query(settings: Settings, name: str, sql: str, args=()) -> list[tuple]:
 def stack(tmp_path_factory):
     import redis
 
-    from graphrec.services import ServicesError, ServicesStack, check_servers, drop_databases
+    from app.services import ServicesError, ServicesStack, check_servers, drop_databases
     from validation import validate_partition
 
     home = tmp_path_factory.mktemp("stack") / "home"
     settings = Settings(
-        home=home, profile="services", database_prefix=f"graphrec_t{secrets.token_hex(3)}",
-        feast_redis_db=FEAST_DB, celery_redis_db=CELERY_DB, airflow_port=_free_port(), mlflow_port=_free_port(),
-        serve_port=_free_port(), smtp_port=_free_port(), alert_recipients=["oncall@localhost"],
+        home=home,
+        profile="services",
+        database_prefix=f"graphrec_t{secrets.token_hex(3)}",
+        feast_redis_db=FEAST_DB,
+        celery_redis_db=CELERY_DB,
+        airflow_port=_free_port(),
+        mlflow_port=_free_port(),
+        serve_port=_free_port(),
+        smtp_port=_free_port(),
+        alert_recipients=["oncall@localhost"],
     )
     try:
         check_servers(settings)
     except ServicesError as exc:
-        pytest.skip(f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
-                    "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them.")
+        pytest.skip(
+            f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
+            "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them."
+        )
     for db in (FEAST_DB, CELERY_DB):
         redis.Redis.from_url(f"{settings.redis_url}/{db}").flushdb()
     simulate(CONFIG, settings.landing_dir)
@@ -96,8 +105,8 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(stack):
-    from graphrec.airflow_local import AirflowClient
-    from graphrec.services import service_secrets
+    from app.airflow_local import AirflowClient
+    from app.services import service_secrets
 
     services, info = stack
     client = AirflowClient(info["airflow"], "admin", service_secrets(services.settings)["admin_password"])
@@ -152,7 +161,7 @@ def test_no_password_in_the_repository(stack):
     services, _ = stack
     secrets_file = services.settings.services_dir / "secrets.json"
     assert secrets_file.stat().st_mode & 0o077 == 0, "secrets readable by others"
-    from graphrec.services import service_secrets
+    from app.services import service_secrets
 
     password = service_secrets(services.settings)["admin_password"]
     assert len(password) >= 16
@@ -198,8 +207,12 @@ def test_mlflow_registry_on_postgres_with_the_alias_flow(stack, client, rest_run
     settings = services.settings
     assert rest_run["run"]["state"] == "success"
     assert settings.tracking_uri == f"http://127.0.0.1:{settings.mlflow_port}"
-    rows = dict(((name, alias), version) for name, alias, version in _query(
-        settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"))
+    rows = dict(
+        ((name, alias), version)
+        for name, alias, version in _query(
+            settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
+        )
+    )
     assert rows[(settings.retriever_model_name, "challenger")] == 1
     # force_publish: the first version becomes champion whatever the gate says of it.
     assert rows[(settings.retriever_model_name, "champion")] == 1
@@ -217,8 +230,8 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
     import pandas as pd
     import redis
 
+    from features.store import feature_store, online_features, online_recent_items
     from graphrec import contract
-    from graphrec.features import feature_store, online_features, online_recent_items
 
     services, info = stack
     settings = services.settings
@@ -257,12 +270,18 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
 
 def test_ui_login_trigger_form_and_a_dry_run(stack, client, rest_run, tmp_path):
     """Headless Chromium: sign in, open the trigger form, set Params, trigger; the run completes."""
-    from tests.services.airflow_ui import launch, login, new_run_id, skip_without_chromium, trigger_from_form, \
-        wait_for_run
+    from tests.services.airflow_ui import (
+        launch,
+        login,
+        new_run_id,
+        skip_without_chromium,
+        trigger_from_form,
+        wait_for_run,
+    )
 
     skip_without_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright: make install")
-    from graphrec.services import service_secrets
+    from app.services import service_secrets
     from serving.publish import current_version
     from training import registry
 

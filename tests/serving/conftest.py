@@ -11,7 +11,7 @@ import pytest
 
 from graphrec import lake
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 from training.embeddings import ModelEmbeddings
 
 SIM = SimulationConfig(n_users=120, n_items=80, days=4, events_per_day=600, drift_day=None)
@@ -86,8 +86,10 @@ def seeded_embeddings(interactions: pd.DataFrame, seed: int, dim: int = 16) -> M
         item_ids=item_ids,
         user_emb=rng.normal(size=(len(user_ids), dim)).astype(np.float32),
         item_emb=rng.normal(size=(len(item_ids), dim)).astype(np.float32),
-        meta={"data_window": ["2025-01-01", "2025-01-04"],
-              "metrics": {"recall_at_20": 0.1 + seed / 100, "ndcg_at_20": 0.05 + seed / 100}},
+        meta={
+            "data_window": ["2025-01-01", "2025-01-04"],
+            "metrics": {"recall_at_20": 0.1 + seed / 100, "ndcg_at_20": 0.05 + seed / 100},
+        },
     )
 
 
@@ -139,8 +141,8 @@ def registry_settings(tmp_path, model_registry, sim_curated) -> Settings:
 
 @pytest.fixture
 def cli_settings(registry_settings, monkeypatch) -> Settings:
-    """:func:`registry_settings`, also what ``graphrec.cli`` commands read."""
-    from graphrec import cli
+    """:func:`registry_settings`, also what ``app.cli`` commands read."""
+    from app import cli
 
     monkeypatch.setattr(cli, "get_settings", lambda: registry_settings)
     return registry_settings

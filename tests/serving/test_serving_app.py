@@ -12,7 +12,9 @@ from serving.publish import publish_embeddings
 
 
 def _publish(settings, emb, interactions, popularity):
-    return publish_embeddings(settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity)
+    return publish_embeddings(
+        settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity
+    )
 
 
 @pytest.fixture
@@ -23,7 +25,14 @@ def client(settings):
 
 @pytest.mark.parametrize(
     "url",
-    ["/recommend/1?k=0", "/recommend/1?k=1000", "/recommend/1?k=101", "/recommend/1?k=ten", "/recommend/abc", "/recommend/-1"],
+    [
+        "/recommend/1?k=0",
+        "/recommend/1?k=1000",
+        "/recommend/1?k=101",
+        "/recommend/1?k=ten",
+        "/recommend/abc",
+        "/recommend/-1",
+    ],
 )
 def test_bad_requests_are_422(client, url):
     response = client.get(url)
@@ -42,7 +51,13 @@ def test_healthz_reports_no_index_then_ok(client, settings, make_embeddings, int
     assert client.get("/healthz").status_code == 200 and body["status"] == "no_index"
     _publish(settings, make_embeddings(model_version=3), interactions, popularity)
     body = client.get("/healthz").json()
-    assert body == {"status": "ok", "index_version": "v0001", "model_version": 3, "ranker_version": None, "detail": None}
+    assert body == {
+        "status": "ok",
+        "index_version": "v0001",
+        "model_version": 3,
+        "ranker_version": None,
+        "detail": None,
+    }
 
 
 def test_hot_swap_without_restart(client, settings, make_embeddings, interactions, popularity):

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from graphrec import cli
+from app import cli
 from serving import bundle as layout
 from serving.promotion import NoCanary, canary_status, promote_canary, start_canary, stop_canary
 from serving.publish import current_version, publish_model, verify_version
@@ -41,8 +41,25 @@ def test_canary_start_publishes_without_serving_and_writes_the_spec(cli_settings
     _serve_champion(settings)
     pointer = (settings.indexes_dir / layout.POINTER_FILE).read_bytes()
 
-    assert cli.main(["canary", "start", "2", "--ranker-version", "2", "--share", "0.25", "--mode", "shadow",
-                     "--ds", DS, "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "canary",
+                "start",
+                "2",
+                "--ranker-version",
+                "2",
+                "--share",
+                "0.25",
+                "--mode",
+                "shadow",
+                "--ds",
+                DS,
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["published"]["index_version"] == "v0002" and result["published"]["activated"] is False
     assert (result["published"]["model_version"], result["published"]["ranker_version"]) == (2, 2)
@@ -159,8 +176,12 @@ def test_the_canary_version_survives_pruning(cli_settings):
 
 @pytest.mark.parametrize(
     "argv",
-    [["canary", "start", "2", "--share", "1.5"], ["canary", "start", "2", "--mode", "half"], ["canary", "start"],
-     ["canary"]],
+    [
+        ["canary", "start", "2", "--share", "1.5"],
+        ["canary", "start", "2", "--mode", "half"],
+        ["canary", "start"],
+        ["canary"],
+    ],
 )
 def test_bad_canary_arguments_are_usage_errors(cli_settings, argv):
     with pytest.raises(SystemExit) as exc:

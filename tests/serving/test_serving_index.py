@@ -112,8 +112,14 @@ def _clustered(n: int, dim: int = 16, clusters: int = 16, seed: int = 0) -> np.n
 
 @pytest.mark.parametrize(
     ("n_items", "factory", "expected"),
-    [(10, "auto", "Flat"), (1000, "auto", "Flat"), (1001, "auto", "HNSW32"), (10**6, "auto", "HNSW32"),
-     (10, "IVF16,Flat", "IVF16,Flat"), (10**6, "Flat", "Flat")],
+    [
+        (10, "auto", "Flat"),
+        (1000, "auto", "Flat"),
+        (1001, "auto", "HNSW32"),
+        (10**6, "auto", "HNSW32"),
+        (10, "IVF16,Flat", "IVF16,Flat"),
+        (10**6, "Flat", "Flat"),
+    ],
 )
 def test_choose_factory_by_catalog_size(n_items, factory, expected):
     assert choose_factory(n_items, factory, ann_factory="HNSW32", exact_max_items=1000) == expected
@@ -167,7 +173,9 @@ def test_apply_search_params_rejects_malformed_strings(bad):
 
 
 def _publish(settings, emb, interactions, popularity):
-    return publish_embeddings(settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity)
+    return publish_embeddings(
+        settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity
+    )
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,9 @@ def test_a_failed_publication_leaves_everything_untouched(settings, make_embeddi
 
 def test_bad_seen_frame_fails_before_anything_is_visible(settings, make_embeddings, popularity):
     with pytest.raises(ValueError):
-        publish_embeddings(settings, make_embeddings(), ds="2025-01-04", seen=pd.DataFrame({"user": [1]}), popularity=popularity)
+        publish_embeddings(
+            settings, make_embeddings(), ds="2025-01-04", seen=pd.DataFrame({"user": [1]}), popularity=popularity
+        )
     assert current_version(settings) is None
     assert list_versions(settings) == [] and _hidden_dirs(settings) == []
 
@@ -130,7 +132,10 @@ def test_bad_seen_frame_fails_before_anything_is_visible(settings, make_embeddin
 @pytest.mark.parametrize("keep", [1, 2, 3])
 def test_old_versions_are_pruned_and_numbers_keep_growing(settings, make_embeddings, interactions, popularity, keep):
     settings = settings.model_copy(update={"keep_index_versions": keep})
-    published = [_publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity)["index_version"] for i in range(4)]
+    published = [
+        _publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity)["index_version"]
+        for i in range(4)
+    ]
     assert published == ["v0001", "v0002", "v0003", "v0004"]
     assert [v["index_version"] for v in list_versions(settings)] == published[-keep:]
     assert current_version(settings) == "v0004"

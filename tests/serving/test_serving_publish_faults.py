@@ -56,7 +56,11 @@ def _fake_checksum_mismatch(mp: pytest.MonkeyPatch) -> None:
 
 
 STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
-    **{f"write-{name}": _fail(publish, "_write", when=_named(name)) for name in layout.DATA_FILES if name != layout.INDEX_FILE},
+    **{
+        f"write-{name}": _fail(publish, "_write", when=_named(name))
+        for name in layout.DATA_FILES
+        if name != layout.INDEX_FILE
+    },
     "build-index": _fail(index_module, "build_index"),
     "write-index": _fail(index_module, "save_index"),
     "fsync-index": _fail(publish, "_fsync_file", when=_named(layout.INDEX_FILE)),
@@ -66,10 +70,14 @@ STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "recall-check": _fail(index_module, "recall_against_exact"),
     "next-version-number": _fail(publish, "_next_version"),
     "final-manifest": _fail(publish, "atomic_write_json", nth=2),
-    "rename-into-version": _fail(os, "rename", when=lambda src, dst, *a, **k: Path(src).name.startswith(layout.TMP_PREFIX)),
+    "rename-into-version": _fail(
+        os, "rename", when=lambda src, dst, *a, **k: Path(src).name.startswith(layout.TMP_PREFIX)
+    ),
     "fsync-indexes-dir": _fail(publish, "_fsync_dir"),
     "pointer-before-replace": _fail(layout, "write_pointer"),
-    "pointer-during-replace": _fail(os, "replace", when=lambda src, dst, *a, **k: Path(dst).name == layout.POINTER_FILE),
+    "pointer-during-replace": _fail(
+        os, "replace", when=lambda src, dst, *a, **k: Path(dst).name == layout.POINTER_FILE
+    ),
 }
 
 
@@ -89,7 +97,9 @@ def _snapshot(path: Path) -> dict[str, bytes]:
 
 def _leftovers(settings) -> list[str]:
     """Hidden entries besides the lock file: temporary build dirs, pointer temp files, trash."""
-    return sorted(p.name for p in settings.indexes_dir.iterdir() if p.name.startswith(".") and p.name != layout.LOCK_FILE)
+    return sorted(
+        p.name for p in settings.indexes_dir.iterdir() if p.name.startswith(".") and p.name != layout.LOCK_FILE
+    )
 
 
 @pytest.mark.parametrize("step", list(STEPS))
@@ -105,7 +115,11 @@ def test_publication_interrupted_at_each_step_leaves_the_previous_version_servin
 
     with pytest.MonkeyPatch.context() as mp:
         STEPS[step](mp)
-        expected = (layout.BundleError, "failed verification") if step == "checksum-verification" else (Injected, "interrupted")
+        expected = (
+            (layout.BundleError, "failed verification")
+            if step == "checksum-verification"
+            else (Injected, "interrupted")
+        )
         with pytest.raises(expected[0], match=expected[1]):
             _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity)
 

@@ -82,7 +82,11 @@ def test_killing_a_publisher_at_random_moments_leaves_a_complete_version_serving
     for kill in range(KILLS):
         proc = subprocess.Popen(
             [sys.executable, str(script), str(home), str(SEED + kill)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
         )
         try:
             assert _first_line(proc, timeout=120).startswith("v")
@@ -111,14 +115,17 @@ def test_killing_a_publisher_at_random_moments_leaves_a_complete_version_serving
     assert len(seen_versions) > 1  # the kills landed in different publications
     # whatever the kills left behind, the next publication gets the next free number
     numbers = [layout.version_number(p.name) for p in layout.version_dirs(settings.indexes_dir)]
-    from training.embeddings import ModelEmbeddings
-
     import numpy as np
     import pandas as pd
 
+    from training.embeddings import ModelEmbeddings
+
     emb = ModelEmbeddings(
-        np.arange(60, dtype=np.int64), np.arange(1000, 1050, dtype=np.int64),
-        np.ones((60, 8), np.float32), np.eye(50, 8, dtype=np.float32), {"model_version": 0},
+        np.arange(60, dtype=np.int64),
+        np.arange(1000, 1050, dtype=np.int64),
+        np.ones((60, 8), np.float32),
+        np.eye(50, 8, dtype=np.float32),
+        {"model_version": 0},
     )
     seen = pd.DataFrame({"user_id": [0], "item_id": [1000]})
     out = publish_embeddings(settings, emb, ds="2025-01-04", seen=seen, popularity=np.arange(1000, 1050))

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from graphrec import contract, lake
 from graphrec.settings import Settings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 from serving import bundle as layout
 from serving.app import create_app
 from serving.publish import current_version, list_versions, publish_embeddings
@@ -50,8 +50,13 @@ def _save_ranker(directory, item_ids, categories, *, seed=0, **kwargs):
 
 def _publish(settings, emb, interactions, popularity, ranker_dir=None, ranker_version=None):
     return publish_embeddings(
-        settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity,
-        ranker_dir=ranker_dir, ranker_version=ranker_version,
+        settings,
+        emb,
+        ds="2025-01-04",
+        seen=interactions[["user_id", "item_id"]],
+        popularity=popularity,
+        ranker_dir=ranker_dir,
+        ranker_version=ranker_version,
     )
 
 
@@ -81,7 +86,7 @@ def catalog(sim_curated) -> pd.DataFrame:
 def features_fn(interactions, catalog):
     """A plain ``ranker_features_fn`` over the simulated history, as of :data:`NOW`.
 
-    Same columns as ``graphrec.features.online_ranker_features``; every counter is a
+    Same columns as ``features.store.online_ranker_features``; every counter is a
     count over the history, and the recent sequence is the user's last ten events.
     """
     category = catalog.set_index(contract.ITEM_ID)[contract.CATEGORY]
@@ -129,7 +134,9 @@ def test_ranker_file_names_match_the_training_module():
     assert layout.RANKER_FILES == (bst.WEIGHTS_FILE, bst.META_FILE)
 
 
-def test_publication_with_a_ranker_writes_and_verifies_its_files(settings, make_embeddings, interactions, popularity, ranker_dir):
+def test_publication_with_a_ranker_writes_and_verifies_its_files(
+    settings, make_embeddings, interactions, popularity, ranker_dir
+):
     out = _publish(settings, make_embeddings(model_version=4), interactions, popularity, ranker_dir, ranker_version=3)
     assert (out["index_version"], out["model_version"], out["ranker_version"]) == ("v0001", 4, 3)
     path = settings.indexes_dir / "v0001"
@@ -182,12 +189,16 @@ def _unlist_meta(path):
 
 
 @pytest.mark.parametrize("damage", [_corrupt_weights, _truncate_meta, _delete_weights, _unlist_meta])
-def test_a_damaged_ranker_makes_the_version_unusable(settings, make_embeddings, interactions, popularity, ranker_dir, damage):
+def test_a_damaged_ranker_makes_the_version_unusable(
+    settings, make_embeddings, interactions, popularity, ranker_dir, damage
+):
     _publish(settings, make_embeddings(seed=0), interactions, popularity, ranker_dir, ranker_version=1)
     recommender = Recommender(settings)
     assert recommender.recommend(0, 5).index_version == "v0001"
 
-    out = _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity, ranker_dir, ranker_version=2)
+    out = _publish(
+        settings, make_embeddings(seed=1, model_version=2), interactions, popularity, ranker_dir, ranker_version=2
+    )
     path = settings.indexes_dir / out["index_version"]
     damage(path)
     assert layout.checksum_problems(path)
@@ -203,7 +214,9 @@ def test_a_damaged_ranker_makes_the_version_unusable(settings, make_embeddings, 
     assert (kept.index_version, kept.ranker_version) == ("v0001", 1)
 
 
-def test_publication_refuses_a_ranker_that_cannot_score(settings, make_embeddings, interactions, popularity, catalog, tmp_path):
+def test_publication_refuses_a_ranker_that_cannot_score(
+    settings, make_embeddings, interactions, popularity, catalog, tmp_path
+):
     _publish(settings, make_embeddings(), interactions, popularity)
     before = (settings.indexes_dir / "CURRENT").read_bytes()
     wrong = _save_ranker(tmp_path / "wrong", interactions["item_id"].unique(), catalog[contract.CATEGORY], n_dense=3)
@@ -250,7 +263,9 @@ def test_service_order_equals_offline_scoring_of_the_same_candidates(
     np.testing.assert_allclose(recommender.rerank_scores(user_id, items, scores), probabilities, rtol=1e-5, atol=1e-6)
 
 
-def test_reranking_changes_the_retrieval_order(settings, make_embeddings, interactions, popularity, ranker_dir, features_fn):
+def test_reranking_changes_the_retrieval_order(
+    settings, make_embeddings, interactions, popularity, ranker_dir, features_fn
+):
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=1)
     plain, ranked = Recommender(settings), Recommender(settings, ranker_features_fn=features_fn, rerank_candidates=40)
     changed = 0
@@ -262,7 +277,9 @@ def test_reranking_changes_the_retrieval_order(settings, make_embeddings, intera
     assert torch.get_num_threads() == 1  # one scoring thread per request (ranker_threads)
 
 
-def test_a_failing_features_fn_answers_in_retrieval_order(settings, make_embeddings, interactions, popularity, ranker_dir):
+def test_a_failing_features_fn_answers_in_retrieval_order(
+    settings, make_embeddings, interactions, popularity, ranker_dir
+):
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=2)
     calls = []
 
@@ -289,7 +306,9 @@ def test_a_failing_features_fn_answers_in_retrieval_order(settings, make_embeddi
     [lambda f: f.drop(columns=[bst.RECENT_ITEMS]), lambda f: f.iloc[::-1], lambda f: f.iloc[:-1]],
     ids=["missing-column", "wrong-order", "missing-row"],
 )
-def test_malformed_features_degrade_too(settings, make_embeddings, interactions, popularity, ranker_dir, features_fn, mangle):
+def test_malformed_features_degrade_too(
+    settings, make_embeddings, interactions, popularity, ranker_dir, features_fn, mangle
+):
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=2)
     rec = Recommender(settings, ranker_features_fn=lambda u, items: mangle(features_fn(u, items))).recommend(8, 5)
     assert rec.degraded == ["ranker_features"] and not rec.reranked
@@ -322,7 +341,9 @@ def test_no_reranking_for_unknown_users_or_retrieval_only_bundles(
 
 
 # HTTP ----------------------------------------------------------------------------------------
-def test_http_response_carries_both_versions(settings, make_embeddings, interactions, popularity, ranker_dir, features_fn):
+def test_http_response_carries_both_versions(
+    settings, make_embeddings, interactions, popularity, ranker_dir, features_fn
+):
     _publish(settings, make_embeddings(model_version=7), interactions, popularity, ranker_dir, ranker_version=4)
     recommender = Recommender(settings, ranker_features_fn=features_fn, rerank_candidates=30)
     with TestClient(create_app(settings, recommender)) as client:
@@ -337,10 +358,12 @@ def test_http_response_carries_both_versions(settings, make_embeddings, interact
     assert "probability" in schema["ScoredItem"]["properties"]["score"]["description"]
 
 
-def test_app_wires_the_online_store_and_degrades_without_one(settings, make_embeddings, interactions, popularity, ranker_dir):
+def test_app_wires_the_online_store_and_degrades_without_one(
+    settings, make_embeddings, interactions, popularity, ranker_dir
+):
     """``ranker_enabled`` builds the Feast hook; with no store under this home it fails per
     request, and the service answers 200 in retrieval order."""
-    from graphrec.features import OnlineRankerFeatures
+    from features.store import OnlineRankerFeatures
 
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=4)
     assert settings.ranker_enabled
@@ -364,7 +387,7 @@ FEAST_SIM = SimulationConfig(n_users=40, n_items=30, days=2, events_per_day=300,
 @pytest.fixture(scope="module")
 def feast_settings(tmp_path_factory) -> Settings:
     """A simulated lake materialized day by day into a real Feast store (SQLite online)."""
-    from graphrec.features import materialize
+    from features.store import materialize
 
     settings = Settings(home=tmp_path_factory.mktemp("serving-ranker-feast"))
     for part in simulate(FEAST_SIM, settings.landing_dir):
@@ -375,7 +398,7 @@ def feast_settings(tmp_path_factory) -> Settings:
 
 
 def test_online_store_features_rerank_like_offline_point_in_time_features(feast_settings, tmp_path):
-    from graphrec.features import historical_ranker_features, online_ranker_features, snapshot_time
+    from features.store import historical_ranker_features, online_ranker_features, snapshot_time
     from training.embeddings import ModelEmbeddings
 
     settings = feast_settings
@@ -386,7 +409,8 @@ def test_online_store_features_rerank_like_offline_point_in_time_features(feast_
     users = np.arange(FEAST_SIM.n_users - 5, dtype=np.int64)  # the last five users are unknown to the model
     items = np.sort(catalog[contract.ITEM_ID].to_numpy(np.int64))
     emb = ModelEmbeddings(
-        user_ids=users, item_ids=items,
+        user_ids=users,
+        item_ids=items,
         user_emb=rng.normal(size=(len(users), 8)).astype(np.float32),
         item_emb=rng.normal(size=(len(items), 8)).astype(np.float32),
         meta={"model_version": 1},
@@ -394,8 +418,13 @@ def test_online_store_features_rerank_like_offline_point_in_time_features(feast_
     ranker_dir = _save_ranker(tmp_path / "ranker", items, catalog[contract.CATEGORY], seed=1)
     popularity = events[contract.ITEM_ID].value_counts().index.to_numpy(np.int64)
     publish_embeddings(
-        settings, emb, ds=FEAST_SIM.day(FEAST_SIM.days), seen=events[[contract.USER_ID, contract.ITEM_ID]],
-        popularity=popularity, ranker_dir=ranker_dir, ranker_version=1,
+        settings,
+        emb,
+        ds=FEAST_SIM.day(FEAST_SIM.days),
+        seen=events[[contract.USER_ID, contract.ITEM_ID]],
+        popularity=popularity,
+        ranker_dir=ranker_dir,
+        ranker_version=1,
     )
     now = snapshot_time(FEAST_SIM.day(FEAST_SIM.days)) + pd.Timedelta(hours=2)
     online = functools.partial(online_ranker_features, settings, now=now)
@@ -420,7 +449,9 @@ def test_online_store_features_rerank_like_offline_point_in_time_features(feast_
 
 
 # Through the MLflow registry -----------------------------------------------------------------
-def test_publish_model_fetches_the_ranker_by_alias(settings, make_embeddings, sim_curated, interactions, catalog, tmp_path):
+def test_publish_model_fetches_the_ranker_by_alias(
+    settings, make_embeddings, sim_curated, interactions, catalog, tmp_path
+):
     """``publish_model`` resolves the ranker alias, downloads its files and publishes the pair."""
     import mlflow
 

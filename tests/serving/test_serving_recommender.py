@@ -12,7 +12,9 @@ from serving.recommender import NoPublishedIndex, Recommender
 
 
 def _publish(settings, emb, interactions, popularity):
-    return publish_embeddings(settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity)
+    return publish_embeddings(
+        settings, emb, ds="2025-01-04", seen=interactions[["user_id", "item_id"]], popularity=popularity
+    )
 
 
 def _seen(interactions, user_id) -> set[int]:
@@ -31,7 +33,9 @@ def _unreachable_recent_items(user_ids):
 @pytest.mark.parametrize("shuffled", [False, True], ids=["sorted-ids", "shuffled-ids"])
 @pytest.mark.parametrize("k", [1, 5, 20])
 @pytest.mark.parametrize("user_id", [0, 17, 42, 99])
-def test_known_user_gets_exact_top_k_unseen_items(settings, make_embeddings, interactions, popularity, user_id, k, shuffled):
+def test_known_user_gets_exact_top_k_unseen_items(
+    settings, make_embeddings, interactions, popularity, user_id, k, shuffled
+):
     emb = make_embeddings(shuffled=shuffled)
     _publish(settings, emb, interactions, popularity)
     rec = Recommender(settings).recommend(user_id, k)
@@ -49,12 +53,16 @@ def test_known_user_gets_exact_top_k_unseen_items(settings, make_embeddings, int
     ranked = [int(emb.item_ids[j]) for j in np.argsort(-scores)]
     unseen = [i for i in ranked if i not in seen]
     assert ids == unseen[:k]
-    np.testing.assert_allclose([item.score for item in rec.items], np.sort(scores)[::-1][[ranked.index(i) for i in ids]], rtol=1e-5)
+    np.testing.assert_allclose(
+        [item.score for item in rec.items], np.sort(scores)[::-1][[ranked.index(i) for i in ids]], rtol=1e-5
+    )
     cutoff = ranked.index(ids[-1])
     assert rec.excluded == len(set(ranked[:cutoff]) & seen)
 
 
-def test_unknown_user_gets_flagged_popularity_fallback_without_seen_items(settings, make_embeddings, interactions, popularity):
+def test_unknown_user_gets_flagged_popularity_fallback_without_seen_items(
+    settings, make_embeddings, interactions, popularity
+):
     emb = make_embeddings()
     _publish(settings, emb, interactions, popularity)
     recommender = Recommender(settings)
@@ -79,7 +87,9 @@ def test_recent_items_are_excluded_too(settings, make_embeddings, interactions, 
     user_id = 5
     plain = Recommender(settings).recommend(user_id, 5)
     recent = {user_id: [plain.items[0].item_id, plain.items[2].item_id]}
-    with_recent = Recommender(settings, recent_items_fn=lambda ids: {u: recent.get(u, []) for u in ids}).recommend(user_id, 5)
+    with_recent = Recommender(settings, recent_items_fn=lambda ids: {u: recent.get(u, []) for u in ids}).recommend(
+        user_id, 5
+    )
     got = [i.item_id for i in with_recent.items]
     assert len(got) == 5 and not set(got) & set(recent[user_id])
     assert got[:2] == [plain.items[1].item_id, plain.items[3].item_id]
@@ -110,7 +120,9 @@ def test_a_failed_source_is_skipped_for_a_while_then_retried(settings, make_embe
     assert len(calls) == 3
 
 
-def test_k_beyond_the_unseen_catalog_returns_every_unseen_item_once(settings, make_embeddings, interactions, popularity):
+def test_k_beyond_the_unseen_catalog_returns_every_unseen_item_once(
+    settings, make_embeddings, interactions, popularity
+):
     emb = make_embeddings()
     _publish(settings, emb, interactions, popularity)
     user_id = int(interactions["user_id"].value_counts().index[0])  # heaviest user

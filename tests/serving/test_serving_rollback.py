@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from graphrec import cli
+from app import cli
 from serving import bundle as layout
 from serving.promotion import ChampionUpdateError, VersionNotFound, rollback
 from serving.publish import current_version, publish_embeddings, publish_model
@@ -148,11 +148,18 @@ def test_a_failing_alias_move_puts_pointer_and_aliases_back(cli_settings, capsys
     assert current_version(settings) == "v0002" and _champions(settings) == (2, 2)
 
 
-def test_an_unregistered_model_version_is_refused_by_the_registry(registry_settings, make_embeddings, interactions, popularity):
+def test_an_unregistered_model_version_is_refused_by_the_registry(
+    registry_settings, make_embeddings, interactions, popularity
+):
     """A version whose manifest names a model version the registry lacks: MLflow refuses, all is restored."""
     settings = registry_settings
-    publish_embeddings(settings, make_embeddings(seed=9, model_version=99), ds=DS,
-                       seen=interactions[["user_id", "item_id"]], popularity=popularity)
+    publish_embeddings(
+        settings,
+        make_embeddings(seed=9, model_version=99),
+        ds=DS,
+        seen=interactions[["user_id", "item_id"]],
+        popularity=popularity,
+    )
     _promote_and_publish(settings, 1)
     with pytest.raises(ChampionUpdateError):
         rollback(settings, "v0001")
@@ -166,8 +173,10 @@ def test_rollback_to_a_retrieval_only_version_leaves_the_ranker_champion(cli_set
     assert cli.main(["rollback"]) == 0
     out = capsys.readouterr().out
     assert "CURRENT: v0002 -> v0001" in out
-    assert f"note: v0001 was published without a ranker_version: the {settings.ranker_model_name} champion alias " \
-           "stays at version 2" in out
+    assert (
+        f"note: v0001 was published without a ranker_version: the {settings.ranker_model_name} champion alias "
+        "stays at version 2" in out
+    )
     assert _champions(settings) == (1, 2)
     rec = Recommender(settings).recommend(0, 5)
     assert (rec.index_version, rec.model_version, rec.ranker_version) == ("v0001", 1, None)
@@ -192,7 +201,9 @@ def test_versions_lists_every_version_with_its_lineage_and_index(cli_settings, c
         assert v["metrics"]["recall_at_20"] == pytest.approx(0.1 + seed / 100)
         assert v["metrics"]["ndcg_at_20"] == pytest.approx(0.05 + seed / 100)
         assert (v["index_type"], v["index_factory"]) == ("IndexFlatIP", "Flat")
-        assert v["index_recall_at_k"] == pytest.approx(1.0) and v["index_recall_k"] == min(settings.index_recall_k, v["n_items"])
+        assert v["index_recall_at_k"] == pytest.approx(1.0) and v["index_recall_k"] == min(
+            settings.index_recall_k, v["n_items"]
+        )
 
     assert cli.main(["versions"]) == 0
     lines = capsys.readouterr().out.splitlines()

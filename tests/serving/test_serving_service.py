@@ -54,7 +54,9 @@ def _await_canary(client, version, *, broken=False, timeout_s=30.0):
 
 
 # /similar -------------------------------------------------------------------------
-def test_similar_items_are_the_exact_inner_product_neighbours(client, settings, make_embeddings, interactions, popularity):
+def test_similar_items_are_the_exact_inner_product_neighbours(
+    client, settings, make_embeddings, interactions, popularity
+):
     emb = make_embeddings()
     _publish(settings, emb, interactions, popularity)
     item = int(emb.item_ids[5])
@@ -94,7 +96,9 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name} {labels}")
 
 
-def test_metrics_count_requests_by_route_status_and_variant(client, settings, make_embeddings, interactions, popularity):
+def test_metrics_count_requests_by_route_status_and_variant(
+    client, settings, make_embeddings, interactions, popularity
+):
     _publish(settings, make_embeddings(), interactions, popularity)
     for user in range(5):
         assert client.get(f"/recommend/{user}?k=3").status_code == 200
@@ -103,10 +107,14 @@ def test_metrics_count_requests_by_route_status_and_variant(client, settings, ma
     response = client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert _metric(text, "graphrec_requests_total", endpoint="/recommend/{user_id}", status="200", variant=CHAMPION) == 5
+    assert (
+        _metric(text, "graphrec_requests_total", endpoint="/recommend/{user_id}", status="200", variant=CHAMPION) == 5
+    )
     assert _metric(text, "graphrec_requests_total", endpoint="/recommend/{user_id}", status="422", variant="none") == 1
     assert _metric(text, "graphrec_requests_total", endpoint="/similar/{item_id}", status="404", variant=CHAMPION) == 1
-    assert _metric(text, "graphrec_request_duration_seconds_count", endpoint="/recommend/{user_id}", variant=CHAMPION) == 5
+    assert (
+        _metric(text, "graphrec_request_duration_seconds_count", endpoint="/recommend/{user_id}", variant=CHAMPION) == 5
+    )
     assert _metric(text, "graphrec_served_item_popularity_count", variant=CHAMPION) == 5
     assert _metric(text, "graphrec_index_version", role="current") == 1
     assert _metric(text, "graphrec_index_version", role="canary") == 0
@@ -138,8 +146,10 @@ def test_split_canary_serves_its_share_with_the_challenger(client, settings, mak
         assert body["items"] == rec.recommend(user, 5).model_dump()["items"]
     text = client.get("/metrics").text
     n_challenger = sum(in_canary(u, 0.5, version) for u in range(40))
-    assert _metric(text, "graphrec_requests_total", endpoint="/recommend/{user_id}", status="200",
-                   variant=CHALLENGER) == n_challenger
+    assert (
+        _metric(text, "graphrec_requests_total", endpoint="/recommend/{user_id}", status="200", variant=CHALLENGER)
+        == n_challenger
+    )
     assert _metric(text, "graphrec_canary_share") == 0.5
     assert _metric(text, "graphrec_index_version", role="canary") == 2
     assert client.get("/readyz").json()["canary_version"] == version
@@ -149,11 +159,14 @@ def test_split_canary_serves_its_share_with_the_challenger(client, settings, mak
     assert {client.get(f"/recommend/{u}?k=5").json()["variant"] for u in range(40)} == {CHAMPION}
 
 
-def test_shadow_canary_serves_the_champion_and_logs_both(client, settings, make_embeddings, interactions, popularity, caplog):
+def test_shadow_canary_serves_the_champion_and_logs_both(
+    client, settings, make_embeddings, interactions, popularity, caplog
+):
     _publish(settings, make_embeddings(seed=0, model_version=1), interactions, popularity)
     plain = client.get("/recommend/3?k=5").json()
-    version = _canary(settings, make_embeddings(seed=1, model_version=2), interactions, popularity, share=1.0,
-                      mode="shadow")
+    version = _canary(
+        settings, make_embeddings(seed=1, model_version=2), interactions, popularity, share=1.0, mode="shadow"
+    )
     _await_canary(client, version)
     with caplog.at_level(logging.INFO, logger="graphrec.shadow"):
         body = client.get("/recommend/3?k=5").json()

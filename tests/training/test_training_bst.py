@@ -48,12 +48,25 @@ def category(item: int) -> str:
     return CATEGORIES[(item - 100) % len(CATEGORIES)]
 
 
-def row(item: int = 100, history: list[int] | None = None, ages_h: list[float] | None = None, *,
-        user: int = 1, at: pd.Timestamp = NOW, counters: float | None = 3, item_category: object = AUTO,
-        score: float | None = 0.5) -> dict:
+def row(
+    item: int = 100,
+    history: list[int] | None = None,
+    ages_h: list[float] | None = None,
+    *,
+    user: int = 1,
+    at: pd.Timestamp = NOW,
+    counters: float | None = 3,
+    item_category: object = AUTO,
+    score: float | None = 0.5,
+) -> dict:
     """One frame row; ``history`` oldest first with its ages in hours (default: 1 h apart, newest 1 h old)."""
-    out = {bst.USER_ID: user, bst.ITEM_ID: item, bst.EVENT_TIMESTAMP: at, RETRIEVAL_SCORE: score,
-           ITEM_CATEGORY: category(item) if item_category is AUTO else item_category}
+    out = {
+        bst.USER_ID: user,
+        bst.ITEM_ID: item,
+        bst.EVENT_TIMESTAMP: at,
+        RETRIEVAL_SCORE: score,
+        ITEM_CATEGORY: category(item) if item_category is AUTO else item_category,
+    }
     out.update(dict.fromkeys([*USER_COUNTERS, *ITEM_COUNTERS], counters))
     if history is None:
         out.update(dict.fromkeys([RECENT_ITEMS, RECENT_CATEGORIES, RECENT_TS]))
@@ -116,10 +129,21 @@ def test_encode_truncation_keeps_the_most_recent(seq_len):
     assert batch.seq_items[0].tolist() == expected
 
 
-@pytest.mark.parametrize("age_h, bucket", [
-    (1 / 3600, 1), (0.5, 1), (0.99, 1), (1.0, 2), (2.5, 2), (3.0, 3), (7.0, 4), (100.0, 7),
-    (2**14 - 1, AGE_BUCKETS - 1), (10**6, AGE_BUCKETS - 1),
-])
+@pytest.mark.parametrize(
+    "age_h, bucket",
+    [
+        (1 / 3600, 1),
+        (0.5, 1),
+        (0.99, 1),
+        (1.0, 2),
+        (2.5, 2),
+        (3.0, 3),
+        (7.0, 4),
+        (100.0, 7),
+        (2**14 - 1, AGE_BUCKETS - 1),
+        (10**6, AGE_BUCKETS - 1),
+    ],
+)
 def test_encode_age_buckets(age_h, bucket):
     assert 1 + min(AGE_BUCKETS - 2, int(np.floor(np.log2(1 + age_h)))) == bucket  # the documented formula
     batch = encode(frame(row(100, [101], [age_h])), VOCAB, seq_len=2)
@@ -139,8 +163,10 @@ def test_encode_drops_events_at_or_after_the_row_time():
 @pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
 def test_encode_missing_features_are_zeros_and_flags(missing):
     empty = row(999, None, counters=missing, item_category=missing, score=missing)
-    user_only = {**row(100, [101], counters=missing, item_category=missing, score=np.nan),
-                 **dict.fromkeys(USER_COUNTERS, 7)}
+    user_only = {
+        **row(100, [101], counters=missing, item_category=missing, score=np.nan),
+        **dict.fromkeys(USER_COUNTERS, 7),
+    }
     item_only = {**row(100, None, counters=missing), **dict.fromkeys(ITEM_COUNTERS, 7)}
     category_only = row(100, None, counters=missing)
     full = row(100, [101], counters=0, score=-2.0)
@@ -149,8 +175,9 @@ def test_encode_missing_features_are_zeros_and_flags(missing):
         data[column] = data[column].astype("Int64")
     batch = encode(data, VOCAB, seq_len=3)
     dense = batch.dense.numpy()
-    has_user, has_item, score = (DENSE_FEATURES.index(n) for n in ("has_user_features", "has_item_features",
-                                                                   RETRIEVAL_SCORE))
+    has_user, has_item, score = (
+        DENSE_FEATURES.index(n) for n in ("has_user_features", "has_item_features", RETRIEVAL_SCORE)
+    )
     assert np.isfinite(dense).all()
     assert (dense[0, :-2] == 0).all() and (batch.seq_items[0] == 0).all() and batch.target_category[0] == 1
     assert dense[1, has_user] == 1 and dense[1, has_item] == 0 and dense[1, score] == 0
@@ -200,8 +227,13 @@ def test_batch_subset():
 
 
 # Model ---------------------------------------------------------------------------------------
-def random_batch(n: int, seq_len: int, generator: torch.Generator, n_items: int = VOCAB.n_items,
-                 n_categories: int = VOCAB.n_categories) -> RankerBatch:
+def random_batch(
+    n: int,
+    seq_len: int,
+    generator: torch.Generator,
+    n_items: int = VOCAB.n_items,
+    n_categories: int = VOCAB.n_categories,
+) -> RankerBatch:
     """Rows with random histories of random lengths (0 to seq_len), left-padded."""
     lengths = torch.randint(0, seq_len + 1, (n,), generator=generator)
     real = torch.arange(seq_len)[None, :] >= (seq_len - lengths)[:, None]
@@ -236,10 +268,12 @@ def test_model_ignores_what_lies_in_padded_positions():
     assert padding.any() and (~padding).any()
     noisy = dataclasses.replace(
         batch,
-        seq_items=torch.where(padding, torch.randint(1, VOCAB.n_items, padding.shape, generator=generator),
-                              batch.seq_items),
-        seq_categories=torch.where(padding, torch.randint(1, VOCAB.n_categories, padding.shape, generator=generator),
-                                   batch.seq_categories),
+        seq_items=torch.where(
+            padding, torch.randint(1, VOCAB.n_items, padding.shape, generator=generator), batch.seq_items
+        ),
+        seq_categories=torch.where(
+            padding, torch.randint(1, VOCAB.n_categories, padding.shape, generator=generator), batch.seq_categories
+        ),
     )
     with torch.no_grad():
         torch.testing.assert_close(model(noisy), model(batch), rtol=0, atol=1e-6)
@@ -298,8 +332,7 @@ def synthetic_frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
         else:
             candidate = int(rng.integers(100, 160))
         label = bool(length) and category(candidate) == category(history[-1])
-        rows.append(row(candidate, history, ages, user=k, counters=int(rng.integers(0, 50)),
-                        score=float(rng.normal())))
+        rows.append(row(candidate, history, ages, user=k, counters=int(rng.integers(0, 50)), score=float(rng.normal())))
         labels.append(float(label))
     return frame(*rows), np.asarray(labels, dtype=np.float32)
 
@@ -388,11 +421,13 @@ def test_save_load_round_trip(tmp_path):
 
 def test_dense_rank_and_gap_are_taken_within_each_list():
     """Rank by retrieval score (0 = best) and score minus the list's best, per (user, time)."""
-    lists = pd.DataFrame({
-        bst.USER_ID: [1, 1, 1, 2, 2, 1],
-        bst.EVENT_TIMESTAMP: pd.to_datetime([NOW] * 5 + [NOW + pd.Timedelta(days=1)], utc=True),
-        bst.RETRIEVAL_SCORE: [0.5, 2.0, 1.0, -1.0, 3.0, 9.0],
-    })
+    lists = pd.DataFrame(
+        {
+            bst.USER_ID: [1, 1, 1, 2, 2, 1],
+            bst.EVENT_TIMESTAMP: pd.to_datetime([NOW] * 5 + [NOW + pd.Timedelta(days=1)], utc=True),
+            bst.RETRIEVAL_SCORE: [0.5, 2.0, 1.0, -1.0, 3.0, 9.0],
+        }
+    )
     for column in bst.FEATURE_COLUMNS:
         lists[column] = None
     dense = bst.dense_features(lists)
@@ -418,16 +453,26 @@ def test_candidate_output_equals_the_whole_block_at_the_last_position():
 
 
 # The serving path: CandidateFeatures -> encode_candidates -> RequestScorer ---------------------
-def candidates(items: list[int], history: list[int] | None, *, at: pd.Timestamp = NOW, user_counters=(3, 0, 1, 2),
-               item_counters: np.ndarray | None = None, categories: list | None = None) -> bst.CandidateFeatures:
+def candidates(
+    items: list[int],
+    history: list[int] | None,
+    *,
+    at: pd.Timestamp = NOW,
+    user_counters=(3, 0, 1, 2),
+    item_counters: np.ndarray | None = None,
+    categories: list | None = None,
+) -> bst.CandidateFeatures:
     n = len(items)
     counters = np.arange(n * 3, dtype=np.float64).reshape(n, 3) if item_counters is None else item_counters
     category_cells = np.empty(n, dtype=object)
     category_cells[:] = [category(i) for i in items] if categories is None else categories
     at_s = int(at.timestamp())
     return bst.CandidateFeatures(
-        user_id=7, time=at, item_ids=np.asarray(items, dtype=np.int64),
-        user_counters=np.asarray(user_counters, dtype=np.float64), item_counters=counters,
+        user_id=7,
+        time=at,
+        item_ids=np.asarray(items, dtype=np.int64),
+        user_counters=np.asarray(user_counters, dtype=np.float64),
+        item_counters=counters,
         item_category=category_cells,
         recent_items=None if history is None else list(history),
         recent_categories=None if history is None else [category(i) for i in history],
@@ -440,8 +485,20 @@ def assert_same_batch(a: RankerBatch, b: RankerBatch) -> None:
         assert torch.equal(getattr(a, field.name), getattr(b, field.name)), field.name
 
 
-@pytest.mark.parametrize("case", ["history", "no history", "empty history", "missing values", "ties", "one",
-                                  "none", "long history", "sub-microsecond time"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "history",
+        "no history",
+        "empty history",
+        "missing values",
+        "ties",
+        "one",
+        "none",
+        "long history",
+        "sub-microsecond time",
+    ],
+)
 def test_encode_candidates_equals_encode_of_its_frame(case):
     """The service's pandas-free encoder gives exactly the batch ``encode`` gives for the
     same rows as a frame (the form training and offline evaluation use)."""
@@ -456,8 +513,11 @@ def test_encode_candidates_equals_encode_of_its_frame(case):
         counters = rng.integers(0, 5, size=(len(items), 3)).astype(np.float64)
         counters[2] = np.nan
         counters[5, 1] = np.nan
-        kwargs = {"user_counters": (np.nan,) * 4, "item_counters": counters,
-                  "categories": [None, "c1", "nope", *(category(i) for i in items[3:])]}
+        kwargs = {
+            "user_counters": (np.nan,) * 4,
+            "item_counters": counters,
+            "categories": [None, "c1", "nope", *(category(i) for i in items[3:])],
+        }
         scores[4] = np.nan
     elif case == "ties":
         scores = np.round(scores)
@@ -485,7 +545,7 @@ def test_candidate_features_refuse_misshapen_arrays():
 def test_short_and_long_category_lookups_agree():
     values = ["c0", "c5", "zz", None, np.nan, "c3", 4] * 200  # 1400 values: the long path
     long = VOCAB.categories(values)
-    short = np.concatenate([VOCAB.categories(values[k:k + 7]) for k in range(0, len(values), 7)])
+    short = np.concatenate([VOCAB.categories(values[k : k + 7]) for k in range(0, len(values), 7)])
     assert np.array_equal(long, short)
     assert long[:7].tolist() == [2, 7, 1, 1, 1, 5, 1]
 
@@ -520,13 +580,20 @@ def test_shared_history_logits_equal_the_forward_of_the_repeated_history():
         lengths = torch.arange(6) >= 6 - length
         n = 9
         batch = RankerBatch(
-            seq_items=(one.seq_items * lengths).expand(n, -1), seq_categories=(one.seq_categories * lengths).expand(n, -1),
+            seq_items=(one.seq_items * lengths).expand(n, -1),
+            seq_categories=(one.seq_categories * lengths).expand(n, -1),
             seq_age=(torch.randint(1, AGE_BUCKETS, (6,), generator=generator) * lengths).expand(n, -1),
             target_item=torch.randint(1, VOCAB.n_items, (n,), generator=generator),
             target_category=torch.randint(1, VOCAB.n_categories, (n,), generator=generator),
             dense=torch.randn(n, N_DENSE, generator=generator),
         )
         with torch.no_grad():
-            shared = model.shared_history_logits(batch.seq_items[0], batch.seq_categories[0], batch.seq_age[0],
-                                                 batch.target_item, batch.target_category, batch.dense)
+            shared = model.shared_history_logits(
+                batch.seq_items[0],
+                batch.seq_categories[0],
+                batch.seq_age[0],
+                batch.target_item,
+                batch.target_category,
+                batch.dense,
+            )
             torch.testing.assert_close(shared, model(batch), rtol=0, atol=1e-5)

@@ -57,8 +57,9 @@ def _worker(rank: int, store: str, graph, out_dir: str) -> None:
         model, positives, users, pos, neg = _setup(graph)
         mine = np.array_split(np.arange(len(users)), 2)[rank]
         out = model.get_embedding(normalized_adjacency(graph))
-        loss = batch_loss(model, out, users[mine], pos[mine], CONFIG, FixedRng(neg[mine]), positives,
-                          Shard(len(users), 2))
+        loss = batch_loss(
+            model, out, users[mine], pos[mine], CONFIG, FixedRng(neg[mine]), positives, Shard(len(users), 2)
+        )
         loss.backward()
         found["shard_loss"], found["shard_grad"] = loss.detach(), model.embedding.weight.grad
         # 2. Two DDP steps of the trainer (the whole graph is one batch).
@@ -66,10 +67,16 @@ def _worker(rank: int, store: str, graph, out_dir: str) -> None:
         # 3. Early stopping decided by rank 0 (the only one with a callback) stops both ranks.
         values = iter([0.3, 0.2, 0.1, 0.0])
         evaluate = (lambda e: {"recall_at_20": next(values)}) if rank == 0 else None
-        stopped = train_lightgcn(graph, dataclasses.replace(CONFIG, epochs=4, batch_size=256, eval_every=1,
-                                                            patience=1), evaluate)
-        found["stopped"] = (stopped.best_epoch, stopped.stopped_early, stopped.epochs_run, stopped.losses,
-                            stopped.embeddings.item_emb)
+        stopped = train_lightgcn(
+            graph, dataclasses.replace(CONFIG, epochs=4, batch_size=256, eval_every=1, patience=1), evaluate
+        )
+        found["stopped"] = (
+            stopped.best_epoch,
+            stopped.stopped_early,
+            stopped.epochs_run,
+            stopped.losses,
+            stopped.embeddings.item_emb,
+        )
         # 4. Checkpoints hold every rank's sampler: 2 epochs + resume to 4 == 4 epochs.
         config = dataclasses.replace(CONFIG, epochs=4, batch_size=256)
         full = train_lightgcn(graph, config)
@@ -118,8 +125,12 @@ def _one_process_steps(graph, epochs: int) -> np.ndarray:
         neg = np.concatenate([sample_negatives(edges[0, s], graph.n_items, keys, r) for s, r in zip(shards, neg_rngs)])
         out = model.get_embedding(adj)
         u, p, q = (torch.from_numpy(a) for a in (edges[0, perm], edges[1, perm] + graph.n_users, neg + graph.n_users))
-        loss = model.recommendation_loss((out[u] * out[p]).sum(-1), (out[u] * out[q]).sum(-1),
-                                         node_id=torch.cat([u, p, q]).unique(), lambda_reg=CONFIG.weight_decay)
+        loss = model.recommendation_loss(
+            (out[u] * out[p]).sum(-1),
+            (out[u] * out[q]).sum(-1),
+            node_id=torch.cat([u, p, q]).unique(),
+            lambda_reg=CONFIG.weight_decay,
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -163,11 +174,33 @@ def _run(cmd: list[str], out: Path) -> dict:
 
 
 def test_torchrun_two_processes_reach_the_quality_of_one(tmp_path):
-    args = ["-m", "training.distributed", "--data", "simulator", "--epochs", "20", "--batch-size", "1024",
-            "--dim", "32"]
+    args = [
+        "-m",
+        "training.distributed",
+        "--data",
+        "simulator",
+        "--epochs",
+        "20",
+        "--batch-size",
+        "1024",
+        "--dim",
+        "32",
+    ]
     one = _run([sys.executable, *args, "--out", str(tmp_path / "one.json")], tmp_path / "one.json")
-    two = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                *args, "--out", str(tmp_path / "two.json")], tmp_path / "two.json")
+    two = _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            *args,
+            "--out",
+            str(tmp_path / "two.json"),
+        ],
+        tmp_path / "two.json",
+    )
     assert (one["world_size"], two["world_size"]) == (1, 2)
     assert one["n_edges"] == two["n_edges"] and len(two["losses"]) == 20
     # Same global batches, other negatives: the curves and the quality agree, not the bits.

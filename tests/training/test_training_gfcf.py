@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.embeddings import ModelEmbeddings
 from training.gfcf import fit_gfcf
 from training.metrics import build_ranking_task, evaluate_embeddings, evaluate_scorer, popularity_model
-from training.embeddings import ModelEmbeddings
 
 R = np.array(
     [
@@ -59,11 +59,13 @@ def test_evaluate_scorer_equals_evaluate_embeddings_for_dot_products():
     task = build_ranking_task(history, holdout)
     user_ids = np.arange(30)[::-1].copy()  # rows deliberately not sorted by id
     item_ids = np.arange(40)
-    model = ModelEmbeddings(user_ids, item_ids, rng.normal(size=(30, 8)).astype(np.float32),
-                            rng.normal(size=(40, 8)).astype(np.float32), {})
+    model = ModelEmbeddings(
+        user_ids, item_ids, rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32), {}
+    )
     a = evaluate_embeddings(model, task, k=5)
-    b = evaluate_scorer(lambda rows: model.user_emb[rows] @ model.item_emb.T, user_ids, item_ids, task, k=5,
-                        batch_size=7)
+    b = evaluate_scorer(
+        lambda rows: model.user_emb[rows] @ model.item_emb.T, user_ids, item_ids, task, k=5, batch_size=7
+    )
     assert a.recall == pytest.approx(b.recall) and a.ndcg == pytest.approx(b.ndcg)
     np.testing.assert_allclose(a.recall_per_user, b.recall_per_user)
 
@@ -83,8 +85,15 @@ def test_gfcf_beats_popularity_on_structured_data():
     task = build_ranking_task(history, holdout)
     users = np.sort(history["user_id"].unique())
     items = np.sort(history["item_id"].unique())
-    model = fit_gfcf(np.searchsorted(users, history["user_id"]), np.searchsorted(items, history["item_id"]),
-                     len(users), len(items), k=4, user_ids=users, item_ids=items)
+    model = fit_gfcf(
+        np.searchsorted(users, history["user_id"]),
+        np.searchsorted(items, history["item_id"]),
+        len(users),
+        len(items),
+        k=4,
+        user_ids=users,
+        item_ids=items,
+    )
     gfcf = evaluate_scorer(model.score, model.user_ids, model.item_ids, task, k=5)
     popularity = evaluate_embeddings(popularity_model(history), task, k=5)
     assert gfcf.recall > popularity.recall + 0.1
@@ -120,8 +129,7 @@ def test_embeddings_score_like_the_model_at_full_rank(seed):
     model = fit_dense(r, k=r.shape[0] - 1)
     emb = model.embeddings()
     assert emb.dim == 2 * (r.shape[0] - 1) and emb.meta["model"] == "gfcf"
-    np.testing.assert_allclose(emb.user_emb @ emb.item_emb.T, model.score(np.arange(r.shape[0])),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(emb.user_emb @ emb.item_emb.T, model.score(np.arange(r.shape[0])), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("k, alpha", [(1, 0.3), (3, 0.3), (6, 1.0), (6, 0.0)])

@@ -82,8 +82,11 @@ def test_negatives_avoid_positives(tiny_graph):
 
 def test_training_reduces_loss_and_beats_popularity(small):
     graph, task, train = small
-    result = train_lightgcn(graph, TrainConfig(epochs=20, embedding_dim=64, batch_size=1024, eval_every=5),
-                            lambda e: {"recall_at_20": evaluate_embeddings(e, task).recall})
+    result = train_lightgcn(
+        graph,
+        TrainConfig(epochs=20, embedding_dim=64, batch_size=1024, eval_every=5),
+        lambda e: {"recall_at_20": evaluate_embeddings(e, task).recall},
+    )
     assert len(result.losses) == 20
     assert result.losses[-1] < 0.75 * result.losses[0]
     assert [epoch for epoch, _ in result.evaluations] == [5, 10, 15, 20]

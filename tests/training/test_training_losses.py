@@ -24,21 +24,38 @@ def test_batch_loss_is_pyg_recommendation_loss(tiny_graph, weight_decay):
     keys = np.sort(edges[0] * tiny_graph.n_items + edges[1])
     users, pos = edges[0, :100], edges[1, :100]
     config = dataclasses.replace(CONFIG, weight_decay=weight_decay)
-    loss = batch_loss(model, out, users, pos, config, np.random.default_rng(5),
-                      Positives(tiny_graph.n_users, tiny_graph.n_items, keys))
+    loss = batch_loss(
+        model,
+        out,
+        users,
+        pos,
+        config,
+        np.random.default_rng(5),
+        Positives(tiny_graph.n_users, tiny_graph.n_items, keys),
+    )
     neg = sample_negatives(users, tiny_graph.n_items, keys, np.random.default_rng(5))
     u, p, q = (torch.from_numpy(a) for a in (users, pos + tiny_graph.n_users, neg + tiny_graph.n_users))
-    expected = model.recommendation_loss((out[u] * out[p]).sum(-1), (out[u] * out[q]).sum(-1),
-                                         node_id=torch.cat([u, p, q]).unique(), lambda_reg=weight_decay)
+    expected = model.recommendation_loss(
+        (out[u] * out[p]).sum(-1),
+        (out[u] * out[q]).sum(-1),
+        node_id=torch.cat([u, p, q]).unique(),
+        lambda_reg=weight_decay,
+    )
     assert loss.shape == () and torch.equal(loss, expected)
 
 
 def test_unknown_loss_is_refused(tiny_graph):
     model = build_lightgcn(tiny_graph.n_users + tiny_graph.n_items, 8, 1)
     with pytest.raises(ValueError, match="loss must be one of"):
-        batch_loss(model, model.embedding.weight, tiny_graph.edge_index[0, :3], tiny_graph.edge_index[1, :3],
-                   dataclasses.replace(CONFIG, loss="warp"), np.random.default_rng(0),
-                   Positives(tiny_graph.n_users, tiny_graph.n_items, np.zeros(1, np.int64)))
+        batch_loss(
+            model,
+            model.embedding.weight,
+            tiny_graph.edge_index[0, :3],
+            tiny_graph.edge_index[1, :3],
+            dataclasses.replace(CONFIG, loss="warp"),
+            np.random.default_rng(0),
+            Positives(tiny_graph.n_users, tiny_graph.n_items, np.zeros(1, np.int64)),
+        )
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 2.0])
@@ -57,8 +74,9 @@ def test_softmax_loss_is_the_dense_multinomial_likelihood(tiny_graph, weight_dec
     scores = out[: g.n_users] @ out[g.n_users :].T / config.temperature
     expected = -torch.stack([torch.log_softmax(scores[u], 0)[i] for u, i in zip(users, pos)]).mean()
     table = model.embedding.weight
-    expected = expected + weight_decay * (table[[0, 3, 5]].pow(2).sum() / len(users)
-                                          + table[g.n_users :].pow(2).sum() / g.n_edges)
+    expected = expected + weight_decay * (
+        table[[0, 3, 5]].pow(2).sum() / len(users) + table[g.n_users :].pow(2).sum() / g.n_edges
+    )
     assert torch.allclose(loss, expected, atol=1e-6)
 
 
@@ -146,5 +164,6 @@ def test_negative_item_l2_degree_power_is_refused(tiny_graph):
     from training.train import train_lightgcn
 
     with pytest.raises(ValueError, match="item_l2_degree_power must be >= 0"):
-        train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=1, loss="softmax", item_l2_degree_power=-1.0),
-                       progress=False)
+        train_lightgcn(
+            tiny_graph, dataclasses.replace(CONFIG, epochs=1, loss="softmax", item_l2_degree_power=-1.0), progress=False
+        )

@@ -17,7 +17,10 @@ from training.metrics import build_ranking_task, evaluate_embeddings, popularity
 
 def _pairs(rows):
     return pd.DataFrame(
-        {contract.USER_ID: np.array([r[0] for r in rows], np.int64), contract.ITEM_ID: np.array([r[1] for r in rows], np.int64)}
+        {
+            contract.USER_ID: np.array([r[0] for r in rows], np.int64),
+            contract.ITEM_ID: np.array([r[1] for r in rows], np.int64),
+        }
     )
 
 
@@ -81,7 +84,9 @@ def test_build_ranking_task_population_and_masks():
 def test_hand_computed_example():
     # One user, history {10}; test {11, 12}; item scores 10 > 11 > 13 > 12.
     model = ModelEmbeddings(
-        np.array([1]), np.array([10, 11, 12, 13]), np.ones((1, 1), np.float32),
+        np.array([1]),
+        np.array([10, 11, 12, 13]),
+        np.ones((1, 1), np.float32),
         np.array([[4.0], [3.0], [1.0], [2.0]], np.float32),
     )
     task = build_ranking_task(_pairs([(1, 10)]), _pairs([(1, 11), (1, 12)]))
@@ -107,8 +112,10 @@ def _random_model(history, holdout, *, drop_users=0, drop_items=0, extra_items=0
     items = rng.permutation(np.unique(pd.concat([history, holdout])[contract.ITEM_ID]))[drop_items:]
     items = np.concatenate([items, np.arange(10_000, 10_000 + extra_items)])
     return ModelEmbeddings(
-        users.astype(np.int64), items.astype(np.int64),
-        rng.normal(size=(len(users), dim)).astype(np.float32), rng.normal(size=(len(items), dim)).astype(np.float32),
+        users.astype(np.int64),
+        items.astype(np.int64),
+        rng.normal(size=(len(users), dim)).astype(np.float32),
+        rng.normal(size=(len(items), dim)).astype(np.float32),
     )
 
 
@@ -134,15 +141,18 @@ def test_matches_brute_force(tiny_split, k, drop_users, drop_items, extra_items,
 def test_coverage_counts_distinct_shown_items_and_skips_masked_positions():
     # User 1 saw 10 and 11; user 2 saw 10. Scores 10 > 11 > 12 > 13 for both.
     model = ModelEmbeddings(
-        np.array([1, 2]), np.array([10, 11, 12, 13, 14]), np.ones((2, 1), np.float32),
+        np.array([1, 2]),
+        np.array([10, 11, 12, 13, 14]),
+        np.ones((2, 1), np.float32),
         np.array([[5.0], [4.0], [3.0], [2.0], [1.0]], np.float32),
     )
     task = build_ranking_task(_pairs([(1, 10), (1, 11), (2, 10)]), _pairs([(1, 12), (2, 13)]))
     m = evaluate_embeddings(model, task, k=2)  # user 1: 12, 13; user 2: 11, 12
     assert (m.n_items_recommended, m.coverage) == (3, 3 / 5)
     # Three items known to user 1 only; k larger than what is left: masked slots are not "shown".
-    small = ModelEmbeddings(np.array([1]), np.array([10, 11, 12]), np.ones((1, 1), np.float32),
-                            np.array([[3.0], [2.0], [1.0]], np.float32))
+    small = ModelEmbeddings(
+        np.array([1]), np.array([10, 11, 12]), np.ones((1, 1), np.float32), np.array([[3.0], [2.0], [1.0]], np.float32)
+    )
     m = evaluate_embeddings(small, build_ranking_task(_pairs([(1, 10), (1, 11)]), _pairs([(1, 12)])), k=3)
     assert (m.n_items_recommended, m.coverage) == (1, 1 / 3)
     assert m.as_dict()["coverage_at_3"] == pytest.approx(1 / 3) and m.as_dict()["n_items_recommended"] == 1
@@ -152,8 +162,14 @@ def test_coverage_is_zero_when_nothing_is_scored():
     model = ModelEmbeddings(np.array([99]), np.array([10]), np.ones((1, 1), np.float32), np.ones((1, 1), np.float32))
     m = evaluate_embeddings(model, build_ranking_task(_pairs([(1, 10)]), _pairs([(1, 11)])))
     assert (m.n_items_recommended, m.coverage, m.n_users_known) == (0, 0.0, 0)
-    assert set(m.as_dict()) == {"recall_at_20", "ndcg_at_20", "n_eval_users", "n_eval_users_known",
-                                "coverage_at_20", "n_items_recommended"}
+    assert set(m.as_dict()) == {
+        "recall_at_20",
+        "ndcg_at_20",
+        "n_eval_users",
+        "n_eval_users_known",
+        "coverage_at_20",
+        "n_items_recommended",
+    }
 
 
 def test_unknown_users_score_zero_and_count(tiny_split):

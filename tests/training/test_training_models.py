@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from training_sim import SMALL, curated_world
 
 from graphrec.settings import RETRIEVER_MODELS, Settings
+from serving.canary import run_canary
 from training import registry
-from training.canary import run_canary
 from training.data import load_window, temporal_split
 from training.metrics import build_ranking_task, evaluate_embeddings
 from training.retriever import FINAL_METRICS_TABLE, train_retriever
@@ -65,8 +65,12 @@ def test_each_kind_registers_a_version_scored_by_the_shared_evaluation(settings,
     run = client.get_run(summary["run_id"])
     assert run.data.tags["model"] == run.data.params["model"] == kind
     assert registry.get_version_tags(settings, summary["model_version"])["model"] == kind
-    expected_dim = {"lightgcn": 64, "mf": 64, "popularity": 1,
-                    "gfcf": 2 * min(settings.gfcf_k, summary["n_users"] - 1, summary["n_items"] - 1)}[kind]
+    expected_dim = {
+        "lightgcn": 64,
+        "mf": 64,
+        "popularity": 1,
+        "gfcf": 2 * min(settings.gfcf_k, summary["n_users"] - 1, summary["n_items"] - 1),
+    }[kind]
     assert loaded.dim == expected_dim
     assert run.data.metrics["embedding_dim"] == expected_dim
     table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary["run_id"]])
@@ -123,8 +127,12 @@ def test_canary_compares_kinds_of_different_dimensions(settings, trained):
     # The gate's rule, on numbers scored on each model's own embeddings: the paired interval
     # of the per-user deltas and the popularity floor decide.
     delta = result["delta"]["recall_at_20"]
-    assert delta["mean"] == pytest.approx(result["challenger"]["recall_at_20"] - result["champion"]["recall_at_20"], abs=3e-6)
-    assert result["checks"]["no_regression"]["status"] == ("pass" if delta["ci_low"] >= -settings.canary_tolerance else "fail")
+    assert delta["mean"] == pytest.approx(
+        result["challenger"]["recall_at_20"] - result["champion"]["recall_at_20"], abs=3e-6
+    )
+    assert result["checks"]["no_regression"]["status"] == (
+        "pass" if delta["ci_low"] >= -settings.canary_tolerance else "fail"
+    )
     assert result["promoted"] == (not result["failed_checks"])
     baseline = run_canary(settings, DS, trained["popularity"]["model_version"])
     assert not baseline["promoted"] and "popularity" in baseline["reason"]

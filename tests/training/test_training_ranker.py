@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.store import EVENT_TIMESTAMP
 from graphrec import contract
-from graphrec.features import EVENT_TIMESTAMP
 from training.embeddings import ModelEmbeddings
 from training.metrics import build_ranking_task
 from training.ranker import LABEL, Candidates, candidate_rows, list_metrics, rerank, retrieve
@@ -28,8 +28,10 @@ def model() -> ModelEmbeddings:
     # Item j scores j for user 1 and -j for user 2 (1-d embeddings).
     items = np.arange(6, dtype=np.int64) + 100
     return ModelEmbeddings(
-        user_ids=np.array([1, 2], dtype=np.int64), item_ids=items,
-        user_emb=np.array([[1.0], [-1.0]], dtype=np.float32), item_emb=np.arange(6, dtype=np.float32)[:, None],
+        user_ids=np.array([1, 2], dtype=np.int64),
+        item_ids=items,
+        user_emb=np.array([[1.0], [-1.0]], dtype=np.float32),
+        item_emb=np.arange(6, dtype=np.float32)[:, None],
     )
 
 
@@ -88,11 +90,24 @@ def replay_world(tmp_path_factory):
     settings = curated_world(tmp_path_factory.mktemp("replay"), SMALL)
     window = load_window(settings, SMALL.day(SMALL.days), SMALL.days)
     train, _ = temporal_split(window.interactions, 1, end=window.end)
-    params = {"epochs": 2, "embedding_dim": 8, "num_layers": 0, "batch_size": 1024, "learning_rate": 0.01,
-              "seed": 0, "loss": "bpr", "patience": 0}
+    params = {
+        "epochs": 2,
+        "embedding_dim": 8,
+        "num_layers": 0,
+        "batch_size": 1024,
+        "learning_rate": 0.01,
+        "seed": 0,
+        "loss": "bpr",
+        "patience": 0,
+    }
     fitted = fit_model("mf", params, build_graph(train), train)
-    retriever = ModelEmbeddings(fitted.embeddings.user_ids, fitted.embeddings.item_ids, fitted.embeddings.user_emb,
-                                fitted.embeddings.item_emb, meta={"model": "mf", "params": params})
+    retriever = ModelEmbeddings(
+        fitted.embeddings.user_ids,
+        fitted.embeddings.item_ids,
+        fitted.embeddings.user_emb,
+        fitted.embeddings.item_emb,
+        meta={"model": "mf", "params": params},
+    )
     return settings, train, retriever, holdout_start(window.end, 1)
 
 
@@ -101,8 +116,9 @@ def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeyp
     import training.ranker as ranking
 
     settings, train, retriever, holdout_from = replay_world
-    settings = settings.model_copy(update={"ranker_cuts": 3, "ranker_proxy_reuse_days": reuse_days,
-                                           "ranker_candidates": 20})
+    settings = settings.model_copy(
+        update={"ranker_cuts": 3, "ranker_proxy_reuse_days": reuse_days, "ranker_candidates": 20}
+    )
     seen_until = []  # the newest event each real fit was given, in call order
     real_fit = ranking.fit_model
 
@@ -139,8 +155,13 @@ def test_negative_sampling_keeps_every_positive_and_at_most_n_negatives_per_list
 
     rng = np.random.default_rng(0)
     at = [pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2025-01-02", tz="UTC")]
-    rows = pd.DataFrame({contract.USER_ID: np.repeat([1, 1, 2], 50), EVENT_TIMESTAMP: np.repeat([at[0], at[1], at[0]], 50),
-                         LABEL: (rng.random(150) < 0.1).astype(np.int64)})
+    rows = pd.DataFrame(
+        {
+            contract.USER_ID: np.repeat([1, 1, 2], 50),
+            EVENT_TIMESTAMP: np.repeat([at[0], at[1], at[0]], 50),
+            LABEL: (rng.random(150) < 0.1).astype(np.int64),
+        }
+    )
     kept = sample_negatives(rows, 5, seed=3)
     picked = rows.iloc[kept]
     assert (rows[LABEL] == 1).sum() == (picked[LABEL] == 1).sum()
@@ -174,8 +195,12 @@ def test_proxies_fit_with_the_full_retrain_params_of_a_warm_started_retriever():
     warm = {**full, "learning_rate": 0.001, "eval_every": 1, "patience": 1}
     ids = np.arange(2, dtype=np.int64)
     emb = np.zeros((2, 8), dtype=np.float32)
-    meta = {"model": "lightgcn", "params": warm, "full_retrain_params": full,
-            "validation": {"full_refit_epochs": 12, "refit_epochs": 2}}
+    meta = {
+        "model": "lightgcn",
+        "params": warm,
+        "full_retrain_params": full,
+        "validation": {"full_refit_epochs": 12, "refit_epochs": 2},
+    }
     kind, params = proxy_params(ModelEmbeddings(ids, ids, emb, emb, meta=meta))
     assert kind == "lightgcn"
     # From scratch, for the epochs of the line's last full retrain, at the full learning rate, no early stopping.

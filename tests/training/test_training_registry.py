@@ -15,8 +15,10 @@ from training.embeddings import ModelEmbeddings
 def _random_embeddings(seed: int, meta=None) -> ModelEmbeddings:
     rng = np.random.default_rng(seed)
     return ModelEmbeddings(
-        np.arange(100, 130, dtype=np.int64), rng.permutation(np.arange(5000, 5050)).astype(np.int64),
-        rng.normal(size=(30, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32),
+        np.arange(100, 130, dtype=np.int64),
+        rng.permutation(np.arange(5000, 5050)).astype(np.int64),
+        rng.normal(size=(30, 8)).astype(np.float32),
+        rng.normal(size=(50, 8)).astype(np.float32),
         meta or {"data_window": ["2025-01-01", "2025-01-14"], "metrics": {"recall_at_20": 0.1}},
     )
 

@@ -88,8 +88,9 @@ def test_resumable_fields_may_change(tiny_graph, tmp_path):
 
 def test_resume_without_a_checkpoint_starts_afresh(tiny_graph, tmp_path):
     fresh = train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=2))
-    resumed = train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=2), checkpoint_dir=tmp_path / "new",
-                             resume=True)
+    resumed = train_lightgcn(
+        tiny_graph, dataclasses.replace(CONFIG, epochs=2), checkpoint_dir=tmp_path / "new", resume=True
+    )
     assert_same_run(resumed, fresh)
     assert (tmp_path / "new" / CHECKPOINT_FILE).exists()
     with pytest.raises(ValueError, match="checkpoint_dir"):
@@ -97,7 +98,7 @@ def test_resume_without_a_checkpoint_starts_afresh(tiny_graph, tmp_path):
 
 
 def test_a_stopped_run_stays_stopped_unless_patience_grows(tiny_graph, tmp_path):
-    def falling(embeddings, values=iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])):
+    def falling(embeddings, values=iter([0.5, 0.4, 0.3, 0.2, 0.1, 0.0])):  # noqa: B008 (one iterator shared by the calls)
         return {"recall_at_20": next(values)}
 
     config = dataclasses.replace(CONFIG, patience=2)
@@ -106,6 +107,7 @@ def test_a_stopped_run_stays_stopped_unless_patience_grows(tiny_graph, tmp_path)
     again = train_lightgcn(tiny_graph, config, falling, checkpoint_dir=tmp_path, resume=True)
     assert (again.epochs_run, again.best_epoch, again.stopped_early) == (3, 1, True)
     np.testing.assert_array_equal(again.embeddings.item_emb, stopped.embeddings.item_emb)
-    longer = train_lightgcn(tiny_graph, dataclasses.replace(config, patience=3), falling, checkpoint_dir=tmp_path,
-                            resume=True)
+    longer = train_lightgcn(
+        tiny_graph, dataclasses.replace(config, patience=3), falling, checkpoint_dir=tmp_path, resume=True
+    )
     assert (longer.epochs_run, longer.best_epoch, longer.stopped_early) == (4, 1, True)

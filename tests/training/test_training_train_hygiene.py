@@ -80,8 +80,9 @@ def test_early_stopping_needs_the_monitored_metric(tiny_graph):
 
 def test_progress_logs_one_line_per_epoch(tiny_graph, caplog):
     with caplog.at_level(logging.INFO, logger="training.progress"):
-        train_lightgcn(tiny_graph, dataclasses.replace(CONFIG, epochs=3, eval_every=2), Scripted([0.25, 0.5]),
-                       progress=False)
+        train_lightgcn(
+            tiny_graph, dataclasses.replace(CONFIG, epochs=3, eval_every=2), Scripted([0.25, 0.5]), progress=False
+        )
     lines = [r.getMessage() for r in caplog.records if r.name == "training.progress"]
     assert len(lines) == 3
     assert re.fullmatch(r"epoch 1/3 loss \d\.\d{4} \d+\.\d s", lines[0])

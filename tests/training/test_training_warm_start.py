@@ -16,9 +16,8 @@ import pytest
 import torch
 from training_sim import curated_world, events
 
-from graphrec.sources.simulator import SimulationConfig
-
 import training.train as train_module
+from ingest.simulator import SimulationConfig
 from training import registry
 from training.data import BipartiteGraph, IdMap, load_window, temporal_split, validation_split
 from training.embeddings import ModelEmbeddings
@@ -41,8 +40,10 @@ def _graph(users, items, edges) -> BipartiteGraph:
 def _init(user_ids, item_ids, dim=4, seed=0) -> ModelEmbeddings:
     rng = np.random.default_rng(seed)
     return ModelEmbeddings(
-        np.array(user_ids, np.int64), np.array(item_ids, np.int64),
-        rng.normal(size=(len(user_ids), dim)).astype(np.float32), rng.normal(size=(len(item_ids), dim)).astype(np.float32),
+        np.array(user_ids, np.int64),
+        np.array(item_ids, np.int64),
+        rng.normal(size=(len(user_ids), dim)).astype(np.float32),
+        rng.normal(size=(len(item_ids), dim)).astype(np.float32),
     )
 
 
@@ -113,8 +114,9 @@ def test_embeddings_round_trip_with_and_without_layer0(tmp_path):
 
 def test_warm_starts_validate_on_what_the_champion_did_not_see():
     fit = events([(1, 10, "2025-01-01T10:00:00Z"), (2, 10, "2025-01-02T10:00:00Z")])
-    validation = events([(1, 11, "2025-01-02T23:59:59Z"), (1, 12, "2025-01-03T00:00:00Z"),
-                         (2, 13, "2025-01-04T08:00:00Z")])
+    validation = events(
+        [(1, 11, "2025-01-02T23:59:59Z"), (1, 12, "2025-01-03T00:00:00Z"), (2, 13, "2025-01-04T08:00:00Z")]
+    )
     fit2, validation2 = unseen_validation(fit, validation, dt.date(2025, 1, 2))
     assert fit2["item_id"].tolist() == [10, 10, 11] and validation2["item_id"].tolist() == [12, 13]
     assert len(fit2) + len(validation2) == len(fit) + len(validation)
@@ -196,10 +198,14 @@ def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
     assert params["train.eval_every"] == str(settings.warm_start_eval_every)
     assert params["train.patience"] == str(settings.warm_start_patience)
     assert float(params["train.learning_rate"]) == pytest.approx(
-        settings.learning_rate * settings.warm_start_learning_rate_factor)
+        settings.learning_rate * settings.warm_start_learning_rate_factor
+    )
     meta = registry.load_model_embeddings(settings, summary["model_version"]).meta
     assert (meta["warm_start"], meta["warm_start_from"], meta["init_reason"]) == (
-        True, champion["model_version"], summary["init_reason"])
+        True,
+        champion["model_version"],
+        summary["init_reason"],
+    )
     assert meta["n_warm_users"] == int((warm_start_rows(starts[-1][0], source)[0] >= 0).sum())
     assert meta["full_retrain_ds"] == YESTERDAY.isoformat()
     assert meta["full_retrain_epochs"] == meta["validation"]["full_refit_epochs"] == champion["refit_epochs"]
@@ -224,8 +230,10 @@ def test_rerun_reuses_the_warm_version_even_after_its_promotion(settings, champi
 
 @pytest.mark.parametrize(
     "kwargs, reason",
-    [({"full_retrain": True}, "full retrain requested (full_retrain)"),
-     ({"reason": "drift on 2025-01-06, alert: item_popularity"}, "drift-triggered run")],
+    [
+        ({"full_retrain": True}, "full retrain requested (full_retrain)"),
+        ({"reason": "drift on 2025-01-06, alert: item_popularity"}, "drift-triggered run"),
+    ],
 )
 def test_requested_and_drift_triggered_runs_train_from_scratch(settings, champion, starts, kwargs, reason):
     warm = train_retriever(settings, DS)
@@ -258,12 +266,14 @@ def _params(settings, kind="lightgcn", **changes):
 
 @pytest.mark.parametrize(
     "kind, changes, reason",
-    [("mf", {}, "is lightgcn, this run trains mf"),
-     ("lightgcn", {"num_layers": 2}, "has 3 layers, this run 2"),
-     ("gfcf", {}, "gfcf has no trained parameters"),
-     ("lightgcn", {"full_retrain_every_days": 1}, "scheduled full retrain"),
-     ("lightgcn", {"full_retrain_every_days": 0}, "warm starts are off"),
-     ("lightgcn", {"holdout_days": 3}, "not before this run's holdout")],
+    [
+        ("mf", {}, "is lightgcn, this run trains mf"),
+        ("lightgcn", {"num_layers": 2}, "has 3 layers, this run 2"),
+        ("gfcf", {}, "gfcf has no trained parameters"),
+        ("lightgcn", {"full_retrain_every_days": 1}, "scheduled full retrain"),
+        ("lightgcn", {"full_retrain_every_days": 0}, "warm starts are off"),
+        ("lightgcn", {"holdout_days": 3}, "not before this run's holdout"),
+    ],
 )
 def test_champions_that_cannot_seed_the_run_mean_a_full_retrain(settings, champion, kind, changes, reason):
     changed = settings.model_copy(update=changes)
@@ -275,10 +285,19 @@ def test_champions_that_cannot_seed_the_run_mean_a_full_retrain(settings, champi
 
 def _register_other_catalog(settings, served, base, **meta):
     """A champion whose catalog differs from the window's, its ids in shuffled order."""
-    meta = {"model": "lightgcn", "params": _params(settings), "train_until": (YESTERDAY - dt.timedelta(days=1)).isoformat(),
-            **meta}
-    version = registry.register_model(settings, dataclasses.replace(served, meta=meta), base_embeddings=base,
-                                      tags={"ds": YESTERDAY.isoformat(), "model": "lightgcn"}, alias=registry.CHAMPION)
+    meta = {
+        "model": "lightgcn",
+        "params": _params(settings),
+        "train_until": (YESTERDAY - dt.timedelta(days=1)).isoformat(),
+        **meta,
+    }
+    version = registry.register_model(
+        settings,
+        dataclasses.replace(served, meta=meta),
+        base_embeddings=base,
+        tags={"ds": YESTERDAY.isoformat(), "model": "lightgcn"},
+        alias=registry.CHAMPION,
+    )
     return version
 
 
@@ -289,8 +308,12 @@ def _other_catalog(champion_version: int, settings, seed: int) -> tuple[ModelEmb
     items = rng.permutation(np.concatenate([known.item_ids[1::2], [800_001, 800_002, 800_003]]))
 
     def random() -> ModelEmbeddings:
-        return ModelEmbeddings(users, items, rng.normal(size=(len(users), 64)).astype(np.float32),
-                               rng.normal(size=(len(items), 64)).astype(np.float32))
+        return ModelEmbeddings(
+            users,
+            items,
+            rng.normal(size=(len(users), 64)).astype(np.float32),
+            rng.normal(size=(len(items), 64)).astype(np.float32),
+        )
 
     return random(), random()
 
@@ -307,8 +330,10 @@ def test_a_champion_with_another_catalog_is_mapped_by_id(settings, champion, sta
     assert ("(base embeddings" if with_base else "(served embeddings") in summary["init_reason"]
     source = base if with_base else served
     graph, weight, _ = starts[-1]
-    for ids, emb, offset, graph_ids in ((source.user_ids, source.user_emb, 0, graph.users.ids),
-                                        (source.item_ids, source.item_emb, graph.n_users, graph.items.ids)):
+    for ids, emb, offset, graph_ids in (
+        (source.user_ids, source.user_emb, 0, graph.users.ids),
+        (source.item_ids, source.item_emb, graph.n_users, graph.items.ids),
+    ):
         position = {int(i): row for row, i in enumerate(graph_ids)}
         kept = [(position[int(i)], row) for row, i in enumerate(ids) if int(i) in position]
         assert len(kept) == len(ids) - (2 if offset == 0 else 3)  # those that left are dropped

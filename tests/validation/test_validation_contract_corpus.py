@@ -22,7 +22,7 @@ import pytest
 from graphrec import contract
 from graphrec.lake import partition_name, sha256_file
 from graphrec.settings import Settings, ValidationSettings
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.simulator import SimulationConfig, simulate
 from validation.checks import CHECKS, severity_of
 from validation.partition import validate_partition
 from validation.quarantine import list_quarantined, show_quarantined
@@ -31,7 +31,7 @@ CFG = SimulationConfig(n_users=300, n_items=200, days=5, events_per_day=1500, dr
 DAY = CFG.day(5)
 HISTORY = [CFG.day(i) for i in range(1, 5)]
 # "now" for the corpus: noon of the day being validated, so the future check can bite.
-NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.timezone.utc)
+NOON = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
 AFTER = NOON + dt.timedelta(days=2)
 
 
@@ -171,8 +171,12 @@ def row_count_collapse(s):
 
 def row_count_flood(s):
     f = frame_of(s)
-    copies = [f.assign(**{contract.EVENT_TS: (f[contract.EVENT_TS] + pd.Timedelta(microseconds=k)).astype(
-        "datetime64[us, UTC]")}) for k in range(8)]
+    copies = [
+        f.assign(
+            **{contract.EVENT_TS: (f[contract.EVENT_TS] + pd.Timedelta(microseconds=k)).astype("datetime64[us, UTC]")}
+        )
+        for k in range(8)
+    ]
     rewrite(s, pd.concat(copies, ignore_index=True))
 
 
@@ -210,18 +214,36 @@ def hot_item(s):
 def items_dupes(s):
     items = pq.read_table(day_dir(s) / contract.ITEMS_FILE)
     extra = pa.Table.from_pandas(
-        pd.DataFrame({contract.ITEM_ID: [3, 3], contract.CATEGORY: ["books", "music"],
-                      contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC")}).astype(
-            {contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
-        schema=contract.ITEMS_SCHEMA, preserve_index=False)
+        pd.DataFrame(
+            {
+                contract.ITEM_ID: [3, 3],
+                contract.CATEGORY: ["books", "music"],
+                contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC"),
+            }
+        ).astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
+        schema=contract.ITEMS_SCHEMA,
+        preserve_index=False,
+    )
     rewrite(s, pa.concat_tables([items, extra]) if items.num_rows else extra, contract.ITEMS_FILE)
 
 
 def items_bad_category(s):
-    items = pd.DataFrame({contract.ITEM_ID: [9001, 9002], contract.CATEGORY: ["books", "???"],
-                          contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC")})
-    rewrite(s, pa.Table.from_pandas(items.astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
-                                    schema=contract.ITEMS_SCHEMA, preserve_index=False), contract.ITEMS_FILE)
+    items = pd.DataFrame(
+        {
+            contract.ITEM_ID: [9001, 9002],
+            contract.CATEGORY: ["books", "???"],
+            contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC"),
+        }
+    )
+    rewrite(
+        s,
+        pa.Table.from_pandas(
+            items.astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
+            schema=contract.ITEMS_SCHEMA,
+            preserve_index=False,
+        ),
+        contract.ITEMS_FILE,
+    )
 
 
 def items_garbage(s):
@@ -270,8 +292,15 @@ def test_the_corpus_covers_every_blocking_check_kind():
     expected = {name for name, check in CHECKS.items() if check.severity == "blocking"}
     # Null/negative ids and schema problems of the users file share their code path with
     # the interactions file; they are covered in test_validation_suite.py.
-    assert expected - covered <= {"items_schema", "items_null_values", "items_negative_ids", "users_unreadable",
-                                  "users_schema", "users_null_ids", "users_negative_ids"}
+    assert expected - covered <= {
+        "items_schema",
+        "items_null_values",
+        "items_negative_ids",
+        "users_unreadable",
+        "users_schema",
+        "users_null_ids",
+        "users_negative_ids",
+    }
 
 
 @pytest.mark.parametrize(("corrupt", "checks"), CORPUS, ids=[c.__name__ for c, _ in CORPUS])
@@ -300,8 +329,12 @@ def test_malformed_partition_is_quarantined_with_its_named_reason(settings, corr
     for failure in reason["failed"]:
         assert failure["check"] in checks
         # Each record says what was observed: counts, a sample, an observed value or an error.
-        assert (failure["unexpected_count"] or failure["observed_value"] is not None or failure["error"]
-                or failure["details"]), failure
+        assert (
+            failure["unexpected_count"]
+            or failure["observed_value"] is not None
+            or failure["error"]
+            or failure["details"]
+        ), failure
 
 
 def test_warning_level_problem_is_accepted_and_reported(settings):
@@ -322,7 +355,7 @@ def test_warning_level_problem_is_accepted_and_reported(settings):
     record = json.loads(outcome.record_path.read_text())
     assert record["status"] == "curated" and record["warning_checks"] == ["new_items_high"]
 
-    from graphrec.status import collect_status, format_status
+    from app.status import collect_status, format_status
 
     status = collect_status(settings)
     (latest,) = [v for v in status["validation"]["recent"] if v["ds"] == DAY.isoformat()]
@@ -332,21 +365,24 @@ def test_warning_level_problem_is_accepted_and_reported(settings):
 
 def test_severity_is_configuration(settings):
     duplicates(settings)
-    relaxed = Settings(home=settings.home, validation=ValidationSettings(
-        data_docs=False, severity={"duplicate_events": "warning"}))
+    relaxed = Settings(
+        home=settings.home, validation=ValidationSettings(data_docs=False, severity={"duplicate_events": "warning"})
+    )
     outcome = validate_partition(relaxed, DAY, now=AFTER)
     assert outcome.status == "curated"
     assert [w["check"] for w in outcome.warnings] == ["duplicate_events"]
 
     with pytest.raises(ValueError, match="unknown check"):
-        validate_partition(Settings(home=settings.home, validation=ValidationSettings(
-            severity={"no_such_check": "off"})), DAY)
+        validate_partition(
+            Settings(home=settings.home, validation=ValidationSettings(severity={"no_such_check": "off"})), DAY
+        )
 
 
 def test_check_set_to_off_is_not_evaluated(settings):
     unknown_type(settings)
-    off = Settings(home=settings.home, validation=ValidationSettings(
-        data_docs=False, severity={"unknown_event_type": "off"}))
+    off = Settings(
+        home=settings.home, validation=ValidationSettings(data_docs=False, severity={"unknown_event_type": "off"})
+    )
     assert validate_partition(off, DAY, now=AFTER).status == "curated"
 
 
@@ -383,7 +419,7 @@ def test_corrected_partition_is_accepted_and_quarantine_history_kept(settings):
 
 
 def test_same_day_twice_is_idempotent_in_curated_and_feast_offline(settings):
-    from graphrec.features import build_features, read_offline
+    from features.store import build_features, read_offline
 
     original = {p.name: p.read_bytes() for p in day_dir(settings).iterdir()}
     first = validate_partition(settings, DAY, now=AFTER)

@@ -38,13 +38,28 @@ def test_jsonable(value, expected):
 
 
 def test_describe_failure_shows_check_counts_types_bounds_and_errors():
-    counted = {"check": "null_ids", "expectation": "expect_column_values_to_not_be_null", "column": "user_id",
-               "unexpected_count": 3, "unexpected_sample": [None]}
-    typed = {"check": "wrong_types", "expectation": "expect_column_type_to_be", "column": "event_ts",
-             "unexpected_count": None, "observed_value": "datetime64[ns, UTC]",
-             "kwargs": {"type_": "datetime64[us, UTC]"}}
-    bounded = {"check": "new_items_high", "expectation": "expect_column_mean_to_be_between", "column": "item_is_new",
-               "observed_value": 0.374512, "kwargs": {"max_value": 0.25}}
+    counted = {
+        "check": "null_ids",
+        "expectation": "expect_column_values_to_not_be_null",
+        "column": "user_id",
+        "unexpected_count": 3,
+        "unexpected_sample": [None],
+    }
+    typed = {
+        "check": "wrong_types",
+        "expectation": "expect_column_type_to_be",
+        "column": "event_ts",
+        "unexpected_count": None,
+        "observed_value": "datetime64[ns, UTC]",
+        "kwargs": {"type_": "datetime64[us, UTC]"},
+    }
+    bounded = {
+        "check": "new_items_high",
+        "expectation": "expect_column_mean_to_be_between",
+        "column": "item_is_new",
+        "observed_value": 0.374512,
+        "kwargs": {"max_value": 0.25},
+    }
     assert describe_failure(counted) == (
         "null_ids [expect_column_values_to_not_be_null(user_id)]: 3 unexpected, e.g. [None]"
     )
@@ -70,10 +85,23 @@ def test_reason_text_and_stamp():
 def test_outcome_raise_for_status(tmp_path):
     ok = ValidationOutcome(ds=dt.date(2025, 1, 1), status="curated", rows=5, failed=[], path=tmp_path)
     assert ok.raise_for_status() is ok
-    failure = {"check": "unknown_event_type", "expectation": "expect_column_values_to_be_in_set",
-               "column": "event_type", "unexpected_count": 2, "unexpected_sample": ["bogus"]}
-    bad = ValidationOutcome(ds=dt.date(2025, 1, 1), status="quarantined", rows=5, failed=[failure],
-                            path=tmp_path / "q", reason_path=tmp_path / "q" / "_reason.json")
-    with pytest.raises(PartitionRejected, match=r"unknown_event_type \[expect_column_values_to_be_in_set\(event_type\)\]: 2 unexpected"):
+    failure = {
+        "check": "unknown_event_type",
+        "expectation": "expect_column_values_to_be_in_set",
+        "column": "event_type",
+        "unexpected_count": 2,
+        "unexpected_sample": ["bogus"],
+    }
+    bad = ValidationOutcome(
+        ds=dt.date(2025, 1, 1),
+        status="quarantined",
+        rows=5,
+        failed=[failure],
+        path=tmp_path / "q",
+        reason_path=tmp_path / "q" / "_reason.json",
+    )
+    with pytest.raises(
+        PartitionRejected, match=r"unknown_event_type \[expect_column_values_to_be_in_set\(event_type\)\]: 2 unexpected"
+    ):
         bad.raise_for_status()
     assert json.loads(json.dumps(bad.to_dict()))["status"] == "quarantined"

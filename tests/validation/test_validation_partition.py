@@ -14,8 +14,9 @@ import pytest
 from graphrec import contract
 from graphrec.lake import list_partitions, partition_name, read_curated, sha256_file
 from graphrec.settings import Settings
-from graphrec.sources.landing import write_partition
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.landing import write_partition
+from ingest.simulator import SimulationConfig, simulate
+
 # Submodules, not the package: under pytest's default import mode tests/validation/ can
 # shadow the package namespace (see test_public_api_imports_outside_the_repository).
 from validation.outcome import MissingPartition, PartitionRejected, ValidationOutcome
@@ -264,7 +265,9 @@ def test_each_rejected_attempt_is_kept_and_listed(settings):
     for entry in listed:
         assert entry["ds"] == CORRUPT.isoformat()
         assert "null_ids" in entry["checks"] and entry["reason"] == ", ".join(entry["checks"])
-        assert any(line.startswith("null_ids [expect_column_values_to_not_be_null(user_id)]") for line in entry["failed"])
+        assert any(
+            line.startswith("null_ids [expect_column_values_to_not_be_null(user_id)]") for line in entry["failed"]
+        )
         assert entry["day_now_curated"] is False
 
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from graphrec import contract
-from graphrec.sources.landing import write_partition
-from graphrec.sources.simulator import SimulationConfig, simulate
+from ingest.landing import write_partition
+from ingest.simulator import SimulationConfig, simulate
 from validation.gx_run import validate_interactions
 from validation.partition import read_interactions
 from validation.suite import build_interactions_suite, expected_dtypes
@@ -55,11 +55,12 @@ def test_suite_is_a_pure_function_of_the_day():
     assert a.expectation_configurations == b.expectation_configurations
     assert a.expectation_configurations != other.expectation_configurations
     (window,) = [
-        e.kwargs for e in a.expectation_configurations
+        e.kwargs
+        for e in a.expectation_configurations
         if e.type == "expect_column_values_to_be_between" and e.kwargs["column"] == contract.EVENT_TS
     ]
-    assert window["min_value"] == dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-    assert window["max_value"] == dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc)
+    assert window["min_value"] == dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    assert window["max_value"] == dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
     assert window["strict_max"] is True
 
 
@@ -179,7 +180,9 @@ def test_each_violation_is_named(tmp_path, day_frame, corrupt, expected, count):
 def test_column_set_mismatch_is_named(tmp_path, day_frame, change, missing, unexpected):
     failures = validate_interactions(roundtrip(tmp_path, change(day_frame.copy())), DS)
     by_check = {f["check"]: f for f in failures if f["expectation"] == "expect_table_columns_to_match_set"}
-    assert sorted(by_check) == sorted((["missing_columns"] if missing else []) + (["extra_columns"] if unexpected else []))
+    assert sorted(by_check) == sorted(
+        (["missing_columns"] if missing else []) + (["extra_columns"] if unexpected else [])
+    )
     if missing:
         assert by_check["missing_columns"]["observed_value"] == missing
     if unexpected:
