@@ -66,7 +66,6 @@ EVENT_TIMESTAMP = "event_timestamp"
 WINDOW_DAYS = 7
 HISTORY_DAYS = 30
 RECENT_ITEMS = 50
-UNKNOWN_CATEGORY = "unknown"
 
 _TS = pa.timestamp("us", tz="UTC")
 OFFLINE_SCHEMAS: dict[str, pa.Schema] = {
@@ -216,7 +215,7 @@ def _item_popularity(events: pd.DataFrame, items: pd.DataFrame, as_of: pd.Timest
     ids = np.union1d(items[contract.ITEM_ID].to_numpy(np.int64), events[contract.ITEM_ID].to_numpy(np.int64))
     index = pd.Index(ids, name=contract.ITEM_ID)
     last_day, last_week = _window(events, as_of, 1), _window(events, as_of, WINDOW_DAYS)
-    category = items.set_index(contract.ITEM_ID)[contract.CATEGORY].reindex(index).fillna(UNKNOWN_CATEGORY)
+    category = items.set_index(contract.ITEM_ID)[contract.CATEGORY].reindex(index).fillna(contract.UNKNOWN_CATEGORY)
     return pd.DataFrame(
         {
             contract.ITEM_ID: ids,
@@ -253,7 +252,7 @@ def _user_recent_items(
             seq = items[first : end + 1].tolist()
             columns[contract.USER_ID].append(int(user))
             columns["recent_items"].append(seq)
-            columns["recent_categories"].append([lookup.get(i, UNKNOWN_CATEGORY) for i in seq])
+            columns["recent_categories"].append([lookup.get(i, contract.UNKNOWN_CATEGORY) for i in seq])
             columns["recent_ts"].append((micros[first : end + 1] // 1_000_000).tolist())
             columns[EVENT_TIMESTAMP].append(int(micros[end]) + 1)
     frame = pd.DataFrame({k: v for k, v in columns.items() if k != EVENT_TIMESTAMP})

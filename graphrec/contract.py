@@ -11,6 +11,8 @@ EVENT_TYPE = "event_type"
 RATING = "rating"
 CATEGORY = "category"
 FIRST_SEEN_TS = "first_seen_ts"
+UNKNOWN_CATEGORY = "unknown"
+"""The category of an item whose source gives none (and of items a feature table does not know)."""
 
 EVENT_TYPES = ("view", "click", "purchase", "rating")
 RATING_MIN, RATING_MAX = 0.5, 5.0

@@ -62,7 +62,6 @@ from graphrec import contract
 from ingest.bad_rows import bad_row
 from ingest.loading import SourceLoad, catalog_from_events
 
-UNKNOWN_CATEGORY = "unknown"
 CONTRACT_COLUMNS = contract.INTERACTION_COLUMNS
 REQUIRED_COLUMNS = (contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS)
 _INTEGER = r"[+-]?\d{1,18}"  # at most 18 digits: always fits int64
@@ -210,7 +209,7 @@ class ItemsSection(FileOptions):
     """``[items]``: an optional item catalog file."""
 
     item_id: str = Field(description="Column of the item id.")
-    category: str | None = Field(None, description=f"Column of the category (default {UNKNOWN_CATEGORY!r}).")
+    category: str | None = Field(None, description=f"Column of the category (default {contract.UNKNOWN_CATEGORY!r}).")
 
 
 class SourceConfig(_Section):
@@ -696,7 +695,7 @@ def _catalog(items: ItemsSection) -> pd.Series:
             f"item catalog {items.path}: {len(lines)} row(s) without a readable item id at line(s) {shown}"
         )
     categories = _text(raw[items.category]) if items.category else np.full(len(raw), "", dtype=object)
-    categories[categories == ""] = UNKNOWN_CATEGORY
+    categories[categories == ""] = contract.UNKNOWN_CATEGORY
     catalog = pd.DataFrame({"item_id": ids, "category": categories}, index=raw.index)
     catalog = catalog.drop_duplicates()
     conflicting = catalog["item_id"][catalog["item_id"].duplicated(keep=False)]
@@ -731,10 +730,12 @@ def load_source(config: SourceConfig | Path) -> SourceLoad:
     raw, errors = _read(source, list(mapping.values()))
     interactions, value_errors = _map_interactions(raw, config)
     errors = sorted(errors + value_errors, key=lambda e: e["line"])
-    items = catalog_from_events(interactions, UNKNOWN_CATEGORY)
+    items = catalog_from_events(interactions, contract.UNKNOWN_CATEGORY)
     if config.items is not None:
         categories = _catalog(config.items)
-        items[contract.CATEGORY] = items[contract.ITEM_ID].map(categories).fillna(UNKNOWN_CATEGORY).astype(object)
+        items[contract.CATEGORY] = (
+            items[contract.ITEM_ID].map(categories).fillna(contract.UNKNOWN_CATEGORY).astype(object)
+        )
     users = pd.DataFrame({contract.USER_ID: np.unique(interactions[contract.USER_ID].to_numpy())}, dtype="int64")
     file = source.path.name if source.format == "csv" else f"{source.path.name} (1-based row numbers)"
     return SourceLoad(

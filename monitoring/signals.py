@@ -166,7 +166,6 @@ MISSING_TYPE_MIN_SHARE = 0.01  # event_type_missing: only types with >= 1% of th
 MIN_SEASON_EVENTS = 1_000  # weekday matching needs this many reference events on the weekday
 MAX_SERVED_USERS = 20_000
 EPS = 1e-9
-UNKNOWN_CATEGORY = "unknown"
 YES, NO = "yes", "no"
 
 NUMERICAL_METHOD = "wasserstein"  # Evidently stat-test names
@@ -344,11 +343,11 @@ def _yes_no(flags: np.ndarray) -> np.ndarray:
 
 def _categories(catalog: pd.DataFrame, items: np.ndarray) -> np.ndarray:
     if catalog.empty or contract.CATEGORY not in catalog:
-        return np.full(len(items), UNKNOWN_CATEGORY, dtype=object)
+        return np.full(len(items), contract.UNKNOWN_CATEGORY, dtype=object)
     by_item = catalog.drop_duplicates(contract.ITEM_ID, keep="last")
     rows = lookup_rows(sorted_lookup(by_item[contract.ITEM_ID].to_numpy(np.int64)), items)
     labels = by_item[contract.CATEGORY].astype(str).to_numpy(dtype=object)
-    return np.where(rows >= 0, labels[np.maximum(rows, 0)], UNKNOWN_CATEGORY).astype(object)
+    return np.where(rows >= 0, labels[np.maximum(rows, 0)], contract.UNKNOWN_CATEGORY).astype(object)
 
 
 def _shares(values: pd.Series | np.ndarray) -> dict[str, float]:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from graphrec import contract, lake
 from graphrec.settings import Settings
+from training.ids import IdMap
 
 _PARTITION_FILES = (contract.INTERACTIONS_FILE, contract.ITEMS_FILE, contract.USERS_FILE)
 
@@ -137,33 +138,6 @@ def temporal_split(
     cutoff = holdout_start(end, holdout_days)
     before = (ts < cutoff).to_numpy()
     return frame[before].reset_index(drop=True), frame[~before].reset_index(drop=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class IdMap:
-    """A contiguous index for a set of external ids.
-
-    Args:
-        ids: sorted unique external ids (int64); position ``i`` is the index of ``ids[i]``.
-    """
-
-    ids: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def from_values(cls, values: np.ndarray | pd.Series) -> IdMap:
-        return cls(np.unique(np.asarray(values, dtype=np.int64)))
-
-    def index(self, values: np.ndarray | pd.Series) -> np.ndarray:
-        """Positions of ``values`` in the map; ``-1`` for ids the map does not know."""
-        values = np.asarray(values, dtype=np.int64)
-        if len(self.ids) == 0:
-            return np.full(values.shape, -1, dtype=np.int64)
-        pos = np.searchsorted(self.ids, values)
-        pos = np.minimum(pos, len(self.ids) - 1)
-        return np.where(self.ids[pos] == values, pos, -1).astype(np.int64)
 
 
 @dataclasses.dataclass(frozen=True)

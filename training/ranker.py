@@ -54,8 +54,9 @@ from training.data import (
     temporal_split,
 )
 from training.embeddings import ModelEmbeddings
-from training.metrics import RankingTask, build_ranking_task, popularity_model, top_k_indices
+from training.metrics import RankingTask, build_ranking_task, popularity_model
 from training.models import TRAINED_KINDS, FittedRetriever, fit_model
+from training.topk import top_k_indices
 
 log = logging.getLogger(__name__)
 

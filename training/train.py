@@ -89,8 +89,9 @@ from torch_geometric.nn.models import LightGCN
 from torch_geometric.utils import to_torch_csr_tensor
 
 from training.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from training.data import BipartiteGraph, IdMap
+from training.data import BipartiteGraph
 from training.embeddings import ModelEmbeddings
+from training.ids import IdMap
 from training.losses import LOSSES, Positives, Shard, batch_loss
 from training.losses import sample_negatives as sample_negatives  # re-exported: callers import it from here
 from training.model import build_lightgcn

@@ -10,7 +10,6 @@ from features.store import (
     EVENT_TIMESTAMP,
     ITEM_POPULARITY,
     OFFLINE_SCHEMAS,
-    UNKNOWN_CATEGORY,
     USER_ACTIVITY,
     USER_RECENT_ITEMS,
     compute_feature_tables,
@@ -99,7 +98,7 @@ def test_windows_count_events_in_half_open_intervals():
     assert items.loc[10, ["events_1d", "events_7d", "users_7d"]].tolist() == [1, 1, 1]
     assert items.loc[11, ["events_1d", "events_7d", "users_7d"]].tolist() == [1, 1, 1]
     assert items.loc[14, ["events_1d", "events_7d", "users_7d"]].tolist() == [0, 0, 0]
-    assert items.loc[10, "category"] == "books" and items.loc[12, "category"] == UNKNOWN_CATEGORY
+    assert items.loc[10, "category"] == "books" and items.loc[12, "category"] == contract.UNKNOWN_CATEGORY
 
 
 def test_items_first_seen_after_the_snapshot_are_left_out():

@@ -10,7 +10,8 @@ import pytest
 from training_sim import TINY, curated_world, events
 
 from graphrec import contract, lake
-from training.data import IdMap, build_graph, load_window, temporal_split, window_days_range
+from training.data import build_graph, load_window, temporal_split, window_days_range
+from training.ids import IdMap
 
 
 def test_window_days_range():

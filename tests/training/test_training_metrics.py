@@ -12,7 +12,8 @@ from training_sim import TINY, curated_world
 from graphrec import contract
 from training.data import load_window, temporal_split
 from training.embeddings import ModelEmbeddings
-from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model, top_k_indices
+from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
+from training.topk import top_k_indices
 
 
 def _pairs(rows):
@@ -203,7 +204,7 @@ def test_top_k_indices_orders_best_first():
 
 
 def test_fast_top_k_equals_the_exact_selection_with_ties_and_masks():
-    from training.metrics import _top_k_exact, top_k_indices
+    from training.topk import _top_k_exact, top_k_indices
 
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -19,8 +19,9 @@ from training_sim import curated_world, events
 import training.train as train_module
 from ingest.simulator import SimulationConfig
 from training import registry
-from training.data import BipartiteGraph, IdMap, load_window, temporal_split, validation_split
+from training.data import BipartiteGraph, load_window, temporal_split, validation_split
 from training.embeddings import ModelEmbeddings
+from training.ids import IdMap
 from training.models import model_params
 from training.retriever import choose_init, train_config, train_retriever, unseen_validation
 from training.train import TrainConfig, _build_model, train_lightgcn, warm_start_rows
