@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from graphrec.settings import Settings
 
@@ -40,13 +40,21 @@ def explicit_settings_env(settings: Settings) -> dict[str, str]:
 
     Secrets are left out: the components read them from the environment or the services
     profile's secrets file, never from a variable this function prints."""
-    env = {}
+    env: dict[str, str] = {}
     for name in sorted(settings.model_fields_set - {"home"}):
         value = getattr(settings, name)
-        if value is None or isinstance(value, SecretStr):
-            continue
-        env[f"GRAPHREC_{name.upper()}"] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+        if isinstance(value, BaseModel):  # a group: GRAPHREC_<GROUP>__<FIELD>
+            for field in sorted(value.model_fields_set):
+                _put(env, f"GRAPHREC_{name.upper()}__{field.upper()}", getattr(value, field))
+        else:
+            _put(env, f"GRAPHREC_{name.upper()}", value)
     return env
+
+
+def _put(env: dict[str, str], key: str, value: object) -> None:
+    if value is None or isinstance(value, SecretStr):
+        return
+    env[key] = json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 def airflow_command(settings: Settings, *args: str) -> list[str]:

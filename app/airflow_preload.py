@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # Airflow last, after the preload (and importing this module stays cheap).
     from airflow.__main__ import main as airflow_main
 
     sys.argv = ["airflow", *args]

@@ -13,9 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from app.airflow_local import LocalAirflow
+from app.status import collect_status
 from graphrec.lake import atomic_write_json
 from graphrec.settings import Settings
 from ingest.simulator import SimulationConfig, simulate
+from monitoring.mailsink import MailSink
+from training.results import RankerResult, RetrieverResult
 
 DAG_ID = "graphrec_nightly"
 MARKER = ".graphrec-demo"
@@ -63,19 +67,21 @@ def _line(run: dict[str, Any]) -> str:
     parts = [head + ":"]
     if warnings := (run.get("validate") or {}).get("warning_checks"):
         parts.append(f"accepted with warnings {warnings};")
-    if train := run.get("train"):
+    if trained := run.get("train"):
+        train = RetrieverResult.from_xcom(trained)
         parts.append(
-            f"model v{train['model_version']} Recall@20 {train['recall_at_20']:.4f} NDCG@20 {train['ndcg_at_20']:.4f}"
-            f" (popularity {train['popularity_recall_at_20']:.4f}/{train['popularity_ndcg_at_20']:.4f})"
+            f"model v{train.model_version} Recall@20 {train.recall_at_20:.4f} NDCG@20 {train.ndcg_at_20:.4f}"
+            f" (popularity {train.popularity_recall_at_20:.4f}/{train.popularity_ndcg_at_20:.4f})"
         )
-    if (ranker := run.get("train_ranker")) and ranker.get("model_version") is not None:
-        k = next((key.rsplit("_", 1)[1] for key in ranker if key.startswith("ranker_ndcg_at_")), "10")
+    if (ranked := run.get("train_ranker")) and ranked.get("model_version") is not None:
+        ranker = RankerResult.from_xcom(ranked)
+        k, scores = ranker.k, ranker.evaluation
         parts.append(
-            f"ranker v{ranker['model_version']} NDCG@{k} {ranker[f'ranker_ndcg_at_{k}']:.4f}"
-            f" (retrieval alone {ranker[f'retrieval_ndcg_at_{k}']:.4f});"
+            f"ranker v{ranker.model_version} NDCG@{k} {scores[f'ranker_ndcg_at_{k}']:.4f}"
+            f" (retrieval alone {scores[f'retrieval_ndcg_at_{k}']:.4f});"
         )
-    elif ranker:
-        parts.append(f"no ranker ({ranker.get('skipped')});")
+    elif ranked:  # the task's {"skipped": why}
+        parts.append(f"no ranker ({ranked.get('skipped')});")
     if canary := run.get("canary"):
         parts.append("promoted" if canary["promoted"] else f"kept champion ({canary['reason']})")
     if publish := run.get("publish"):
@@ -104,10 +110,6 @@ def run_demo(
 
     Returns the summary (also written to ``GRAPHREC_HOME/demo_summary.json``).
     """
-    from app.airflow_local import LocalAirflow
-    from app.status import collect_status
-    from monitoring.mailsink import MailSink
-
     config = config or SimulationConfig(days=10, drift_day=8, corrupt_day=4, seed=settings.seed)
     started = time.monotonic()
     prepare_home(settings)

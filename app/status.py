@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import email
 import json
 from pathlib import Path
 from typing import Any
 
 from graphrec.lake import list_partitions
 from graphrec.settings import Settings
+from monitoring.alert_messages import KIND_HEADER
+from serving.versions import current_version, verify_version
+from validation.partition import recent_validations
+from validation.quarantine import list_quarantined
 
 
 def _drift_summaries(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
@@ -44,6 +49,7 @@ def _model_registry(settings: Settings) -> dict[str, Any]:
     db = settings.mlflow_dir / "mlflow.db"
     if settings.tracking_uri.startswith("sqlite:") and not db.exists():
         return {"champion_version": None, "challenger_version": None, "versions": []}
+    # Imported here: MLflow takes seconds to import, and a home without a registry never needs it.
     from training.registry import get_alias_version, list_model_versions
 
     return {
@@ -55,8 +61,6 @@ def _model_registry(settings: Settings) -> dict[str, Any]:
 
 def collect_status(settings: Settings, *, include_registry: bool = True) -> dict[str, Any]:
     """Champion, published index, latest drift report and lake counts as one JSON-able dict."""
-    from serving.publish import current_version, verify_version
-
     index_version = current_version(settings)
     index: dict[str, Any] = {"version": index_version, "manifest": None, "checksums_ok": None}
     if index_version:
@@ -69,9 +73,6 @@ def collect_status(settings: Settings, *, include_registry: bool = True) -> dict
             model_version=content.get("model_version"),
             ranker_version=content.get("ranker_version"),
         )
-    from validation.partition import recent_validations
-    from validation.quarantine import list_quarantined
-
     recent = recent_validations(settings)
     drift = _drift_summaries(settings)
     mail = sorted(settings.mail_dir.glob("*.eml")) if settings.mail_dir.is_dir() else []
@@ -134,10 +135,6 @@ def format_status(status: dict[str, Any]) -> str:
 
 def _mail_kinds(paths: list[Path]) -> dict[str, int]:
     """Stored alerts by kind: drift emails vs task failure/retry emails (``X-Graphrec-Kind``)."""
-    import email
-
-    from monitoring.alerts import KIND_HEADER
-
     kinds = []
     for path in paths:
         with path.open("rb") as handle:

@@ -86,15 +86,15 @@ def retrain(settings, ds: dt.date, reason: str) -> dict:
         model="lightgcn",
         tags={"trigger": "drift"},
     )
-    decision = run_canary(settings, ds, trained["model_version"])
-    if decision["promoted"]:
-        publish_model(settings, decision["challenger_version"], ds)
-    return {"version": trained["model_version"], "promoted": bool(decision["promoted"]), "reason": decision["reason"]}
+    decision = run_canary(settings, ds, trained.model_version)
+    if decision.promoted:
+        publish_model(settings, decision.challenger_version, ds)
+    return {"version": trained.model_version, "promoted": decision.promoted, "reason": decision.reason}
 
 
 def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: Path) -> dict:
     from ingest.scenarios import scenario, simulate_scenario
-    from monitoring.alerts import send_episode_alert
+    from monitoring.drift_alerts import send_episode_alert
     from monitoring.monitor import monitor_day
     from serving.publish import publish_model
     from training import registry
@@ -109,8 +109,8 @@ def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: 
     started = time.perf_counter()
     first = sc.config.day(args.window)
     trained = train_retriever(settings, first, window_days=args.window, reason="benchmark", model="lightgcn")
-    registry.set_alias(settings, registry.CHAMPION, trained["model_version"])
-    publish_model(settings, trained["model_version"], first)
+    registry.set_alias(settings, registry.CHAMPION, trained.model_version)
+    publish_model(settings, trained.model_version, first)
     setup_s = time.perf_counter() - started
 
     days, monitor_s, retrains = [], [], []
@@ -120,29 +120,30 @@ def run_scenario(name: str, args: argparse.Namespace, smtp_port: int, mail_dir: 
         t = time.perf_counter()
         result = monitor_day(settings, ds)
         monitor_s.append(time.perf_counter() - t)
-        decision = result["decision"] or {}
-        if decision.get("send_email"):
-            send_episode_alert(
-                decision, result["signals"], settings, report_path=result["html"] or result["report_dir"]
-            )
-        if decision.get("trigger_retrain"):
-            retrains.append({"day": index, **retrain(settings, ds, decision["retrain_reason"])})
+        decision = result.decision  # None when the day was skipped
+        email, retrains_now = bool(decision and decision.send_email), bool(decision and decision.trigger_retrain)
+        fired, watch = (decision.fired, decision.watch) if decision else ([], [])
+        if email:
+            send_episode_alert(decision, result.signals, settings, report_path=result.html or result.report_dir)
+        if retrains_now:
+            retrains.append({"day": index, **retrain(settings, ds, decision.retrain_reason)})
         days.append(
             {
                 "day": index,
                 "ds": ds.isoformat(),
                 "drifting": sc.drifting(index),
-                "status": decision.get("status"),
-                "fired": decision.get("fired", []),
-                "watch": decision.get("watch", []),
-                "retrain": bool(decision.get("trigger_retrain")),
-                "email": bool(decision.get("send_email")),
+                "status": decision.status if decision else None,
+                "fired": fired,
+                "watch": watch,
+                "retrain": retrains_now,
+                "email": email,
             }
         )
         print(
-            f"  {name:<17} day {index:>2} {'DRIFT' if sc.drifting(index) else '     '} {decision.get('status', '-'):<10} "
-            f"fired={','.join(decision.get('fired', [])) or '-'} watch={','.join(decision.get('watch', [])) or '-'}"
-            f"{' EMAIL' if decision.get('send_email') else ''}{' RETRAIN' if decision.get('trigger_retrain') else ''}",
+            f"  {name:<17} day {index:>2} {'DRIFT' if sc.drifting(index) else '     '} "
+            f"{decision.status if decision else '-':<10} "
+            f"fired={','.join(fired) or '-'} watch={','.join(watch) or '-'}"
+            f"{' EMAIL' if email else ''}{' RETRAIN' if retrains_now else ''}",
             flush=True,
         )
     emails = len(list(mail_dir.glob("*.eml"))) - before
@@ -195,8 +196,9 @@ def time_monitor(
     from graphrec import contract
     from ingest.landing import write_partition
     from ingest.simulator import CATEGORIES
-    from monitoring.monitor import SERVED_FILE, day_dir, monitor_day
-    from monitoring.signals import ServingModel, serve_batch
+    from monitoring.monitor import day_dir, monitor_day
+    from monitoring.offline_serving import ServingModel, serve_batch
+    from monitoring.report_files import SERVED_FILE
     from serving.history import popularity_order, seen_from_pairs
 
     sys.path.insert(0, str(HERE))
@@ -242,19 +244,19 @@ def time_monitor(
     result = monitor_day(settings, days[-1], model=model, window=(days[0], days[-2]), offline_recall=0.05)
     seconds = time.perf_counter() - started
     timing = {
-        "events_current": result["rows_current"],
-        "events_reference": result["rows_reference"],
+        "events_current": result.rows_current,
+        "events_reference": result.rows_reference,
         "users": n_users,
         "items": n_items,
         "dim": dim,
         "import_evidently_s": round(import_s, 2),
         "monitor_day_s": round(seconds, 2),
-        "status": result["status"],
+        "status": result.status,
     }
     print(
-        f"monitor_day on {result['rows_current']:,} events (reference {result['rows_reference']:,}, "
+        f"monitor_day on {result.rows_current:,} events (reference {result.rows_reference:,}, "
         f"{n_users:,} users x {n_items:,} items x {dim}): {seconds:.1f} s (+ import evidently {import_s:.1f} s); "
-        f"status {result['status']}",
+        f"status {result.status}",
         flush=True,
     )
     return timing

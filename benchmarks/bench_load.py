@@ -96,7 +96,7 @@ def bench_settings(args: argparse.Namespace):
 
 def setup(args: argparse.Namespace) -> dict:
     """Simulated lake → features → retriever → ranker → published pair (the product's code)."""
-    from features.store import materialize
+    from features.materialize import materialize
     from graphrec import lake
     from ingest.simulator import SimulationConfig, simulate
     from serving.publish import publish_model
@@ -133,20 +133,20 @@ def setup(args: argparse.Namespace) -> dict:
     ranker_version = None
     if not args.no_ranker:
         started = time.perf_counter()
-        ranked = train_ranker(settings, ds, trained["model_version"], reason="benchmark")
-        ranker_version = ranked["model_version"]
+        ranked = train_ranker(settings, ds, trained.model_version, reason="benchmark")
+        ranker_version = ranked.model_version
         registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.ranker_model_name)
         timings["ranker_s"] = time.perf_counter() - started
-    registry.set_alias(settings, registry.CHAMPION, trained["model_version"])
+    registry.set_alias(settings, registry.CHAMPION, trained.model_version)
     started = time.perf_counter()
-    published = publish_model(settings, trained["model_version"], ds, ranker_version=ranker_version)
+    published = publish_model(settings, trained.model_version, ds, ranker_version=ranker_version)
     timings["publish_s"] = time.perf_counter() - started
     return {
         "reused": False,
         "ds": ds.isoformat(),
-        "model_version": trained["model_version"],
+        "model_version": trained.model_version,
         "ranker_version": ranker_version,
-        "index_version": published["index_version"],
+        "index_version": published.index_version,
         "n_interactions": int(sum(len(lake.read_curated(settings.curated_dir, [d])) for d in days)),
         "timings": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     info = setup(args)
     print("setup:", json.dumps(info))
     settings = bench_settings(args)
-    from serving.bundle import load_bundle, read_pointer
+    from serving.bundle import load_bundle
+    from serving.layout import read_pointer
 
     bundle = load_bundle(settings.indexes_dir / read_pointer(settings.indexes_dir))
     users = bundle.user_ids.tolist()
@@ -359,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings, bundle.model_version, bundle.manifest["ds"], ranker_version=bundle.ranker_version
             )
             events.append(
-                f"published {out['index_version']} at +{args.duration / 3:.0f} s in {time.perf_counter() - t:.1f} s"
+                f"published {out.index_version} at +{args.duration / 3:.0f} s in {time.perf_counter() - t:.1f} s"
             )
 
         before = scrape(port)

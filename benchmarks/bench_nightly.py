@@ -56,7 +56,7 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     day = parse_ds(ds)
     if step == "backfill":
-        from features.store import materialize
+        from features.materialize import materialize
         from validation import validate_partition
 
         seconds = {}
@@ -71,9 +71,9 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
         return validate_partition(settings, day).raise_for_status().to_dict()
     if step == "features":
-        from features.store import materialize
+        from features.materialize import materialize
 
-        return materialize(settings, day)
+        return materialize(settings, day).to_xcom()
     if step == "train":
         from training.retriever import train_retriever
 
@@ -84,44 +84,45 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
             epochs=settings.epochs,
             reason="schedule",
             model=settings.retriever_model,
-        )
+        ).to_xcom()
     if step == "train_ranker":
         from training.ranker import train_ranker
+        from training.results import RetrieverResult
 
-        return train_ranker(settings, day, inputs["train"]["model_version"], window_days=settings.window_days)
+        trained = RetrieverResult.from_xcom(inputs["train"])
+        return train_ranker(settings, day, trained.model_version, window_days=settings.window_days).to_xcom()
     if step == "canary":
         import inspect
 
         from serving.canary import run_canary
+        from training.results import RankerResult, RetrieverResult
 
+        ranked = inputs["train_ranker"]
+        ranker = RankerResult.from_xcom(ranked) if "model_version" in ranked else None
         # The training task's result is handed over where the canary takes it (and can reuse it).
-        handed = (
-            {"ranker_result": inputs["train_ranker"]}
-            if "ranker_result" in inspect.signature(run_canary).parameters
-            else {}
-        )
+        handed = {"ranker_result": ranker} if "ranker_result" in inspect.signature(run_canary).parameters else {}
         return run_canary(
             settings,
             day,
-            inputs["train"]["model_version"],
+            RetrieverResult.from_xcom(inputs["train"]).model_version,
             force=False,
-            ranker_version=inputs["train_ranker"].get("model_version"),
+            ranker_version=None if ranker is None else ranker.model_version,
             **handed,
-        )
+        ).to_xcom()
     if step == "publish":
+        from serving.canary_result import CanaryResult
         from serving.publish import publish_model
 
-        decision = inputs["canary"]
-        if not decision["promoted"]:
-            return {"skipped": f"champion kept: {decision['reason']}"}
+        decision = CanaryResult.from_xcom(inputs["canary"])
+        if not decision.promoted:
+            return {"skipped": f"champion kept: {decision.reason}"}
         return publish_model(
-            settings, decision["challenger_version"], day, ranker_version=decision.get("ranker_champion_after")
-        )
+            settings, decision.challenger_version, day, ranker_version=decision.ranker_champion_after
+        ).to_xcom()
     if step == "drift_check":
         from monitoring.monitor import monitor_day
 
-        result = monitor_day(settings, day)
-        return {"status": result["status"]}
+        return {"status": monitor_day(settings, day).status}
     raise ValueError(f"unknown step {step!r}")
 
 
@@ -191,6 +192,7 @@ def _summary(step: str, result: dict[str, Any]) -> dict[str, Any]:
         "drift_check": ("status",),
         "validate": ("status", "n_rows", "rows"),
     }.get(step, ())
+    result = {**result, **result.get("evaluation", {})}  # the ranker's metrics sit in its evaluation
     return {k: result[k] for k in keys if k in result}
 
 

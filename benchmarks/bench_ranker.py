@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from app.land import land_source
-    from features.store import apply_definitions, build_features
+    from features.snapshots import build_features
+    from features.store import apply_definitions
     from graphrec import lake
     from graphrec.settings import Settings, ValidationSettings
     from ingest import movielens
@@ -125,27 +126,28 @@ def main(argv: list[str] | None = None) -> dict:
     retriever = train_retriever(settings, ds, window_days=window_days, reason="benchmark")
     timings["retriever"] = time.perf_counter() - t0
     print(
-        f"retriever v{retriever['model_version']} ({retriever['model']}): Recall@20 {retriever['recall_at_20']:.4f} "
+        f"retriever v{retriever.model_version} ({retriever.model}): Recall@20 {retriever.recall_at_20:.4f} "
         f"in {timings['retriever']:.1f} s",
         flush=True,
     )
 
     t0 = time.perf_counter()
-    ranked = train_ranker(settings, ds, retriever["model_version"], window_days=window_days, reason="benchmark")
+    ranked = train_ranker(settings, ds, retriever.model_version, window_days=window_days, reason="benchmark")
     timings["ranker"] = time.perf_counter() - t0
     k = settings.ranker_k
+    evaluation = ranked.evaluation
 
     rows = [("popularity", "popularity_"), ("retrieval", "retrieval_"), ("retrieval + BST", "ranker_")]
     print(
-        f"\nMovieLens 100K, temporal split, {ranked['n_eval_users']} evaluated users, "
+        f"\nMovieLens 100K, temporal split, {evaluation['n_eval_users']} evaluated users, "
         f"{args.candidates} candidates per user\n"
     )
     print(f"{'list':18s} HR@{k:<5d} NDCG@{k}")
     for name, prefix in rows:
-        print(f"{name:18s} {ranked[f'{prefix}hr_at_{k}']:.4f}  {ranked[f'{prefix}ndcg_at_{k}']:.4f}")
+        print(f"{name:18s} {evaluation[f'{prefix}hr_at_{k}']:.4f}  {evaluation[f'{prefix}ndcg_at_{k}']:.4f}")
     print(
-        f"ranker AUC over the candidates: {ranked['ranker_auc']:.4f}; ranker trained on {ranked['n_rows']} rows "
-        f"({ranked['n_positives']} positives) in {timings['ranker']:.1f} s"
+        f"ranker AUC over the candidates: {evaluation['ranker_auc']:.4f}; ranker trained on {ranked.n_rows} rows "
+        f"({ranked.n_positives} positives) in {timings['ranker']:.1f} s"
     )
     payload = {
         "benchmark": "ranker",
@@ -154,8 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         "holdout_days": holdout_days,
         "candidates": args.candidates,
         "k": k,
-        "retriever": retriever,
-        "ranker": ranked,
+        "retriever": retriever.to_xcom(),
+        "ranker": ranked.to_xcom(),
         "timings_s": {k2: round(v, 1) for k2, v in timings.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -11,14 +11,14 @@ encoder recognises both as one history.
 
 Timed over ``--repeats`` requests after ``--warmup``, the cases taking turns:
 
-* ``encode``: :func:`training.bst.encode`, frame to tensors;
-* ``forward``: :func:`training.bst.predict`, tensors to probabilities;
+* ``encode``: :func:`training.encode`, frame to tensors;
+* ``forward``: :func:`training.predict`, tensors to probabilities;
 * ``total``: encode + forward + the argsort that orders the candidates;
 * ``baseline``: the retrieval score alone, the argsort of the frame's ``retrieval_score``;
-* ``serving_*``: the path the service takes (``features.store.OnlineRankerFeatures``
-  hands over arrays, not a frame): :func:`training.bst.encode_candidates` of the same
-  rows as :class:`training.bst.CandidateFeatures`, then
-  :meth:`training.bst.RequestScorer.shared` (the history's keys and values computed once,
+* ``serving_*``: the path the service takes (``features.online.OnlineFeatures``
+  hands over arrays, not a frame): :func:`training.encode_candidates` of the same
+  rows as :class:`training.CandidateFeatures`, then
+  :meth:`training.RequestScorer.shared` (the history's keys and values computed once,
   traced by TorchScript). Its probabilities are checked against ``predict``'s first.
 
 Median, p95 and p99 in milliseconds go to ``benchmarks/results/ranker_cost.json``.
@@ -55,7 +55,18 @@ def request_frame(rng: np.random.Generator, *, shared: bool) -> pd.DataFrame:
         shared: the user's sequence cells hold one list object per column (broadcast),
             else a distinct copy per row.
     """
-    from training import bst
+    from features.ranker_columns import (
+        EVENT_TIMESTAMP,
+        ITEM_CATEGORY,
+        ITEM_COUNTERS,
+        ITEM_ID,
+        RECENT_CATEGORIES,
+        RECENT_ITEMS,
+        RECENT_TS,
+        RETRIEVAL_SCORE,
+        USER_COUNTERS,
+        USER_ID,
+    )
 
     now = pd.Timestamp("2024-06-01 12:00:00", tz="UTC")
     categories = [f"cat_{k:02d}" for k in range(N_CATEGORIES)]
@@ -68,39 +79,50 @@ def request_frame(rng: np.random.Generator, *, shared: bool) -> pd.DataFrame:
     def repeat(value: list) -> list:
         return [value] * CANDIDATES if shared else [list(value) for _ in range(CANDIDATES)]
 
-    user_counters = {name: [int(v)] * CANDIDATES for name, v in zip(bst.USER_COUNTERS, (3, 17, 12, 0))}
-    item_counters = {name: rng.integers(0, 500, CANDIDATES) for name in bst.ITEM_COUNTERS}
+    user_counters = {name: [int(v)] * CANDIDATES for name, v in zip(USER_COUNTERS, (3, 17, 12, 0))}
+    item_counters = {name: rng.integers(0, 500, CANDIDATES) for name in ITEM_COUNTERS}
     return pd.DataFrame(
         {
-            bst.USER_ID: np.full(CANDIDATES, 7, dtype=np.int64),
-            bst.ITEM_ID: candidates.astype(np.int64),
-            bst.EVENT_TIMESTAMP: [now] * CANDIDATES,
+            USER_ID: np.full(CANDIDATES, 7, dtype=np.int64),
+            ITEM_ID: candidates.astype(np.int64),
+            EVENT_TIMESTAMP: [now] * CANDIDATES,
             **user_counters,
             **item_counters,
-            bst.ITEM_CATEGORY: [categories[i % N_CATEGORIES] for i in candidates],
-            bst.RECENT_ITEMS: repeat(history),
-            bst.RECENT_CATEGORIES: repeat(history_categories),
-            bst.RECENT_TS: repeat(history_ts),
-            bst.RETRIEVAL_SCORE: rng.normal(size=CANDIDATES),
+            ITEM_CATEGORY: [categories[i % N_CATEGORIES] for i in candidates],
+            RECENT_ITEMS: repeat(history),
+            RECENT_CATEGORIES: repeat(history_categories),
+            RECENT_TS: repeat(history_ts),
+            RETRIEVAL_SCORE: rng.normal(size=CANDIDATES),
         }
     )
 
 
 def request_features(frame: pd.DataFrame):
-    """The same rows as :class:`training.bst.CandidateFeatures` (what the service's reader returns)."""
-    from training import bst
+    """The same rows as :class:`features.ranker_columns.CandidateFeatures` (what the service's reader returns)."""
+    from features.ranker_columns import (
+        EVENT_TIMESTAMP,
+        ITEM_CATEGORY,
+        ITEM_COUNTERS,
+        ITEM_ID,
+        RECENT_CATEGORIES,
+        RECENT_ITEMS,
+        RECENT_TS,
+        USER_COUNTERS,
+        USER_ID,
+        CandidateFeatures,
+    )
 
     first = frame.iloc[0]
-    return bst.CandidateFeatures(
-        user_id=int(first[bst.USER_ID]),
-        time=pd.Timestamp(first[bst.EVENT_TIMESTAMP]),
-        item_ids=frame[bst.ITEM_ID].to_numpy(np.int64),
-        user_counters=np.array([first[c] for c in bst.USER_COUNTERS], dtype=np.float64),
-        item_counters=frame[list(bst.ITEM_COUNTERS)].to_numpy(np.float64),
-        item_category=frame[bst.ITEM_CATEGORY].to_numpy(object),
-        recent_items=first[bst.RECENT_ITEMS],
-        recent_categories=first[bst.RECENT_CATEGORIES],
-        recent_ts=first[bst.RECENT_TS],
+    return CandidateFeatures(
+        user_id=int(first[USER_ID]),
+        time=pd.Timestamp(first[EVENT_TIMESTAMP]),
+        item_ids=frame[ITEM_ID].to_numpy(np.int64),
+        user_counters=np.array([first[c] for c in USER_COUNTERS], dtype=np.float64),
+        item_counters=frame[list(ITEM_COUNTERS)].to_numpy(np.float64),
+        item_category=frame[ITEM_CATEGORY].to_numpy(object),
+        recent_items=first[RECENT_ITEMS],
+        recent_categories=first[RECENT_CATEGORIES],
+        recent_ts=first[RECENT_TS],
     )
 
 
@@ -144,40 +166,45 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from training import bst
+    from features.ranker_columns import RETRIEVAL_SCORE
+    from training.bst import build_bst
+    from training.bst_encoding import encode, encode_candidates
+    from training.bst_fit import predict
+    from training.bst_scorer import RequestScorer
+    from training.bst_vocab import Vocabulary
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
     categories = [f"cat_{k:02d}" for k in range(N_CATEGORIES)]
-    vocab = bst.Vocabulary.build(np.arange(N_ITEMS), categories)
-    model = bst.build_bst(vocab, seed=args.seed).eval()
+    vocab = Vocabulary.build(np.arange(N_ITEMS), categories)
+    model = build_bst(vocab, seed=args.seed).eval()
     frames = {"shared": request_frame(rng, shared=True), "copied": request_frame(rng, shared=False)}
-    batch = bst.encode(frames["shared"], vocab, model.seq_len)
+    batch = encode(frames["shared"], vocab, model.seq_len)
     assert int((batch.seq_age > 0).sum(dim=1).min()) == model.seq_len, "the sequence must be full"
 
     def total(frame: pd.DataFrame) -> np.ndarray:
-        return np.argsort(-bst.predict(model, bst.encode(frame, vocab, model.seq_len)), kind="stable")
+        return np.argsort(-predict(model, encode(frame, vocab, model.seq_len)), kind="stable")
 
     features = request_features(frames["shared"])
-    scores = frames["shared"][bst.RETRIEVAL_SCORE].to_numpy(np.float64)
-    scorer = bst.RequestScorer(model)
-    serving_batch = bst.encode_candidates(features, scores, vocab, model.seq_len)
-    np.testing.assert_allclose(scorer.shared(serving_batch), bst.predict(model, batch), rtol=0, atol=1e-6)
+    scores = frames["shared"][RETRIEVAL_SCORE].to_numpy(np.float64)
+    scorer = RequestScorer(model)
+    serving_batch = encode_candidates(features, scores, vocab, model.seq_len)
+    np.testing.assert_allclose(scorer.shared(serving_batch), predict(model, batch), rtol=0, atol=1e-6)
 
     def serving_total() -> np.ndarray:
-        return np.argsort(-scorer.shared(bst.encode_candidates(features, scores, vocab, model.seq_len)), kind="stable")
+        return np.argsort(-scorer.shared(encode_candidates(features, scores, vocab, model.seq_len)), kind="stable")
 
     def baseline(frame: pd.DataFrame) -> np.ndarray:
-        return np.argsort(-frame[bst.RETRIEVAL_SCORE].to_numpy(dtype=np.float64), kind="stable")
+        return np.argsort(-frame[RETRIEVAL_SCORE].to_numpy(dtype=np.float64), kind="stable")
 
     cases: dict[str, Callable[[], object]] = {
-        "encode": lambda: bst.encode(frames["shared"], vocab, model.seq_len),
-        "forward": lambda: bst.predict(model, batch),
+        "encode": lambda: encode(frames["shared"], vocab, model.seq_len),
+        "forward": lambda: predict(model, batch),
         "total": lambda: total(frames["shared"]),
-        "encode_copied_lists": lambda: bst.encode(frames["copied"], vocab, model.seq_len),
+        "encode_copied_lists": lambda: encode(frames["copied"], vocab, model.seq_len),
         "total_copied_lists": lambda: total(frames["copied"]),
         "baseline_retrieval_argsort": lambda: baseline(frames["shared"]),
-        "serving_encode": lambda: bst.encode_candidates(features, scores, vocab, model.seq_len),
+        "serving_encode": lambda: encode_candidates(features, scores, vocab, model.seq_len),
         "serving_forward": lambda: scorer.shared(serving_batch),
         "serving_total": serving_total,
     }

@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
     from training.gfcf import fit_gfcf
     from training.losses import DEFAULT_WEIGHT_DECAY
     from training.metrics import evaluate_embeddings, evaluate_scorer, popularity_model
-    from training.train import TrainConfig, train_lightgcn
+    from training.train import train_lightgcn
+    from training.train_config import TrainConfig
 
     started = time.perf_counter()
     train, test, graph, task = load(args)

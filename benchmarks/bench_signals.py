@@ -3,13 +3,13 @@
 Generates a world of ``--users`` users and ``--items`` items (log-normal user activity,
 power-law item popularity, ten categories), ``--reference-days`` reference days and one
 current day of ``--events-per-day`` interactions each, and a random ``--dim``-dimensional
-:class:`~monitoring.signals.ServingModel` whose seen sets are the reference's pairs.
+:class:`~monitoring.offline_serving.ServingModel` whose seen sets are the reference's pairs.
 ``served_yesterday`` is served beforehand (not timed). Then times, in one fresh process:
 
 * ``import evidently`` (paid once per task process);
 * :func:`~monitoring.signals.compute_signals` with the model, yesterday's lists and an
   offline recall, and its main parts (serving both user samples, the Evidently reports);
-* :func:`~monitoring.signals.write_signal_report` into a temporary directory.
+* :func:`~monitoring.report_files.write_signal_report` into a temporary directory.
 
 ``--repeat`` runs the measured pair again (warm). Prints the figures and each signal's
 value; with ``--out`` also writes them as JSON. Run:
@@ -34,8 +34,9 @@ import pandas as pd
 from graphrec import contract
 from graphrec.lake import day_bounds
 from ingest.simulator import CATEGORIES
-from monitoring import signals
-from monitoring.signals import ServingModel, compute_signals, serve_batch, write_signal_report
+from monitoring.offline_serving import ServingModel, serve_batch
+from monitoring.report_files import write_signal_report
+from monitoring.signals import MAX_SERVED_USERS, compute_signals
 from serving.history import popularity_order, seen_from_pairs
 
 START = dt.date(2025, 1, 1)
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--events-per-day", type=int, default=1_000_000)
     parser.add_argument("--reference-days", type=int, default=3)
-    parser.add_argument("--max-served-users", type=int, default=signals.MAX_SERVED_USERS)
+    parser.add_argument("--max-served-users", type=int, default=MAX_SERVED_USERS)
     parser.add_argument("--max-rows", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=1, help="measured runs (the first one is cold)")
     parser.add_argument("--seed", type=int, default=0)

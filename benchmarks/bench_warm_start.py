@@ -18,7 +18,7 @@ function trains
 
 Every model is scored on the day's holdout by the product's evaluation; ``delta`` is the
 canary's paired bootstrap of the per-user Recall@20 differences (warm minus full,
-:func:`serving.canary.paired_bootstrap_ci`) and ``within_tolerance`` says whether its
+:func:`serving.canary_bootstrap.paired_bootstrap_ci`) and ``within_tolerance`` says whether its
 lower bound clears ``-settings.canary_tolerance``, the canary's no-regression rule.
 ``seconds`` is the whole ``train_retriever`` call (window loading, both fits, MLflow);
 ``epochs`` the early-stopping epochs plus the refit's. The warm model becomes the next
@@ -115,7 +115,9 @@ def movielens_home(home: Path, args: argparse.Namespace):
     return settings, [first + dt.timedelta(days=n) for n in range(args.ml_nights + 1)]
 
 
-def _short(summary: dict[str, Any]) -> dict[str, Any]:
+def _short(result) -> dict[str, Any]:
+    """The record's fields of a :class:`training.results.RetrieverResult` (JSON-safe)."""
+    summary = result.to_xcom()
     out = {name: summary.get(name) for name in SUMMARY_FIELDS}
     out["epochs"] = (summary.get("epochs_run") or 0) + (summary.get("refit_epochs") or 0)
     return out
@@ -123,7 +125,7 @@ def _short(summary: dict[str, Any]) -> dict[str, Any]:
 
 def paired_delta(settings, ds: dt.date, warm_version: int, full_version: int) -> dict[str, Any]:
     """The canary's paired bootstrap of per-user Recall@20, warm minus full, on ``ds``'s holdout."""
-    from serving.canary import paired_bootstrap_ci
+    from serving.canary_bootstrap import paired_bootstrap_ci
     from training import registry
     from training.data import load_window, temporal_split
     from training.metrics import build_ranking_task, evaluate_embeddings
@@ -154,10 +156,10 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
 
     started = time.perf_counter()
     champion = train_retriever(settings, days[0], reason="benchmark")
-    registry.set_alias(settings, registry.CHAMPION, champion["model_version"])
+    registry.set_alias(settings, registry.CHAMPION, champion.model_version)
     print(
-        f"{name}: champion v{champion['model_version']} on {days[0]}: recall@20 {champion['recall_at_20']:.4f}, "
-        f"{_short(champion)['epochs']} epochs, {champion['seconds']:.1f} s",
+        f"{name}: champion v{champion.model_version} on {days[0]}: recall@20 {champion.recall_at_20:.4f}, "
+        f"{_short(champion)['epochs']} epochs, {champion.seconds:.1f} s",
         flush=True,
     )
     nights = []
@@ -175,7 +177,7 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
             "ds": ds.isoformat(),
             "runs": {label: _short(s) for label, s in runs.items()},
             "delta_recall_at_20": {
-                label: paired_delta(settings, ds, s["model_version"], runs["full"]["model_version"])
+                label: paired_delta(settings, ds, s.model_version, runs["full"].model_version)
                 for label, s in runs.items()
                 if label != "full"
             },
@@ -194,7 +196,7 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
                 flush=True,
             )
         nights.append(night)
-        registry.set_alias(settings, registry.CHAMPION, runs["warm"]["model_version"])  # the warm chain goes on
+        registry.set_alias(settings, registry.CHAMPION, runs["warm"].model_version)  # the warm chain goes on
     return {
         "window_days": settings.window_days,
         "holdout_days": settings.holdout_days,

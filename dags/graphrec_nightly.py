@@ -85,7 +85,7 @@ DEFAULT_ARGS = {
             type="string",
             enum=list(RETRIEVER_MODELS),
             description=(
-                "Retriever to fit: lightgcn (LightGCN, BPR), mf (MF-BPR, LightGCN without propagation), "
+                "Retriever to fit: lightgcn (LightGCN, full-softmax loss by default), mf (MF-BPR, LightGCN without propagation), "
                 "gfcf (closed-form graph filter, no training) or popularity (baseline; the canary never "
                 "promotes it unless forced)."
             ),
@@ -173,10 +173,10 @@ def graphrec_nightly():
     @task(outlets=[ONLINE_FEATURES])
     def features(day: dict, _validated: dict) -> dict:
         """Compute feature tables from curated/, apply the Feast repo, materialize incrementally."""
-        from features.store import materialize
+        from features.materialize import materialize
         from graphrec.lake import parse_ds
 
-        return materialize(get_settings(), parse_ds(day["ds"]))
+        return materialize(get_settings(), parse_ds(day["ds"])).to_xcom()
 
     @task(outlets=[RETRIEVER_CHALLENGER])
     def train(day: dict, _features: dict) -> dict:
@@ -185,7 +185,8 @@ def graphrec_nightly():
         lightgcn and mf stop early on a validation split of the training days (never the
         holdout); the trainer logs one line per epoch to this task's log and MLflow gets
         the curves (`train_loss`, `val_recall_at_20`) and a `final_metrics.json` table.
-        The returned summary carries `epochs_run`, `stopped_early` and `best_epoch`."""
+        Returns the `training.results.RetrieverResult` as XCom; it carries `epochs_run`,
+        `stopped_early` and `best_epoch`."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from graphrec.lake import parse_ds
@@ -203,7 +204,7 @@ def graphrec_nightly():
                 model=params["model"],
                 tags=day.get("tags"),
                 full_retrain=params.get("full_retrain", False),
-            )
+            ).to_xcom()
         except InsufficientDataError as exc:
             raise AirflowSkipException(f"not enough curated data to train yet: {exc}") from exc
 
@@ -212,12 +213,14 @@ def graphrec_nightly():
         """Fit the BST ranker on Feast point-in-time features, paired with the new retriever.
 
         Registered as a version of the ranker model aliased `challenger` with the tag
-        `retriever_version`; the canary judges the two as a pair. Returns `{"skipped": why}`
-        when the ranker is turned off (`GRAPHREC_RANKER_ENABLED=false`) or the window has
-        too little data for it: the pipeline then serves retrieval alone."""
+        `retriever_version`; the canary judges the two as a pair. Returns the
+        `training.results.RankerResult` as XCom, or `{"skipped": why}` when the ranker is
+        turned off (`GRAPHREC_RANKER_ENABLED=false`) or the window has too little data for
+        it: the pipeline then serves retrieval alone."""
         from graphrec.lake import parse_ds
         from training.data import InsufficientDataError
         from training.ranker import train_ranker as fit
+        from training.results import RetrieverResult
 
         settings = get_settings()
         if not settings.ranker_enabled:
@@ -227,11 +230,11 @@ def graphrec_nightly():
             return fit(
                 settings,
                 parse_ds(day["ds"]),
-                trained["model_version"],
+                RetrieverResult.from_xcom(trained).model_version,
                 window_days=params["window_days"],
                 reason=day["reason"],
                 tags=day.get("tags"),
-            )
+            ).to_xcom()
         except InsufficientDataError as exc:
             return {"skipped": f"not enough data for the ranker: {exc}"}
 
@@ -240,17 +243,19 @@ def graphrec_nightly():
         """Challenger pair vs champion pair on the same fresh holdout; moves both `champion` aliases if it passes."""
         from graphrec.lake import parse_ds
         from serving.canary import run_canary
+        from training.results import RankerResult, RetrieverResult
 
         params = get_current_context()["params"]
+        ranker = RankerResult.from_xcom(ranked) if "model_version" in ranked else None  # else {"skipped": why}
         return run_canary(
             get_settings(),
             parse_ds(day["ds"]),
-            trained["model_version"],
+            RetrieverResult.from_xcom(trained).model_version,
             force=params["force_publish"],
-            ranker_version=ranked.get("model_version"),
-            ranker_result=ranked,
+            ranker_version=None if ranker is None else ranker.model_version,
+            ranker_result=ranker,
             dry_run=day.get("dry_run", False),
-        )
+        ).to_xcom()
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:
@@ -258,16 +263,18 @@ def graphrec_nightly():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from graphrec.lake import parse_ds
+        from serving.canary_result import CanaryResult
         from serving.publish import publish_model
 
-        if not decision["promoted"]:
-            raise AirflowSkipException(f"champion kept, nothing to publish: {decision['reason']}")
+        verdict = CanaryResult.from_xcom(decision)
+        if not verdict.promoted:
+            raise AirflowSkipException(f"champion kept, nothing to publish: {verdict.reason}")
         return publish_model(
             get_settings(),
-            decision["challenger_version"],
+            verdict.challenger_version,
             parse_ds(day["ds"]),
-            ranker_version=decision.get("ranker_champion_after"),
-        )
+            ranker_version=verdict.ranker_champion_after,
+        ).to_xcom()
 
     @task(trigger_rule="none_failed")
     def drift_check(day: dict) -> dict:
@@ -286,11 +293,10 @@ def graphrec_nightly():
         if not (settings.curated_dir / partition_name(parse_ds(day["ds"]))).is_dir():
             raise AirflowSkipException(f"no curated partition for {day['ds']}: nothing to check")
         result = monitor_day(settings, parse_ds(day["ds"]))
-        decision = result["decision"] or {}
-        print(f"drift decision for {day['ds']}: {result['status']} (report {result['html']})")
-        for line in decision.get("explanation", []):
+        print(f"drift decision for {day['ds']}: {result.status} (report {result.html})")
+        for line in result.decision.explanation if result.decision else []:
             print("  " + line)
-        return result
+        return result.to_xcom()
 
     @task(outlets=[DRIFT_ALERT])
     def send_alert(result: dict) -> dict:
@@ -298,25 +304,24 @@ def graphrec_nightly():
         the optional daily digest when the policy asks for it."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from monitoring.alerts import send_digest, send_episode_alert
-        from monitoring.policy import DriftPolicy
+        from monitoring.drift_alerts import send_digest, send_episode_alert
+        from monitoring.monitor import MonitorResult
+        from monitoring.policy_files import load_policy
 
         settings = get_settings()
-        decision = result.get("decision")
-        if not decision:
-            raise AirflowSkipException(f"nothing judged: {result.get('reason')}")
+        monitored = MonitorResult.from_xcom(result)
+        decision = monitored.decision
+        if decision is None:
+            raise AirflowSkipException(f"nothing judged: {monitored.reason}")
         context = get_current_context()
+        report = monitored.html or monitored.report_dir
         sent = {}
-        if DriftPolicy.load(settings.drift_policy).digest:
-            sent["digest"] = send_digest(
-                decision, result["signals"], settings, result["html"] or result["report_dir"], context=context
-            )
-        alert = send_episode_alert(
-            decision, result["signals"], settings, report_path=result["html"] or result["report_dir"], context=context
-        )
+        if load_policy(settings.drift_policy).digest:
+            sent["digest"] = send_digest(decision, monitored.signals, settings, report, context=context).to_xcom()
+        alert = send_episode_alert(decision, monitored.signals, settings, report_path=report, context=context)
         if alert is None and not sent:
-            raise AirflowSkipException(f"no email due: status {decision['status']}")
-        return {**sent, "alert": alert}
+            raise AirflowSkipException(f"no email due: status {decision.status}")
+        return {**sent, "alert": alert.to_xcom() if alert else None}
 
     @task
     def retrain_request(day: dict, result: dict) -> dict:
@@ -324,20 +329,23 @@ def graphrec_nightly():
         when the policy asks for a retrain; skipped otherwise (no drift, or cooling down)."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        decision = result.get("decision") or {}
-        if not decision.get("trigger_retrain"):
+        from monitoring.monitor import MonitorResult
+
+        monitored = MonitorResult.from_xcom(result)
+        decision = monitored.decision
+        if decision is None or not decision.trigger_retrain:
             raise AirflowSkipException(
-                f"no retrain: status {decision.get('status', 'skipped')}"
-                + (f", cooling down until {decision['cooldown_until']}" if decision.get("cooldown_until") else "")
+                f"no retrain: status {monitored.status}"
+                + (f", cooling down until {decision.cooldown_until}" if decision and decision.cooldown_until else "")
             )
         settings = get_settings()
         return {
             "ds": day["ds"],
             "window_days": settings.drift_retrain_window_days,
             "model": get_current_context()["params"]["model"],
-            "trigger_reason": decision["retrain_reason"],  # "drift on <ds>, <severity>: <signals>; ..."
-            "drift_report": result["html"] or result["report_dir"],
-            "drift_episode": decision.get("episode_id") or "",
+            "trigger_reason": decision.retrain_reason,  # "drift on <ds>, <severity>: <signals>; ..."
+            "drift_report": str(monitored.html or monitored.report_dir),
+            "drift_episode": decision.episode_id or "",
         }
 
     day = resolve_day()

@@ -2,10 +2,11 @@
 
 Everything here is declarative: importing this file builds Feast objects and touches no
 file, store or network. ``features.store.apply_definitions`` registers them (so does
-``feast apply``); the same module computes the tables behind the sources and
-materializes them.
+``feast apply``); the ``features`` package computes the tables behind the sources
+(``features.tables``, ``features.snapshots``) and materializes them
+(``features.materialize``).
 
-Offline sources are daily snapshots written by ``features.store.build_features``: one
+Offline sources are daily snapshots written by ``features.snapshots.build_features``: one
 parquet file per partition day in a directory per view, one row per entity, stamped
 ``event_timestamp`` = the end of that day (the moment the snapshot becomes true). Feast's
 DuckDB offline store reads a ``FileSource`` path as a DuckDB file pattern, hence the

@@ -2,9 +2,9 @@
 
 The columns are Feast's ``full_feature_names=True`` names of the feature service
 ``ranker_features_v1`` (``feature_repo/definitions.py``); the training frames
-(:func:`features.store.historical_ranker_features`) and the online reader
-(:class:`features.store.OnlineRankerFeatures`) produce them, and the BST ranker
-(:mod:`training.bst`) encodes them.
+(:func:`features.historical.historical_ranker_features`) and the online reader
+(:class:`features.online.OnlineFeatures`) produce them, and the BST ranker's encoder
+(:mod:`training.bst_encoding`) encodes them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class CandidateFeatures:
     """One request's ranker features as arrays: one user's values and each candidate's.
 
     The serving form of a frame of :data:`FRAME_COLUMNS` for one user at one time (what
-    ``features.store.OnlineRankerFeatures`` returns): no per-row Python objects, so
+    ``features.online.OnlineFeatures`` returns): no per-row Python objects, so
     :func:`encode_candidates` needs no pandas. It encodes exactly as :func:`encode`
     encodes :meth:`to_frame` (a test checks it); on one core that is ~0.2 ms instead of
     ~0.7 ms for 100 candidates, plus the frame's construction that it skips.

@@ -1,11 +1,22 @@
 """Monitoring: the daily drift monitor, its decision policy, drift emails, a loopback SMTP sink.
 
 Modules:
-    signals: the recommender's drift signals (data, model, quality proxy) as Evidently reports.
+    signal_table: the thirteen drift signals, declared once (name, group, metric, marks).
+    signal_values: one measured signal (:class:`~monitoring.signal_values.Signal`).
+    signals: the day's signals (:func:`~monitoring.signals.compute_signals`), from
+        data_signals, model_signals and quality_signal, on the tables of events.
+    evidently_metrics: the Evidently metrics and report runs behind the distances.
     offline_serving: what the service would answer, in batch (the model signals' input).
-    policy: the configurable decision policy (thresholds, persistence, episodes, cooldown).
+    report_files: the day's report files (Evidently HTML/JSON, ``signals.json``, served lists).
+    policy_rules: the configurable decision policy (thresholds, persistence, cooldown), validated.
+    verdicts: how each signal counts on a day (drifted, watch, fired; streaks).
+    policy: the pure decision (episodes, one email, retraining, cooldown, re-runs).
+    policy_state: what the policy carries from day to day.
+    policy_files: the YAML policy and the state file, read and written.
     monitor: one monitored day end to end (signals, reports, decision, state).
-    alerts: one email per drift episode (and an optional digest) through Airflow's SMTP notifier.
+    alert_messages: the alert emails, composed (pure).
+    alerts: the SMTP edge (Airflow's notifier) and the task failure/retry callbacks.
+    drift_alerts: one email per drift episode (and an optional digest), sent.
     mailsink: an aiosmtpd server that stores received mail as ``.eml`` files.
 
 Nothing is imported here on purpose: Evidently and Airflow are heavy, and DAG files

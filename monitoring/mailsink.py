@@ -89,7 +89,7 @@ def _controller(handler: _EmlHandler, sock: socket.socket) -> Any:
     the port, with no window in which another process could take it) and overriding
     ``_create_server`` - the hook aiosmtpd documents for subclasses - avoids both.
     """
-    from aiosmtpd.controller import Controller
+    from aiosmtpd.controller import Controller  # only a running sink needs the SMTP server library
 
     class _SocketController(Controller):
         def _create_server(self):  # noqa: ANN202 - aiosmtpd's signature

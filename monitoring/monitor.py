@@ -14,29 +14,89 @@
    served recommendations (tomorrow's quality proxy reads them) and the decision under
    ``reports/drift/ds=YYYY-MM-DD/``;
 4. lets the policy (:mod:`monitoring.policy`, ``monitoring/drift_policy.yaml`` or
-   ``GRAPHREC_DRIFT_POLICY``) decide with the monitor's state (``reports/drift/state.json``:
+   ``GRAPHREC_DRIFT__POLICY``) decide with the monitor's state (``reports/drift/state.json``:
    per-day history, the open episode, the last retrain trigger) and saves the new state.
 
 Re-running a day replaces its entry in the state, so a retried task does not count a day
-twice. The returned dictionary is JSON-able (it travels through XCom).
+twice. The result is a :class:`MonitorResult`; the DAG hands it to the alert and retrain
+tasks through XCom (:meth:`~graphrec.handoff.Handoff.to_xcom`), and the day's
+``summary.json`` holds the same form.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any
+
+import pandas as pd
 
 from graphrec import lake
+from graphrec.handoff import Handoff
 from graphrec.settings import Settings
+from monitoring.offline_serving import ServingModel
+from monitoring.policy import Decision, decide
+from monitoring.policy_files import load_policy, load_state, save_state
+from monitoring.policy_rules import DriftPolicy
+from monitoring.report_files import SERVED_FILE, write_signal_report
+from monitoring.signal_values import Signal
+from monitoring.signals import compute_signals
+from serving.bundle import Bundle, load_bundle
+from serving.layout import BundleError, read_pointer
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 DECISION_JSON = "decision.json"
 SUMMARY_JSON = "summary.json"
-SERVED_FILE = "served.parquet"
+
+
+@dataclasses.dataclass(frozen=True)
+class MonitorResult(Handoff):
+    """One monitored day: what was compared, the signals, the decision and the reports.
+
+    Args:
+        ds (date): the monitored day.
+        status (str): the decision's status, or ``"skipped"`` when nothing was judged.
+        decision (Decision | None): the policy's decision (``None`` when skipped).
+        signals (list[Signal]): the day's signals (empty when skipped).
+        reference_days (list[date]): the curated days compared with.
+        rows_current (int): the day's interactions.
+        rows_reference (int): the reference days' interactions.
+        report_dir (Path): ``reports/drift/ds=YYYY-MM-DD``.
+        reports (dict[str, Path]): the files written, by name (``data.html``,
+            ``signals.json``...).
+        html (Path | None): the main HTML report (the first one written).
+        reason (str | None): why nothing was judged, else ``None``.
+    """
+
+    ds: dt.date
+    status: str
+    decision: Decision | None
+    signals: list[Signal]
+    reference_days: list[dt.date]
+    rows_current: int
+    rows_reference: int
+    report_dir: Path
+    reports: dict[str, Path]
+    html: Path | None
+    reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Champion:
+    """The serving champion as the monitor needs it.
+
+    Args:
+        bundle (Bundle): the published version ``CURRENT`` points to.
+        window (tuple[date, date]): its training window (inclusive).
+        offline_recall (float | None): its Recall@20 on its holdout.
+    """
+
+    bundle: Bundle
+    window: tuple[dt.date, dt.date]
+    offline_recall: float | None
 
 
 def drift_dir(settings: Settings) -> Path:
@@ -45,6 +105,7 @@ def drift_dir(settings: Settings) -> Path:
 
 
 def day_dir(settings: Settings, ds: dt.date) -> Path:
+    """``reports/drift/ds=YYYY-MM-DD``: the reports, signals, served lists and decision of ``ds``."""
     return drift_dir(settings) / lake.partition_name(ds)
 
 
@@ -55,15 +116,8 @@ def reference_days(settings: Settings, ds: dt.date, window: tuple[dt.date, dt.da
     return [day for day in lake.list_partitions(settings.curated_dir) if start <= day <= end]
 
 
-def champion_context(settings: Settings) -> dict[str, Any] | None:
-    """The serving champion as the monitor needs it, or ``None`` when nothing is published.
-
-    Returns:
-        dict: ``bundle`` (:class:`serving.bundle.Bundle`), ``window`` (its training
-        window as two dates), ``offline_recall`` (its Recall@20 on its holdout, or None).
-    """
-    from serving.bundle import BundleError, load_bundle, read_pointer
-
+def champion_context(settings: Settings) -> Champion | None:
+    """The serving champion, or ``None`` when nothing usable is published."""
     try:
         version = read_pointer(settings.indexes_dir)
         if version is None:
@@ -74,29 +128,29 @@ def champion_context(settings: Settings) -> dict[str, Any] | None:
         return None
     window = bundle.manifest.get("data_window") or [bundle.manifest["ds"], bundle.manifest["ds"]]
     recall = (bundle.manifest.get("metrics") or {}).get("recall_at_20")
-    return {
-        "bundle": bundle,
-        "window": (lake.parse_ds(window[0]), lake.parse_ds(window[1])),
-        "offline_recall": None if recall is None else float(recall),
-    }
+    return Champion(
+        bundle=bundle,
+        window=(lake.parse_ds(window[0]), lake.parse_ds(window[1])),
+        offline_recall=None if recall is None else float(recall),
+    )
 
 
 def monitor_day(
     settings: Settings,
     ds: str | dt.date,
     *,
-    policy: Any | None = None,
-    model: Any | None = None,
+    policy: DriftPolicy | None = None,
+    model: ServingModel | None = None,
     window: tuple[dt.date, dt.date] | None = None,
     offline_recall: float | None = None,
-) -> dict[str, Any]:
+) -> MonitorResult:
     """Monitor one curated day: signals, reports, decision, state (see the module docs).
 
     Args:
         settings (Settings): the installation.
         ds (str | datetime.date): the day to monitor.
         policy (DriftPolicy | None): the decision policy; default
-            ``DriftPolicy.load(settings.drift_policy)``.
+            ``load_policy(settings.drift_policy)``.
         model (ServingModel | None): the champion to judge; default the published one
             (:func:`champion_context`), whose training window and offline recall are used
             unless ``window`` / ``offline_recall`` are given.
@@ -106,49 +160,44 @@ def monitor_day(
         offline_recall (float | None): the champion's offline Recall@k.
 
     Returns:
-        dict: ``ds``, ``status`` (the decision's), ``decision`` (``Decision.to_dict()``),
-        ``signals`` (list of signal dicts), ``reference_days``, ``rows_current``,
-        ``rows_reference``, ``report_dir``, ``reports`` (name -> path), ``html`` (the
-        main HTML report) and ``reason`` (why nothing was judged, else None).
+        MonitorResult: the day's result; also written to the day's ``summary.json``.
     """
-    from monitoring.policy import DriftPolicy, decide, load_state, save_state
-    from monitoring.signals import ServingModel, compute_signals, write_signal_report
-
     day = lake.parse_ds(ds)
-    policy = policy or DriftPolicy.load(settings.drift_policy)
+    policy = policy or load_policy(settings.drift_policy)
     if model is None:
         champion = champion_context(settings)
         if champion is not None:
-            model = ServingModel.from_bundle(champion["bundle"])
-            window = window or champion["window"]
-            offline_recall = champion["offline_recall"] if offline_recall is None else offline_recall
+            model = ServingModel.from_bundle(champion.bundle)
+            window = window or champion.window
+            offline_recall = champion.offline_recall if offline_recall is None else offline_recall
     if window is None:
         window = (day - dt.timedelta(days=settings.window_days), day - dt.timedelta(days=1))
     ref_days = reference_days(settings, day, window)
     out_dir = day_dir(settings, day)
     current = lake.read_curated(settings.curated_dir, [day])
     reference = lake.read_curated(settings.curated_dir, ref_days)
-    result: dict[str, Any] = {
-        "ds": day.isoformat(),
-        "status": "skipped",
-        "decision": None,
-        "signals": [],
-        "reference_days": [d.isoformat() for d in ref_days],
-        "rows_current": int(len(current)),
-        "rows_reference": int(len(reference)),
-        "report_dir": str(out_dir),
-        "reports": {},
-        "html": None,
-        "reason": None,
-    }
+    base = MonitorResult(
+        ds=day,
+        status="skipped",
+        decision=None,
+        signals=[],
+        reference_days=ref_days,
+        rows_current=int(len(current)),
+        rows_reference=int(len(reference)),
+        report_dir=out_dir,
+        reports={},
+        html=None,
+        reason=None,
+    )
     if current.empty or reference.empty:
-        result["reason"] = (
-            f"no curated interactions for {day}"
+        result = dataclasses.replace(
+            base,
+            reason=f"no curated interactions for {day}"
             if current.empty
-            else f"no curated reference days in {window[0]}..{min(window[1], day - dt.timedelta(days=1))}"
+            else f"no curated reference days in {window[0]}..{min(window[1], day - dt.timedelta(days=1))}",
         )
-        lake.atomic_write_json(out_dir / SUMMARY_JSON, result)
-        log.info("drift monitor for %s skipped: %s", day, result["reason"])
+        lake.atomic_write_json(out_dir / SUMMARY_JSON, result.to_xcom())
+        log.info("drift monitor for %s skipped: %s", day, result.reason)
         return result
 
     yesterday = day_dir(settings, day - dt.timedelta(days=1)) / SERVED_FILE
@@ -163,25 +212,22 @@ def monitor_day(
         k=20,
     )
     paths = write_signal_report(report, out_dir)
-    signals = [s.to_dict() for s in report.signals.values()]
+    signals = list(report.signals.values())
 
     state_path = drift_dir(settings) / STATE_FILE
     decision, state = decide(policy, day, signals, load_state(state_path))
     save_state(state_path, state)
-    decision_dict = decision.to_dict()
-    lake.atomic_write_json(out_dir / DECISION_JSON, decision_dict)
-    html = next((p for name, p in paths.items() if str(p).endswith(".html")), None)
-    result.update(status=decision_dict["status"], decision=decision_dict, signals=signals, reports=paths, html=html)
-    lake.atomic_write_json(out_dir / SUMMARY_JSON, result)
-    log.info("drift monitor for %s: %s", day, decision_dict["status"])
-    for line in decision_dict.get("explanation", []):
+    lake.atomic_write_json(out_dir / DECISION_JSON, decision.to_xcom())
+    html = next((path for path in paths.values() if path.suffix == ".html"), None)
+    result = dataclasses.replace(
+        base, status=decision.status, decision=decision, signals=signals, reports=paths, html=html
+    )
+    lake.atomic_write_json(out_dir / SUMMARY_JSON, result.to_xcom())
+    log.info("drift monitor for %s: %s", day, decision.status)
+    for line in decision.explanation:
         log.info("  %s", line)
     return result
 
 
-def _read_parquet(path: Path):
-    if not path.exists():
-        return None
-    import pandas as pd
-
-    return pd.read_parquet(path)
+def _read_parquet(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.exists() else None

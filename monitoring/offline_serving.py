@@ -1,6 +1,6 @@
-"""What the service would answer, for many users at once: exact top-k retrieval in numpy.
+"""What the service would answer, for many users at once: exact top-k retrieval in batch.
 
-The model signals of :mod:`monitoring.signals` compare the recommendations the champion
+The model signals of :mod:`monitoring.model_signals` compare the recommendations the champion
 serves today's users with those it would serve the reference window's users. Asking the
 HTTP service for tens of thousands of users would be slow and would pollute its metrics,
 so :func:`serve_batch` reproduces its retrieval answer in batch:
@@ -11,13 +11,10 @@ so :func:`serve_batch` reproduces its retrieval answer in batch:
 * a user the model does not know gets the most popular unseen items, flagged as a
   fallback (score ``NaN``), as the service does.
 
-**Exact top-k without a full selection.** ``np.argpartition`` over every row of a
-``[users, items]`` score matrix dominates the cost (about 15 s for 20,000 users × 40,000
-items on two cores). Instead the columns are cut into blocks of ``block`` items and only
-the ``k`` blocks with the highest maxima are searched: every element of the true top
-``k`` lies in one of them (if an element lay in another block, the ``k`` blocks with
-larger maxima would hold ``k`` elements at least as large, so it would not be in the
-top ``k``). That leaves ``k × block`` candidates per user and the result stays exact.
+Scores are computed in batches of users (one ``[batch, items]`` matrix product each),
+seen items are masked with ``-inf`` and each list is the exact top-``k`` of
+:func:`training.topk.top_k_indices`, the project's one top-k (equal scores ordered by
+item row, so lists are deterministic).
 """
 
 from __future__ import annotations
@@ -32,8 +29,10 @@ import pandas as pd
 
 from graphrec import contract
 from serving.history import SeenSets, unique_in_order
+from training.ids import RowLookup, positions
+from training.topk import top_k_indices
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
+if TYPE_CHECKING:  # pragma: no cover - typing only: serving.bundle loads FAISS
     from serving.bundle import Bundle
 
 RANK = "rank"
@@ -81,7 +80,7 @@ class ServingModel:
         """
         item_emb = bundle.item_emb
         if item_emb is None:
-            from serving.index import item_vectors
+            from serving.index import item_vectors  # faiss: only a bundle without item_emb needs it
 
             item_emb = item_vectors(bundle.index)
         return cls(
@@ -94,14 +93,14 @@ class ServingModel:
         )
 
     @functools.cached_property
-    def user_lookup(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted user ids, their rows in ``user_emb``)."""
-        return sorted_lookup(np.asarray(self.user_ids, dtype=np.int64))
+    def user_lookup(self) -> RowLookup:
+        """Rows of ``user_emb`` by user id."""
+        return RowLookup.of(self.user_ids)
 
     @functools.cached_property
-    def item_lookup(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted item ids, their rows in ``item_emb``)."""
-        return sorted_lookup(np.asarray(self.item_ids, dtype=np.int64))
+    def item_lookup(self) -> RowLookup:
+        """Rows of ``item_emb`` by item id."""
+        return RowLookup.of(self.item_ids)
 
 
 def serve_batch(
@@ -110,7 +109,6 @@ def serve_batch(
     k: int = 20,
     *,
     batch_size: int = 1024,
-    block: int = 256,
 ) -> pd.DataFrame:
     """Top-``k`` recommendations for many users, as the service would answer them.
 
@@ -122,8 +120,6 @@ def serve_batch(
             all. (default: ``20``)
         batch_size (int): users per matrix product (memory: ``batch_size × n_items``
             float32). (default: ``1024``)
-        block (int): items per block of the exact top-k pruning (module docstring).
-            (default: ``256``)
 
     Returns:
         pd.DataFrame: ``user_id`` (int64), ``rank`` (1..k), ``item_id`` (int64), ``score``
@@ -134,24 +130,20 @@ def serve_batch(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     users = unique_in_order(np.asarray(user_ids, dtype=np.int64).reshape(-1))
-    rows = lookup_rows(model.user_lookup, users)
+    rows = model.user_lookup.rows_of(users)
     known = np.flatnonzero(rows >= 0)
     unknown = np.flatnonzero(rows < 0)
 
     parts: list[tuple[np.ndarray, ...]] = []  # (position, rank, item, score, fallback) per batch
-    item_emb = _padded(np.ascontiguousarray(model.item_emb, dtype=np.float32), block)
-    n_items = len(model.item_ids)
+    item_emb = np.ascontiguousarray(model.item_emb, dtype=np.float32)
     for lo in range(0, len(known), batch_size):
         sel = known[lo : lo + batch_size]
         scores = np.ascontiguousarray(model.user_emb[rows[sel]], dtype=np.float32) @ item_emb.T
-        scores[:, n_items:] = -np.inf
         seen_row, seen_col = _seen_positions(model, users[sel])
         scores[seen_row, seen_col] = -np.inf
-        cols = _top_k_columns(scores, min(k, n_items), block)
+        cols = top_k_indices(scores, k)  # best first
         top = np.take_along_axis(scores, cols, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        cols, top = np.take_along_axis(cols, order, axis=1), np.take_along_axis(top, order, axis=1)
-        ok = np.isfinite(top)
+        ok = np.isfinite(top)  # a user with fewer than k unseen items gets them all
         ranks = np.broadcast_to(np.arange(1, cols.shape[1] + 1), cols.shape)
         parts.append(
             (
@@ -188,51 +180,24 @@ def serve_batch(
     )
 
 
-def _top_k_columns(scores: np.ndarray, k: int, block: int) -> np.ndarray:
-    """Column indices of each row's ``k`` largest scores (unordered), exactly.
-
-    ``scores`` has a multiple of ``block`` columns (padding set to ``-inf``).
-    """
-    n_rows, n_cols = scores.shape
-    n_blocks = n_cols // block
-    if n_blocks <= 2 * k:  # too few blocks for pruning to pay: plain selection
-        return np.argpartition(scores, n_cols - k, axis=1)[:, n_cols - k :]
-    blocks = scores.reshape(n_rows, n_blocks, block)
-    best_blocks = np.argpartition(blocks.max(axis=2), n_blocks - k, axis=1)[:, n_blocks - k :]  # [rows, k]
-    candidates = blocks[np.arange(n_rows)[:, None], best_blocks].reshape(n_rows, k * block)
-    picked = np.argpartition(candidates, k * block - k, axis=1)[:, k * block - k :]  # [rows, k]
-    return np.take_along_axis(best_blocks, picked // block, axis=1) * block + picked % block
-
-
-def _padded(item_emb: np.ndarray, block: int) -> np.ndarray:
-    """Item embeddings with zero rows appended up to a multiple of ``block``."""
-    pad = -len(item_emb) % block
-    if pad == 0:
-        return item_emb
-    return np.concatenate([item_emb, np.zeros((pad, item_emb.shape[1]), np.float32)])
-
-
 def _seen_positions(model: ServingModel, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(batch row, item row) of every seen item of ``users`` that the model knows."""
     seen = model.seen
-    if seen.n_users == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    pos = np.minimum(np.searchsorted(seen.user_ids, users), seen.n_users - 1)
-    has = seen.user_ids[pos] == users
-    starts = seen.indptr[pos]
-    lengths = np.where(has, seen.indptr[pos + 1] - starts, 0)
+    pos = positions(seen.user_ids, users)  # -1: no history
+    starts = seen.indptr[np.maximum(pos, 0)]
+    lengths = np.where(pos >= 0, seen.indptr[pos + 1] - starts, 0)
     batch_row = np.repeat(np.arange(len(users)), lengths)
     offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    item_rows = lookup_rows(model.item_lookup, seen.item_ids[np.repeat(starts, lengths) + offsets])
+    item_rows = model.item_lookup.rows_of(seen.item_ids[np.repeat(starts, lengths) + offsets])
     keep = item_rows >= 0
     return batch_row[keep], item_rows[keep]
 
 
-def _fallback(model: ServingModel, users: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
-    """The most popular unseen items for users the model does not know."""
+def _fallback(model: ServingModel, users: np.ndarray, unknown: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """The most popular unseen items for the users at positions ``unknown`` (not in the model)."""
     popular = np.asarray(model.popular, dtype=np.int64)
     lists = []
-    for position in positions:
+    for position in unknown:
         seen = model.seen.items_for(int(users[position]))
         head = popular[: k + len(seen)]  # enough to fill k after removing the seen ones
         items = head if len(seen) == 0 else head[~np.isin(head, seen)][:k]
@@ -241,25 +206,9 @@ def _fallback(model: ServingModel, users: np.ndarray, positions: np.ndarray, k: 
     total = int(lengths.sum())
     rank = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
     return (
-        np.repeat(positions, lengths),
+        np.repeat(unknown, lengths),
         rank,
         np.concatenate(lists) if lists else np.empty(0, np.int64),
         np.full(total, np.nan),
         np.ones(total, bool),
     )
-
-
-def sorted_lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted ids, their positions in ``ids``), for :func:`lookup_rows`."""
-    order = np.argsort(ids, kind="stable")
-    return ids[order], order
-
-
-def lookup_rows(lookup: tuple[np.ndarray, np.ndarray], keys: np.ndarray) -> np.ndarray:
-    """Row of each key in a ``(sorted ids, rows)`` lookup; ``-1`` where absent."""
-    sorted_ids, rows = lookup
-    keys = np.asarray(keys, dtype=np.int64)
-    if len(sorted_ids) == 0:
-        return np.full(len(keys), -1, np.int64)
-    pos = np.minimum(np.searchsorted(sorted_ids, keys), len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == keys, rows[pos], -1).astype(np.int64)

@@ -1,15 +1,15 @@
-"""The drift decision policy: from daily signals to watch, episodes, one email and retraining.
+"""The drift decision: from a day's signals to watch, episodes, one email and retraining.
 
-Every monitored day :mod:`monitoring.signals` reports a list of signals (effect sizes:
-larger = more drift, except ``quality_proxy`` where low is bad). :func:`decide` turns
-them into a :class:`Decision` under a :class:`DriftPolicy` and the :class:`MonitorState`
-carried from day to day:
+Every monitored day :mod:`monitoring.signals` reports the thirteen signals (effect
+sizes: larger = more drift, except ``quality_proxy`` where low is bad). :func:`decide`
+turns them into a :class:`Decision` under a :class:`~monitoring.policy_rules.DriftPolicy`
+and the :class:`~monitoring.policy_state.MonitorState` carried from day to day:
 
-* A signal is **drifted** when its value reaches its threshold (``value >= threshold``,
-  or ``value <= below`` for "low is bad" signals) with enough samples on both sides.
-* A drifted **hard** signal counts at once; a drifted **soft** signal counts once it has
-  been drifted on ``persistence_days`` consecutive monitored days, or at once if it
-  reaches ``immediate_at``. Until then it is on **watch**. Counted signals have *fired*.
+* Each signal gets a :class:`~monitoring.verdicts.Verdict`: **drifted** when its value
+  reaches its threshold with enough samples; a drifted **hard** signal counts at once,
+  a drifted **soft** one once it has been drifted on ``persistence_days`` consecutive
+  monitored days (or reaches ``immediate_at``), and is on **watch** until then. Counted
+  signals have *fired*. (Streaks and the other rules: :mod:`monitoring.verdicts`.)
 * The first day with a fired signal opens an **episode** (``drift-YYYY-MM-DD``), which
   sends exactly one email. The episode stays open while signals drift and closes after
   ``clear_days`` consecutive monitored days with no drifted signal; a later drift opens
@@ -18,13 +18,12 @@ carried from day to day:
   episode, or when a trigger wanted earlier was held back by the cooldown and the
   episode still has fired signals once it ends; never twice within ``cooldown_days``.
 
-Streaks count *monitored* days: a day the monitor did not run breaks nothing, a monitored
-day where the signal was measured and not drifted resets it, and a day where the signal
-was not measurable (too few samples, no value) is skipped. The history is keyed by day,
-so re-running a day replaces its entry: the decision is the same and actions already
-taken for it (the email, the retraining trigger) are not repeated.
+The history is keyed by day, so re-running a day replaces its entry: the decision is
+the same and actions already taken for it (the email, the retraining trigger) are not
+repeated.
 
-:func:`decide` is pure; :func:`load_state` / :func:`save_state` are the file edges.
+:func:`decide` is pure: no files, no mail, no MLflow. The policy and the state are read
+and written by :mod:`monitoring.policy_files`.
 """
 
 from __future__ import annotations
@@ -32,298 +31,23 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from graphrec.handoff import Handoff
+from monitoring.policy_rules import DriftPolicy
+from monitoring.policy_state import Episode, MonitorState
+from monitoring.signal_values import Signal
+from monitoring.verdicts import Verdict, evaluate_signals
 
-#: The signals :mod:`monitoring.signals` produces, with their group. Only these names are
-#: accepted in a policy file.
-SIGNAL_GROUPS: dict[str, str] = {
-    "user_activity": "data",
-    "user_concentration": "data",
-    "item_popularity": "data",
-    "head_share": "data",
-    "category_mix": "data",
-    "new_item_share": "data",
-    "new_user_share": "data",
-    "event_type_mix": "data",
-    "event_type_missing": "data",
-    "score_distribution": "model",
-    "catalog_coverage": "model",
-    "recommended_popularity": "model",
-    "quality_proxy": "quality",
-}
-
-DEFAULT_POLICY_PATH = Path(__file__).with_name("drift_policy.yaml")
 #: Days of history kept in the state (streaks need only a few; the rest helps debugging).
 HISTORY_DAYS = 90
 
 Status = Literal["ok", "watch", "alert", "ongoing", "recovering", "closed"]
 
 
-class PolicyError(ValueError):
-    """A drift policy file or mapping that cannot be used, with every problem listed."""
-
-
-class SignalRule(BaseModel):
-    """How one signal counts. See ``drift_policy.yaml`` for the meaning of each key."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    kind: Literal["soft", "hard"] = "soft"
-    threshold: float | None = Field(None, gt=0, description="Drifted when value >= threshold.")
-    below: float | None = Field(None, ge=0, description="Drifted when value <= below (low is bad).")
-    min_samples: int = Field(0, ge=0, description="n_current and n_reference must both reach it.")
-    min_reference_samples: int | None = Field(
-        None, ge=0, description="For n_reference instead of min_samples (0 for signals with no reference sample)."
-    )
-    immediate_at: float | None = Field(None, ge=0, description="Soft only: fires at once at or beyond it.")
-    why: str = ""
-
-    @model_validator(mode="after")
-    def _one_threshold(self) -> SignalRule:
-        if (self.threshold is None) == (self.below is None):
-            raise ValueError("set exactly one of `threshold` (drifted when value >= it) or `below` (value <= it)")
-        if self.immediate_at is not None:
-            if self.kind == "hard":
-                raise ValueError("`immediate_at` applies to soft signals only: hard signals fire at once")
-            if not self.reaches(self.immediate_at):
-                raise ValueError(f"`immediate_at` {self.immediate_at} is not beyond the threshold {self.limit}")
-        return self
-
-    @property
-    def direction(self) -> Literal["above", "below"]:
-        return "above" if self.threshold is not None else "below"
-
-    @property
-    def limit(self) -> float:
-        """The threshold value, whichever direction."""
-        return float(self.threshold) if self.threshold is not None else float(self.below or 0.0)
-
-    def reaches(self, value: float, limit: float | None = None) -> bool:
-        """Whether ``value`` is at or beyond ``limit`` (default: the threshold)."""
-        limit = self.limit if limit is None else limit
-        return value >= limit if self.direction == "above" else value <= limit
-
-    def ratio(self, value: float) -> float:
-        """Effect relative to the threshold: value/threshold, or threshold/value for ``below``."""
-        num, den = (value, self.limit) if self.direction == "above" else (self.limit, value)
-        return num / den if den > 0 else (math.inf if num > 0 else 1.0)
-
-
-class DriftPolicy(BaseModel):
-    """The drift decision policy: one :class:`SignalRule` per signal and the global windows.
-
-    Args:
-        persistence_days (int): consecutive monitored days a soft signal must be drifted
-            before it counts. Default: ``2``.
-        cooldown_days (int): days after a triggered retrain during which no other retrain
-            is triggered. Default: ``3``.
-        clear_days (int): consecutive monitored days with no drifted signal that close an
-            episode. Default: ``2``.
-        digest (bool): also send a daily digest email. Default: ``False``.
-        signals (dict[str, SignalRule]): rules by signal name (names of :data:`SIGNAL_GROUPS`).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    persistence_days: int = Field(2, ge=1)
-    cooldown_days: int = Field(3, ge=0)
-    clear_days: int = Field(2, ge=1)
-    digest: bool = False
-    signals: dict[str, SignalRule] = Field(default_factory=dict)
-
-    @field_validator("signals", mode="before")
-    @classmethod
-    def _known_names(cls, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(SIGNAL_GROUPS))
-            if unknown:
-                raise ValueError(f"unknown signal(s) {unknown}; known: {sorted(SIGNAL_GROUPS)}")
-        return value
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None, *, source: str = "drift policy") -> DriftPolicy:
-        """Validate a mapping (no defaults merged in), raising :class:`PolicyError`."""
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise PolicyError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-        try:
-            return cls.model_validate(dict(data))
-        except ValidationError as exc:
-            problems = [
-                f"  {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-                + (f" (got {err['input']!r})" if err["type"] not in ("missing", "value_error") else "")
-                for err in exc.errors()
-            ]
-            raise PolicyError(f"{source}: invalid drift policy:\n" + "\n".join(problems)) from None
-
-    @classmethod
-    def load(cls, path: str | Path | None = None) -> DriftPolicy:
-        """Read the packaged default policy, then the overrides of ``path`` if given.
-
-        A policy file needs only the keys it changes: ``signals: {head_share: {threshold:
-        0.08}}`` keeps every other setting of ``drift_policy.yaml``. A rule that switches
-        between ``threshold`` and ``below`` drops the other one.
-
-        Raises:
-            PolicyError: the file is not a mapping, names an unknown signal or key, or has
-                a bad kind, a negative threshold or window, etc. (every problem listed).
-            FileNotFoundError: ``path`` does not exist.
-        """
-        data = _read_yaml(DEFAULT_POLICY_PATH)
-        source = str(DEFAULT_POLICY_PATH)
-        if path is not None:
-            overrides = _read_yaml(Path(path))
-            if not isinstance(overrides, Mapping):
-                raise PolicyError(f"{path}: expected a mapping at the top level, got {type(overrides).__name__}")
-            data, source = _merge(data, overrides), str(path)
-        return cls.from_mapping(data, source=source)
-
-    def rule(self, name: str) -> SignalRule | None:
-        return self.signals.get(name)
-
-
-def _read_yaml(path: Path) -> Any:
-    import yaml
-
-    with open(path, encoding="utf-8") as fh:
-        try:
-            return yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{path}: not valid YAML: {exc}") from None
-
-
-def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    merged = {**base, **{k: v for k, v in overrides.items() if k != "signals"}}
-    signals = {name: dict(rule or {}) for name, rule in (base.get("signals") or {}).items()}
-    override_signals = overrides.get("signals") or {}
-    if not isinstance(override_signals, Mapping):
-        return merged | {"signals": override_signals}  # let validation report it
-    for name, rule in override_signals.items():
-        if not isinstance(rule, Mapping):
-            signals[name] = rule
-            continue
-        current = signals.get(name, {})
-        if "below" in rule:
-            current.pop("threshold", None)
-        if "threshold" in rule:
-            current.pop("below", None)
-        signals[name] = current | dict(rule)
-    return merged | {"signals": signals}
-
-
-# --- state ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Episode:
-    """An open drift episode: from the first fired signal until ``clear_days`` quiet days."""
-
-    id: str
-    opened: str  # ISO day
-    signals: list[str]  # every signal that fired during the episode
-    severity: str  # "critical" once a hard signal fired, else "warning"
-    email_sent: bool
-    last_drifted: str  # ISO day
-    retrain_pending: bool = False  # a trigger was wanted but held back by the cooldown
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Episode:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
-
-
-@dataclasses.dataclass
-class MonitorState:
-    """What the policy remembers between days (JSON-able through :meth:`to_dict`).
-
-    Attributes:
-        history (dict): per ISO day, ``{"observed": [...], "drifted": [...], "fired":
-            [...], "prior": {...}}``: the signals measured with enough samples, those
-            drifted, those counted, and the episode/trigger state before that day (so a
-            re-run of the day starts from the same place).
-        episode (Episode | None): the open episode.
-        last_trigger (str | None): ISO day of the last triggered retrain.
-    """
-
-    history: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    episode: Episode | None = None
-    last_trigger: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": 1,
-            "history": {day: self.history[day] for day in sorted(self.history)},
-            "episode": dataclasses.asdict(self.episode) if self.episode else None,
-            "last_trigger": self.last_trigger,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MonitorState:
-        episode = data.get("episode")
-        return cls(
-            history={str(k): dict(v) for k, v in (data.get("history") or {}).items()},
-            episode=Episode.from_dict(episode) if episode else None,
-            last_trigger=data.get("last_trigger"),
-        )
-
-
-def load_state(path: str | Path) -> MonitorState:
-    """Read the state file; a missing file is a fresh state."""
-    import json
-
-    path = Path(path)
-    if not path.exists():
-        return MonitorState()
-    return MonitorState.from_dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def save_state(path: str | Path, state: MonitorState) -> None:
-    """Write the state file atomically (a reader never sees half of it)."""
-    from graphrec.lake import atomic_write_json
-
-    atomic_write_json(Path(path), state.to_dict())
-
-
-# --- decision ------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
-class Verdict:
-    """How one signal counted today; ``line`` is its explanation."""
-
-    name: str
-    group: str | None
-    kind: str | None
-    metric: str | None
-    value: float | None
-    threshold: float | None
-    direction: str | None
-    state: str  # fired | watch | ok | insufficient | skipped | disabled | unknown | missing
-    streak: int
-    ratio: float | None
-    before: Any
-    after: Any
-    line: str
-
-    @property
-    def drifted(self) -> bool:
-        return self.state in ("fired", "watch")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if data["ratio"] is not None and not math.isfinite(data["ratio"]):
-            data["ratio"] = None
-        return data
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
+class Decision(Handoff):
     """The day's verdict: status, what counted, and the actions to take.
 
     Attributes:
@@ -369,7 +93,9 @@ class Decision:
     def verdict(self, name: str) -> Verdict | None:
         return next((v for v in self.verdicts if v.name == name), None)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_xcom(self) -> dict[str, Any]:
+        """The decision as JSON-able data: dates as ISO strings, verdicts as dicts (an
+        infinite ratio as ``None``). ``decision.json`` holds it; XCom carries it."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("ds", "cooldown_until", "episode_since"):
             data[key] = data[key].isoformat() if data[key] else None
@@ -377,8 +103,8 @@ class Decision:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
-        """Rebuild a decision from :meth:`to_dict` (for example after an XCom round trip)."""
+    def from_xcom(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision from :meth:`to_xcom` (for example after an XCom round trip)."""
         values = dict(data)
         for key in ("ds", "cooldown_until", "episode_since"):
             values[key] = _as_date(values[key]) if values.get(key) else None
@@ -387,15 +113,14 @@ class Decision:
 
 
 def decide(
-    policy: DriftPolicy, ds: dt.date | str, signals: Iterable[Mapping[str, Any]], state: MonitorState
+    policy: DriftPolicy, ds: dt.date | str, signals: Iterable[Signal], state: MonitorState
 ) -> tuple[Decision, MonitorState]:
     """Decide what the day's signals mean, given the state before it. Pure: no I/O.
 
     Args:
         policy (DriftPolicy): thresholds, kinds and windows.
         ds (date | str): the monitored day.
-        signals (list[dict]): the day's signals (``name``, ``group``, ``metric``,
-            ``value``, ``before``, ``after``, ``n_current``, ``n_reference``, ``detail``).
+        signals (Iterable[Signal]): the day's signals.
         state (MonitorState): the state saved after the previous decision (not modified).
 
     Returns:
@@ -417,7 +142,7 @@ def decide(
     episode = Episode.from_dict(prior["episode"]) if prior["episode"] else None
     last_trigger = prior["last_trigger"]
 
-    verdicts = _evaluate(policy, signals, history, past_days)
+    verdicts = evaluate_signals(policy, signals, history, past_days)
     fired = [v.name for v in verdicts if v.state == "fired"]
     watch = [v.name for v in verdicts if v.state == "watch"]
     insufficient = [v.name for v in verdicts if v.state == "insufficient"]
@@ -473,7 +198,7 @@ def decide(
     cooldown_until = cooling_until if cooling_until is not None and cooling_until > ds else None
     reason = None
     if trigger:
-        counted = ", ".join(_compare(by_name[n]) for n in sorted(fired, key=lambda n: -(by_name[n].ratio or 0.0)))
+        counted = ", ".join(by_name[n].comparison() for n in sorted(fired, key=lambda n: -(by_name[n].ratio or 0.0)))
         reason = f"drift on {key}, {severity}: {counted}; {cause}"
 
     # Actions already taken by an earlier run of this day are not repeated.
@@ -525,113 +250,6 @@ def decide(
     return decision, new_state
 
 
-def _evaluate(
-    policy: DriftPolicy, signals: Iterable[Mapping[str, Any]], history: Mapping[str, Any], past_days: list[str]
-) -> list[Verdict]:
-    verdicts: list[Verdict] = []
-    seen: set[str] = set()
-    for signal in signals:
-        name = str(signal["name"])
-        if name in seen:
-            raise ValueError(f"signal {name!r} reported twice")
-        seen.add(name)
-        verdicts.append(_verdict(policy, signal, history, past_days))
-    for name, rule in policy.signals.items():
-        if rule.enabled and name not in seen:
-            verdicts.append(
-                Verdict(
-                    name=name,
-                    group=SIGNAL_GROUPS[name],
-                    kind=rule.kind,
-                    metric=None,
-                    value=None,
-                    threshold=rule.limit,
-                    direction=rule.direction,
-                    state="missing",
-                    streak=0,
-                    ratio=None,
-                    before=None,
-                    after=None,
-                    line=f"{name}: not reported by the monitor today",
-                )
-            )
-    return verdicts
-
-
-def _verdict(
-    policy: DriftPolicy, signal: Mapping[str, Any], history: Mapping[str, Any], past_days: list[str]
-) -> Verdict:
-    name = str(signal["name"])
-    value = signal.get("value")
-    value = None if value is None or not math.isfinite(float(value)) else float(value)
-    rule = policy.rule(name)
-    group = signal.get("group") or SIGNAL_GROUPS.get(name)
-    base: dict[str, Any] = dict(
-        name=name,
-        group=group,
-        metric=signal.get("metric"),
-        value=value,
-        before=signal.get("before"),
-        after=signal.get("after"),
-    )
-    if rule is None:
-        return Verdict(
-            **base,
-            kind=None,
-            threshold=None,
-            direction=None,
-            state="unknown",
-            streak=0,
-            ratio=None,
-            line=f"{name}: not in the drift policy, ignored (value {_num(value)})",
-        )
-    base |= dict(kind=rule.kind, threshold=rule.limit, direction=rule.direction)
-    head = f"{name} ({group}, {rule.kind})"
-
-    def verdict(state: str, line: str, streak: int = 0) -> Verdict:
-        ratio = rule.ratio(value) if value is not None else None
-        return Verdict(**base, state=state, streak=streak, ratio=ratio, line=f"{head}: {line}")
-
-    if not rule.enabled:
-        return verdict("disabled", f"value {_num(value)}; disabled in the policy, not counted")
-    n_current, n_reference = int(signal.get("n_current") or 0), int(signal.get("n_reference") or 0)
-    min_reference = rule.min_samples if rule.min_reference_samples is None else rule.min_reference_samples
-    if n_current < rule.min_samples or n_reference < min_reference:
-        needs = (
-            f"{rule.min_samples} each"
-            if min_reference == rule.min_samples
-            else (f"{rule.min_samples} current, {min_reference} reference")
-        )
-        return verdict(
-            "insufficient",
-            f"insufficient samples (current {n_current}, reference {n_reference}; needs {needs}), not counted",
-        )
-    if value is None:
-        detail = f" ({signal['detail']})" if signal.get("detail") else ""
-        return verdict("skipped", f"not computable today{detail}, skipped")
-    compared = _compare_rule(rule, value)
-    if not rule.reaches(value):
-        return verdict("ok", f"{compared}: within range")
-    if rule.kind == "hard":
-        return verdict("fired", f"{compared}: FIRED (hard signals count on the first drifted day)", 1)
-    streak = 1
-    for day in past_days:
-        record = history[day]
-        if name not in record.get("observed", ()):
-            continue
-        if name not in record.get("drifted", ()):
-            break
-        streak += 1
-    needed = policy.persistence_days
-    if rule.immediate_at is not None and rule.reaches(value, rule.immediate_at):
-        return verdict("fired", f"{compared}, beyond immediate_at {_num(rule.immediate_at)}: FIRED at once", streak)
-    if streak >= needed:
-        return verdict("fired", f"{compared}, drifted {streak} monitored days in a row (needs {needed}): FIRED", streak)
-    return verdict(
-        "watch", f"{compared}, drifted {streak} of {needed} monitored days needed: WATCH, not counted yet", streak
-    )
-
-
 def _quiet_days(observed: list[str], drifted: list[str], history: Mapping[str, Any], past_days: list[str]) -> int:
     """Consecutive monitored days up to today that measured signals and found none drifted."""
     if drifted:
@@ -644,19 +262,6 @@ def _quiet_days(observed: list[str], drifted: list[str], history: Mapping[str, A
         if record.get("observed"):
             quiet += 1
     return quiet
-
-
-def _compare_rule(rule: SignalRule, value: float) -> str:
-    if rule.direction == "above":
-        op = ">=" if value >= rule.limit else "<"
-        return f"{_num(value)} {op} threshold {_num(rule.limit)}"
-    op = "<=" if value <= rule.limit else ">"
-    return f"{_num(value)} {op} threshold {_num(rule.limit)} (low is bad)"
-
-
-def _compare(verdict: Verdict) -> str:
-    op = ">=" if verdict.direction == "above" else "<="
-    return f"{verdict.name} {_num(verdict.value)} {op} {_num(verdict.threshold)}"
 
 
 def _summary(decision: Decision, held_back: bool) -> str:
@@ -692,9 +297,3 @@ def _as_date(value: dt.date | str) -> dt.date:
     if isinstance(value, dt.date):
         return value
     return dt.date.fromisoformat(str(value).removeprefix("ds=")[:10])
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"

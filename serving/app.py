@@ -17,53 +17,43 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from features.online import OnlineFeatures
+from graphrec import __version__
 from graphrec.settings import Settings, get_settings
 from serving.metrics import MetricsMiddleware, ServiceMetrics
-from serving.recommender import NoPublishedIndex, RecentItemsFn, Recommender
+from serving.recommender import RecentItemsFn, Recommender
 from serving.routes import health_router, metrics_router, recommend_router, similar_router, version_router
-
-if TYPE_CHECKING:
-    from features.store import OnlineRankerFeatures
+from serving.swap import NoPublishedIndex
 
 log = logging.getLogger(__name__)
 
 
 def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
-    """A ``recent_items_fn`` backed by the Feast online store, imported on first use.
+    """A ``recent_items_fn`` backed by the Feast online store, for a service without a ranker.
 
-    Import or connection errors surface when it is called; the recommender treats them
-    as a degraded optional source.
+    The same reader as :func:`online_ranker_features_hook` (its ``recent_items``): it
+    opens the store (importing Feast) on first use, and after a failed read reconnects
+    on the next. Errors surface when it is called; the recommender treats them as a
+    degraded optional source.
     """
-
-    def recent_items(user_ids: list[int]) -> dict[int, list[int]]:
-        from features.store import online_recent_items, reset_feature_store
-
-        try:
-            return online_recent_items(settings, user_ids)
-        except Exception:
-            reset_feature_store(settings)  # reconnect on the next call
-            raise
-
-    return recent_items
+    return OnlineFeatures(settings).recent_items
 
 
-def online_ranker_features_hook(settings: Settings) -> OnlineRankerFeatures:
+def online_ranker_features_hook(settings: Settings) -> OnlineFeatures:
     """A ``ranker_features_fn`` reading the BST ranker's features from the Feast online store
-    (:class:`features.store.OnlineRankerFeatures`: item rows kept between materializations).
+    (:class:`features.online.OnlineFeatures`: item rows kept between materializations).
 
-    ``features.store`` imports Feast only when the store is first opened, so building
+    The reader imports Feast only when it first opens the store, so building
     the hook is cheap; store errors surface per request, where the recommender answers
     in retrieval order and reports ``ranker_features`` as degraded. Its ``recent_items``
     is the service's ``recent_items_fn`` too: one read of the user per request.
     """
-    from features.store import OnlineRankerFeatures
-
-    return OnlineRankerFeatures(settings)
+    return OnlineFeatures(settings)
 
 
 def warm_online_store(settings: Settings) -> None:
@@ -80,7 +70,7 @@ def warm_online_store(settings: Settings) -> None:
         log.warning("Feast online store unavailable at start-up", exc_info=True)
 
 
-def prefetch_item_features(reader: OnlineRankerFeatures, item_ids: Iterable[int]) -> None:
+def prefetch_item_features(reader: OnlineFeatures, item_ids: Iterable[int]) -> None:
     """Read the served catalog's item features into the ranker's reader before serving.
 
     Otherwise the first minutes of requests each read their uncached candidates' rows
@@ -163,8 +153,6 @@ def create_app(
         if settings.serve_threads:
             # Fewer handler threads than anyio's 40: on a few cores, dozens of threads
             # fighting for the GIL lengthen the tail without adding throughput.
-            from anyio import to_thread
-
             to_thread.current_default_thread_limiter().total_tokens = settings.serve_threads
         try:
             bundle = rec.refresh()
@@ -182,8 +170,6 @@ def create_app(
         gc.freeze()
         yield
         app.state.recommender = None
-
-    from graphrec import __version__
 
     app = FastAPI(
         title="graphrec recommendations",

@@ -4,7 +4,7 @@ A recommender should not suggest what a user already interacted with. The publis
 bundle stores, for every user with history, the sorted set of item ids they have seen
 as a CSR structure (``indptr`` + ``item_ids``, keyed by a sorted ``user_ids`` array),
 which is compact, loads with one ``np.load`` and answers a lookup with one binary
-search.
+search (:func:`training.ids.positions`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graphrec import contract
+from training.ids import positions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,8 @@ class SeenSets:
 
     def items_for(self, user_id: int) -> np.ndarray:
         """Sorted item ids seen by ``user_id`` (empty for a user without history)."""
-        i = int(np.searchsorted(self.user_ids, user_id))
-        if i >= len(self.user_ids) or int(self.user_ids[i]) != int(user_id):
+        i = int(positions(self.user_ids, [user_id])[0])
+        if i < 0:
             return self.item_ids[:0]
         return self.item_ids[self.indptr[i] : self.indptr[i + 1]]
 

@@ -1,4 +1,4 @@
-"""FAISS idioms for a dot-product retriever: build, save, load, search and check.
+"""FAISS idioms for a dot-product retriever: build, save, load and search.
 
 A LightGCN-style retriever scores an item for a user by the inner product of their
 embeddings, so the index uses the inner-product metric. The index stores item rows
@@ -6,11 +6,11 @@ in the order of the ``item_ids`` array it was built from; a search returns row
 positions, which the caller maps back to external item ids.
 
 Which index is chosen by catalog size (:func:`choose_factory`): an exact ``IndexFlatIP``
-for small catalogs (at tens of thousands of items it is as fast as HNSW and needs no
-tuning, see NOTES.md), and a FAISS ``index_factory`` string (``HNSW32``, ``IVF1024,Flat``,
+for small catalogs (at tens of thousands of items it is about as fast as HNSW and needs
+no tuning; see the ANN table in docs/performance.md), and a FAISS ``index_factory`` string (``HNSW32``, ``IVF1024,Flat``,
 ...) for larger ones, with search-time parameters (``efSearch``, ``nprobe``) applied
-through :class:`faiss.ParameterSpace`. :func:`recall_against_exact` is the check an
-index must pass before publication (``settings.index_recall_floor``).
+through :class:`faiss.ParameterSpace`. The check an index must pass before publication
+(recall against exact search, ``settings.index_recall_floor``) is in :mod:`serving.index_check`.
 """
 
 from __future__ import annotations
@@ -200,54 +200,7 @@ def set_search_threads(n: int = 1) -> None:
     """Set FAISS's OpenMP thread count for this process.
 
     A service answers one query per call; for that one thread was 15-35x faster than
-    two on a 2-core machine (NOTES.md), because OpenMP start-up dominates. Batch jobs
+    two on a 2-core machine, because OpenMP start-up dominates. Batch jobs
     that search many queries at once may want more.
     """
     faiss.omp_set_num_threads(int(n))
-
-
-def exact_topk(item_emb: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force top-``k`` inner products with numpy (the reference for tests/checks).
-
-    Returns:
-        tuple[np.ndarray, np.ndarray]: ``(scores, positions)`` like :func:`search`.
-    """
-    xb = as_float32_matrix(item_emb, name="item embeddings")
-    xq = as_float32_matrix(queries, name="queries")
-    k = min(int(k), xb.shape[0])
-    scores = xq @ xb.T
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    positions = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(scores, positions, axis=1), positions
-
-
-def recall_against_exact(index: faiss.Index, item_emb: np.ndarray, queries: np.ndarray, k: int) -> float:
-    """Share of the exact top-``k`` that the index returns, tie-aware.
-
-    A retrieved item counts as correct when its exact score reaches the exact
-    ``k``-th best score (minus a float32 tolerance), so equally good items in a
-    different order are not penalised.
-
-    Args:
-        index (faiss.Index): the index to check.
-        item_emb (np.ndarray): the matrix the index was built from.
-        queries (np.ndarray): ``[n_queries, dim]`` sample of user embeddings.
-        k (int): cut-off.
-
-    Returns:
-        float: recall in ``[0, 1]``; 1.0 for an exact index.
-    """
-    xb = as_float32_matrix(item_emb, name="item embeddings")
-    xq = as_float32_matrix(queries, name="queries")
-    if xq.shape[0] == 0:
-        return 1.0
-    exact_scores, _ = exact_topk(xb, xq, k)
-    kth = exact_scores[:, -1:]
-    _, positions = search(index, xq, k)
-    valid = positions >= 0
-    got = np.where(valid, np.einsum("qd,qkd->qk", xq, xb[np.where(valid, positions, 0)]), -np.inf)
-    tol = 1e-4 * np.maximum(1.0, np.abs(kth))
-    hits = (got >= kth - tol).sum()
-    return float(hits / exact_scores.size)

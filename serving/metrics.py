@@ -34,7 +34,17 @@ import os
 import time
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from serving.layout import version_number
 
 #: Set by ``graphrec serve --workers N`` (with ``PROMETHEUS_MULTIPROC_DIR``, which must be in
 #: the environment before ``prometheus_client`` is imported): aggregate the processes'
@@ -153,8 +163,6 @@ class ServiceMetrics:
 
     def set_versions(self, current: Any | None, canary: Any | None) -> None:
         """Refresh the version gauges from the bundles in use (called at scrape time)."""
-        from serving.bundle import version_number
-
         labels = set()
         for role, bundle in (("current", current), ("canary", getattr(canary, "bundle", None))):
             number = version_number(bundle.version) if bundle is not None else None
@@ -172,8 +180,6 @@ class ServiceMetrics:
         """The exposition text and its content type."""
         directory = os.environ.get(MULTIPROCESS_ENV)
         if directory:
-            from prometheus_client import multiprocess
-
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=directory)
             return generate_latest(registry), CONTENT_TYPE_LATEST

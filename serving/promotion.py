@@ -20,17 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from graphrec.lake import list_partitions
+from graphrec.lake import atomic_write_bytes, list_partitions
 from graphrec.settings import Settings
-from serving import bundle as layout
-from serving.publish import (
-    _canary_or_none,
-    _pointer_or_none,
-    _publish_lock,
-    _summary,
-    publish_model,
-    verify_version,
-)
+from serving import layout
+from serving.publish import publish_model
+from serving.versions import canary_or_none, pointer_or_none, publish_lock, verify_version, version_summary
+from training import registry
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +64,7 @@ def rollback(settings: Settings, version: str | None = None) -> dict[str, Any]:
 
     Raises:
         VersionNotFound: no such version, or no version older than ``CURRENT``.
-        serving.bundle.BundleError: the version fails verification (nothing changed).
+        serving.layout.BundleError: the version fails verification (nothing changed).
         ChampionUpdateError: an alias could not be moved (pointer and aliases restored).
     """
     root = settings.indexes_dir
@@ -112,8 +107,9 @@ def start_canary(
             newest curated partition).
 
     Returns:
-        dict: ``canary`` (the written :class:`~serving.bundle.CanarySpec` as a dict),
-        ``published`` (:func:`publish_model`'s result) and ``replaced`` (the previous
+        dict: ``canary`` (the written :class:`~serving.layout.CanarySpec` as a dict),
+        ``published`` (:func:`serving.publish.publish_model`'s result, as plain data:
+        :meth:`~graphrec.handoff.Handoff.to_xcom`) and ``replaced`` (the previous
         canary's spec, or ``None``).
 
     Raises:
@@ -132,18 +128,18 @@ def start_canary(
         ds = days[-1]
     published = publish_model(settings, model_version, ds, ranker_version, activate=False)
     spec = dataclasses.replace(
-        spec, version=published["index_version"], started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        spec, version=published.index_version, started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
     root = settings.indexes_dir
-    with _publish_lock(root):
-        replaced = _canary_or_none(root)
+    with publish_lock(root):
+        replaced = canary_or_none(root)
         if not (root / spec.version).is_dir():  # pruned by a concurrent publisher before CANARY protected it
             raise VersionNotFound(f"canary version {spec.version} disappeared before it could start")
         layout.write_canary(root, spec)
     log.info("live canary %s (%s, share %.3f) started", spec.version, spec.mode, spec.share)
     return {
         "canary": dataclasses.asdict(spec),
-        "published": published,
+        "published": published.to_xcom(),
         "replaced": dataclasses.asdict(replaced) if replaced else None,
     }
 
@@ -153,7 +149,7 @@ def canary_status(settings: Settings) -> dict[str, Any]:
 
     Returns:
         dict: ``canary`` (the spec as a dict, or ``None``), ``version`` and ``current``
-        (version summaries as in :func:`list_versions`, with ``verified``; ``None``
+        (version summaries as in :func:`serving.versions.list_versions`, with ``verified``; ``None``
         when absent).
     """
     root = settings.indexes_dir
@@ -164,7 +160,7 @@ def canary_status(settings: Settings) -> dict[str, Any]:
         if name is None or not (root / name).is_dir():
             return None
         try:
-            summary = _summary(
+            summary = version_summary(
                 root / name, layout.read_manifest(root / name), current=current, canary=spec.version if spec else None
             )
         except layout.BundleError as exc:
@@ -188,8 +184,8 @@ def stop_canary(settings: Settings) -> dict[str, Any]:
         (whether a ``CANARY`` file was removed).
     """
     root = settings.indexes_dir
-    with _publish_lock(root):
-        spec = _canary_or_none(root)
+    with publish_lock(root):
+        spec = canary_or_none(root)
         cleared = layout.clear_canary(root)
     if cleared:
         log.info("live canary %s stopped", spec.version if spec else "(unreadable)")
@@ -207,7 +203,7 @@ def promote_canary(settings: Settings) -> dict[str, Any]:
 
     Raises:
         NoCanary: no live canary is running.
-        serving.bundle.BundleError: the canary's version fails verification.
+        serving.layout.BundleError: the canary's version fails verification.
         ChampionUpdateError: an alias could not be moved (pointer and aliases restored).
     """
     root = settings.indexes_dir
@@ -215,8 +211,8 @@ def promote_canary(settings: Settings) -> dict[str, Any]:
     if spec is None:
         raise NoCanary(f"no live canary to promote (no {root / layout.CANARY_FILE})")
     result = _serve_with_champions(settings, spec.version)
-    with _publish_lock(root):
-        running = _canary_or_none(root)
+    with publish_lock(root):
+        running = canary_or_none(root)
         if running is not None and running.version == spec.version:
             layout.clear_canary(root)
     result["promoted"] = dataclasses.asdict(spec)
@@ -232,8 +228,6 @@ def _serve_with_champions(settings: Settings, version: str) -> dict[str, Any]:
     On a failing alias move, ``CURRENT`` gets its previous content back and every alias
     is set back to what it was before; :class:`ChampionUpdateError` says what happened.
     """
-    from training import registry
-
     root = settings.indexes_dir
     path = root / version
     if layout.version_number(version) is None or not path.is_dir():
@@ -245,11 +239,11 @@ def _serve_with_champions(settings: Settings, version: str) -> dict[str, Any]:
     moves, notes = _champion_moves(settings, manifest, version)
     before = {model: registry.get_alias_version(settings, registry.CHAMPION, model=model) for model, _ in moves}
     pointer = root / layout.POINTER_FILE
-    with _publish_lock(root):
+    with publish_lock(root):
         if not path.is_dir():  # pruned meanwhile
             raise VersionNotFound(f"no index version {version!r} under {root}")
         previous_bytes = pointer.read_bytes() if pointer.exists() else None
-        previous = _pointer_or_none(root)
+        previous = pointer_or_none(root)
         layout.write_pointer(root, version)
     try:
         for model, target in moves:
@@ -271,7 +265,7 @@ def _serve_with_champions(settings: Settings, version: str) -> dict[str, Any]:
         "ranker_version": manifest.get("ranker_version"),
         "champions": {model: {"from": before[model], "to": target} for model, target in moves},
         "notes": notes,
-        "canary": dataclasses.asdict(spec) if (spec := _canary_or_none(root)) else None,
+        "canary": dataclasses.asdict(spec) if (spec := canary_or_none(root)) else None,
     }
 
 
@@ -279,8 +273,6 @@ def _champion_moves(
     settings: Settings, manifest: dict[str, Any], version: str
 ) -> tuple[list[tuple[str, int]], list[str]]:
     """``[(registered model name, version its champion alias should name)]`` and notes."""
-    from training import registry
-
     moves: list[tuple[str, int]] = []
     notes: list[str] = []
     pairs = ((settings.retriever_model_name, "model_version"), (settings.ranker_model_name, "ranker_version"))
@@ -302,12 +294,9 @@ def _champion_moves(
 
 def _restore(settings: Settings, root: Path, pointer_bytes: bytes | None, aliases: dict[str, int | None]) -> list[str]:
     """Put ``CURRENT`` and the champion aliases back; returns what could not be restored."""
-    from graphrec.lake import atomic_write_bytes
-    from training import registry
-
     failures = []
     try:
-        with _publish_lock(root):
+        with publish_lock(root):
             if pointer_bytes is None:
                 (root / layout.POINTER_FILE).unlink(missing_ok=True)
             else:

@@ -1,17 +1,17 @@
-"""The in-process recommender: retrieval from the current bundle, with hot swaps.
+"""The in-process recommender: one request's answer from the current bundle, with hot swaps.
 
 Per request the recommender
 
-1. checks the ``CURRENT`` pointer with one ``stat``; when it changed, it loads the named version
-   (verifying every checksum) into a new :class:`~serving.bundle.Bundle` and then
-   replaces its single bundle reference -- requests already running keep the old
-   bundle, new ones get the new one, and nobody sees a mix;
+1. takes the bundle ``CURRENT`` names (and the live canary's) from
+   :class:`serving.swap.LiveBundles`, which notices a newly published version with one
+   ``stat`` and swaps to it without any request seeing a mix;
 2. collects what the user already saw: the bundle's seen set plus, optionally, recent
    items from an injected ``recent_items_fn`` (the Feast online store); if that source
    fails the request continues without it and says so in ``degraded``;
 3. for a user the model knows, searches the FAISS index for ``k + |seen|`` candidates
    (enough to fill ``k`` after exclusion) and keeps the best ``k`` unseen ones; for an
-   unknown user, returns the most popular unseen items flagged as a fallback;
+   unknown user, returns the most popular unseen items flagged as a fallback
+   (:mod:`serving.candidates`);
 4. when the bundle carries a BST ranker and a ``ranker_features_fn`` is given (the
    Feast online store), retrieval keeps ``rerank_candidates`` unseen items instead, the
    ranker scores them from their features plus the retrieval score, and the best ``k``
@@ -19,7 +19,7 @@ Per request the recommender
    is answered in retrieval order and says so in ``degraded``.
 
 **Live canary.** When the ``CANARY`` file names a published challenger version
-(:class:`serving.bundle.CanarySpec`), the recommender loads it next to ``CURRENT``. In
+(:class:`serving.layout.CanarySpec`), the recommender loads it next to ``CURRENT``. In
 ``split`` mode a stable share of users (by a hash of the user id salted with the canary's
 version, :func:`in_canary`) is answered by the challenger pair and the response says
 ``variant: challenger``; in ``shadow`` mode every request is also answered by the
@@ -32,44 +32,39 @@ A failing optional source (recent items, ranker features) is skipped for
 every request.
 
 A version that fails verification is refused: the recommender keeps serving the
-bundle it has, or raises :class:`NoPublishedIndex` (HTTP 503) if it has none.
+bundle it has, or raises :class:`serving.swap.NoPublishedIndex` (HTTP 503) if it has none.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol
 
 import numpy as np
 
 from graphrec.settings import Settings
-from serving import bundle as layout
-from serving.bundle import Bundle, BundleError
+from serving.bundle import Bundle
+from serving.candidates import (
+    RankerFeaturesFn,
+    popular_unseen,
+    ranker_probabilities,
+    retrieve_unseen,
+    scored,
+)
+from serving.index import search, set_search_threads
 from serving.schemas import Recommendation, ScoredItem, SimilarItems
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from training.bst import CandidateFeatures
+from serving.swap import LiveBundles, LiveCanary
 
 log = logging.getLogger(__name__)
 shadow_log = logging.getLogger("graphrec.shadow")
 
-#: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. a partial of
-#: ``features.store.online_recent_items``.
+#: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. the ``recent_items``
+#: method of ``features.online.OnlineFeatures``.
 RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
-#: ``ranker_features_fn(user_id, item_ids) -> features`` of one row per item, in order:
-#: either a frame with the columns of ``features.store.online_ranker_features`` (its
-#: partial over settings), or the same values as ``training.bst.CandidateFeatures``
-#: (``features.store.OnlineRankerFeatures``, the service's reader), which is encoded
-#: without pandas.
-RankerFeaturesFn: TypeAlias = "Callable[[int, list[int]], pd.DataFrame | CandidateFeatures]"
 
 
 class ServiceObserver(Protocol):
@@ -85,13 +80,6 @@ CHALLENGER = "challenger"
 UNKNOWN_USER = "unknown_user"
 RECENT_ITEMS = "recent_items"
 RANKER_FEATURES = "ranker_features"
-
-
-class NoPublishedIndex(RuntimeError):
-    """No usable published index: nothing published yet, or the current one fails verification.
-
-    The HTTP service answers 503 with the message; the CLI prints it.
-    """
 
 
 class UnknownItem(LookupError):
@@ -113,14 +101,6 @@ def in_canary(user_id: int, share: float, salt: str) -> bool:
     return int.from_bytes(digest, "big") < share * 2.0**64
 
 
-@dataclasses.dataclass(frozen=True)
-class LiveCanary:
-    """The loaded live canary: its specification and its bundle."""
-
-    spec: layout.CanarySpec
-    bundle: Bundle
-
-
 class Recommender:
     """Serve top-k recommendations from the currently published index version.
 
@@ -131,14 +111,15 @@ class Recommender:
             logged and reported in ``Recommendation.degraded``, never raised.
         verify (bool): verify checksums when loading a version (default True).
         search_threads (int | None): FAISS OpenMP threads for this process; 1 suits
-            one-query-per-request serving (NOTES.md). ``None`` leaves it unchanged.
+            one-query-per-request serving (:func:`serving.index.set_search_threads`).
+            ``None`` leaves it unchanged.
         recent_items_retry_s (float): after an optional source (``recent_items_fn``,
             ``ranker_features_fn`` or the ranker itself) fails, skip it (and report it
             as degraded) for this many seconds, so an unreachable store does not add
             its timeout to every request.
         ranker_features_fn (RankerFeaturesFn | None): online features of (user,
             candidate) rows for the bundle's BST ranker, e.g.
-            ``functools.partial(features.store.online_ranker_features, settings)``.
+            ``features.online.OnlineFeatures(settings)``.
             Without it, or for a bundle without a ranker, answers are retrieval only.
         rerank_candidates (int): unseen retrieved candidates the ranker re-orders per
             request (at least ``k``). (default: ``100``)
@@ -172,169 +153,54 @@ class Recommender:
     ) -> None:
         if rerank_candidates < 1:
             raise ValueError(f"rerank_candidates must be >= 1, got {rerank_candidates}")
-        self._root = settings.indexes_dir
         self._recent_items_fn = recent_items_fn
         self._ranker_features_fn = ranker_features_fn
         self._rerank_candidates = rerank_candidates
         self._ranker_threads = ranker_threads
         self._retry_s = recent_items_retry_s
         self._down_until: dict[str, float] = {}  # optional source -> monotonic time to retry it
-        self._verify = verify
-        self._bundle: Bundle | None = None
-        self._signature: tuple[int, int, int] | None = None
-        self._last_error: str | None = None
-        self._load_lock = threading.Lock()
         self._metrics = metrics
-        self._background_swap = background_swap
-        self._canary: LiveCanary | None = None
-        self._canary_signature: tuple[int, int, int] | None = None
-        self._canary_error: str | None = None
-        self._canary_lock = threading.Lock()
+        self._live = LiveBundles(
+            settings.indexes_dir, verify=verify, background_swap=background_swap, on_load=self._on_load
+        )
         if search_threads is not None:
-            from serving.index import set_search_threads
-
             set_search_threads(search_threads)
 
-    # Bundle management -----------------------------------------------------
+    # Bundles (serving.swap) --------------------------------------------------
     @property
     def bundle(self) -> Bundle | None:
         """The bundle in use right now (no refresh), or ``None`` before the first load."""
-        return self._bundle
+        return self._live.bundle
 
     def refresh(self) -> Bundle:
-        """Return the bundle to use, loading a newly published version if ``CURRENT`` moved.
-
-        The check is one ``stat`` of the pointer file when nothing changed. While one
-        thread loads a new version, other threads keep answering from the old bundle.
+        """The bundle to use, loading a newly published version if ``CURRENT`` moved.
 
         Raises:
             NoPublishedIndex: nothing is published, or the current version is unusable
-                and no earlier bundle is loaded.
+                and no earlier bundle is loaded (:meth:`serving.swap.LiveBundles.refresh`).
         """
-        signature = layout.pointer_signature(self._root)
-        current = self._bundle
-        if current is not None and signature == self._signature:
-            return current
-        if signature is None:
-            if current is not None:  # pointer removed by hand: keep what works
-                return current
-            raise NoPublishedIndex(f"no index has been published yet (no {self._root / layout.POINTER_FILE})")
-        if current is None:
-            self._load_lock.acquire()
-        elif not self._load_lock.acquire(blocking=False):
-            return current  # another request is loading the new version
-        if current is not None and self._background_swap:
-            threading.Thread(target=self._load_in_background, args=(signature,), daemon=True).start()
-            return current  # answered by the old bundle while the new one loads
-        try:
-            return self._load_locked(signature)
-        finally:
-            self._load_lock.release()
+        return self._live.refresh()
 
-    def _load_in_background(self, signature: tuple[int, int, int]) -> None:
-        """Load the new version off the request path (the caller holds the load lock)."""
-        try:
-            self._load_locked(signature)
-        except Exception:  # _load_locked keeps the old bundle; nothing to raise to
-            log.exception("loading the new index version failed")
-        finally:
-            self._load_lock.release()
-
-    def _load_locked(self, signature: tuple[int, int, int]) -> Bundle:
-        current = self._bundle
-        if signature == self._signature:  # another thread finished while we waited
-            if current is not None:
-                return current
-            raise NoPublishedIndex(self._last_error or "no usable index version")
-        try:
-            version = layout.read_pointer(self._root)
-            if version is None:
-                raise BundleError("the CURRENT pointer disappeared")
-            if current is not None and current.version == version:
-                new = current
-            else:
-                new = layout.load_bundle(self._root / version, verify=self._verify)
-                log.info(
-                    "serving index %s (model version %s, ranker version %s)",
-                    new.version,
-                    new.model_version,
-                    new.ranker_version,
-                )
-                if new.ranker is not None and self._ranker_threads is not None:
-                    import torch  # already imported by the ranker's loading
-
-                    torch.set_num_threads(self._ranker_threads)
-        except BundleError as exc:
-            self._last_error = str(exc)
-            self._signature = signature  # do not retry until the pointer moves again
-            if current is not None:
-                log.error("keeping index %s: %s", current.version, exc)
-                return current
-            log.error("no usable index: %s", exc)
-            raise NoPublishedIndex(str(exc)) from exc
-        self._bundle = new  # one reference assignment: the swap
-        self._signature = signature
-        self._last_error = None
-        return new
-
-    # Live canary -----------------------------------------------------------
     @property
     def canary(self) -> LiveCanary | None:
         """The live canary being served (no refresh), or ``None``."""
-        return self._canary
+        return self._live.canary
 
     @property
     def canary_error(self) -> str | None:
         """Why the named canary is not served (it failed to load), or ``None``."""
-        return self._canary_error
+        return self._live.canary_error
 
     def refresh_canary(self) -> LiveCanary | None:
-        """The live canary to use, (re)loading it when the ``CANARY`` file changed.
+        """The live canary to use, (re)loaded when the ``CANARY`` file changed; never raises."""
+        return self._live.refresh_canary()
 
-        One ``stat`` when nothing changed. Never raises: a canary that cannot be read or
-        loaded is logged and ignored (everyone gets the champion) until the file changes.
-        With ``background_swap`` the new canary is loaded in a background thread and the
-        old state (usually: no canary) is served until it is ready.
-        """
-        signature = layout.canary_signature(self._root)
-        if signature == self._canary_signature:
-            return self._canary
-        if not self._canary_lock.acquire(blocking=False):
-            return self._canary  # another request is loading it
-        if self._background_swap:  # keep answering with the old state while it loads
-            threading.Thread(target=self._refresh_canary_locked, args=(signature,), daemon=True).start()
-            return self._canary
-        return self._refresh_canary_locked(signature)
+    def _on_load(self, bundle: Bundle) -> None:
+        """Set torch's thread count when the first bundle with a ranker arrives."""
+        if bundle.ranker is not None and self._ranker_threads is not None:
+            import torch  # lazy: torch is already imported by the ranker's loading; retrieval-only stays light
 
-    def _refresh_canary_locked(self, signature: tuple[int, int, int] | None) -> LiveCanary | None:
-        """Load the canary the ``CANARY`` file names (the caller holds the canary lock)."""
-        try:
-            if signature != self._canary_signature:
-                self._canary = self._load_canary(self._canary)
-                self._canary_signature = signature
-            return self._canary
-        finally:
-            self._canary_lock.release()
-
-    def _load_canary(self, old: LiveCanary | None) -> LiveCanary | None:
-        try:
-            spec = layout.read_canary(self._root)
-            if spec is None:
-                if old is not None:
-                    log.info("live canary %s stopped", old.spec.version)
-                self._canary_error = None
-                return None
-            if old is not None and old.bundle.version == spec.version:
-                bundle = old.bundle  # only the share or mode changed
-            else:
-                bundle = layout.load_bundle(self._root / spec.version, verify=self._verify)
-            log.info("live canary %s (%s, share %.3f)", spec.version, spec.mode, spec.share)
-            self._canary_error = None
-            return LiveCanary(spec, bundle)
-        except Exception as exc:  # a broken canary must never break serving
-            self._canary_error = str(exc)
-            log.error("ignoring the live canary: %s", exc)
-            return None
+            torch.set_num_threads(self._ranker_threads)
 
     # Recommendation --------------------------------------------------------
     def recommend(self, user_id: int, k: int) -> Recommendation:
@@ -375,8 +241,6 @@ class Recommender:
             UnknownItem: the served index does not contain ``item_id``.
             NoPublishedIndex: no usable index is published.
         """
-        from serving.index import search
-
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         bundle = self.refresh()
@@ -429,19 +293,19 @@ class Recommender:
         row = bundle.user_row(user_id)
         reranked = False
         if row is None:
-            items, skipped = _scored(*_popular_unseen(bundle, exclude, k))
+            items, skipped = scored(*popular_unseen(bundle, exclude, k))
             fallback_reason: str | None = UNKNOWN_USER
         elif self._ranker_features_fn is None or bundle.ranker is None:
-            items, skipped = _scored(*_retrieve_unseen(bundle, row, exclude, k))
+            items, skipped = scored(*retrieve_unseen(bundle, row, exclude, k))
             fallback_reason = None
         else:
-            ids, scores, skipped = _retrieve_unseen(bundle, row, exclude, max(k, self._rerank_candidates))
+            ids, scores, skipped = retrieve_unseen(bundle, row, exclude, max(k, self._rerank_candidates))
             reranked_items = self._rerank(bundle, user_id, ids, scores, k, degraded)
             reranked = reranked_items is not None
             if reranked_items is not None:
                 items = reranked_items
             else:  # exactly the retrieval-only answer, ``excluded`` included
-                items, skipped = _scored(*_retrieve_unseen(bundle, row, exclude, k))
+                items, skipped = scored(*retrieve_unseen(bundle, row, exclude, k))
             fallback_reason = None
         return Recommendation(
             user_id=user_id,
@@ -482,7 +346,7 @@ class Recommender:
         bundle = self.refresh()
         if bundle.ranker is None or self._ranker_features_fn is None:
             raise RuntimeError(f"index {bundle.version} has no ranker, or no ranker_features_fn was given")
-        return _ranker_probabilities(bundle, self._ranker_features_fn, user_id, list(item_ids), retrieval_scores)
+        return ranker_probabilities(bundle, self._ranker_features_fn, user_id, list(item_ids), retrieval_scores)
 
     def _rerank(
         self, bundle: Bundle, user_id: int, ids: list[int], scores: list[float], k: int, degraded: list[str]
@@ -494,7 +358,7 @@ class Recommender:
             degraded.append(RANKER_FEATURES)
             return None
         try:
-            probabilities = _ranker_probabilities(bundle, self._ranker_features_fn, user_id, ids, scores)
+            probabilities = ranker_probabilities(bundle, self._ranker_features_fn, user_id, ids, scores)
         except Exception:  # optional stage: answer in retrieval order, never fail the request
             self._mark_down(RANKER_FEATURES)
             degraded.append(RANKER_FEATURES)
@@ -528,88 +392,3 @@ class Recommender:
         """Log the current exception and skip ``source`` for the retry period."""
         log.warning("%s unavailable (skipping it for %.0f s)", source, self._retry_s, exc_info=True)
         self._down_until[source] = time.monotonic() + self._retry_s
-
-
-def _ranker_probabilities(
-    bundle: Bundle,
-    features_fn: RankerFeaturesFn,
-    user_id: int,
-    item_ids: list[int],
-    retrieval_scores: Sequence[float] | np.ndarray,
-) -> np.ndarray:
-    """Ranker probabilities of (user, item) rows: online features + retrieval score -> BST.
-
-    Raises:
-        ValueError: if the features do not come back one row per item, in order, or
-            the ranker returns non-finite probabilities (or is in training mode).
-    """
-    from training import bst
-
-    model, vocab, _ = bundle.ranker
-    item_ids = [int(i) for i in item_ids]
-    scores = np.asarray(retrieval_scores, dtype=np.float64).reshape(-1)
-    if len(scores) != len(item_ids):
-        raise ValueError(f"{len(scores)} retrieval scores for {len(item_ids)} items")
-    features = features_fn(int(user_id), item_ids)
-    scorer = bundle.ranker_scorer if bundle.ranker_scorer is not None else bst.RequestScorer(model, trace=False)
-    if isinstance(features, bst.CandidateFeatures):  # one history for all rows: the fast path
-        if features.user_id != int(user_id) or features.item_ids.tolist() != item_ids:
-            raise ValueError("ranker features must come back for the user's candidates, in candidate order")
-        probabilities = scorer.shared(bst.encode_candidates(features, scores, vocab, model.seq_len))
-    else:
-        if len(features) != len(item_ids) or features[bst.ITEM_ID].astype(np.int64).tolist() != item_ids:
-            raise ValueError("ranker features must come back one row per candidate, in candidate order")
-        probabilities = scorer(bst.encode(features.assign(**{bst.RETRIEVAL_SCORE: scores}), vocab, model.seq_len))
-    if probabilities.shape != (len(item_ids),) or not np.isfinite(probabilities).all():
-        raise ValueError("the ranker returned non-finite or misshapen probabilities")
-    return probabilities
-
-
-def _retrieve_unseen(bundle: Bundle, row: int, exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
-    """FAISS top candidates for a known user, minus excluded items, best ``k`` kept (:func:`_take_unseen`)."""
-    from serving.index import search
-
-    fetch = min(k + len(exclude), int(bundle.index.ntotal))
-    scores, positions = search(bundle.index, bundle.user_emb[row], fetch)
-    valid = positions[0] >= 0
-    ids = bundle.item_ids[positions[0][valid]]
-    return _take_unseen(ids.tolist(), scores[0][valid].tolist(), exclude, k)
-
-
-def _popular_unseen(bundle: Bundle, exclude: np.ndarray, k: int) -> tuple[list[int], list[float], int]:
-    """The most popular items the user has not seen (cold-start fallback, :func:`_take_unseen`)."""
-    n = len(bundle.popular)
-    head = min(n, k + len(exclude))  # the best k unseen lie within the first k + |exclude|
-    scores = (1.0 - np.arange(head) / max(n, 1)).tolist()
-    return _take_unseen(bundle.popular[:head].tolist(), scores, exclude, k)
-
-
-def _take_unseen(
-    ids: list[int], scores: list[float], exclude: np.ndarray, k: int
-) -> tuple[list[int], list[float], int]:
-    """Walk ranked candidates, skipping excluded and repeated ids, until ``k`` are kept.
-
-    Returns:
-        tuple[list[int], list[float], int]: the kept ids and their scores, and how many
-        candidates were skipped because they were excluded.
-    """
-    banned = set(exclude.tolist())
-    kept: list[int] = []
-    kept_scores: list[float] = []
-    taken: set[int] = set()
-    skipped = 0
-    for item_id, score in zip(ids, scores):
-        if len(kept) == k:
-            break
-        if item_id in banned:
-            skipped += 1
-        elif item_id not in taken:
-            taken.add(item_id)
-            kept.append(item_id)
-            kept_scores.append(float(score))
-    return kept, kept_scores, skipped
-
-
-def _scored(ids: list[int], scores: list[float], skipped: int) -> tuple[list[ScoredItem], int]:
-    """The response items of :func:`_take_unseen`'s answer, and its skipped count."""
-    return [ScoredItem(item_id=i, score=s) for i, s in zip(ids, scores)], skipped

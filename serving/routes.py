@@ -23,8 +23,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from serving.recommender import NoPublishedIndex, Recommender, UnknownItem
+from serving.recommender import Recommender, UnknownItem
 from serving.schemas import Health, Ready, Recommendation, SimilarItems, VersionInfo
+from serving.swap import NoPublishedIndex
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "No usable index has been published yet."}}
 

@@ -9,6 +9,10 @@ the fields a resumed run may change, the number of processes), and loading it fo
 other inputs raises a ``ValueError`` naming what differs, instead of silently training
 a model on data it was not initialised for.
 
+:class:`LoopState` is what the loop keeps besides model, optimizer and random generators;
+:func:`save_state` gathers all of it (under DDP every rank's negative sampler too) and
+rank 0 writes it; :func:`restore_state` puts it back.
+
 The file is ``torch.save`` output, written to a temporary file in the same directory and
 renamed over ``checkpoint.pt`` (:func:`graphrec.lake.atomic_write_bytes`), so a run
 killed while saving leaves the previous checkpoint intact. It holds only tensors and
@@ -21,20 +25,22 @@ import dataclasses
 import hashlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch_geometric.nn.models import LightGCN
 
 from graphrec.lake import atomic_write_bytes
 from training.data import BipartiteGraph
-
-if TYPE_CHECKING:
-    from training.train import TrainConfig
+from training.ddp import Ranks
+from training.train_config import TrainConfig
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
-#: :class:`~training.train.TrainConfig` fields a resumed run may change: how long to
+#: :class:`~training.train_config.TrainConfig` fields a resumed run may change: how long to
 #: train, when to stop, evaluate and save, and how many threads to use. Every other
 #: field shapes the model or its trajectory and must match the checkpoint's.
 RESUMABLE_FIELDS = ("epochs", "patience", "eval_every", "checkpoint_every", "num_threads")
@@ -108,3 +114,88 @@ def load_checkpoint(directory: Path, expected: dict[str, Any]) -> dict[str, Any]
             f"{', '.join(_differences(expected, found)) or 'format'}); delete it or train with resume=False"
         )
     return state
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything of a run besides model, optimizer and generators (checkpointed with them)."""
+
+    epoch: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)
+    evaluations: list[tuple[int, dict[str, float]]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_state: dict[str, Tensor] | None = None
+    stale: int = 0  # evaluations since the best one
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a Python number (``torch.load(weights_only=True)`` refuses numpy)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def save_state(
+    directory: Path,
+    state: LoopState,
+    model: LightGCN,
+    optimizer: torch.optim.Optimizer,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    expected: dict[str, Any],
+    ranks: Ranks,
+) -> None:
+    """Rank 0 writes the checkpoint; under DDP it first gathers every rank's sampler state."""
+    negative_rngs = None
+    if ranks.distributed:
+        negative_rngs = [None] * ranks.world_size if ranks.main else None
+        dist.gather_object(rngs[1].bit_generator.state, negative_rngs, dst=0)
+    if not ranks.main:
+        return
+    save_checkpoint(
+        directory,
+        {
+            "fingerprint": expected,
+            "epoch": state.epoch,
+            "losses": state.losses,
+            "seconds": state.seconds,
+            "evaluations": [
+                (epoch, {name: _plain(value) for name, value in metrics.items()})
+                for epoch, metrics in state.evaluations
+            ],
+            "best_epoch": state.best_epoch,
+            "best_value": state.best_value,
+            "best_state": state.best_state,
+            "stale": state.stale,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": rngs[0].bit_generator.state,
+            "negative_rngs": negative_rngs,
+            "torch_rng": torch.get_rng_state(),
+        },
+    )
+
+
+def restore_state(
+    saved: dict[str, Any],
+    model: LightGCN,
+    optimizer: torch.optim.Optimizer,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    ranks: Ranks,
+) -> LoopState:
+    """Load a :func:`load_checkpoint` state into ``model``, ``optimizer`` and ``rngs``; the loop's state."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rngs[0].bit_generator.state = saved["numpy_rng"]  # in one process also the negatives' generator
+    if ranks.distributed:
+        rngs[1].bit_generator.state = saved["negative_rngs"][ranks.rank]
+    torch.set_rng_state(saved["torch_rng"])
+    return LoopState(
+        saved["epoch"],
+        list(saved["losses"]),
+        [(e, dict(m)) for e, m in saved["evaluations"]],
+        saved["seconds"],
+        saved["best_epoch"],
+        saved["best_value"],
+        saved["best_state"],
+        saved["stale"],
+    )

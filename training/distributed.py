@@ -39,8 +39,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch.distributed as dist
 
+from graphrec import lake
+from graphrec.lake import atomic_write_json
 from graphrec.settings import PROJECT_ROOT
+from ingest import movielens
+from ingest.gowalla import read_split
+from ingest.simulator import SimulationConfig, simulate
+from training.data import build_graph, temporal_split, validation_split
+from training.losses import DEFAULT_WEIGHT_DECAY
+from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
+from training.train import default_threads, train_lightgcn
+from training.train_config import TrainConfig
 
 DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 DEFAULT_PATHS = {"movielens": DATASETS / "ml-100k", "gowalla": DATASETS / "gowalla"}
@@ -49,10 +60,6 @@ DEFAULT_PATHS = {"movielens": DATASETS / "ml-100k", "gowalla": DATASETS / "gowal
 def load_split(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, test)`` interactions (``user_id``, ``item_id``...) of ``args.data``."""
     if args.data == "simulator":
-        from graphrec import lake
-        from ingest.simulator import SimulationConfig, simulate
-        from training.data import temporal_split
-
         cfg = SimulationConfig(
             n_users=args.sim_users,
             n_items=args.sim_items,
@@ -66,12 +73,7 @@ def load_split(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
         return temporal_split(frame, 1, end=cfg.day(cfg.days))
     path = args.path or DEFAULT_PATHS[args.data]
     if args.data == "gowalla":
-        from ingest.gowalla import read_split
-
         return read_split(path)
-    from ingest import movielens
-    from training.data import validation_split
-
     frame, _, _ = movielens.load(path)
     if args.split == "temporal":
         return validation_split(frame, args.test_fraction, args.seed)
@@ -116,13 +118,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Run the command; returns rank 0's figures (``None`` on the other ranks)."""
     args = parse_args(argv)
-    import torch.distributed as dist
-
-    from training.data import build_graph
-    from training.losses import DEFAULT_WEIGHT_DECAY
-    from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
-    from training.train import TrainConfig, default_threads, train_lightgcn
-
     started = time.perf_counter()
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun sets WORLD_SIZE, RANK, MASTER_*
     if launched and not dist.is_initialized():
@@ -177,8 +172,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             flush=True,
         )
         if args.out is not None:
-            from graphrec.lake import atomic_write_json
-
             atomic_write_json(args.out, figures)
         return figures
     finally:

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -70,8 +69,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch_geometric.nn.models import LightGCN
 
-if TYPE_CHECKING:
-    from training.train import TrainConfig
+from training.ids import positions
+from training.train_config import TrainConfig
 
 #: Objectives :func:`batch_loss` knows (``TrainConfig.loss``).
 LOSSES = ("bpr", "softmax")
@@ -97,10 +96,8 @@ def sample_negatives(
         int64 item indices, one per user.
     """
     items = rng.integers(0, n_items, size=len(users))
-    last = len(positive_keys) - 1
     for _ in range(rounds):
-        keys = users * n_items + items
-        clash = positive_keys[np.minimum(np.searchsorted(positive_keys, keys), last)] == keys
+        clash = positions(positive_keys, users * n_items + items) >= 0
         if not clash.any():
             break
         items[clash] = rng.integers(0, n_items, size=int(clash.sum()))

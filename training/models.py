@@ -4,8 +4,8 @@ Every kind is a dot-product model over the training graph's users and items, so 
 same evaluation (:func:`training.metrics.evaluate_embeddings`), MLflow registration,
 canary gate, FAISS index and recommender serve all of them:
 
-* ``lightgcn``: LightGCN with BPR (:func:`training.train.train_lightgcn`), dimension
-  ``embedding_dim``;
+* ``lightgcn``: LightGCN (:func:`training.train.train_lightgcn`) with ``settings.loss``
+  (full softmax by default, or BPR), dimension ``embedding_dim``;
 * ``mf``: MF-BPR, the same trainer with ``num_layers = 0``, dimension ``embedding_dim``;
 * ``gfcf``: GF-CF, closed form and training-free (:func:`training.gfcf.fit_gfcf`),
   exported by :meth:`training.gfcf.GFCF.embeddings`, dimension ``2 k``;
@@ -32,7 +32,8 @@ from training.embeddings import ModelEmbeddings
 from training.gfcf import fit_gfcf
 from training.losses import DEFAULT_WEIGHT_DECAY
 from training.metrics import popularity_model
-from training.train import EvalFn, TrainConfig, train_lightgcn
+from training.train import EvalFn, train_lightgcn
+from training.train_config import TrainConfig
 
 #: MLflow param prefix per kind (``train.epochs``, ``gfcf.k``...).
 PARAM_PREFIX = {"lightgcn": "train", "mf": "train", "gfcf": "gfcf", "popularity": "popularity"}

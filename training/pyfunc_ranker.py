@@ -2,11 +2,12 @@
 
 The logged model carries the artifact directory ``ranker/`` (``ranker.pt``: the state
 dict; ``ranker.json``: constructor arguments, vocabulary, sequence length, lineage;
-see :func:`training.bst.save_ranker`). ``predict`` takes feature-joined rows (the
-columns of :func:`features.store.historical_ranker_features` plus
-``retrieval_score``) and returns one click probability per row. :class:`BSTRanker` and
-:mod:`training.bst` are pickled *by value*, so the model loads where torch, numpy,
-pandas and mlflow are installed, without graphrec.
+see :func:`training.bst_io.save_ranker`). ``predict`` takes feature-joined rows (the
+columns of :func:`features.historical.historical_ranker_features` plus
+``retrieval_score``) and returns one click probability per row. :class:`BSTRanker`, the
+ranker's modules (:data:`BY_VALUE`) and the column names they read are pickled *by
+value*, so the model loads where torch, numpy, pandas and mlflow are installed, without
+graphrec.
 
 The recommendation service does not go through pyfunc: publication copies ``ranker/``
 into the index bundle next to the FAISS index it was evaluated with.
@@ -21,40 +22,39 @@ import sys
 import tempfile
 from pathlib import Path
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel
 
+from features import ranker_columns
+from training import bst, bst_encoding, bst_fit, bst_io, bst_vocab, ids, registry, threads
+
 RANKER_ARTIFACT = "ranker"
 MODEL_NAME_IN_RUN = "ranker"
+#: The modules the logged model needs, pickled with it (by value) instead of imported.
+BY_VALUE = (ranker_columns, ids, threads, bst_vocab, bst_encoding, bst, bst_fit, bst_io)
 
 
 class BSTRanker(PythonModel):
     """Click probability of (user, item, time) rows from their features."""
 
     def load_context(self, context) -> None:
-        from training import bst
-
-        self.model, self.vocab, self.meta = bst.load_ranker(Path(context.artifacts[RANKER_ARTIFACT]))
+        self.model, self.vocab, self.meta = bst_io.load_ranker(Path(context.artifacts[RANKER_ARTIFACT]))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
-        from training import bst
-
-        return bst.predict(self.model, bst.encode(model_input, self.vocab, int(self.meta["seq_len"])))
+        batch = bst_encoding.encode(model_input, self.vocab, int(self.meta["seq_len"]))
+        return bst_fit.predict(self.model, batch)
 
 
 def log_and_register(settings, directory: Path, run_id: str) -> int:
     """Log ``directory`` as the pyfunc model of ``run_id`` and register a new ranker version."""
-    import cloudpickle
-
-    from training import bst, registry
-
     registry.configure(settings)
-    this = sys.modules[__name__]
-    cloudpickle.register_pickle_by_value(bst)
-    cloudpickle.register_pickle_by_value(this)
+    by_value = (*BY_VALUE, sys.modules[__name__])
+    for module in by_value:
+        cloudpickle.register_pickle_by_value(module)
     try:
         active = mlflow.active_run()
         same = active is not None and active.info.run_id == run_id
@@ -66,16 +66,14 @@ def log_and_register(settings, directory: Path, run_id: str) -> int:
                 pip_requirements=[*registry.pip_requirements(), f"torch=={torch.__version__}"],
             )
     finally:
-        cloudpickle.unregister_pickle_by_value(bst)
-        cloudpickle.unregister_pickle_by_value(this)
+        for module in by_value:
+            cloudpickle.unregister_pickle_by_value(module)
     version = mlflow.register_model(info.model_uri, settings.ranker_model_name)
     return int(version.version)
 
 
 def resolve_version(settings, ref: int | str) -> int:
     """A ranker version number from a number or an alias."""
-    from training import registry
-
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         return int(ref)
     version = registry.get_alias_version(settings, str(ref), model=settings.ranker_model_name)

@@ -16,6 +16,7 @@ embeddings, ``base_embeddings.npz``, which the next warm start reads with
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,6 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from graphrec.settings import Settings
-from training import pyfunc_model
 from training.embeddings import ModelEmbeddings
 
 CHAMPION = "champion"
@@ -132,25 +132,31 @@ def register_model(
     Returns:
         The new version number of ``settings.retriever_model_name``.
     """
+    # lazy: the pyfunc model imports torch (training.topk); reading versions stays light
+    from training import ids, pyfunc_model, topk
+
     configure(settings)
     with _run(settings, run_id) as active_run_id, tempfile.TemporaryDirectory() as tmp:
         meta = {**embeddings.meta, "run_id": active_run_id}
         directory = ModelEmbeddings(
             embeddings.user_ids, embeddings.item_ids, embeddings.user_emb, embeddings.item_emb, meta
         ).save(Path(tmp) / pyfunc_model.EMBEDDINGS_ARTIFACT, base=base_embeddings)
-        # Pickle the model class by value so loading it needs no graphrec installation.
-        cloudpickle.register_pickle_by_value(pyfunc_model)
+        # Pickle the model class and the helpers it calls by value: loading it needs no graphrec.
+        by_value = (pyfunc_model, ids, topk)
+        for module in by_value:
+            cloudpickle.register_pickle_by_value(module)
         try:
             info = mlflow.pyfunc.log_model(
                 name=MODEL_NAME_IN_RUN,
                 python_model=pyfunc_model.EmbeddingRetriever(),
                 artifacts={pyfunc_model.EMBEDDINGS_ARTIFACT: str(directory)},
-                pip_requirements=pip_requirements(),
+                pip_requirements=[*pip_requirements(), f"torch=={importlib.metadata.version('torch')}"],
                 signature=SIGNATURE,
                 input_example=pd.DataFrame({"user_id": embeddings.user_ids[:2].astype(np.int64)}),
             )
         finally:
-            cloudpickle.unregister_pickle_by_value(pyfunc_model)
+            for module in by_value:
+                cloudpickle.unregister_pickle_by_value(module)
         version = mlflow.register_model(info.model_uri, settings.retriever_model_name)
     client = client_for(settings)
     for key, value in (tags or {}).items():

@@ -2,8 +2,9 @@
 monitoring share.
 
 :func:`top_k_indices` picks the ``k`` largest scores of each row, best first, with a
-deterministic order for ties (equal scores by column, lowest columns first at the cut-off),
-so results never depend on a library's tie-breaking. Mask a row's unwanted columns with
+deterministic order for ties: equal scores are listed by column, and which of several
+items tied at the cut-off make it is numpy's ``argpartition`` choice (deterministic for a
+given numpy, not necessarily the lowest columns). Mask a row's unwanted columns with
 ``-inf`` before calling it.
 """
 
@@ -23,11 +24,11 @@ def _top_k_exact(scores: np.ndarray, k: int) -> np.ndarray:
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of the ``k`` largest scores per row, best first (``[rows, min(k, cols)]``).
 
-    Equal scores are ordered by column, and of several items tied at the cut-off the
-    lowest columns make it into the top ``k``. ``torch.topk`` does the selection, of
+    Equal scores are ordered by column. ``torch.topk`` does the selection, of
     ``k + 1`` scores so that a tie at the cut-off shows as equal ``k``-th and ``k+1``-th
     scores; those rows (rare with learned float scores; e.g. users with fewer than ``k``
-    unmasked items) are redone exactly with ``argpartition``.
+    unmasked items, or a popularity model's equal counts) are redone with ``argpartition``,
+    whose choice among the items tied at the cut-off is deterministic but not by column.
     """
     k = min(int(k), scores.shape[1])
     if k <= 0 or scores.shape[0] == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -84,31 +85,63 @@ def test_train_passes_the_model_and_the_drift_retrain_keeps_it(dagbag, monkeypat
     dag = dagbag.get_dag("graphrec_nightly")
     params = {"model": "gfcf", "window_days": 14, "epochs": 30}
     calls = []
-    monkeypatch.setattr(training.retriever, "train_retriever", lambda *args, **kwargs: calls.append(kwargs) or {})
+    no_result = SimpleNamespace(to_xcom=dict)  # what the task hands to XCom: {}
+    monkeypatch.setattr(
+        training.retriever, "train_retriever", lambda *args, **kwargs: calls.append(kwargs) or no_result
+    )
     train = dag.get_task("train").python_callable
     _with_params(monkeypatch, train, params)
     train({"ds": "2025-01-08", "reason": "schedule"}, {})
     assert calls[0]["model"] == "gfcf"
 
+    import dataclasses
+    import datetime as dt
+    from pathlib import Path
+
+    from monitoring.monitor import MonitorResult
+    from monitoring.policy import Decision
+
     retrain_request = dag.get_task("retrain_request").python_callable
     _with_params(monkeypatch, retrain_request, params)
-    decision = {
-        "status": "alert",
-        "trigger_retrain": True,
-        "retrain_reason": "drift on 2025-01-08, warning: item_popularity 0.61",
-        "episode_id": "drift-2025-01-08",
-        "cooldown_until": "2025-01-11",
-    }
-    conf = retrain_request(
-        {"ds": "2025-01-08"},
-        {"decision": decision, "html": "/r/ds=2025-01-08/data.html", "report_dir": "/r/ds=2025-01-08"},
+    decision = Decision(
+        ds=dt.date(2025, 1, 8),
+        status="alert",
+        fired=["item_popularity"],
+        watch=[],
+        insufficient=[],
+        severity="warning",
+        main_signal="item_popularity",
+        send_email=True,
+        trigger_retrain=True,
+        retrain_reason="drift on 2025-01-08, warning: item_popularity 0.61",
+        cooldown_until=dt.date(2025, 1, 11),
+        episode_id="drift-2025-01-08",
+        episode_since=dt.date(2025, 1, 8),
+        explanation=[],
+        summary="",
+        verdicts=[],
     )
+    monitored = MonitorResult(
+        ds=dt.date(2025, 1, 8),
+        status="alert",
+        decision=decision,
+        signals=[],
+        reference_days=[],
+        rows_current=0,
+        rows_reference=0,
+        report_dir=Path("/r/ds=2025-01-08"),
+        reports={},
+        html=Path("/r/ds=2025-01-08/data.html"),
+        reason=None,
+    )
+    conf = retrain_request({"ds": "2025-01-08"}, monitored.to_xcom())
     assert conf["model"] == "gfcf" and conf["trigger_reason"].startswith("drift on 2025-01-08")
     assert conf["drift_report"] == "/r/ds=2025-01-08/data.html" and conf["drift_episode"] == "drift-2025-01-08"
     from airflow.sdk.exceptions import AirflowSkipException
 
+    held = dataclasses.replace(decision, status="ongoing", trigger_retrain=False)
     with pytest.raises(AirflowSkipException, match="cooling down until 2025-01-11"):
-        retrain_request({"ds": "2025-01-09"}, {"decision": {**decision, "status": "ongoing", "trigger_retrain": False}})
+        retrain_request({"ds": "2025-01-09"}, dataclasses.replace(monitored, status="ongoing", decision=held).to_xcom())
 
     # The drift-triggered run records its trigger in MLflow: the tags reach the trainer.
     train({"ds": "2025-01-08", "reason": "drift: x", "tags": {"trigger": "drift", "drift_report": "/r"}}, {})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -55,8 +54,8 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     from airflow.utils.session import create_session
 
     from monitoring.mailsink import MailSink
-    from serving.publish import current_version, verify_version
     from serving.recommender import Recommender
+    from serving.versions import current_version, verify_version
 
     settings = lake
     corrupt_day = CONFIG.day(2)
@@ -170,11 +169,9 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
         settings.curated_dir, [d for d in list_partitions(settings.curated_dir) if d <= published_day]
     )
     user = int(history["user_id"].value_counts().index[0])
-    from features.store import online_ranker_features
+    from features.online import OnlineFeatures
 
-    rec = Recommender(settings, ranker_features_fn=functools.partial(online_ranker_features, settings)).recommend(
-        user, 5
-    )
+    rec = Recommender(settings, ranker_features_fn=OnlineFeatures(settings)).recommend(user, 5)
     assert not rec.fallback and rec.index_version == current_version(settings)
     assert rec.reranked == (manifest["ranker_version"] is not None) and rec.ranker_version == manifest["ranker_version"]
     assert rec.degraded == []

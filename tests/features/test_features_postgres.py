@@ -16,21 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import (
-    EVENT_TIMESTAMP,
-    FEATURE_VIEWS,
-    OFFLINE_SCHEMAS,
-    feature_store,
-    historical_ranker_features,
-    materialize,
-    offline_table,
-    online_features,
-    ranker_feature_names,
-    read_offline,
-    repo_config,
-    reset_feature_store,
-    snapshot_time,
-)
+from features.historical import historical_ranker_features
+from features.materialize import materialize
+from features.online import OnlineFeatures
+from features.ranker_columns import FEATURE_COLUMNS
+from features.snapshots import offline_table, read_offline
+from features.store import feature_store, repo_config, reset_feature_store
+from features.tables import EVENT_TIMESTAMP, FEATURE_VIEWS, OFFLINE_SCHEMAS, snapshot_time
 from graphrec import contract
 from graphrec.settings import Settings
 from ingest.simulator import SimulationConfig, simulate
@@ -104,6 +96,12 @@ def _plain(value):
     return float(value) if isinstance(value, (int, float, np.integer, np.floating)) else value
 
 
+def _online_user_features(settings: Settings, user_ids: list[int]) -> pd.DataFrame:
+    """The online user features read by the one reader, one row per id in order."""
+    reader = OnlineFeatures(settings)
+    return pd.DataFrame([{contract.USER_ID: u} | reader.user_features(u) for u in user_ids])
+
+
 def test_the_services_profile_reads_postgresql_tables(homes):
     from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
 
@@ -137,8 +135,8 @@ def test_rerunning_a_day_replaces_its_rows_in_postgresql(homes):
     _, services = homes
     before = {view: len(_table(services, view)) for view in FEATURE_VIEWS}
     result = materialize(services, DAYS[1])  # a backfill: the offline rows of that day are rewritten
-    assert result["online"] == {view: "skipped" for view in FEATURE_VIEWS}
-    assert {view: v["table"] for view, v in result["views"].items()} == {v: offline_table(v) for v in FEATURE_VIEWS}
+    assert result.online == {view: "skipped" for view in FEATURE_VIEWS}
+    assert {view: v.table for view, v in result.views.items()} == {v: offline_table(v) for v in FEATURE_VIEWS}
     for view in FEATURE_VIEWS:
         table = _table(services, view)
         assert len(table) == before[view]
@@ -170,7 +168,7 @@ def test_postgresql_and_duckdb_give_the_same_point_in_time_features(homes):
     ours, theirs = historical_ranker_features(embedded, rows), historical_ranker_features(services, rows)
     assert list(theirs.columns) == list(ours.columns)
     assert theirs["label"].tolist() == rows["label"].tolist()
-    names = ranker_feature_names(services)
+    names = FEATURE_COLUMNS
     for name in names:
         assert [_plain(v) for v in theirs[name]] == [_plain(v) for v in ours[name]], name
     assert theirs[names].notna().any().all() and theirs[names].isna().any().any()  # values and gaps both checked
@@ -179,6 +177,6 @@ def test_postgresql_and_duckdb_give_the_same_point_in_time_features(homes):
 def test_materialize_reads_postgresql_into_the_same_online_values(homes):
     embedded, services = homes
     users = sorted(read_offline(embedded, "user_activity")[contract.USER_ID].unique().tolist())[:25] + [10_000]
-    ours, theirs = online_features(embedded, users), online_features(services, users)
+    ours, theirs = _online_user_features(embedded, users), _online_user_features(services, users)
     for column in ours.columns:
         assert [_plain(v) for v in theirs[column]] == [_plain(v) for v in ours[column]], column

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.store import (
+from features.tables import (
     EVENT_TIMESTAMP,
     ITEM_POPULARITY,
     OFFLINE_SCHEMAS,

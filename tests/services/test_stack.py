@@ -1,6 +1,6 @@
 """The services profile on real servers: what ``make up`` starts, exercised as users use it.
 
-One stack for the module, started by the same :class:`app.services.ServicesStack` that
+One stack for the module, started by the same :class:`app.stack.ServicesStack` that
 ``make up`` uses, on this machine's PostgreSQL and Redis (own databases and Redis database
 numbers, dropped afterwards): Airflow's API server, scheduler, DAG processor and triggerer
 on a PostgreSQL metadata database with the CeleryExecutor and two Celery workers (Redis
@@ -62,7 +62,8 @@ def _query(settings: Settings, name: str, sql: str, args=()) -> list[tuple]:
 def stack(tmp_path_factory):
     import redis
 
-    from app.services import ServicesError, ServicesStack, check_servers, drop_databases
+    from app.services import ServicesError, check_servers, drop_databases
+    from app.stack import ServicesStack
     from validation import validate_partition
 
     home = tmp_path_factory.mktemp("stack") / "home"
@@ -230,7 +231,9 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
     import pandas as pd
     import redis
 
-    from features.store import feature_store, online_features, online_recent_items
+    from features.online import OnlineFeatures
+    from features.ranker_columns import USER_COUNTERS
+    from features.store import feature_store
     from graphrec import contract
 
     services, info = stack
@@ -244,14 +247,15 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
     assert not (settings.feast_dir / "online_store.db").exists() and not (settings.feast_dir / "registry.db").exists()
     events = pd.read_parquet(settings.curated_dir / f"ds={LAST_DAY}" / "interactions.parquet")
     users = sorted(int(u) for u in events[contract.USER_ID].unique())[:20]
-    frame = online_features(settings, users)
-    counters = [c for c in frame.columns if c != contract.USER_ID and str(frame[c].dtype) == "Int64"]
+    reader = OnlineFeatures(settings)
+    frame = pd.DataFrame([reader.user_features(u) for u in users])
+    counters = [c for c in USER_COUNTERS if c in frame.columns]
     assert counters and frame[counters].notna().all().all(), frame.head()
-    recent = online_recent_items(settings, users)
+    recent = reader.recent_items(users)
     assert all(recent[u] for u in users)
     # The service re-ranks with features read from Redis (nothing degraded), once it has
     # loaded the published version (what its readiness probe reports).
-    from serving.publish import current_version
+    from serving.versions import current_version
 
     published, deadline, ready = current_version(settings), time.monotonic() + 180, {}
     while time.monotonic() < deadline:
@@ -282,7 +286,7 @@ def test_ui_login_trigger_form_and_a_dry_run(stack, client, rest_run, tmp_path):
     skip_without_chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs Playwright: make install")
     from app.services import service_secrets
-    from serving.publish import current_version
+    from serving.versions import current_version
     from training import registry
 
     services, info = stack

@@ -102,7 +102,9 @@ def model_registry(tmp_path_factory, interactions, sim_curated) -> str:
     """
     import mlflow
 
-    from training import bst, pyfunc_ranker, registry
+    from training import bst_io, pyfunc_ranker, registry
+    from training.bst import build_bst
+    from training.bst_vocab import Vocabulary
 
     home = tmp_path_factory.mktemp("registry")
     settings = Settings(home=home)
@@ -110,9 +112,9 @@ def model_registry(tmp_path_factory, interactions, sim_curated) -> str:
     for version in REGISTERED_VERSIONS:
         emb = seeded_embeddings(interactions, seed=version)
         assert registry.register_model(settings, emb) == version
-        vocab = bst.Vocabulary.build(emb.item_ids, catalog["category"])
-        model = bst.build_bst(vocab, seed=version, seq_len=6, dim=16, heads=2, hidden=(16,))
-        directory = bst.save_ranker(model, vocab, home / f"ranker-{version}", extra={"seq_len": 6, "seed": version})
+        vocab = Vocabulary.build(emb.item_ids, catalog["category"])
+        model = build_bst(vocab, seed=version, seq_len=6, dim=16, heads=2, hidden=(16,))
+        directory = bst_io.save_ranker(model, vocab, home / f"ranker-{version}", extra={"seq_len": 6, "seed": version})
         registry.configure(settings)
         with mlflow.start_run() as run:
             assert pyfunc_ranker.log_and_register(settings, directory, run.info.run_id) == version
@@ -141,10 +143,10 @@ def registry_settings(tmp_path, model_registry, sim_curated) -> Settings:
 
 @pytest.fixture
 def cli_settings(registry_settings, monkeypatch) -> Settings:
-    """:func:`registry_settings`, also what ``app.cli`` commands read."""
-    from app import cli
+    """:func:`registry_settings`, also what the ``graphrec`` publication commands read."""
+    from app.commands import publication
 
-    monkeypatch.setattr(cli, "get_settings", lambda: registry_settings)
+    monkeypatch.setattr(publication, "get_settings", lambda: registry_settings)
     return registry_settings
 
 

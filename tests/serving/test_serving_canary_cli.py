@@ -13,10 +13,11 @@ import json
 import pytest
 
 from app import cli
-from serving import bundle as layout
+from serving import layout
 from serving.promotion import NoCanary, canary_status, promote_canary, start_canary, stop_canary
-from serving.publish import current_version, publish_model, verify_version
+from serving.publish import publish_model
 from serving.recommender import Recommender
+from serving.versions import current_version, verify_version
 from training import registry
 
 DS = "2025-01-04"

@@ -1,106 +1,33 @@
-"""The canary's pure parts: the paired bootstrap, each sanity check and the decision."""
+"""The canary's pure rules: each check, the decision and the pair's rule (the bootstrap has its own file)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 
-from serving.canary import (
+from serving import canary_rules
+from serving.canary_bootstrap import DeltaInterval, paired_bootstrap_ci
+from serving.canary_rules import (
     COLLAPSE_SHARE,
     FAIL,
     PASS,
     SKIP,
+    AnnRecall,
     Check,
-    DeltaInterval,
+    GateDecision,
     ann_check,
     collapse_problem,
     coverage_check,
     decide,
     embeddings_check,
-    paired_bootstrap_ci,
+    label,
+    pair_failures,
     popularity_check,
     regression_check,
+    with_pair,
 )
 from training.embeddings import ModelEmbeddings
 from training.metrics import RankingMetrics
-
-
-def _per_user(n: int, mean_delta: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Recall-like per-user values of a champion and a challenger ``mean_delta`` better on average."""
-    rng = np.random.default_rng(seed)
-    champion = rng.uniform(0, 1, n)
-    return champion + mean_delta + rng.normal(0, 0.1, n), champion
-
-
-# --- paired_bootstrap_ci ------------------------------------------------------------------
-
-
-def test_bootstrap_is_deterministic_for_a_seed():
-    challenger, champion = _per_user(500, 0.01)
-    one = paired_bootstrap_ci(challenger, champion, n_resamples=500, seed=42)
-    two = paired_bootstrap_ci(challenger, champion, n_resamples=500, seed=42)
-    other = paired_bootstrap_ci(challenger, champion, n_resamples=500, seed=43)
-    assert one == two
-    assert (one.low, one.high) != (other.low, other.high)
-    assert one.method == "percentile" and one.n_users == 500 and one.n_resamples == 500
-
-
-@pytest.mark.parametrize("n", [50, 400, 5000])
-def test_bootstrap_interval_contains_the_true_mean_and_matches_normal_theory(n):
-    rng = np.random.default_rng(n)
-    true_mean = 0.01
-    deltas = rng.normal(true_mean, 0.1, n)
-    ci = paired_bootstrap_ci(deltas, np.zeros(n), confidence=0.95, n_resamples=2000, seed=0)
-    assert ci.low < true_mean < ci.high
-    assert ci.low < ci.mean < ci.high and ci.mean == pytest.approx(deltas.mean())
-    half = 1.96 * deltas.std(ddof=1) / math.sqrt(n)
-    assert ci.high - ci.low == pytest.approx(2 * half, rel=0.15)
-
-
-def test_bootstrap_pairs_users():
-    """A constant per-user improvement on noisy users is certain: the pairing removes the noise."""
-    champion = np.random.default_rng(0).uniform(0, 1, 300)
-    ci = paired_bootstrap_ci(champion + 0.25, champion, n_resamples=200)
-    assert ci.low == pytest.approx(0.25) and ci.high == pytest.approx(0.25) and ci.mean == pytest.approx(0.25)
-
-
-def test_higher_confidence_gives_a_wider_interval():
-    challenger, champion = _per_user(300, 0.0)
-    narrow = paired_bootstrap_ci(challenger, champion, confidence=0.8, n_resamples=1000)
-    wide = paired_bootstrap_ci(challenger, champion, confidence=0.99, n_resamples=1000)
-    assert wide.low < narrow.low and wide.high > narrow.high
-
-
-@pytest.mark.parametrize("n", [1, 2, 37])
-def test_constant_deltas_give_a_point_interval(n):
-    ci = paired_bootstrap_ci(np.full(n, 0.5), np.full(n, 0.75))
-    assert (ci.mean, ci.low, ci.high) == (-0.25, -0.25, -0.25)
-    assert ci.method == "point" and ci.n_resamples == 0 and ci.n_users == n
-
-
-def test_no_users_give_no_interval_and_fail_the_regression_check():
-    ci = paired_bootstrap_ci(np.array([]), np.array([]))
-    assert ci.n_users == 0 and math.isnan(ci.low) and ci.method == "empty"
-    assert ci.as_dict()["ci_low"] is None  # JSON-able: no NaN
-    check = regression_check(ci, 0.005)
-    assert check.status == FAIL and "no evaluated users" in check.detail
-
-
-def test_bootstrap_refuses_unpaired_arrays():
-    with pytest.raises(ValueError, match="equal length"):
-        paired_bootstrap_ci(np.zeros(3), np.zeros(4))
-
-
-def test_small_batches_bound_memory_and_still_work(monkeypatch):
-    import serving.canary as canary
-
-    monkeypatch.setattr(canary, "BOOTSTRAP_CELLS", 1000)  # batches of 2 resamples for 500 users
-    challenger, champion = _per_user(500, 0.02)
-    ci = paired_bootstrap_ci(challenger, champion, n_resamples=300)
-    assert ci.low < 0.02 < ci.high
-
 
 # --- The decision boundary ---------------------------------------------------------------
 
@@ -154,9 +81,7 @@ def test_collapse_problem_on_healthy_and_collapsed_matrices():
 
 
 def test_collapse_problem_samples_large_matrices(monkeypatch):
-    import serving.canary as canary
-
-    monkeypatch.setattr(canary, "SPECTRUM_ROWS", 64)
+    monkeypatch.setattr(canary_rules, "SPECTRUM_ROWS", 64)
     rng = np.random.default_rng(1)
     assert collapse_problem(rng.normal(size=(1000, 8)), "item")[0] is None
     rank_one = rng.normal(size=(1000, 1)) * rng.normal(size=(1, 8))
@@ -213,20 +138,13 @@ def test_coverage_check_catches_everyone_getting_the_same_items():
 
 @pytest.mark.parametrize("recall, status", [(1.0, PASS), (0.95, PASS), (0.9499, FAIL)])
 def test_ann_check(recall, status):
-    ann = {"recall": recall, "k": 100, "factory": "HNSW32", "n_queries": 256, "floor": 0.95}
+    ann = AnnRecall(recall=recall, k=100, factory="HNSW32", n_queries=256, floor=0.95)
     check = ann_check(ann)
     assert check.status == status and "HNSW32 index recall@100" in check.detail
 
 
 def test_ann_check_fails_an_index_that_cannot_be_built():
-    ann = {
-        "recall": None,
-        "k": 100,
-        "factory": "IVF4096,Flat",
-        "n_queries": 256,
-        "floor": 0.95,
-        "error": "cannot train index",
-    }
+    ann = AnnRecall(recall=None, k=100, factory="IVF4096,Flat", n_queries=256, floor=0.95, error="cannot train index")
     check = ann_check(ann)
     assert check.status == FAIL and "cannot build" in check.detail
 
@@ -261,3 +179,46 @@ def test_decide(statuses, force, hard, promote, passed, start):
         named = f"{check.name}: {check.name} numbers" in decision.reason
         assert named == (check.status == FAIL or (passed and check.status == PASS))
     assert ("force cannot override" in decision.reason) == (force and hard)
+
+
+@pytest.mark.parametrize(
+    "promote, passed, expected", [(True, True, "promoted"), (True, False, "forced"), (False, False, "rejected")]
+)
+def test_label(promote, passed, expected):
+    assert label(GateDecision(promote, passed, "why")) == expected
+
+
+# --- The pair -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ranker, retrieval, champion, failed",
+    [
+        (0.30, 0.25, None, []),
+        (0.30, 0.25, {"ranker_ndcg_at_10": 0.30, "retrieval_ndcg_at_10": 0.4}, []),
+        (0.30, 0.25, {"ranker_ndcg_at_10": 0.3051, "retrieval_ndcg_at_10": 0.2}, ["trails the champion pair's 0.3051"]),
+        (0.30, 0.25, {"retrieval_ndcg_at_10": 0.31}, ["trails the champion pair's 0.3100"]),  # champion without ranker
+        (0.24, 0.25, None, ["lowers its retriever's NDCG@10 from 0.2500 to 0.2400"]),
+    ],
+)
+def test_pair_failures(ranker, retrieval, champion, failed):
+    mine = {"ranker_ndcg_at_10": ranker, "retrieval_ndcg_at_10": retrieval}
+    failures = pair_failures(mine, champion, 10, 0.005)
+    assert len(failures) == len(failed)
+    assert all(text in failure for text, failure in zip(failed, failures))
+
+
+@pytest.mark.parametrize(
+    "decision, failures, force, promote, passed, phrase",
+    [
+        (GateDecision(True, True, "passed: x"), [], False, True, True, None),
+        (GateDecision(True, True, "passed: x"), ["bad pair"], False, False, False, "rejected as a pair: bad pair"),
+        (GateDecision(True, True, "passed: x"), ["bad pair"], True, True, False, "forced although the pair failed"),
+        (GateDecision(False, False, "rejected: y"), ["bad pair"], True, False, False, "rejected as a pair"),
+    ],
+)
+def test_with_pair(decision, failures, force, promote, passed, phrase):
+    judged = with_pair(decision, failures, force=force)
+    assert (judged.promote, judged.passed) == (promote, passed)
+    assert judged.reason.startswith(decision.reason)
+    assert phrase is None and judged == decision or phrase in judged.reason

@@ -8,18 +8,18 @@ import faiss
 import numpy as np
 import pytest
 
-from serving import bundle as layout
+from serving import layout
+from serving.bundle import load_bundle
 from serving.index import (
     apply_search_params,
     build_index,
     choose_factory,
-    exact_topk,
     index_description,
     load_index,
-    recall_against_exact,
     save_index,
     search,
 )
+from serving.index_check import exact_topk, recall_against_exact
 from serving.publish import publish_embeddings
 
 
@@ -85,21 +85,6 @@ def test_search_rejects_wrong_dimension_and_k():
         search(index, np.ones((1, 5), np.float32), 2)
     with pytest.raises(ValueError):
         search(index, np.ones((1, 4), np.float32), 0)
-
-
-def test_recall_check_is_one_for_exact_index_and_detects_a_wrong_index():
-    rng = np.random.default_rng(2)
-    xb = rng.normal(size=(400, 16)).astype(np.float32)
-    xq = rng.normal(size=(50, 16)).astype(np.float32)
-    assert recall_against_exact(build_index(xb), xb, xq, 20) == pytest.approx(1.0)
-    wrong = build_index(rng.normal(size=(400, 16)).astype(np.float32))  # unrelated vectors
-    assert recall_against_exact(wrong, xb, xq, 20) < 0.5
-
-
-def test_recall_check_tolerates_ties():
-    xb = np.ones((30, 4), np.float32)  # every item scores the same
-    xq = np.ones((5, 4), np.float32)
-    assert recall_against_exact(build_index(xb), xb, xq, 10) == pytest.approx(1.0)
 
 
 # Approximate indexes, search parameters and their publication ------------------------------
@@ -187,7 +172,7 @@ def test_manifest_records_the_index_and_its_build_time_recall(
     settings = settings.model_copy(update={"index_factory": factory, "index_recall_k": 10})
     emb = make_embeddings()
     out = _publish(settings, emb, interactions, popularity)
-    manifest = layout.read_manifest(settings.indexes_dir / out["index_version"])
+    manifest = layout.read_manifest(settings.indexes_dir / out.index_version)
     assert manifest["index_factory"] == ("Flat" if factory == "auto" else factory)
     assert manifest["index_type"] == index_type
     assert manifest["index_search_params"] == settings.index_search_params
@@ -196,12 +181,12 @@ def test_manifest_records_the_index_and_its_build_time_recall(
     assert check["n_queries"] == len(emb.user_ids)
     assert settings.index_recall_floor <= check["recall_at_k"] <= 1.0
     # the check is what recall_against_exact says for the published index and the same queries
-    loaded = layout.load_bundle(settings.indexes_dir / out["index_version"])
+    loaded = load_bundle(settings.indexes_dir / out.index_version)
     assert recall_against_exact(loaded.index, emb.item_emb, emb.user_emb, 10) == pytest.approx(check["recall_at_k"])
     # k is clipped to the catalog
     big_k = settings.model_copy(update={"index_recall_k": 10_000})
     out = _publish(big_k, emb, interactions, popularity)
-    assert layout.read_manifest(big_k.indexes_dir / out["index_version"])["index_check"]["k"] == len(emb.item_ids)
+    assert layout.read_manifest(big_k.indexes_dir / out.index_version)["index_check"]["k"] == len(emb.item_ids)
 
 
 def test_a_build_below_the_recall_floor_is_not_published(settings, make_embeddings, interactions, popularity):
@@ -222,19 +207,19 @@ def test_a_build_below_the_recall_floor_is_not_published(settings, make_embeddin
     assert not [p for p in settings.indexes_dir.iterdir() if p.name.startswith(layout.TMP_PREFIX)]
     # the same factory with enough probes is published
     good = bad.model_copy(update={"index_search_params": "nprobe=64"})
-    assert _publish(good, emb, interactions, popularity)["index_version"] == "v0002"
+    assert _publish(good, emb, interactions, popularity).index_version == "v0002"
 
 
 def test_a_loaded_bundle_gets_its_search_params_from_the_manifest(settings, make_embeddings, interactions, popularity):
     hnsw = settings.model_copy(update={"index_factory": "HNSW32", "index_search_params": "efSearch=123"})
-    path = settings.indexes_dir / _publish(hnsw, make_embeddings(), interactions, popularity)["index_version"]
-    assert faiss.downcast_index(layout.load_bundle(path).index).hnsw.efSearch == 123
+    path = settings.indexes_dir / _publish(hnsw, make_embeddings(), interactions, popularity).index_version
+    assert faiss.downcast_index(load_bundle(path).index).hnsw.efSearch == 123
     # the manifest, not the index file, decides (it is not among its own checksums)
     manifest = layout.read_manifest(path)
     manifest["index_search_params"] = "efSearch=45"
     (path / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
-    assert faiss.downcast_index(layout.load_bundle(path).index).hnsw.efSearch == 45
+    assert faiss.downcast_index(load_bundle(path).index).hnsw.efSearch == 45
 
     ivf = settings.model_copy(update={"index_factory": "IVF8,Flat", "index_search_params": "nprobe=8"})
-    path = settings.indexes_dir / _publish(ivf, make_embeddings(seed=1), interactions, popularity)["index_version"]
-    assert faiss.extract_index_ivf(layout.load_bundle(path).index).nprobe == 8  # every list: exact
+    path = settings.indexes_dir / _publish(ivf, make_embeddings(seed=1), interactions, popularity).index_version
+    assert faiss.extract_index_ivf(load_bundle(path).index).nprobe == 8  # every list: exact

@@ -1,4 +1,4 @@
-"""Versioned, atomic publication: completeness, checksums, failures, pruning, rollback."""
+"""Versioned, atomic publication: completeness, checksums, failures, pruning as it publishes, concurrency."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import pandas as pd
 import pytest
 
 from graphrec import lake
-from serving import bundle as layout
-from serving.publish import (
-    _prune,
-    activate_version,
-    current_version,
-    list_versions,
-    publish_embeddings,
-    read_history,
-    verify_version,
-)
+from serving import layout
+from serving.bundle import load_bundle
+from serving.publish import PublishResult, publish_embeddings, read_history
+from serving.versions import current_version, list_versions, verify_version
 
 
 def _publish(settings, emb, interactions, popularity, ds="2025-01-04"):
@@ -40,9 +34,11 @@ def test_publication_writes_a_complete_verified_version(settings, make_embedding
     emb = make_embeddings(model_version=7)
     out = _publish(settings, emb, interactions, popularity)
 
-    assert out["index_version"] == "v0001" and out["model_version"] == 7
+    assert out.index_version == "v0001" and out.model_version == 7
     path = settings.indexes_dir / "v0001"
-    assert out["path"] == str(path) and out["manifest_path"] == str(path / "manifest.json")
+    assert out.path == path and out.manifest_path == path / "manifest.json" and out.activated
+    assert out.to_xcom()["path"] == str(path)  # plain data for XCom, and back
+    assert PublishResult.from_xcom(json.loads(json.dumps(out.to_xcom()))) == out
     assert current_version(settings) == "v0001"
     assert (settings.indexes_dir / "CURRENT").read_text().strip() == "v0001"
     assert _visible(settings) == ["CURRENT", "v0001"]
@@ -60,7 +56,7 @@ def test_publication_writes_a_complete_verified_version(settings, make_embedding
     assert manifest["files"] == {name: lake.sha256_file(path / name) for name in layout.DATA_FILES}
     assert manifest["created_at"]
 
-    loaded = layout.load_bundle(path)
+    loaded = load_bundle(path)
     np.testing.assert_array_equal(loaded.item_ids, emb.item_ids)
     np.testing.assert_array_equal(loaded.user_emb, emb.user_emb)
     np.testing.assert_array_equal(loaded.popular, popularity)
@@ -69,7 +65,7 @@ def test_publication_writes_a_complete_verified_version(settings, make_embedding
 
 @pytest.mark.parametrize("name", layout.DATA_FILES)
 def test_a_tampered_file_fails_verification(settings, make_embeddings, interactions, popularity, name):
-    path = settings.indexes_dir / _publish(settings, make_embeddings(), interactions, popularity)["index_version"]
+    path = settings.indexes_dir / _publish(settings, make_embeddings(), interactions, popularity).index_version
     with open(path / name, "r+b") as fh:  # flip one byte in the middle
         fh.seek((path / name).stat().st_size // 2)
         byte = fh.read(1)
@@ -78,11 +74,11 @@ def test_a_tampered_file_fails_verification(settings, make_embeddings, interacti
     assert not verify_version(path)
     assert any(name in problem for problem in layout.checksum_problems(path))
     with pytest.raises(layout.BundleError, match="failed verification"):
-        layout.load_bundle(path)
+        load_bundle(path)
 
 
 def test_a_missing_file_or_manifest_entry_fails_verification(settings, make_embeddings, interactions, popularity):
-    path = settings.indexes_dir / _publish(settings, make_embeddings(), interactions, popularity)["index_version"]
+    path = settings.indexes_dir / _publish(settings, make_embeddings(), interactions, popularity).index_version
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["files"]["seen.npz"]
     (path / "manifest.json").write_text(json.dumps(manifest))
@@ -117,7 +113,7 @@ def test_a_failed_publication_leaves_everything_untouched(settings, make_embeddi
     assert _hidden_dirs(settings) == []  # no half-written version left behind
     assert {p.name: p.read_bytes() for p in (settings.indexes_dir / "v0001").iterdir()} == before_files
     # and the next good publication still gets the next number
-    assert _publish(settings, make_embeddings(seed=2), interactions, popularity)["index_version"] == "v0002"
+    assert _publish(settings, make_embeddings(seed=2), interactions, popularity).index_version == "v0002"
 
 
 def test_bad_seen_frame_fails_before_anything_is_visible(settings, make_embeddings, popularity):
@@ -133,7 +129,7 @@ def test_bad_seen_frame_fails_before_anything_is_visible(settings, make_embeddin
 def test_old_versions_are_pruned_and_numbers_keep_growing(settings, make_embeddings, interactions, popularity, keep):
     settings = settings.model_copy(update={"keep_index_versions": keep})
     published = [
-        _publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity)["index_version"]
+        _publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity).index_version
         for i in range(4)
     ]
     assert published == ["v0001", "v0002", "v0003", "v0004"]
@@ -142,37 +138,12 @@ def test_old_versions_are_pruned_and_numbers_keep_growing(settings, make_embeddi
     assert _hidden_dirs(settings) == []
 
 
-def test_pruning_never_deletes_the_current_version(settings, make_embeddings, interactions, popularity):
-    for i in range(3):
-        _publish(settings, make_embeddings(seed=i), interactions, popularity)
-    activate_version(settings, "v0001")  # rolled back
-    pruned = _prune(settings.indexes_dir, keep=1, current=current_version(settings))
-    assert pruned == ["v0002"]
-    assert [v["index_version"] for v in list_versions(settings)] == ["v0001", "v0003"]
-
-
-def test_rollback_repoints_current_and_refuses_broken_versions(settings, make_embeddings, interactions, popularity):
-    for i in range(2):
-        _publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity)
-    summary = activate_version(settings, "v0001")
-    assert summary["index_version"] == "v0001" and summary["model_version"] == 1 and summary["current"]
-    assert current_version(settings) == "v0001"
-    assert [v["current"] for v in list_versions(settings)] == [True, False]
-
-    (settings.indexes_dir / "v0002" / "popular.npy").write_bytes(b"not numpy")
-    with pytest.raises(layout.BundleError):
-        activate_version(settings, "v0002")
-    with pytest.raises(layout.BundleError):
-        activate_version(settings, "v0042")
-    assert current_version(settings) == "v0001"
-
-
 def test_concurrent_publishers_get_distinct_versions(settings, make_embeddings, interactions, popularity):
     results, errors = [], []
 
     def run(seed):
         try:
-            results.append(_publish(settings, make_embeddings(seed=seed), interactions, popularity)["index_version"])
+            results.append(_publish(settings, make_embeddings(seed=seed), interactions, popularity).index_version)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -1,4 +1,4 @@
-"""Publication interrupted at every step leaves the previous version serving; pruning spares CURRENT and CANARY.
+"""Publication interrupted at every step leaves the previous version serving.
 
 Each case injects an exception where one step of :func:`serving.publish.publish_embeddings`
 happens (writing a file, verifying, re-loading, renaming, switching the pointer...) by
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from serving import bundle as layout
+from serving import bundle, bundle_writer, index_check, layout, publish, versions
 from serving import index as index_module
-from serving import publish
-from serving.publish import activate_version, current_version, list_versions, publish_embeddings, verify_version
+from serving.publish import publish_embeddings
 from serving.recommender import Recommender
+from serving.versions import current_version, list_versions, verify_version
 
 USERS = (0, 5, 17, 42, 99, 105, 119, 10_000)  # known users, users with history only, a stranger
 
@@ -57,23 +57,23 @@ def _fake_checksum_mismatch(mp: pytest.MonkeyPatch) -> None:
 
 STEPS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     **{
-        f"write-{name}": _fail(publish, "_write", when=_named(name))
+        f"write-{name}": _fail(bundle_writer, "write_file", when=_named(name))
         for name in layout.DATA_FILES
         if name != layout.INDEX_FILE
     },
     "build-index": _fail(index_module, "build_index"),
     "write-index": _fail(index_module, "save_index"),
-    "fsync-index": _fail(publish, "_fsync_file", when=_named(layout.INDEX_FILE)),
-    "write-manifest": _fail(publish, "atomic_write_json", nth=1),
+    "fsync-index": _fail(bundle_writer, "fsync_file", when=_named(layout.INDEX_FILE)),
+    "write-manifest": _fail(bundle_writer, "atomic_write_json"),
     "checksum-verification": _fake_checksum_mismatch,
-    "reload": _fail(layout, "load_bundle"),
-    "recall-check": _fail(index_module, "recall_against_exact"),
-    "next-version-number": _fail(publish, "_next_version"),
-    "final-manifest": _fail(publish, "atomic_write_json", nth=2),
+    "reload": _fail(bundle, "load_bundle"),
+    "recall-check": _fail(index_check, "recall_against_exact"),
+    "next-version-number": _fail(versions, "next_version"),
+    "final-manifest": _fail(publish, "atomic_write_json"),
     "rename-into-version": _fail(
         os, "rename", when=lambda src, dst, *a, **k: Path(src).name.startswith(layout.TMP_PREFIX)
     ),
-    "fsync-indexes-dir": _fail(publish, "_fsync_dir"),
+    "fsync-indexes-dir": _fail(bundle_writer, "fsync_dir"),
     "pointer-before-replace": _fail(layout, "write_pointer"),
     "pointer-during-replace": _fail(
         os, "replace", when=lambda src, dst, *a, **k: Path(dst).name == layout.POINTER_FILE
@@ -131,7 +131,7 @@ def test_publication_interrupted_at_each_step_leaves_the_previous_version_servin
     assert _answers(Recommender(settings)) == before
 
     out = _publish(settings, make_embeddings(seed=2, model_version=3), interactions, popularity)
-    assert out["index_version"] == "v0002" and current_version(settings) == "v0002"
+    assert out.index_version == "v0002" and current_version(settings) == "v0002"
     assert verify_version(settings.indexes_dir / "v0002")
     assert {a["index_version"] for a in _answers(serving)} == {"v0002"}
 
@@ -142,16 +142,16 @@ def test_a_failure_while_pruning_does_not_undo_the_publication(settings, make_em
     serving = Recommender(settings)
     serving.recommend(0, 5)
     with pytest.MonkeyPatch.context() as mp:
-        _fail(publish, "_prune")(mp)
+        _fail(versions, "prune")(mp)
         out = _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity)
-    assert out["index_version"] == "v0002" and current_version(settings) == "v0002"
+    assert out.index_version == "v0002" and current_version(settings) == "v0002"
     assert [v["index_version"] for v in list_versions(settings)] == ["v0001", "v0002"]  # not pruned this time
     assert _leftovers(settings) == []
     expected = _answers(Recommender(settings))
     assert {a["index_version"] for a in expected} == {"v0002"}
     assert _answers(serving) == expected
     # the next publication prunes what this one could not
-    assert _publish(settings, make_embeddings(seed=2), interactions, popularity)["index_version"] == "v0003"
+    assert _publish(settings, make_embeddings(seed=2), interactions, popularity).index_version == "v0003"
     assert [v["index_version"] for v in list_versions(settings)] == ["v0003"]
 
 
@@ -160,41 +160,12 @@ def test_an_unactivated_version_is_written_but_not_served(settings, make_embeddi
     serving = Recommender(settings)
     before = _answers(serving)
     out = _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity, activate=False)
-    assert out["index_version"] == "v0002" and out["activated"] is False
+    assert out.index_version == "v0002" and out.activated is False
     assert current_version(settings) == "v0001"
     assert verify_version(settings.indexes_dir / "v0002")
     assert layout.read_manifest(settings.indexes_dir / "v0002")["index_version"] == "v0002"
     assert _answers(serving) == before and _answers(Recommender(settings)) == before
     assert [(v["index_version"], v["current"]) for v in list_versions(settings)] == [("v0001", True), ("v0002", False)]
-
-
-def test_pruning_spares_the_current_and_the_canary_version(settings, make_embeddings, interactions, popularity):
-    settings = settings.model_copy(update={"keep_index_versions": 1})
-    root = settings.indexes_dir
-
-    def names():
-        return [v["index_version"] for v in list_versions(settings)]
-
-    _publish(settings, make_embeddings(seed=0), interactions, popularity)
-    _publish(settings, make_embeddings(seed=1), interactions, popularity, activate=False)
-    assert names() == ["v0001", "v0002"]  # v0001 is CURRENT, v0002 the newest
-    layout.write_canary(root, layout.CanarySpec(version="v0002", share=0.5))
-    _publish(settings, make_embeddings(seed=2), interactions, popularity)
-    assert names() == ["v0002", "v0003"] and current_version(settings) == "v0003"  # v0002: the canary
-    _publish(settings, make_embeddings(seed=3), interactions, popularity, activate=False)
-    assert names() == ["v0002", "v0003", "v0004"]  # canary, CURRENT, newest
-    activate_version(settings, "v0002")
-    _publish(settings, make_embeddings(seed=4), interactions, popularity, activate=False)
-    assert names() == ["v0002", "v0005"]  # CURRENT (and canary), newest
-
-    (root / layout.CANARY_FILE).write_text("{not json")  # an unreadable CANARY could name anything
-    assert publish._prune(root, keep=1, current=current_version(settings)) == []
-    layout.clear_canary(root)
-    assert publish._prune(root, keep=1, current="v0005") == []  # CURRENT is read from disk, not only `current`
-    assert names() == ["v0002", "v0005"]
-    activate_version(settings, "v0005")
-    assert publish._prune(root, keep=1, current=None) == ["v0002"]
-    assert names() == ["v0005"]
 
 
 @pytest.mark.parametrize("target", ["pointer", "rename", "recall"])
@@ -212,7 +183,7 @@ def test_an_interrupt_is_cleaned_up_like_an_error(settings, make_embeddings, int
         elif target == "rename":
             mp.setattr(os, "rename", interrupt)
         else:
-            mp.setattr(index_module, "recall_against_exact", interrupt)
+            mp.setattr(index_check, "recall_against_exact", interrupt)
         with pytest.raises(KeyboardInterrupt):
             _publish(settings, make_embeddings(seed=1), interactions, popularity)
     assert current_version(settings) == "v0001" and _leftovers(settings) == []

@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from graphrec.settings import Settings
-from serving import bundle as layout
-from serving.publish import current_version, publish_embeddings, verify_version
+from serving import layout
+from serving.publish import publish_embeddings
 from serving.recommender import Recommender
+from serving.versions import current_version, verify_version
 
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 5
@@ -54,7 +55,7 @@ PUBLISHER = textwrap.dedent(
             {"model_version": n},
         )
         out = publish_embeddings(settings, emb, ds="2025-01-04", seen=seen, popularity=items[::-1])
-        print(out["index_version"], flush=True)
+        print(out.index_version, flush=True)
     """
 )
 
@@ -129,5 +130,5 @@ def test_killing_a_publisher_at_random_moments_leaves_a_complete_version_serving
     )
     seen = pd.DataFrame({"user_id": [0], "item_id": [1000]})
     out = publish_embeddings(settings, emb, ds="2025-01-04", seen=seen, popularity=np.arange(1000, 1050))
-    assert out["index_version"] == layout.version_name(max(numbers) + 1)
-    assert survivor.recommend(0, 5).index_version == out["index_version"]
+    assert out.index_version == layout.version_name(max(numbers) + 1)
+    assert survivor.recommend(0, 5).index_version == out.index_version

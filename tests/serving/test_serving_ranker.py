@@ -19,14 +19,21 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from features import ranker_columns as columns
 from graphrec import contract, lake
 from graphrec.settings import Settings
 from ingest.simulator import SimulationConfig, simulate
-from serving import bundle as layout
+from serving import layout
 from serving.app import create_app
-from serving.publish import current_version, list_versions, publish_embeddings
+from serving.bundle import load_bundle
+from serving.publish import publish_embeddings
 from serving.recommender import Recommender
-from training import bst
+from serving.versions import current_version, list_versions
+from training import bst_io
+from training.bst import build_bst
+from training.bst_encoding import encode
+from training.bst_fit import predict
+from training.bst_vocab import Vocabulary
 
 NOW = pd.Timestamp("2025-01-05 06:00", tz="UTC")  # after the simulated days (2025-01-01..04)
 SEQ_LEN = 6
@@ -43,9 +50,9 @@ def _restore_torch_threads():
 # Helpers -----------------------------------------------------------------------------------
 def _save_ranker(directory, item_ids, categories, *, seed=0, **kwargs):
     """A seeded random BST over ``item_ids`` saved as ``ranker.pt`` + ``ranker.json``."""
-    vocab = bst.Vocabulary.build(item_ids, categories)
-    model = bst.build_bst(vocab, seed=seed, seq_len=SEQ_LEN, dim=16, heads=2, hidden=(16,), **kwargs)
-    return bst.save_ranker(model, vocab, directory, extra={"seq_len": SEQ_LEN, "seed": seed})
+    vocab = Vocabulary.build(item_ids, categories)
+    model = build_bst(vocab, seed=seed, seq_len=SEQ_LEN, dim=16, heads=2, hidden=(16,), **kwargs)
+    return bst_io.save_ranker(model, vocab, directory, extra={"seq_len": SEQ_LEN, "seed": seed})
 
 
 def _publish(settings, emb, interactions, popularity, ranker_dir=None, ranker_version=None):
@@ -86,7 +93,7 @@ def catalog(sim_curated) -> pd.DataFrame:
 def features_fn(interactions, catalog):
     """A plain ``ranker_features_fn`` over the simulated history, as of :data:`NOW`.
 
-    Same columns as ``features.store.online_ranker_features``; every counter is a
+    Same columns as ``features.historical.historical_ranker_features``; every counter is a
     count over the history, and the recent sequence is the user's last ten events.
     """
     category = catalog.set_index(contract.ITEM_ID)[contract.CATEGORY]
@@ -99,9 +106,9 @@ def features_fn(interactions, catalog):
         mine = events[events[contract.USER_ID] == user_id].tail(10)
         n = len(item_ids)
         row = {
-            bst.USER_ID: np.full(n, user_id, dtype=np.int64),
-            bst.ITEM_ID: np.asarray(item_ids, dtype=np.int64),
-            bst.EVENT_TIMESTAMP: pd.Series([NOW] * n, dtype="datetime64[us, UTC]"),
+            columns.USER_ID: np.full(n, user_id, dtype=np.int64),
+            columns.ITEM_ID: np.asarray(item_ids, dtype=np.int64),
+            columns.EVENT_TIMESTAMP: pd.Series([NOW] * n, dtype="datetime64[us, UTC]"),
             "user_activity__events_1d": float(len(mine) % 3),
             "user_activity__events_7d": float(len(mine)),
             "user_activity__distinct_items_7d": float(mine[contract.ITEM_ID].nunique()),
@@ -109,7 +116,7 @@ def features_fn(interactions, catalog):
             "item_popularity__events_1d": [float(item_events.get(i, 0) % 5) for i in item_ids],
             "item_popularity__events_7d": [float(item_events.get(i, 0)) for i in item_ids],
             "item_popularity__users_7d": [float(item_users.get(i, 0)) for i in item_ids],
-            bst.ITEM_CATEGORY: [category.get(i) for i in item_ids],
+            columns.ITEM_CATEGORY: [category.get(i) for i in item_ids],
         }
         frame = pd.DataFrame(row)
         sequence = (
@@ -117,7 +124,7 @@ def features_fn(interactions, catalog):
             [category.get(i, "unknown") for i in mine[contract.ITEM_ID]],
             [int(t.timestamp()) for t in mine[contract.EVENT_TS]],
         )
-        for column, value in zip((bst.RECENT_ITEMS, bst.RECENT_CATEGORIES, bst.RECENT_TS), sequence):
+        for column, value in zip((columns.RECENT_ITEMS, columns.RECENT_CATEGORIES, columns.RECENT_TS), sequence):
             frame[column] = pd.Series([value] * n, dtype=object)  # one object, as Feast broadcasts it
         return frame
 
@@ -131,14 +138,14 @@ def ranker_dir(tmp_path, interactions, catalog):
 
 # Bundle and publication ----------------------------------------------------------------------
 def test_ranker_file_names_match_the_training_module():
-    assert layout.RANKER_FILES == (bst.WEIGHTS_FILE, bst.META_FILE)
+    assert layout.RANKER_FILES == (bst_io.WEIGHTS_FILE, bst_io.META_FILE)
 
 
 def test_publication_with_a_ranker_writes_and_verifies_its_files(
     settings, make_embeddings, interactions, popularity, ranker_dir
 ):
     out = _publish(settings, make_embeddings(model_version=4), interactions, popularity, ranker_dir, ranker_version=3)
-    assert (out["index_version"], out["model_version"], out["ranker_version"]) == ("v0001", 4, 3)
+    assert (out.index_version, out.model_version, out.ranker_version) == ("v0001", 4, 3)
     path = settings.indexes_dir / "v0001"
     assert {p.name for p in path.iterdir()} == {*layout.DATA_FILES, *layout.RANKER_FILES, "manifest.json"}
     for name in layout.RANKER_FILES:
@@ -151,10 +158,10 @@ def test_publication_with_a_ranker_writes_and_verifies_its_files(
     assert manifest["ranker_meta"] == {"seq_len": SEQ_LEN, "seed": 0}
     assert list_versions(settings)[0]["ranker_version"] == 3
 
-    loaded = layout.load_bundle(path)
+    loaded = load_bundle(path)
     assert loaded.ranker_version == 3 and loaded.ranker is not None
     model, vocab, meta = loaded.ranker
-    expected, expected_vocab, _ = bst.load_ranker(ranker_dir)
+    expected, expected_vocab, _ = bst_io.load_ranker(ranker_dir)
     assert vocab == expected_vocab and meta["seq_len"] == SEQ_LEN and not model.training
     for name, tensor in expected.state_dict().items():
         assert np.array_equal(model.state_dict()[name].numpy(), tensor.numpy()), name
@@ -162,11 +169,11 @@ def test_publication_with_a_ranker_writes_and_verifies_its_files(
 
 def test_publication_without_a_ranker_is_retrieval_only(settings, make_embeddings, interactions, popularity):
     out = _publish(settings, make_embeddings(), interactions, popularity)
-    assert out["ranker_version"] is None
-    path = settings.indexes_dir / out["index_version"]
+    assert out.ranker_version is None
+    path = settings.indexes_dir / out.index_version
     assert not any((path / name).exists() for name in layout.RANKER_FILES)
     assert json.loads((path / "manifest.json").read_text())["ranker_version"] is None
-    loaded = layout.load_bundle(path)
+    loaded = load_bundle(path)
     assert loaded.ranker is None and loaded.ranker_version is None
 
 
@@ -199,16 +206,16 @@ def test_a_damaged_ranker_makes_the_version_unusable(
     out = _publish(
         settings, make_embeddings(seed=1, model_version=2), interactions, popularity, ranker_dir, ranker_version=2
     )
-    path = settings.indexes_dir / out["index_version"]
+    path = settings.indexes_dir / out.index_version
     damage(path)
     assert layout.checksum_problems(path)
     with pytest.raises(layout.BundleError, match="failed verification"):
-        layout.load_bundle(path)
+        load_bundle(path)
     if damage is _corrupt_weights:  # a flipped byte may still unpickle: only the checksum is sure
         weights = path / "ranker.pt"
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
         with pytest.raises(layout.BundleError, match="ranker could not be loaded"):
-            layout.load_bundle(path, verify=False)
+            load_bundle(path, verify=False)
     # serving keeps the version it has, exactly as for a bad index file
     kept = recommender.recommend(0, 5)
     assert (kept.index_version, kept.ranker_version) == ("v0001", 1)
@@ -253,9 +260,9 @@ def test_service_order_equals_offline_scoring_of_the_same_candidates(
 
     # offline: exact retrieval, the same features, the saved ranker
     items, scores = _offline_candidates(emb, interactions, user_id, n)
-    frame = features_fn(user_id, items).assign(**{bst.RETRIEVAL_SCORE: scores})
-    model, vocab, meta = bst.load_ranker(ranker_dir)
-    probabilities = bst.predict(model, bst.encode(frame, vocab, meta["seq_len"]))
+    frame = features_fn(user_id, items).assign(**{columns.RETRIEVAL_SCORE: scores})
+    model, vocab, meta = bst_io.load_ranker(ranker_dir)
+    probabilities = predict(model, encode(frame, vocab, meta["seq_len"]))
     order = np.argsort(-probabilities, kind="stable")[:k]
     assert [i.item_id for i in rec.items] == [items[j] for j in order]
     np.testing.assert_allclose([i.score for i in rec.items], probabilities[order], rtol=1e-5, atol=1e-6)
@@ -303,7 +310,7 @@ def test_a_failing_features_fn_answers_in_retrieval_order(
 
 @pytest.mark.parametrize(
     "mangle",
-    [lambda f: f.drop(columns=[bst.RECENT_ITEMS]), lambda f: f.iloc[::-1], lambda f: f.iloc[:-1]],
+    [lambda f: f.drop(columns=[columns.RECENT_ITEMS]), lambda f: f.iloc[::-1], lambda f: f.iloc[:-1]],
     ids=["missing-column", "wrong-order", "missing-row"],
 )
 def test_malformed_features_degrade_too(
@@ -363,14 +370,14 @@ def test_app_wires_the_online_store_and_degrades_without_one(
 ):
     """``ranker_enabled`` builds the Feast hook; with no store under this home it fails per
     request, and the service answers 200 in retrieval order."""
-    from features.store import OnlineRankerFeatures
+    from features.online import OnlineFeatures
 
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=4)
     assert settings.ranker_enabled
     with TestClient(create_app(settings, online_features=False)) as client:
         rec = client.app.state.recommender
         hook = rec._ranker_features_fn
-        assert isinstance(hook, OnlineRankerFeatures) and hook._settings is settings
+        assert isinstance(hook, OnlineFeatures) and hook._settings is settings
         response = client.get("/recommend/2?k=4")
     assert response.status_code == 200
     body = response.json()
@@ -387,7 +394,7 @@ FEAST_SIM = SimulationConfig(n_users=40, n_items=30, days=2, events_per_day=300,
 @pytest.fixture(scope="module")
 def feast_settings(tmp_path_factory) -> Settings:
     """A simulated lake materialized day by day into a real Feast store (SQLite online)."""
-    from features.store import materialize
+    from features.materialize import materialize
 
     settings = Settings(home=tmp_path_factory.mktemp("serving-ranker-feast"))
     for part in simulate(FEAST_SIM, settings.landing_dir):
@@ -398,7 +405,9 @@ def feast_settings(tmp_path_factory) -> Settings:
 
 
 def test_online_store_features_rerank_like_offline_point_in_time_features(feast_settings, tmp_path):
-    from features.store import historical_ranker_features, online_ranker_features, snapshot_time
+    from features.historical import historical_ranker_features
+    from features.online import OnlineFeatures
+    from features.tables import snapshot_time
     from training.embeddings import ModelEmbeddings
 
     settings = feast_settings
@@ -427,9 +436,9 @@ def test_online_store_features_rerank_like_offline_point_in_time_features(feast_
         ranker_version=1,
     )
     now = snapshot_time(FEAST_SIM.day(FEAST_SIM.days)) + pd.Timedelta(hours=2)
-    online = functools.partial(online_ranker_features, settings, now=now)
+    online = functools.partial(OnlineFeatures(settings), now=now)
     recommender = Recommender(settings, ranker_features_fn=online, rerank_candidates=15)
-    model, vocab, meta = bst.load_ranker(ranker_dir)
+    model, vocab, meta = bst_io.load_ranker(ranker_dir)
     user_id = int(events[contract.USER_ID].value_counts().index[0])  # the heaviest known user
     assert user_id in set(users.tolist())
 
@@ -439,10 +448,10 @@ def test_online_store_features_rerank_like_offline_point_in_time_features(feast_
     # offline: point-in-time join of the same candidates at the same time
     candidates, scores = _offline_candidates(emb, events, user_id, 15)
     rows = pd.DataFrame({contract.USER_ID: user_id, contract.ITEM_ID: candidates, "event_timestamp": now})
-    offline = historical_ranker_features(settings, rows).assign(**{bst.RETRIEVAL_SCORE: scores})
+    offline = historical_ranker_features(settings, rows).assign(**{columns.RETRIEVAL_SCORE: scores})
     assert offline[contract.ITEM_ID].tolist() == candidates
     assert offline["user_recent_items__recent_items"].map(len).gt(0).all()  # the history reaches the ranker
-    probabilities = bst.predict(model, bst.encode(offline, vocab, meta["seq_len"]))
+    probabilities = predict(model, encode(offline, vocab, meta["seq_len"]))
     order = np.argsort(-probabilities, kind="stable")[:8]
     assert [i.item_id for i in rec.items] == [candidates[j] for j in order]
     np.testing.assert_allclose([i.score for i in rec.items], probabilities[order], rtol=1e-5, atol=1e-6)
@@ -469,8 +478,8 @@ def test_publish_model_fetches_the_ranker_by_alias(
     registry.set_alias(settings, "champion", ranker_version, model=settings.ranker_model_name)
 
     out = publish_model(settings, model_version, "2025-01-04", ranker_version="champion")
-    assert (out["model_version"], out["ranker_version"]) == (model_version, ranker_version)
-    path = settings.indexes_dir / out["index_version"]
+    assert (out.model_version, out.ranker_version) == (model_version, ranker_version)
+    path = settings.indexes_dir / out.index_version
     for name in layout.RANKER_FILES:
         assert (path / name).read_bytes() == (ranker_dir / name).read_bytes()
     rec = Recommender(settings).recommend(0, 3)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from serving.publish import publish_embeddings
-from serving.recommender import NoPublishedIndex, Recommender
+from serving.recommender import Recommender
+from serving.swap import NoPublishedIndex
 
 
 def _publish(settings, emb, interactions, popularity):
@@ -160,7 +161,7 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_kept(settings, make_e
 
     # publish v0002, then corrupt it before the service notices the pointer change
     out = _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity)
-    user_emb = settings.indexes_dir / out["index_version"] / "user_emb.npy"
+    user_emb = settings.indexes_dir / out.index_version / "user_emb.npy"
     user_emb.write_bytes(user_emb.read_bytes()[:-8] + b"\x00" * 8)
 
     assert recommender.recommend(0, 5).index_version == "v0001"

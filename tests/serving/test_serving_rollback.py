@@ -12,10 +12,11 @@ import json
 import pytest
 
 from app import cli
-from serving import bundle as layout
+from serving import layout
 from serving.promotion import ChampionUpdateError, VersionNotFound, rollback
-from serving.publish import current_version, publish_embeddings, publish_model
+from serving.publish import publish_embeddings, publish_model
 from serving.recommender import Recommender
+from serving.versions import current_version
 from training import registry
 
 DS = "2025-01-04"
@@ -38,7 +39,7 @@ def _promote_and_publish(settings, version: int, ranker: int | None = None) -> s
     registry.set_alias(settings, registry.CHAMPION, version)
     if ranker is not None:
         registry.set_alias(settings, registry.CHAMPION, ranker, model=settings.ranker_model_name)
-    return publish_model(settings, version, DS, ranker_version=ranker)["index_version"]
+    return publish_model(settings, version, DS, ranker_version=ranker).index_version
 
 
 def _flip_a_byte(path) -> None:

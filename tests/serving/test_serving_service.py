@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from serving import bundle as layout
+from serving import layout
 from serving.app import create_app
-from serving.index import exact_topk
+from serving.index_check import exact_topk
 from serving.publish import publish_embeddings
 from serving.recommender import CHALLENGER, CHAMPION, Recommender, in_canary
 
@@ -37,8 +37,8 @@ def _canary(settings, emb, interactions, popularity, share, mode):
     before = layout.read_pointer(settings.indexes_dir)
     published = _publish(settings, emb, interactions, popularity)
     layout.write_pointer(settings.indexes_dir, before)  # as a canary publication leaves it
-    layout.write_canary(settings.indexes_dir, layout.CanarySpec(published["index_version"], share, mode))
-    return published["index_version"]
+    layout.write_canary(settings.indexes_dir, layout.CanarySpec(published.index_version, share, mode))
+    return published.index_version
 
 
 def _await_canary(client, version, *, broken=False, timeout_s=30.0):

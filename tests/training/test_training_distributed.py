@@ -17,9 +17,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from graphrec.settings import PROJECT_ROOT
+from training.adjacency import normalized_adjacency
 from training.losses import Positives, Shard, batch_loss, sample_negatives
 from training.model import build_lightgcn
-from training.train import TrainConfig, normalized_adjacency, train_lightgcn
+from training.train import train_lightgcn
+from training.train_config import TrainConfig
 
 CONFIG = TrainConfig(epochs=1, embedding_dim=8, batch_size=10_000, weight_decay=0.1, seed=5, num_threads=1)
 

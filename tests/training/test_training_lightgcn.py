@@ -9,10 +9,13 @@ import pytest
 import torch
 from training_sim import SMALL, TINY, curated_world
 
+from training.adjacency import homogeneous_edge_index, normalized_adjacency
 from training.data import build_graph, load_window, temporal_split
+from training.losses import sample_negatives
 from training.metrics import build_ranking_task, evaluate_embeddings, popularity_model
 from training.model import SymmetricSpmm, build_lightgcn
-from training.train import TrainConfig, homogeneous_edge_index, normalized_adjacency, sample_negatives, train_lightgcn
+from training.train import train_lightgcn
+from training.train_config import TrainConfig
 
 
 def _split(tmp_path_factory, name, cfg):
@@ -127,7 +130,7 @@ def test_rejects_unknown_propagation_and_empty_graph(tiny_graph):
 
 
 def test_large_graphs_train_with_at_most_max_steps_per_epoch():
-    from training.train import TrainConfig, step_batch_size
+    from training.train_config import TrainConfig, step_batch_size
 
     assert step_batch_size(TrainConfig(batch_size=2048), 10_000_000) == 2048  # 0: off
     capped = TrainConfig(batch_size=2048, max_steps_per_epoch=128)

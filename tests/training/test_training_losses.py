@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from training.adjacency import normalized_adjacency
 from training.losses import Positives, SoftmaxNLL, batch_loss, sample_negatives
 from training.model import build_lightgcn
-from training.train import TrainConfig, epoch_order, normalized_adjacency
+from training.train import epoch_order
+from training.train_config import TrainConfig
 
 CONFIG = TrainConfig(embedding_dim=8)
 

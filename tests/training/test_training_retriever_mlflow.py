@@ -10,20 +10,15 @@ import pandas as pd
 import pytest
 from training_sim import SMALL, curated_world
 
-import training.retriever as retriever
+import training.retriever_fit as retriever_fit
 from graphrec import contract
 from training import registry
 from training.data import build_graph, load_window, temporal_split
 from training.embeddings import ModelEmbeddings
 from training.metrics import RankingMetrics
 from training.models import FittedRetriever
-from training.retriever import (
-    FINAL_METRICS_TABLE,
-    chosen_evaluation,
-    final_metrics_table,
-    train_config,
-    train_retriever,
-)
+from training.retriever import train_config, train_retriever
+from training.retriever_mlflow import FINAL_METRICS_TABLE, chosen_evaluation, final_metrics_table
 from training.train import train_lightgcn
 
 DS = SMALL.day(SMALL.days)
@@ -40,7 +35,7 @@ def settings(tmp_path_factory):
 def trained(settings):
     """A lightgcn run, recording what went into and came out of the validation split."""
     calls = []
-    split = retriever.validation_split
+    split = retriever_fit.validation_split
 
     def spy(train, fraction, seed):
         fit, validation = split(train, fraction, seed)
@@ -48,7 +43,7 @@ def trained(settings):
         return fit, validation
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(retriever, "validation_split", spy)
+        patch.setattr(retriever_fit, "validation_split", spy)
         summary = train_retriever(settings, DS, model="lightgcn")
     return summary, calls
 
@@ -62,14 +57,14 @@ def test_validation_comes_from_the_training_part_only(settings, trained):
     holdout_keys = pd.MultiIndex.from_frame(holdout[KEY])
     for part in (given, fit, validation):
         assert not pd.MultiIndex.from_frame(part[KEY]).isin(holdout_keys).any()
-    assert len(given) == len(train) == summary["n_train"] == summary["n_fit"] + summary["n_validation"]
-    assert 0 < summary["n_validation"] < summary["n_fit"]
+    assert len(given) == len(train) == summary.n_train == summary.n_fit + summary.n_validation
+    assert 0 < summary.n_validation < summary.n_fit
     # Early stopping chose the epochs on the fit part; the model is then refit on the whole
     # training part for that many epochs: the same embeddings as a direct run.
-    assert summary["refit_epochs"] == summary["best_epoch"] > 0
-    model = registry.load_model_embeddings(settings, summary["model_version"])
+    assert summary.refit_epochs == summary.best_epoch > 0
+    model = registry.load_model_embeddings(settings, summary.model_version)
     graph = build_graph(train)
-    config = dataclasses.replace(train_config(settings), epochs=summary["best_epoch"], patience=0)
+    config = dataclasses.replace(train_config(settings), epochs=summary.best_epoch, patience=0)
     direct = train_lightgcn(graph, config, progress=False).embeddings
     np.testing.assert_array_equal(model.user_ids, graph.users.ids)
     np.testing.assert_array_equal(model.item_ids, graph.items.ids)
@@ -80,40 +75,42 @@ def test_validation_comes_from_the_training_part_only(settings, trained):
 def test_curves_have_one_point_per_epoch_and_evaluation(settings, trained):
     summary, _ = trained
     client = registry.client_for(settings)
-    epochs_run = summary["epochs_run"]
+    epochs_run = summary.epochs_run
     assert 1 <= epochs_run <= EPOCHS
-    losses = client.get_metric_history(summary["run_id"], "train_loss")
+    losses = client.get_metric_history(summary.run_id, "train_loss")
     assert sorted(m.step for m in losses) == list(range(1, epochs_run + 1))
     evaluated = [e for e in range(1, epochs_run + 1) if e % settings.eval_every == 0 or e == epochs_run]
     for name in ("val_recall_at_20", "val_ndcg_at_20"):
-        history = client.get_metric_history(summary["run_id"], name)
+        history = client.get_metric_history(summary.run_id, name)
         assert sorted(m.step for m in history) == evaluated
         assert all(0 <= m.value <= 1 for m in history)
-    run = client.get_run(summary["run_id"])
+    run = client.get_run(summary.run_id)
     assert run.data.metrics["epochs_run"] == epochs_run
-    assert run.data.metrics["stopped_early"] == float(summary["stopped_early"])
+    assert run.data.metrics["stopped_early"] == float(summary.stopped_early)
     assert run.data.params["validation_fraction"] == str(settings.validation_fraction)
     assert run.data.params["train.seed"] == str(settings.seed)
-    assert run.data.params["dataset_fingerprint"] == summary["dataset_fingerprint"]
+    assert run.data.params["dataset_fingerprint"] == summary.dataset_fingerprint
     assert "code_version" in run.data.params
-    if "best_epoch" in summary:  # reported by the early-stopping trainer
-        assert run.data.metrics["best_epoch"] == summary["best_epoch"]
+    if summary.best_epoch is not None:  # reported by the early-stopping trainer
+        assert run.data.metrics["best_epoch"] == summary.best_epoch
 
 
 def test_final_metrics_table_matches_the_run_metrics(settings, trained):
     summary, _ = trained
-    run = registry.client_for(settings).get_run(summary["run_id"])
-    assert FINAL_METRICS_TABLE in [a.path for a in registry.client_for(settings).list_artifacts(summary["run_id"])]
-    table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary["run_id"]]).set_index("model")
+    run = registry.client_for(settings).get_run(summary.run_id)
+    assert FINAL_METRICS_TABLE in [a.path for a in registry.client_for(settings).list_artifacts(summary.run_id)]
+    table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary.run_id]).set_index("model")
     assert list(table.index) == ["lightgcn", "popularity"]
     assert list(table["role"]) == ["candidate", "baseline"]
     metrics = run.data.metrics
     for column, name in (("recall_at_20", "recall_at_20"), ("ndcg_at_20", "ndcg_at_20")):
         assert table.loc["lightgcn", column] == pytest.approx(metrics[name], abs=1e-9)
         assert table.loc["popularity", column] == pytest.approx(metrics[f"popularity_{name}"], abs=1e-9)
-    assert (table["n_eval_users"] == summary["n_eval_users"]).all()
-    assert table.loc["lightgcn", "val_recall_at_20"] == pytest.approx(summary["val_recall_at_20"], abs=1e-6)
-    assert table.loc["lightgcn", "val_epoch"] == summary.get("best_epoch", summary["epochs_run"])
+    assert (table["n_eval_users"] == summary.n_eval_users).all()
+    assert table.loc["lightgcn", "val_recall_at_20"] == pytest.approx(summary.val_recall_at_20, abs=1e-6)
+    assert table.loc["lightgcn", "val_epoch"] == (
+        summary.best_epoch if summary.best_epoch is not None else summary.epochs_run
+    )
     assert table.loc["popularity", ["val_recall_at_20", "val_ndcg_at_20", "val_epoch"]].isna().all()
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from training.checkpoint import CHECKPOINT_FILE, RESUMABLE_FIELDS, fingerprint
-from training.train import TrainConfig, train_lightgcn
+from training.train import train_lightgcn
+from training.train_config import TrainConfig
 
 CONFIG = TrainConfig(epochs=6, embedding_dim=8, batch_size=256, eval_every=1, seed=11, checkpoint_every=2)
 

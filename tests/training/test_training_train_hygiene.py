@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from training.losses import LOSSES
-from training.train import TrainConfig, train_lightgcn
+from training.train import train_lightgcn
+from training.train_config import TrainConfig
 
 CONFIG = TrainConfig(epochs=6, embedding_dim=8, batch_size=256, eval_every=1, seed=3)
 

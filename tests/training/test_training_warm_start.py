@@ -23,8 +23,11 @@ from training.data import BipartiteGraph, load_window, temporal_split, validatio
 from training.embeddings import ModelEmbeddings
 from training.ids import IdMap
 from training.models import model_params
-from training.retriever import choose_init, train_config, train_retriever, unseen_validation
-from training.train import TrainConfig, _build_model, train_lightgcn, warm_start_rows
+from training.retriever import train_config, train_retriever
+from training.retriever_init import choose_init, unseen_validation
+from training.train import _build_model, train_lightgcn
+from training.train_config import TrainConfig
+from training.warm_start import warm_start_rows
 
 # Many users and a long item tail for the events: a champion trained on one day does not know them all.
 WORLD = SimulationConfig(n_users=1500, n_items=800, days=6, events_per_day=2500, drift_day=None)
@@ -145,28 +148,28 @@ def starts(monkeypatch):
 
 
 def _tags(settings, summary):
-    run = registry.client_for(settings).get_run(summary["run_id"])
-    return run.data.tags, run.data.params, registry.get_version_tags(settings, summary["model_version"])
+    run = registry.client_for(settings).get_run(summary.run_id)
+    return run.data.tags, run.data.params, registry.get_version_tags(settings, summary.model_version)
 
 
 @pytest.fixture(scope="module")
 def champion(settings):
     """A first model (no champion yet: trained from scratch) on one day, promoted to champion."""
     summary = train_retriever(settings, YESTERDAY, window_days=2)
-    registry.set_alias(settings, registry.CHAMPION, summary["model_version"])
+    registry.set_alias(settings, registry.CHAMPION, summary.model_version)
     return summary
 
 
 def test_without_a_champion_the_run_trains_from_scratch_and_stores_layer0(settings, champion):
-    assert champion["warm_start"] is False and champion["warm_start_from"] is None
-    assert champion["init_reason"] == "no champion to start from"
-    assert champion["full_retrain_ds"] == YESTERDAY.isoformat()
+    assert champion.warm_start is False and champion.warm_start_from is None
+    assert champion.init_reason == "no champion to start from"
+    assert champion.full_retrain_ds == YESTERDAY
     run_tags, params, version_tags = _tags(settings, champion)
     assert run_tags["warm_start"] == params["warm_start"] == version_tags["warm_start"] == "false"
-    assert run_tags["init_reason"] == version_tags["init_reason"] == champion["init_reason"]
+    assert run_tags["init_reason"] == version_tags["init_reason"] == champion.init_reason
     assert version_tags["full_retrain_ds"] == YESTERDAY.isoformat()
-    base = registry.load_warm_start_embeddings(settings, champion["model_version"])
-    served = registry.load_model_embeddings(settings, champion["model_version"])
+    base = registry.load_warm_start_embeddings(settings, champion.model_version)
+    served = registry.load_model_embeddings(settings, champion.model_version)
     assert base.meta["embeddings_layer"] == "base" and served.meta["warm_start"] is False
     np.testing.assert_array_equal(base.item_ids, served.item_ids)
     assert not np.allclose(base.item_emb, served.item_emb)
@@ -174,10 +177,10 @@ def test_without_a_champion_the_run_trains_from_scratch_and_stores_layer0(settin
 
 def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
     summary = train_retriever(settings, DS)
-    source = registry.load_warm_start_embeddings(settings, champion["model_version"])
-    assert summary["warm_start"] is True and summary["warm_start_from"] == champion["model_version"]
-    assert summary["init_reason"].startswith(f"warm start from champion v{champion['model_version']} (base")
-    assert summary["full_retrain_ds"] == YESTERDAY.isoformat()
+    source = registry.load_warm_start_embeddings(settings, champion.model_version)
+    assert summary.warm_start is True and summary.warm_start_from == champion.model_version
+    assert summary.init_reason.startswith(f"warm start from champion v{champion.model_version} (base")
+    assert summary.full_retrain_ds == YESTERDAY
     assert len(starts) == 2  # early-stopped fit, then the refit on the whole window
     for graph, weight, init in starts:
         assert init is not None
@@ -195,38 +198,38 @@ def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
         torch.testing.assert_close(weight[new_users], cold[0].embedding.weight.detach()[new_users])
     run_tags, params, version_tags = _tags(settings, summary)
     assert run_tags["warm_start"] == params["warm_start"] == version_tags["warm_start"] == "true"
-    assert run_tags["warm_start_from"] == params["warm_start_from"] == str(champion["model_version"])
+    assert run_tags["warm_start_from"] == params["warm_start_from"] == str(champion.model_version)
     assert params["train.eval_every"] == str(settings.warm_start_eval_every)
     assert params["train.patience"] == str(settings.warm_start_patience)
     assert float(params["train.learning_rate"]) == pytest.approx(
         settings.learning_rate * settings.warm_start_learning_rate_factor
     )
-    meta = registry.load_model_embeddings(settings, summary["model_version"]).meta
+    meta = registry.load_model_embeddings(settings, summary.model_version).meta
     assert (meta["warm_start"], meta["warm_start_from"], meta["init_reason"]) == (
         True,
-        champion["model_version"],
-        summary["init_reason"],
+        champion.model_version,
+        summary.init_reason,
     )
     assert meta["n_warm_users"] == int((warm_start_rows(starts[-1][0], source)[0] >= 0).sum())
     assert meta["full_retrain_ds"] == YESTERDAY.isoformat()
-    assert meta["full_retrain_epochs"] == meta["validation"]["full_refit_epochs"] == champion["refit_epochs"]
+    assert meta["full_retrain_epochs"] == meta["validation"]["full_refit_epochs"] == champion.refit_epochs
     # Early stopping watched only the validation events after the champion's last training day.
     window = load_window(settings, DS, settings.window_days)
     train, _ = temporal_split(window.interactions, settings.holdout_days, end=window.end)
     _, validation = validation_split(train, settings.validation_fraction, settings.seed)
     unseen = validation["event_ts"] >= pd.Timestamp(source.meta["train_until"], tz="UTC") + pd.Timedelta(days=1)
-    assert 0 < summary["n_validation"] == int(unseen.sum()) < len(validation)
+    assert 0 < summary.n_validation == int(unseen.sum()) < len(validation)
 
 
 def test_rerun_reuses_the_warm_version_even_after_its_promotion(settings, champion):
     warm = train_retriever(settings, DS)
-    assert warm["reused"] and warm["warm_start"]
-    registry.set_alias(settings, registry.CHAMPION, warm["model_version"])
+    assert warm.reused and warm.warm_start
+    registry.set_alias(settings, registry.CHAMPION, warm.model_version)
     try:  # the champion is now this day's own model: a rerun starts where it started
         again = train_retriever(settings, DS)
-        assert again["reused"] and again["model_version"] == warm["model_version"]
+        assert again.reused and again.model_version == warm.model_version
     finally:
-        registry.set_alias(settings, registry.CHAMPION, champion["model_version"])
+        registry.set_alias(settings, registry.CHAMPION, champion.model_version)
 
 
 @pytest.mark.parametrize(
@@ -239,24 +242,24 @@ def test_rerun_reuses_the_warm_version_even_after_its_promotion(settings, champi
 def test_requested_and_drift_triggered_runs_train_from_scratch(settings, champion, starts, kwargs, reason):
     warm = train_retriever(settings, DS)
     summary = train_retriever(settings, DS, **kwargs)
-    assert summary["warm_start"] is False and summary["warm_start_from"] is None
-    assert summary["init_reason"].startswith(reason)
-    assert summary["model_version"] != warm["model_version"]
-    if not summary["reused"]:  # the second case finds the first one's version: the same full retrain
+    assert summary.warm_start is False and summary.warm_start_from is None
+    assert summary.init_reason.startswith(reason)
+    assert summary.model_version != warm.model_version
+    if not summary.reused:  # the second case finds the first one's version: the same full retrain
         assert len(starts) >= 2 and all(init is None for _, _, init in starts[-2:])
     run_tags, params, _ = _tags(settings, summary)
     assert run_tags["warm_start"] == params["warm_start"] == "false" and run_tags["warm_start_from"] == ""
-    assert summary["full_retrain_ds"] == DS.isoformat()
+    assert summary.full_retrain_ds == DS
     # A full retrain of the same data is reused for the same request, never for a warm start.
-    assert train_retriever(settings, DS, **kwargs)["model_version"] == summary["model_version"]
+    assert train_retriever(settings, DS, **kwargs).model_version == summary.model_version
 
 
 def test_mismatched_dimension_falls_back_with_a_logged_reason(settings, champion, caplog):
     small = settings.model_copy(update={"embedding_dim": 16})
     with caplog.at_level(logging.INFO, logger="training.retriever"):
         summary = train_retriever(small, DS)
-    expected = f"champion v{champion['model_version']} has dimension 64, this run 16"
-    assert summary["warm_start"] is False and summary["init_reason"] == expected
+    expected = f"champion v{champion.model_version} has dimension 64, this run 16"
+    assert summary.warm_start is False and summary.init_reason == expected
     assert expected in caplog.messages
     assert _tags(settings, summary)[0]["init_reason"] == expected
 
@@ -281,7 +284,7 @@ def test_champions_that_cannot_seed_the_run_mean_a_full_retrain(settings, champi
     init = choose_init(changed, DS, kind, _params(settings, kind, **changes), reason="schedule", full_retrain=False)
     assert not init.warm_start and init.embeddings is None and reason in init.reason
     ok = choose_init(settings, DS, "lightgcn", _params(settings), reason="schedule", full_retrain=False)
-    assert ok.warm_start and ok.source_version == champion["model_version"]
+    assert ok.warm_start and ok.source_version == champion.model_version
 
 
 def _register_other_catalog(settings, served, base, **meta):
@@ -321,14 +324,14 @@ def _other_catalog(champion_version: int, settings, seed: int) -> tuple[ModelEmb
 
 @pytest.mark.parametrize("with_base", [True, False])
 def test_a_champion_with_another_catalog_is_mapped_by_id(settings, champion, starts, with_base):
-    served, base = _other_catalog(champion["model_version"], settings, seed=int(with_base))
+    served, base = _other_catalog(champion.model_version, settings, seed=int(with_base))
     version = _register_other_catalog(settings, served, base if with_base else None)
     try:
         summary = train_retriever(settings, DS)
     finally:
-        registry.set_alias(settings, registry.CHAMPION, champion["model_version"])
-    assert summary["warm_start"] and summary["warm_start_from"] == version
-    assert ("(base embeddings" if with_base else "(served embeddings") in summary["init_reason"]
+        registry.set_alias(settings, registry.CHAMPION, champion.model_version)
+    assert summary.warm_start and summary.warm_start_from == version
+    assert ("(base embeddings" if with_base else "(served embeddings") in summary.init_reason
     source = base if with_base else served
     graph, weight, _ = starts[-1]
     for ids, emb, offset, graph_ids in (
@@ -340,7 +343,7 @@ def test_a_champion_with_another_catalog_is_mapped_by_id(settings, champion, sta
         assert len(kept) == len(ids) - (2 if offset == 0 else 3)  # those that left are dropped
         nodes, rows = map(np.array, zip(*kept, strict=True))
         np.testing.assert_array_equal(weight[offset + nodes].numpy(), emb[rows])
-    meta = registry.load_model_embeddings(settings, summary["model_version"]).meta
+    meta = registry.load_model_embeddings(settings, summary.model_version).meta
     assert meta["warm_start_embeddings"] == ("base" if with_base else "served")
     assert meta["n_warm_items"] == len(source.item_ids) - 3
 
@@ -348,17 +351,17 @@ def test_a_champion_with_another_catalog_is_mapped_by_id(settings, champion, sta
 def test_mf_warm_starts_from_an_mf_champion(settings, champion, starts):
     first = train_retriever(settings, YESTERDAY, window_days=2, model="mf")
     # The lightgcn champion is this day's own model, trained from scratch: so is this rerun of its day.
-    assert not first["warm_start"]
-    assert first["init_reason"] == f"champion v{champion['model_version']} is this day's model, trained from scratch"
-    source = registry.load_warm_start_embeddings(settings, first["model_version"])
-    served = registry.load_model_embeddings(settings, first["model_version"])
+    assert not first.warm_start
+    assert first.init_reason == f"champion v{champion.model_version} is this day's model, trained from scratch"
+    source = registry.load_warm_start_embeddings(settings, first.model_version)
+    served = registry.load_model_embeddings(settings, first.model_version)
     np.testing.assert_allclose(source.item_emb, served.item_emb, rtol=0, atol=1e-6)  # no propagation
-    registry.set_alias(settings, registry.CHAMPION, first["model_version"])
+    registry.set_alias(settings, registry.CHAMPION, first.model_version)
     try:
         summary = train_retriever(settings, DS, model="mf")
     finally:
-        registry.set_alias(settings, registry.CHAMPION, champion["model_version"])
-    assert summary["warm_start"] and summary["warm_start_from"] == first["model_version"]
+        registry.set_alias(settings, registry.CHAMPION, champion.model_version)
+    assert summary.warm_start and summary.warm_start_from == first.model_version
     graph, weight, init = starts[-1]
     users, _ = warm_start_rows(graph, source)
     known = np.flatnonzero(users >= 0)

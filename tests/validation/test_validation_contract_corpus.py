@@ -419,7 +419,7 @@ def test_corrected_partition_is_accepted_and_quarantine_history_kept(settings):
 
 
 def test_same_day_twice_is_idempotent_in_curated_and_feast_offline(settings):
-    from features.store import build_features, read_offline
+    from features.snapshots import build_features, read_offline
 
     original = {p.name: p.read_bytes() for p in day_dir(settings).iterdir()}
     first = validate_partition(settings, DAY, now=AFTER)
