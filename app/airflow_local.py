@@ -63,7 +63,7 @@ def airflow_command(settings: Settings, *args: str) -> list[str]:
     forks_tasks = args[:2] == ("celery", "worker") or (
         args[:1] == ("scheduler",) and settings.executor == "LocalExecutor"
     )
-    module = "app.airflow_preload" if settings.airflow_preload and forks_tasks else "airflow"
+    module = "app.airflow_preload" if settings.airflow.preload and forks_tasks else "airflow"
     return [sys.executable, "-m", module, *args]
 
 
@@ -74,19 +74,19 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
     executor (LocalExecutor, or CeleryExecutor with Redis as broker and the metadata
     database as result backend); everything else is the same in both."""
     home = settings.airflow_home
-    api_url = settings.airflow_api_url or f"http://127.0.0.1:{api_port}"
+    api_url = settings.airflow.api_url or f"http://127.0.0.1:{api_port}"
     smtp = {
         "conn_type": "smtp",
-        "host": settings.smtp_host,
-        "port": smtp_port or settings.smtp_port,
-        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": settings.alert_sender, "timeout": 10},
+        "host": settings.alerts.smtp_host,
+        "port": smtp_port or settings.alerts.smtp_port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "from_email": settings.alerts.sender, "timeout": 10},
     }
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": settings.executor,
-        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism or (32 if settings.services else 2)),
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism or (32 if settings.services else 2)),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": api_url.rstrip("/") + "/execution/",
         # Every user logs in: no anonymous access (simple_auth_manager_all_admins stays off).
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
@@ -118,7 +118,7 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
             {
                 "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + settings.database_url("airflow"),
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.celery_worker_concurrency),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(settings.airflow.celery_worker_concurrency),
             }
         )
     return env

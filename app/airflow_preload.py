@@ -13,7 +13,7 @@ imports them once, before it forks anything, like gunicorn's ``--preload``::
 
 Only third-party libraries are imported, and none of them starts a thread or opens a
 connection on import, so forking afterwards is safe. A library that is not installed is
-skipped. ``GRAPHREC_AIRFLOW_PRELOAD=false`` starts the components plainly.
+skipped. ``GRAPHREC_AIRFLOW__PRELOAD=false`` starts the components plainly.
 """
 
 from __future__ import annotations

@@ -120,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("start", help="publish a registered model without serving it and start it as the canary")
     c.add_argument("model_version", help="registered retriever version or alias")
     c.add_argument("--ranker-version", help="registered ranker version or alias (default: retrieval only)")
-    c.add_argument("--share", type=_share, help="share of users it serves (default: settings.live_canary_share)")
-    c.add_argument("--mode", choices=["split", "shadow"], help="default: settings.live_canary_mode")
+    c.add_argument("--share", type=_share, help="share of users it serves (default: settings.serve.live_canary_share)")
+    c.add_argument("--mode", choices=["split", "shadow"], help="default: settings.serve.live_canary_mode")
     c.add_argument("--ds", help="history day YYYY-MM-DD (default: the newest curated partition)")
     c.add_argument("--json", action="store_true")
     for action, text in (
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the recommendation service")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--workers", type=int, help="processes (default: GRAPHREC_SERVE_WORKERS, 1)")
+    p.add_argument("--workers", type=int, help="processes (default: GRAPHREC_SERVE__WORKERS, 1)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=_command("serve", "cmd_serve"))
 

@@ -121,8 +121,8 @@ def run_demo(
     )
 
     runs: list[dict[str, Any]] = []
-    with MailSink(settings.mail_dir, host=settings.smtp_host, port=0) as sink:
-        echo(f"SMTP sink on {settings.smtp_host}:{sink.port} -> {settings.mail_dir}")
+    with MailSink(settings.mail_dir, host=settings.alerts.smtp_host, port=0) as sink:
+        echo(f"SMTP sink on {settings.alerts.smtp_host}:{sink.port} -> {settings.mail_dir}")
         with LocalAirflow(settings, smtp_port=sink.port) as airflow:
             client = airflow.client
             echo(f"Airflow API server, scheduler and DAG processor up at {airflow.base_url} (logs: {airflow.log_dir})")

@@ -12,7 +12,7 @@ prepares those servers (:func:`init`), builds each long-running component's comm
   this machine as background processes (:class:`app.stack.ServicesStack`).
 
 Airflow's UI and API always require a login. The user ``admin`` gets its password from
-``GRAPHREC_AIRFLOW_ADMIN_PASSWORD`` or, when that is unset, a random one generated once
+``GRAPHREC_AIRFLOW__ADMIN_PASSWORD`` or, when that is unset, a random one generated once
 into ``<home>/services/secrets.json`` (mode 600); nothing in the repository is a password.
 """
 
@@ -66,7 +66,7 @@ def services_settings(settings: Settings) -> Settings:
 
 # Servers ---------------------------------------------------------------------------------
 def _postgres(settings: Settings, database: str = "postgres"):
-    url = settings.postgres_url.rstrip("/").replace("postgresql+psycopg2://", "postgresql://")
+    url = settings.servers.postgres_url.rstrip("/").replace("postgresql+psycopg2://", "postgresql://")
     return psycopg2.connect(f"{url}/{database}", connect_timeout=5)
 
 
@@ -76,12 +76,14 @@ def check_servers(settings: Settings) -> None:
         _postgres(settings).close()
     except Exception as exc:  # psycopg2.OperationalError and DNS errors alike
         raise ServicesError(
-            f"PostgreSQL is not reachable at {settings.postgres_url} (GRAPHREC_POSTGRES_URL): {exc}".strip()
+            f"PostgreSQL is not reachable at {settings.servers.postgres_url} (GRAPHREC_SERVERS__POSTGRES_URL): {exc}".strip()
         ) from exc
     try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5).ping()
+        redis.Redis.from_url(settings.servers.redis_url, socket_connect_timeout=5).ping()
     except Exception as exc:
-        raise ServicesError(f"Redis is not reachable at {settings.redis_url} (GRAPHREC_REDIS_URL): {exc}") from exc
+        raise ServicesError(
+            f"Redis is not reachable at {settings.servers.redis_url} (GRAPHREC_SERVERS__REDIS_URL): {exc}"
+        ) from exc
 
 
 def ensure_databases(settings: Settings) -> list[str]:
@@ -92,7 +94,7 @@ def ensure_databases(settings: Settings) -> list[str]:
     try:
         with conn.cursor() as cur:
             for name in DATABASES:
-                database = f"{settings.database_prefix}_{name}"
+                database = f"{settings.servers.database_prefix}_{name}"
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                 if cur.fetchone() is None:
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
@@ -111,7 +113,7 @@ def drop_databases(settings: Settings) -> None:
             for name in DATABASES:
                 cur.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(f"{settings.database_prefix}_{name}")
+                        sql.Identifier(f"{settings.servers.database_prefix}_{name}")
                     )
                 )
     finally:
@@ -139,7 +141,7 @@ def _write_private(path: Path, text: str) -> None:
 def service_secrets(settings: Settings) -> dict[str, str]:
     """Airflow's admin password, JWT secret, API secret key and Fernet key.
 
-    Each comes from its ``GRAPHREC_AIRFLOW_*`` setting when set, otherwise from
+    Each comes from its ``GRAPHREC_AIRFLOW__*`` setting when set, otherwise from
     ``<home>/services/secrets.json``, where a random value is generated the first time.
     """
     path = settings.services_dir / "secrets.json"
@@ -147,7 +149,7 @@ def service_secrets(settings: Settings) -> dict[str, str]:
     changed = False
     values = {}
     for key, generate in _SECRETS.items():
-        given = getattr(settings, f"airflow_{key}")
+        given = getattr(settings.airflow, key)
         if given is not None:
             values[key] = given.get_secret_value()
         else:
@@ -173,7 +175,7 @@ def services_env(settings: Settings) -> dict[str, str]:
     """The environment every component of the stack runs with (Airflow's and graphrec's)."""
     settings = services_settings(settings)
     values = service_secrets(settings)
-    env = airflow_env(settings, api_port=settings.airflow_port)
+    env = airflow_env(settings, api_port=settings.airflow.port)
     env.update(
         {
             "GRAPHREC_PROFILE": "services",
@@ -181,7 +183,7 @@ def services_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__API_AUTH__JWT_SECRET": values["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": values["secret_key"],
             "AIRFLOW__CORE__FERNET_KEY": values["fernet_key"],
-            "AIRFLOW__API__HOST": settings.airflow_host,
+            "AIRFLOW__API__HOST": settings.airflow.host,
         }
     )
     return env
@@ -210,7 +212,7 @@ def component_command(settings: Settings, name: str, *, index: int = 0) -> list[
         return [
             *airflow_command(settings, "celery", "worker"),
             "--concurrency",
-            str(settings.celery_worker_concurrency),
+            str(settings.airflow.celery_worker_concurrency),
             "--celery-hostname",
             f"graphrec-worker{index}@%h",
         ]
@@ -226,14 +228,14 @@ def component_command(settings: Settings, name: str, *, index: int = 0) -> list[
             "--artifacts-destination",
             str(settings.artifacts_dir),
             "--host",
-            settings.mlflow_host,
+            settings.mlflow.host,
             "--port",
-            str(settings.mlflow_port),
+            str(settings.mlflow.port),
             "--workers",
             "1",
         ]
     if name == "serve":
-        return [py, "-m", "graphrec", "serve", "--host", settings.serve_host, "--port", str(settings.serve_port)]
+        return [py, "-m", "graphrec", "serve", "--host", settings.serve.host, "--port", str(settings.serve.port)]
     if name == "mail-sink":
         return [py, "-m", "graphrec", "mail-sink"]
     raise ValueError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")

@@ -94,7 +94,9 @@ class ServicesStack:
 
     def _mail_sink_wanted(self) -> bool:
         s = self.settings
-        return s.smtp_host in ("127.0.0.1", "localhost") and not _port_taken(s.smtp_host, s.smtp_port)
+        return s.alerts.smtp_host in ("127.0.0.1", "localhost") and not _port_taken(
+            s.alerts.smtp_host, s.alerts.smtp_port
+        )
 
     def plan(self) -> list[tuple[str, list[str], dict[str, str]]]:
         """(label, argv, extra env) of every process ``up`` starts, in start order."""
@@ -113,7 +115,7 @@ class ServicesStack:
             )
         )
         if s.executor == "CeleryExecutor":
-            for i in range(1, s.celery_workers + 1):
+            for i in range(1, s.airflow.celery_workers + 1):
                 # Each worker serves its task logs on its own port (they share this machine).
                 plan.append(
                     (
@@ -129,9 +131,9 @@ class ServicesStack:
         s = self.settings
         host = lambda h: "127.0.0.1" if h in ("0.0.0.0", "") else h  # noqa: E731
         return {
-            "airflow": f"http://{host(s.airflow_host)}:{s.airflow_port}",
-            "mlflow": f"http://{host(s.mlflow_host)}:{s.mlflow_port}",
-            "service": f"http://{host(s.serve_host)}:{s.serve_port}",
+            "airflow": f"http://{host(s.airflow.host)}:{s.airflow.port}",
+            "mlflow": f"http://{host(s.mlflow.host)}:{s.mlflow.port}",
+            "service": f"http://{host(s.serve.host)}:{s.serve.port}",
         }
 
     # lifecycle
@@ -142,9 +144,9 @@ class ServicesStack:
             raise ServicesError(f"the stack is already up ({', '.join(p.name for p in running)}); `make down` stops it")
         s = self.settings
         for label, port, setting in (
-            ("Airflow", s.airflow_port, "AIRFLOW_PORT"),
-            ("MLflow", s.mlflow_port, "MLFLOW_PORT"),
-            ("the recommendation service", s.serve_port, "SERVE_PORT"),
+            ("Airflow", s.airflow.port, "AIRFLOW__PORT"),
+            ("MLflow", s.mlflow.port, "MLFLOW__PORT"),
+            ("the recommendation service", s.serve.port, "SERVE__PORT"),
         ):
             if _port_taken("127.0.0.1", port):
                 raise ServicesError(f"port {port} for {label} is taken; set GRAPHREC_{setting} to a free port")
@@ -237,7 +239,7 @@ class ServicesStack:
         finally:
             app.close()
         names = sorted(name for reply in replies for name in reply)
-        return names if len(names) >= self.settings.celery_workers else None
+        return names if len(names) >= self.settings.airflow.celery_workers else None
 
     def down(self, timeout: float = 30) -> list[str]:
         """Stop the processes ``up`` started (and nothing else); returns their names."""

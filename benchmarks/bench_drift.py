@@ -68,7 +68,10 @@ def bench_settings(home: Path, args: argparse.Namespace):
     from graphrec.settings import Settings
 
     return Settings(
-        home=home, window_days=args.window, epochs=args.epochs, ranker_enabled=False, drift_policy=args.policy
+        home=home,
+        training={"window_days": args.window, "epochs": args.epochs},
+        ranker={"enabled": False},
+        drift={"policy": args.policy},
     )
 
 
@@ -81,7 +84,7 @@ def retrain(settings, ds: dt.date, reason: str) -> dict:
     trained = train_retriever(
         settings,
         ds,
-        window_days=settings.drift_retrain_window_days,
+        window_days=settings.drift.retrain_window_days,
         reason=reason,
         model="lightgcn",
         tags={"trigger": "drift"},

@@ -81,16 +81,15 @@ def bench_settings(args: argparse.Namespace):
 
     return Settings(
         home=args.home,
-        embedding_dim=64,
-        window_days=args.days,
-        epochs=args.epochs,
-        batch_size=65_536,
-        patience=0,
-        refit=False,
-        ranker_enabled=not args.no_ranker,
-        ranker_cuts=1,
-        ranker_max_users=1_000,
-        ranker_epochs=3,
+        training={
+            "embedding_dim": 64,
+            "window_days": args.days,
+            "epochs": args.epochs,
+            "batch_size": 65_536,
+            "patience": 0,
+            "refit": False,
+        },
+        ranker={"enabled": not args.no_ranker, "cuts": 1, "max_users": 1_000, "epochs": 3},
     )
 
 
@@ -135,7 +134,7 @@ def setup(args: argparse.Namespace) -> dict:
         started = time.perf_counter()
         ranked = train_ranker(settings, ds, trained.model_version, reason="benchmark")
         ranker_version = ranked.model_version
-        registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.ranker_model_name)
+        registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.mlflow.ranker_model_name)
         timings["ranker_s"] = time.perf_counter() - started
     registry.set_alias(settings, registry.CHAMPION, trained.model_version)
     started = time.perf_counter()
@@ -163,7 +162,7 @@ def start_service(args: argparse.Namespace, port: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "GRAPHREC_HOME": str(args.home),
-        "GRAPHREC_RANKER_ENABLED": str(not args.no_ranker).lower(),
+        "GRAPHREC_RANKER__ENABLED": str(not args.no_ranker).lower(),
         "OMP_NUM_THREADS": "1",
     }
     cmd = [

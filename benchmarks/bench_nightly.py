@@ -80,17 +80,17 @@ def run_step(step: str, ds: str, inputs: dict[str, Any]) -> dict[str, Any]:
         return train_retriever(
             settings,
             day,
-            window_days=settings.window_days,
-            epochs=settings.epochs,
+            window_days=settings.training.window_days,
+            epochs=settings.training.epochs,
             reason="schedule",
-            model=settings.retriever_model,
+            model=settings.training.model,
         ).to_xcom()
     if step == "train_ranker":
         from training.ranker import train_ranker
         from training.results import RetrieverResult
 
         trained = RetrieverResult.from_xcom(inputs["train"])
-        return train_ranker(settings, day, trained.model_version, window_days=settings.window_days).to_xcom()
+        return train_ranker(settings, day, trained.model_version, window_days=settings.training.window_days).to_xcom()
     if step == "canary":
         import inspect
 
@@ -259,7 +259,7 @@ def bench_size(name: str, days: int, seed: int, keep: bool) -> dict[str, Any]:
         total = round(sum(s["seconds"] for s in steps.values()), 2)
         out["nights"].append({"ds": ds, "steps": steps, "seconds": total})
         print(f"  {ds} night: {total:.1f} s", flush=True)
-    out["window_events"] = size["events_per_day"] * settings.window_days
+    out["window_events"] = size["events_per_day"] * settings.training.window_days
     if not keep:
         shutil.rmtree(home, ignore_errors=True)
     return out

@@ -101,14 +101,13 @@ def main(argv: list[str] | None = None) -> dict:
         home=home,
         seed=args.seed,
         validation=base.validation,
-        holdout_days=holdout_days,
-        window_days=window_days,
-        epochs=args.epochs,
-        ranker_candidates=args.candidates,
-        ranker_epochs=args.ranker_epochs,
-        ranker_cuts=args.cuts,
-        ranker_cut_every_days=args.cut_every,
-        retriever_model=args.model,
+        training={"holdout_days": holdout_days, "window_days": window_days, "epochs": args.epochs, "model": args.model},
+        ranker={
+            "candidates": args.candidates,
+            "epochs": args.ranker_epochs,
+            "cuts": args.cuts,
+            "cut_every_days": args.cut_every,
+        },
     )
     print(
         f"movielens: {sum(counts)} ratings over {len(days)} days {days[0]}..{ds}; holdout = last {holdout_days} days "
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     ranked = train_ranker(settings, ds, retriever.model_version, window_days=window_days, reason="benchmark")
     timings["ranker"] = time.perf_counter() - t0
-    k = settings.ranker_k
+    k = settings.ranker.k
     evaluation = ranked.evaluation
 
     rows = [("popularity", "popularity_"), ("retrieval", "retrieval_"), ("retrieval + BST", "ranker_")]

@@ -71,9 +71,9 @@ def run_schedule(train, holdout, steps: int, patience: int, seed: int, home: Pat
     from training.retriever import train_config
     from training.train import train_lightgcn
 
-    settings = Settings(home=home, seed=seed, max_steps_per_epoch=steps, patience=patience)
+    settings = Settings(home=home, seed=seed, training={"max_steps_per_epoch": steps, "patience": patience})
     config = train_config(settings)
-    fit, validation = validation_split(train, settings.validation_fraction, settings.seed)
+    fit, validation = validation_split(train, settings.training.validation_fraction, settings.seed)
     val_task, task = build_ranking_task(fit, validation), build_ranking_task(train, holdout)
 
     def evaluate(embeddings):

@@ -19,7 +19,7 @@ function trains
 Every model is scored on the day's holdout by the product's evaluation; ``delta`` is the
 canary's paired bootstrap of the per-user Recall@20 differences (warm minus full,
 :func:`serving.canary_bootstrap.paired_bootstrap_ci`) and ``within_tolerance`` says whether its
-lower bound clears ``-settings.canary_tolerance``, the canary's no-regression rule.
+lower bound clears ``-settings.canary.tolerance``, the canary's no-regression rule.
 ``seconds`` is the whole ``train_retriever`` call (window loading, both fits, MLflow);
 ``epochs`` the early-stopping epochs plus the refit's. The warm model becomes the next
 day's champion (a chain of warm starts, as the nightly runs between full retrains).
@@ -71,9 +71,9 @@ SUMMARY_FIELDS = (
 )
 #: Extra runs per night: (settings changed, full_retrain).
 VARIANTS = {
-    "warm_no_refit": ({"refit": False}, False),
-    "warm_patience2": ({"warm_start_patience": 2}, False),
-    "warm_full_rate": ({"warm_start_learning_rate_factor": 1.0}, False),
+    "warm_no_refit": ({"training.refit": False}, False),
+    "warm_patience2": ({"training.warm_start_patience": 2}, False),
+    "warm_full_rate": ({"training.warm_start_learning_rate_factor": 1.0}, False),
     "full_other_seed": ({"seed": 43}, True),  # the yardstick: how far two full retrains differ
 }
 
@@ -95,7 +95,7 @@ def simulator_home(home: Path, args: argparse.Namespace):
     settings.curated_dir.mkdir(parents=True, exist_ok=True)
     for part in sorted(settings.landing_dir.iterdir()):  # validation's move, without validating
         os.replace(part, settings.curated_dir / part.name)
-    first = min(args.sim_days - args.sim_nights, settings.window_days)
+    first = min(args.sim_days - args.sim_nights, settings.training.window_days)
     return settings, [cfg.day(first + n) for n in range(args.sim_nights + 1)]
 
 
@@ -106,7 +106,7 @@ def movielens_home(home: Path, args: argparse.Namespace):
     from ingest import movielens
     from ingest.landing import split_by_day, write_partition
 
-    settings = Settings(home=home, window_days=args.ml_window, holdout_days=args.ml_holdout)
+    settings = Settings(home=home, training={"window_days": args.ml_window, "holdout_days": args.ml_holdout})
     interactions, _, _ = movielens.load(args.ml_data)
     for ds, frame in split_by_day(interactions).items():
         write_partition(settings.curated_dir, ds, frame)
@@ -130,8 +130,8 @@ def paired_delta(settings, ds: dt.date, warm_version: int, full_version: int) ->
     from training.data import load_window, temporal_split
     from training.metrics import build_ranking_task, evaluate_embeddings
 
-    window = load_window(settings, ds, settings.window_days)
-    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, ds, settings.training.window_days)
+    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     task = build_ranking_task(train, holdout)
     warm, full = (
         evaluate_embeddings(registry.load_model_embeddings(settings, v), task) for v in (warm_version, full_version)
@@ -139,14 +139,14 @@ def paired_delta(settings, ds: dt.date, warm_version: int, full_version: int) ->
     interval = paired_bootstrap_ci(
         warm.recall_per_user,
         full.recall_per_user,
-        confidence=settings.canary_confidence,
-        n_resamples=settings.canary_bootstrap_samples,
+        confidence=settings.canary.confidence,
+        n_resamples=settings.canary.bootstrap_samples,
         seed=settings.seed,
     )
     return {
         **interval.as_dict(),
-        "within_tolerance": bool(interval.low >= -settings.canary_tolerance),
-        "tolerance": settings.canary_tolerance,
+        "within_tolerance": bool(interval.low >= -settings.canary.tolerance),
+        "tolerance": settings.canary.tolerance,
     }
 
 
@@ -171,7 +171,7 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
         for variant in variants:
             changes, full_retrain = VARIANTS[variant]
             runs[variant] = train_retriever(
-                settings.model_copy(update=changes), ds, reason="benchmark", full_retrain=full_retrain
+                settings.updated(changes), ds, reason="benchmark", full_retrain=full_retrain
             )
         night = {
             "ds": ds.isoformat(),
@@ -198,8 +198,8 @@ def run_dataset(name: str, settings, days: list[dt.date], variants: list[str]) -
         nights.append(night)
         registry.set_alias(settings, registry.CHAMPION, runs["warm"].model_version)  # the warm chain goes on
     return {
-        "window_days": settings.window_days,
-        "holdout_days": settings.holdout_days,
+        "window_days": settings.training.window_days,
+        "holdout_days": settings.training.holdout_days,
         "champion": {"ds": days[0].isoformat(), **_short(champion)},
         "nights": nights,
         "seconds": round(time.perf_counter() - started, 1),

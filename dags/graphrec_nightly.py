@@ -74,14 +74,14 @@ DEFAULT_ARGS = {
             description="Partition day (YYYY-MM-DD). Empty: the day before the run's logical date.",
         ),
         "window_days": Param(
-            _settings.window_days,
+            _settings.training.window_days,
             type="integer",
             minimum=2,
             maximum=365,
             description="Curated days the retriever trains on (the last day is the holdout).",
         ),
         "model": Param(
-            _settings.retriever_model,
+            _settings.training.model,
             type="string",
             enum=list(RETRIEVER_MODELS),
             description=(
@@ -91,7 +91,7 @@ DEFAULT_ARGS = {
             ),
         ),
         "epochs": Param(
-            _settings.epochs,
+            _settings.training.epochs,
             type="integer",
             minimum=1,
             maximum=1000,
@@ -101,7 +101,7 @@ DEFAULT_ARGS = {
             False,
             type="boolean",
             description="Train lightgcn or mf from scratch instead of warm-starting from the champion's embeddings "
-            f"(done anyway every {_settings.full_retrain_every_days} days, on drift-triggered runs and when there is "
+            f"(done anyway every {_settings.training.full_retrain_every_days} days, on drift-triggered runs and when there is "
             "no champion).",
         ),
         "force_publish": Param(
@@ -215,7 +215,7 @@ def graphrec_nightly():
         Registered as a version of the ranker model aliased `challenger` with the tag
         `retriever_version`; the canary judges the two as a pair. Returns the
         `training.results.RankerResult` as XCom, or `{"skipped": why}` when the ranker is
-        turned off (`GRAPHREC_RANKER_ENABLED=false`) or the window has too little data for
+        turned off (`GRAPHREC_RANKER__ENABLED=false`) or the window has too little data for
         it: the pipeline then serves retrieval alone."""
         from graphrec.lake import parse_ds
         from training.data import InsufficientDataError
@@ -223,8 +223,8 @@ def graphrec_nightly():
         from training.results import RetrieverResult
 
         settings = get_settings()
-        if not settings.ranker_enabled:
-            return {"skipped": "ranker disabled (GRAPHREC_RANKER_ENABLED=false)"}
+        if not settings.ranker.enabled:
+            return {"skipped": "ranker disabled (GRAPHREC_RANKER__ENABLED=false)"}
         params = get_current_context()["params"]
         try:
             return fit(
@@ -316,7 +316,7 @@ def graphrec_nightly():
         context = get_current_context()
         report = monitored.html or monitored.report_dir
         sent = {}
-        if load_policy(settings.drift_policy).digest:
+        if load_policy(settings.drift.policy).digest:
             sent["digest"] = send_digest(decision, monitored.signals, settings, report, context=context).to_xcom()
         alert = send_episode_alert(decision, monitored.signals, settings, report_path=report, context=context)
         if alert is None and not sent:
@@ -341,7 +341,7 @@ def graphrec_nightly():
         settings = get_settings()
         return {
             "ds": day["ds"],
-            "window_days": settings.drift_retrain_window_days,
+            "window_days": settings.drift.retrain_window_days,
             "model": get_current_context()["params"]["model"],
             "trigger_reason": decision.retrain_reason,  # "drift on <ds>, <severity>: <signals>; ..."
             "drift_report": str(monitored.html or monitored.report_dir),

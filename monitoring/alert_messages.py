@@ -145,8 +145,8 @@ def build_task_alert(context: Mapping[str, Any], event: str, settings: Settings)
     ]
     message = EmailMessage()
     message["Subject"] = subject
-    message["From"] = settings.alert_sender
-    message["To"] = ", ".join(settings.alert_recipients)
+    message["From"] = settings.alerts.sender
+    message["To"] = ", ".join(settings.alerts.recipients)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain="graphrec")
     message[KIND_HEADER] = "task-retry" if retry else "task-failed"
@@ -284,10 +284,10 @@ def _message(
 
     message = EmailMessage()
     message["Subject"] = subject
-    message["From"] = settings.alert_sender
-    message["To"] = ", ".join(settings.alert_recipients)
+    message["From"] = settings.alerts.sender
+    message["To"] = ", ".join(settings.alerts.recipients)
     message["Date"] = formatdate(localtime=False, usegmt=True)
-    message["Message-ID"] = make_msgid(domain=settings.alert_sender.rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(domain=settings.alerts.sender.rpartition("@")[2] or None)
     message[DS_HEADER] = decision.ds.isoformat()
     message[KIND_HEADER] = "drift"
     if decision.episode_id:

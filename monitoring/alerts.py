@@ -7,7 +7,7 @@ until a message is sent.
 
 Delivery goes through Airflow's SMTP notifier
 (``airflow.providers.smtp.notifications.smtp.SmtpNotifier``), so the mail server, port,
-TLS/SSL and login come from the Airflow connection ``settings.smtp_conn_id``, for example::
+TLS/SSL and login come from the Airflow connection ``settings.alerts.smtp_conn_id``, for example::
 
     AIRFLOW_CONN_SMTP_DEFAULT='{"conn_type": "smtp", "host": "127.0.0.1", "port": 8025,
                                 "extra": {"disable_tls": true, "disable_ssl": true}}'
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, Any] | None = None) -> None:
     """Send a built message through Airflow's ``SmtpNotifier`` (its HTML part, headers kept)
-    to ``settings.alert_recipients``.
+    to ``settings.alerts.recipients``.
 
     See the module docstring for why ``notify`` is called rather than the notifier itself.
 
@@ -63,13 +63,13 @@ def deliver(message: EmailMessage, settings: Settings, *, context: Mapping[str, 
     headers = {
         name: str(message[name]) for name in (DS_HEADER, EPISODE_HEADER, KIND_HEADER, "Message-ID") if message[name]
     }
-    recipients = list(settings.alert_recipients)
+    recipients = list(settings.alerts.recipients)
     notifier = SmtpNotifier(
         to=recipients,
-        from_email=settings.alert_sender,
+        from_email=settings.alerts.sender,
         subject=str(message["Subject"]),
         html_content=content,
-        smtp_conn_id=settings.smtp_conn_id,
+        smtp_conn_id=settings.alerts.smtp_conn_id,
         custom_headers=headers,
     )
     notifier.notify(context if context is not None else {})  # type: ignore[arg-type]  # any mapping does

@@ -32,7 +32,7 @@ class SentMail(Handoff):
     """One email handed to the SMTP server.
 
     Args:
-        recipients (list[str]): the envelope recipients (``settings.alert_recipients``).
+        recipients (list[str]): the envelope recipients (``settings.alerts.recipients``).
         subject (str): its subject.
         message_id (str): its ``Message-ID``.
         episode_id (str | None): the drift episode it announces (episode emails only).
@@ -92,7 +92,7 @@ def send_digest(
 def _send(message: EmailMessage, settings: Settings, context: Mapping[str, Any] | None) -> SentMail:
     deliver(message, settings, context=context)
     return SentMail(
-        recipients=list(settings.alert_recipients),
+        recipients=list(settings.alerts.recipients),
         subject=str(message["Subject"]),
         message_id=str(message["Message-ID"]),
     )

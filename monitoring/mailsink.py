@@ -166,7 +166,7 @@ class MailSink:
 
 
 def serve_forever(settings: Settings, *, stop: threading.Event | None = None) -> None:
-    """Run the mail sink on ``settings.smtp_host:smtp_port`` into ``settings.mail_dir``.
+    """Run the mail sink on ``settings.alerts.smtp_host:smtp_port`` into ``settings.mail_dir``.
 
     Blocks until ``stop`` is set, Ctrl-C, or SIGTERM (when called from the main thread),
     then shuts the server down. Meant for a ``graphrec mailsink`` CLI command next to an
@@ -181,7 +181,7 @@ def serve_forever(settings: Settings, *, stop: threading.Event | None = None) ->
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        with MailSink(settings.mail_dir, host=settings.smtp_host, port=settings.smtp_port) as sink:
+        with MailSink(settings.mail_dir, host=settings.alerts.smtp_host, port=settings.alerts.smtp_port) as sink:
             print(f"graphrec mail sink: smtp://{sink.host}:{sink.port} -> {sink.directory}", flush=True)
             try:
                 while not stop.wait(0.5):

@@ -150,12 +150,12 @@ def monitor_day(
         settings (Settings): the installation.
         ds (str | datetime.date): the day to monitor.
         policy (DriftPolicy | None): the decision policy; default
-            ``load_policy(settings.drift_policy)``.
+            ``load_policy(settings.drift.policy)``.
         model (ServingModel | None): the champion to judge; default the published one
             (:func:`champion_context`), whose training window and offline recall are used
             unless ``window`` / ``offline_recall`` are given.
         window (tuple[date, date] | None): the reference window (inclusive); default the
-            champion's training window, or the ``settings.window_days`` days before ``ds``
+            champion's training window, or the ``settings.training.window_days`` days before ``ds``
             when nothing is published.
         offline_recall (float | None): the champion's offline Recall@k.
 
@@ -163,7 +163,7 @@ def monitor_day(
         MonitorResult: the day's result; also written to the day's ``summary.json``.
     """
     day = lake.parse_ds(ds)
-    policy = policy or load_policy(settings.drift_policy)
+    policy = policy or load_policy(settings.drift.policy)
     if model is None:
         champion = champion_context(settings)
         if champion is not None:
@@ -171,7 +171,7 @@ def monitor_day(
             window = window or champion.window
             offline_recall = champion.offline_recall if offline_recall is None else offline_recall
     if window is None:
-        window = (day - dt.timedelta(days=settings.window_days), day - dt.timedelta(days=1))
+        window = (day - dt.timedelta(days=settings.training.window_days), day - dt.timedelta(days=1))
     ref_days = reference_days(settings, day, window)
     out_dir = day_dir(settings, day)
     current = lake.read_curated(settings.curated_dir, [day])

@@ -117,7 +117,7 @@ def create_app(
         ranker_features (bool | None): re-rank with the published bundle's BST ranker,
             reading its features from the Feast online store (bundles without a ranker
             are served retrieval-only either way); ``None`` means
-            ``settings.ranker_enabled``. ``settings.ranker_candidates`` candidates are
+            ``settings.ranker.enabled``. ``settings.ranker.candidates`` candidates are
             re-ranked per request.
 
     Returns:
@@ -132,7 +132,7 @@ def create_app(
         rec = recommender
         if rec is None:
             recent_hook = ranker_hook = None
-            if settings.ranker_enabled if ranker_features is None else ranker_features:
+            if settings.ranker.enabled if ranker_features is None else ranker_features:
                 ranker_hook = online_ranker_features_hook(settings)
             if online_features_enabled(settings, online_features):
                 # The ranker's reader reads the user's views once per request for both.
@@ -145,15 +145,15 @@ def create_app(
                 settings,
                 recent_items_fn=recent_hook,
                 ranker_features_fn=ranker_hook,
-                rerank_candidates=settings.ranker_candidates,
+                rerank_candidates=settings.ranker.candidates,
                 metrics=service_metrics,
                 background_swap=True,
             )
         app.state.recommender = rec
-        if settings.serve_threads:
+        if settings.serve.threads:
             # Fewer handler threads than anyio's 40: on a few cores, dozens of threads
             # fighting for the GIL lengthen the tail without adding throughput.
-            to_thread.current_default_thread_limiter().total_tokens = settings.serve_threads
+            to_thread.current_default_thread_limiter().total_tokens = settings.serve.threads
         try:
             bundle = rec.refresh()
             log.info(

@@ -5,7 +5,7 @@ the directory cannot outrun its data), copies the BST re-ranker's files in when 
 given, and writes a manifest with the sha256 of every file (:mod:`serving.layout`).
 :func:`check_bundle` then re-hashes the files, re-loads the directory as the service
 would (:func:`serving.bundle.load_bundle`), measures the index's recall against exact
-search (:mod:`serving.index_check`, refused below ``settings.index_recall_floor``) and
+search (:mod:`serving.index_check`, refused below ``settings.index.recall_floor``) and
 makes the ranker score a few candidates. Only a directory that passes is renamed into
 a version by :func:`serving.publish.publish_embeddings`.
 """
@@ -124,21 +124,21 @@ def check_bundle(directory: Path, manifest: dict[str, Any], emb: Any, settings: 
 
     Raises:
         serving.layout.BundleError: a checksum mismatch, recall below
-            ``settings.index_recall_floor``, or a ranker that cannot score.
+            ``settings.index.recall_floor``, or a ranker that cannot score.
     """
     problems = layout.checksum_problems(directory, manifest)
     if problems:
         raise layout.BundleError("freshly written bundle failed verification: " + "; ".join(problems))
     loaded = bundle.load_bundle(directory, verify=False)
     rows = index_check.check_queries(len(loaded.user_ids), settings.seed)
-    k = min(settings.index_recall_k, len(loaded.item_ids))
+    k = min(settings.index.recall_k, len(loaded.item_ids))
     recall = index_check.recall_against_exact(loaded.index, emb.item_emb, loaded.user_emb[rows], k)
-    floor = settings.index_recall_floor
+    floor = settings.index.recall_floor
     manifest["index_check"] = {"recall_at_k": recall, "k": k, "n_queries": len(rows), "floor": floor}
     if recall < floor:
         raise layout.BundleError(
             f"index {manifest['index_factory']!r}: recall@{k} against exact search is {recall:.4f}, "
-            f"below the floor {floor} (settings.index_recall_floor); not published"
+            f"below the floor {floor} (settings.index.recall_floor); not published"
         )
     if loaded.ranker is not None:
         check_ranker(loaded)

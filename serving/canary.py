@@ -87,7 +87,7 @@ def run_canary(
     :func:`~serving.canary_result.summary_line` is logged at INFO.
     """
     holdout = prepare_holdout(settings, ds)
-    first_holdout_day = holdout_start(ds, settings.holdout_days).date()
+    first_holdout_day = holdout_start(ds, settings.training.holdout_days).date()
     champion_before = registry.get_alias_version(settings, registry.CHAMPION)
 
     challenger = registry.load_model_embeddings(settings, challenger_version)
@@ -118,13 +118,13 @@ def run_canary(
     if decision.promote and champion_before != challenger_version:
         registry.set_alias(settings, registry.CHAMPION, challenger_version)
     if pair is not None and decision.promote:
-        registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.ranker_model_name)
+        registry.set_alias(settings, registry.CHAMPION, ranker_version, model=settings.mlflow.ranker_model_name)
     champion_after = registry.get_alias_version(settings, registry.CHAMPION)
     reason = "; ".join([decision.reason, *notes])
     outcome = label(decision)
     if dry_run:
         outcome = "dry-run: " + label(GateDecision(would_promote, decision.passed, decision.reason))
-    summary = summary_line(ds, outcome, challenger_version, champion_before, evidence, settings.canary_tolerance)
+    summary = summary_line(ds, outcome, challenger_version, champion_before, evidence, settings.canary.tolerance)
     log.info(summary)
 
     challenger_scores = None if evidence.challenger is None else ModelScores.of(evidence.challenger)
@@ -165,13 +165,15 @@ def run_canary(
         checks={c.name: c for c in evidence.checks},
         failed_checks=tuple(c.name for c in evidence.checks if c.failed),
         ann=evidence.ann,
-        tolerance=settings.canary_tolerance,
-        confidence=settings.canary_confidence,
-        coverage_floor=settings.canary_coverage_floor,
+        tolerance=settings.canary.tolerance,
+        confidence=settings.canary.confidence,
+        coverage_floor=settings.canary.coverage_floor,
         n_eval_users=holdout.task.n_users,
         ranker=pair,
         ranker_version=ranker_version,
-        ranker_champion_after=registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
+        ranker_champion_after=registry.get_alias_version(
+            settings, registry.CHAMPION, model=settings.mlflow.ranker_model_name
+        )
         if pair is not None
         else None,
     )
@@ -192,7 +194,7 @@ def judge_pair(
     Both pairs re-rank their own retriever's candidates on the canary's holdout
     (:func:`training.ranker_eval.evaluate_pairs`, features as of the holdout's start, one
     feature join for both). The pair passes when its NDCG@k is not below the champion
-    pair's by more than ``settings.ranker_canary_tolerance`` (the champion pair is its
+    pair's by more than ``settings.canary.ranker_tolerance`` (the champion pair is its
     retriever alone when no ranker has been promoted yet) and the ranker does not make
     its own retriever worse (:func:`serving.canary_rules.pair_failures`).
 
@@ -205,14 +207,14 @@ def judge_pair(
             is used for the challenger pair when it was made on this holdout
             (:func:`training.ranker_eval.evaluation_key`).
     """
-    k = settings.ranker_k
+    k = settings.ranker.k
     expected = ranker_eval.evaluation_key(settings, holdout.fingerprint, holdout.window_days)
     mine = _handed_evaluation(handed_over, ranker_version, expected)
     pairs: list[tuple[ModelEmbeddings, Any]] = []
     if mine is None:
         model, vocab, meta, _ = load_ranker(settings, ranker_version)
         pairs.append((challenger, (model, vocab, meta)))
-    champion_ranker = registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
+    champion_ranker = registry.get_alias_version(settings, registry.CHAMPION, model=settings.mlflow.ranker_model_name)
     if champion_version is not None and champion is not None:
         loaded = load_ranker(settings, champion_ranker)[:3] if champion_ranker is not None else None
         pairs.append((champion, loaded))
@@ -221,7 +223,7 @@ def judge_pair(
     if mine is None:
         mine = scored.pop(0)
     theirs = scored[0] if scored else None
-    failures = pair_failures(mine, theirs, k, settings.ranker_canary_tolerance)
+    failures = pair_failures(mine, theirs, k, settings.canary.ranker_tolerance)
     return PairJudgement(
         passed=not failures,
         failures=tuple(failures),
@@ -249,7 +251,7 @@ def _handed_evaluation(
 
 def _tag_rankers(settings: Settings, pair: PairJudgement, outcome: str, promoted: bool, reason: str) -> None:
     """The decision as tags on the challenger ranker and on the champion ranker it faced."""
-    model = settings.ranker_model_name
+    model = settings.mlflow.ranker_model_name
     mine, theirs = ranker_tags(pair, outcome, promoted, reason)
     registry.set_version_tags(settings, pair.ranker_version, mine, model=model)
     if theirs is not None:

@@ -2,8 +2,8 @@
 
 Both registered models and the popularity baseline are scored by the same code
 (:func:`training.metrics.evaluate_embeddings`) on the same fresh holdout
-(:func:`prepare_holdout`): the last ``settings.holdout_days`` curated days ending at
-``ds``, masking each user's items from the earlier days of the ``settings.window_days``
+(:func:`prepare_holdout`): the last ``settings.training.holdout_days`` curated days ending at
+``ds``, masking each user's items from the earlier days of the ``settings.training.window_days``
 window. Models are compared through external ids, so a champion trained on an older
 window (fewer users and items) is scored fairly: users it does not know score zero and
 items it does not know can never be its hits (see the metrics module for the full
@@ -71,13 +71,13 @@ class Holdout:
 
 
 def prepare_holdout(settings: Settings, ds: dt.date) -> Holdout:
-    """Read the ``settings.window_days`` window ending at ``ds`` once and split it.
+    """Read the ``settings.training.window_days`` window ending at ``ds`` once and split it.
 
     Raises:
         InsufficientDataError: no user with history and new holdout items.
     """
-    window = load_window(settings, ds, settings.window_days)
-    history, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, ds, settings.training.window_days)
+    history, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     task = build_ranking_task(history, holdout)
     if task.n_users == 0:
         raise InsufficientDataError(
@@ -86,10 +86,10 @@ def prepare_holdout(settings: Settings, ds: dt.date) -> Holdout:
     return Holdout(
         task,
         history,
-        holdout_start(ds, settings.holdout_days),
+        holdout_start(ds, settings.training.holdout_days),
         popularity_model(history),
         window.fingerprint,
-        settings.window_days,
+        settings.training.window_days,
     )
 
 
@@ -142,18 +142,18 @@ def gather_evidence(
             paired_bootstrap_ci(
                 a,
                 b,
-                confidence=settings.canary_confidence,
-                n_resamples=settings.canary_bootstrap_samples,
+                confidence=settings.canary.confidence,
+                n_resamples=settings.canary.bootstrap_samples,
                 seed=settings.seed,
             )
             for a, b in ((mine.recall_per_user, theirs.recall_per_user), (mine.ndcg_per_user, theirs.ndcg_per_user))
         )
     ann = ann_recall(settings, challenger)
     checks = [
-        regression_check(recall_delta, settings.canary_tolerance),
+        regression_check(recall_delta, settings.canary.tolerance),
         popularity_check(mine.recall, pop.recall),
         health,
-        coverage_check(mine, theirs, settings.canary_coverage_floor),
+        coverage_check(mine, theirs, settings.canary.coverage_floor),
         ann_check(ann),
     ]
     if champion is not None and theirs is None:
@@ -177,15 +177,15 @@ def ann_recall(settings: Settings, model: ModelEmbeddings) -> AnnRecall:
     n_items = len(model.item_ids)
     factory = choose_factory(
         n_items,
-        settings.index_factory,
-        ann_factory=settings.index_ann_factory,
-        exact_max_items=settings.index_exact_max_items,
+        settings.index.factory,
+        ann_factory=settings.index.ann_factory,
+        exact_max_items=settings.index.exact_max_items,
     )
     rows = check_queries(len(model.user_ids), settings.seed)
-    k = min(settings.index_recall_k, n_items)
+    k = min(settings.index.recall_k, n_items)
     try:
-        index = build_index(model.item_emb, factory, settings.index_search_params)
+        index = build_index(model.item_emb, factory, settings.index.search_params)
         recall = round(recall_against_exact(index, model.item_emb, model.user_emb[rows], k), 6)
     except ValueError as exc:
-        return AnnRecall(None, k, factory, len(rows), settings.index_recall_floor, error=str(exc))
-    return AnnRecall(recall, k, factory, len(rows), settings.index_recall_floor)
+        return AnnRecall(None, k, factory, len(rows), settings.index.recall_floor, error=str(exc))
+    return AnnRecall(recall, k, factory, len(rows), settings.index.recall_floor)

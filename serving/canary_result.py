@@ -107,7 +107,7 @@ class PairJudgement(Handoff):
         champion: the champion pair's, ``None`` without a champion retriever.
         ranker_version: the challenger ranker.
         champion_ranker_version: the ranker champion before the gate, ``None`` if none.
-        k: the ranker's cut-off (``settings.ranker_k``).
+        k: the ranker's cut-off (``settings.ranker.k``).
         reused_evaluation: the training task's evaluation of the challenger pair was reused.
     """
 
@@ -143,9 +143,9 @@ class CanaryResult(Handoff):
         checks: every check by name (:data:`serving.canary_rules.CHECKS`).
         failed_checks: the names of the failed ones.
         ann: the challenger's index against exact search, ``None`` when not scored.
-        tolerance: ``settings.canary_tolerance``.
-        confidence: ``settings.canary_confidence``.
-        coverage_floor: ``settings.canary_coverage_floor``.
+        tolerance: ``settings.canary.tolerance``.
+        confidence: ``settings.canary.confidence``.
+        coverage_floor: ``settings.canary.coverage_floor``.
         n_eval_users: the holdout users.
         ranker: the pair's judgement, ``None`` without a ranker.
         ranker_version: the ranker judged with the challenger.
@@ -229,8 +229,8 @@ def gate_tags(
         "canary.challenger_version": challenger_version,
         "canary.champion_version": "none" if champion_version is None else champion_version,
         **{f"canary.popularity_{name}": value for name, value in ModelScores.of(evidence.popularity).named().items()},
-        "canary.confidence": settings.canary_confidence,
-        "canary.tolerance": settings.canary_tolerance,
+        "canary.confidence": settings.canary.confidence,
+        "canary.tolerance": settings.canary.tolerance,
         "canary.n_users": evidence.popularity.n_users,
         **{f"canary.check.{c.name}": c.status for c in evidence.checks},
     }

@@ -8,9 +8,9 @@ so the deltas are paired) let ``d_u = Recall@20_challenger(u) - Recall@20_champi
 The challenger is promoted (alias ``champion`` moves to it) when every check passes:
 
 * ``no_regression`` (skipped when there is no champion): the lower bound of the
-  two-sided ``settings.canary_confidence`` percentile-bootstrap interval of
-  ``mean(d_u)`` (``settings.canary_bootstrap_samples`` resamples of the users, seeded
-  with ``settings.seed``; :func:`serving.canary_bootstrap.paired_bootstrap_ci`) is ``>= -settings.canary_tolerance``:
+  two-sided ``settings.canary.confidence`` percentile-bootstrap interval of
+  ``mean(d_u)`` (``settings.canary.bootstrap_samples`` resamples of the users, seeded
+  with ``settings.seed``; :func:`serving.canary_bootstrap.paired_bootstrap_ci`) is ``>= -settings.canary.tolerance``:
   at that confidence the challenger is at most ``canary_tolerance`` Recall@20 worse than
   the champion. The same interval of the NDCG@20 delta is reported, not gated on.
 * ``beats_popularity``: the challenger's mean Recall@20 is strictly above popularity's.
@@ -21,15 +21,15 @@ The challenger is promoted (alias ``champion`` moves to it) when every check pas
   Non-finite embeddings are not scored at all: the other checks are skipped.
 * ``coverage`` (skipped when there is no champion): the challenger's catalog
   coverage@20 (distinct items in the evaluated users' top 20 over the items it knows)
-  is ``>= settings.canary_coverage_floor`` times the champion's.
+  is ``>= settings.canary.coverage_floor`` times the champion's.
 * ``ann_recall``: the index publication would build for the challenger's items
   (:func:`serving.index.choose_factory` with the ``index_*`` settings) returns at least
-  ``settings.index_recall_floor`` of the exact top ``min(index_recall_k, n_items)`` for
+  ``settings.index.recall_floor`` of the exact top ``min(index_recall_k, n_items)`` for
   up to 256 seeded user embeddings (the check :mod:`serving.bundle_writer` repeats).
 
 A challenger judged with its BST ranker is also judged as a *pair*
 (:func:`pair_failures`): the pair's NDCG@k must not trail the champion pair's by more
-than ``settings.ranker_canary_tolerance``, and the ranker must not make its own
+than ``settings.canary.ranker_tolerance``, and the ranker must not make its own
 retriever worse (:func:`with_pair`).
 
 ``force=True`` promotes although checks failed and says which ones (:func:`decide`),
@@ -213,10 +213,10 @@ class AnnRecall:
 
     Args:
         recall: recall@k of the index, ``None`` when it could not be built.
-        k: the cut-off, ``min(settings.index_recall_k, n_items)``.
+        k: the cut-off, ``min(settings.index.recall_k, n_items)``.
         factory: the FAISS factory string publication would use.
         n_queries: the seeded user queries.
-        floor: ``settings.index_recall_floor``.
+        floor: ``settings.index.recall_floor``.
         error: why the index could not be built, else ``None``.
     """
 
@@ -312,8 +312,8 @@ def pair_failures(mine: Mapping[str, Any], theirs: Mapping[str, Any] | None, k: 
             ``ranker_ndcg_at_{k}``, ``retrieval_ndcg_at_{k}``...).
         theirs: the champion pair's, ``None`` without a champion. A champion retriever
             without a ranker is judged by its ``retrieval_ndcg_at_{k}``.
-        k: the ranker's cut-off (``settings.ranker_k``).
-        tolerance: how much lower the pair's NDCG@k may be (``settings.ranker_canary_tolerance``).
+        k: the ranker's cut-off (``settings.ranker.k``).
+        tolerance: how much lower the pair's NDCG@k may be (``settings.canary.ranker_tolerance``).
     """
     key = f"ranker_ndcg_at_{k}"
     failures = []

@@ -10,7 +10,7 @@ for small catalogs (at tens of thousands of items it is about as fast as HNSW an
 no tuning; see the ANN table in docs/performance.md), and a FAISS ``index_factory`` string (``HNSW32``, ``IVF1024,Flat``,
 ...) for larger ones, with search-time parameters (``efSearch``, ``nprobe``) applied
 through :class:`faiss.ParameterSpace`. The check an index must pass before publication
-(recall against exact search, ``settings.index_recall_floor``) is in :mod:`serving.index_check`.
+(recall against exact search, ``settings.index.recall_floor``) is in :mod:`serving.index_check`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ An approximate index (IVF, HNSW) can lose part of a user's true top ``k``. Publi
 search the index with the embeddings of up to :data:`RECALL_CHECK_QUERIES` seeded users
 (:func:`check_queries`) and compare with the exact inner-product top ``k``
 (:func:`exact_topk`, which uses the one exact top-k, :func:`training.topk.top_k`); an
-index below ``settings.index_recall_floor`` is refused.
+index below ``settings.index.recall_floor`` is refused.
 
 Kept apart from :mod:`serving.index` because :mod:`training.topk` imports torch, which
 the request path (search only) does not need.

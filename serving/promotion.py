@@ -46,8 +46,8 @@ def rollback(settings: Settings, version: str | None = None) -> dict[str, Any]:
     """Serve an earlier version again and move the MLflow ``champion`` aliases with it.
 
     The version's checksums are verified first; then ``CURRENT`` is switched and the
-    retriever's (``settings.retriever_model_name``) champion alias moved to the
-    manifest's ``model_version`` and the ranker's (``settings.ranker_model_name``) to
+    retriever's (``settings.mlflow.retriever_model_name``) champion alias moved to the
+    manifest's ``model_version`` and the ranker's (``settings.mlflow.ranker_model_name``) to
     its ``ranker_version``. A version published without a ranker leaves the ranker's
     alias where it is (``notes`` says so). If an alias cannot be moved, ``CURRENT``
     and the aliases are put back as they were.
@@ -101,8 +101,8 @@ def start_canary(
         ranker_version (int | str | None): registered ranker version or alias to serve
             with it; ``None`` (default): retrieval only.
         share (float | None): share of users it serves in ``"split"`` mode (default:
-            ``settings.live_canary_share``).
-        mode (str | None): ``"split"`` or ``"shadow"`` (default: ``settings.live_canary_mode``).
+            ``settings.serve.live_canary_share``).
+        mode (str | None): ``"split"`` or ``"shadow"`` (default: ``settings.serve.live_canary_mode``).
         ds (str | datetime.date | None): the history day to publish with (default: the
             newest curated partition).
 
@@ -118,8 +118,8 @@ def start_canary(
     """
     spec = layout.CanarySpec(  # validated before anything is published; the version is filled in below
         version=layout.version_name(0),
-        share=settings.live_canary_share if share is None else float(share),
-        mode=mode or settings.live_canary_mode,
+        share=settings.serve.live_canary_share if share is None else float(share),
+        mode=mode or settings.serve.live_canary_mode,
     )
     if ds is None:
         days = list_partitions(settings.curated_dir)
@@ -275,7 +275,10 @@ def _champion_moves(
     """``[(registered model name, version its champion alias should name)]`` and notes."""
     moves: list[tuple[str, int]] = []
     notes: list[str] = []
-    pairs = ((settings.retriever_model_name, "model_version"), (settings.ranker_model_name, "ranker_version"))
+    pairs = (
+        (settings.mlflow.retriever_model_name, "model_version"),
+        (settings.mlflow.ranker_model_name, "ranker_version"),
+    )
     for model, key in pairs:
         value = manifest.get(key)
         if value is not None:

@@ -12,7 +12,7 @@ Publication never lets serving see a half-written version:
    renamed to the next ``vNNNN`` (one ``rename``: the version appears whole or not at all);
 4. the ``CURRENT`` pointer is replaced atomically (temporary file + ``os.replace``),
    unless the version is published for a live canary (``activate=False``);
-5. versions beyond ``settings.keep_index_versions`` are pruned, never the one ``CURRENT``
+5. versions beyond ``settings.index.keep_versions`` are pruned, never the one ``CURRENT``
    names nor the live canary's (``CANARY``; :func:`serving.versions.prune`).
 
 Any failure before the pointer switch removes the temporary directory (or the renamed,
@@ -127,9 +127,9 @@ def publish_embeddings(
     try:
         factory = choose_factory(
             len(emb.item_ids),
-            settings.index_factory,
-            ann_factory=settings.index_ann_factory,
-            exact_max_items=settings.index_exact_max_items,
+            settings.index.factory,
+            ann_factory=settings.index.ann_factory,
+            exact_max_items=settings.index.exact_max_items,
         )
         manifest = bundle_writer.write_bundle(
             tmp,
@@ -140,7 +140,7 @@ def publish_embeddings(
             ranker_dir=ranker_dir,
             ranker_version=ranker_version,
             factory=factory,
-            search_params=settings.index_search_params,
+            search_params=settings.index.search_params,
         )
         bundle_writer.check_bundle(tmp, manifest, emb, settings)
         with versions.publish_lock(root):
@@ -158,7 +158,7 @@ def publish_embeddings(
                 raise
             try:
                 versions.prune(
-                    root, keep=settings.keep_index_versions, current=version if activate else None, protect=(version,)
+                    root, keep=settings.index.keep_versions, current=version if activate else None, protect=(version,)
                 )
             except Exception:  # housekeeping: the publication itself is complete
                 log.warning("published %s but pruning old versions failed", version, exc_info=True)
@@ -194,7 +194,7 @@ def publish_model(
     """Publish a registered model version: MLflow embeddings + curated history up to ``ds``.
 
     Seen pairs come from every curated partition up to and including ``ds``; the
-    popularity fallback counts interactions of the last ``settings.window_days`` days
+    popularity fallback counts interactions of the last ``settings.training.window_days`` days
     (:func:`read_history`).
 
     Args:
@@ -203,7 +203,7 @@ def publish_model(
             ``"champion"``.
         ds (str | datetime.date): the logical day (partitions after it are ignored).
         ranker_version (int | str | None): a registered BST ranker version or alias
-            (``settings.ranker_model_name``) to serve with the retriever; ``None``
+            (``settings.mlflow.ranker_model_name``) to serve with the retriever; ``None``
             (default) publishes retrieval only.
         activate (bool): point ``CURRENT`` at the new version (default); ``False``
             for a live canary.
@@ -242,7 +242,7 @@ def read_history(settings: Settings, ds: str | dt.date) -> tuple[pd.DataFrame, n
     Returns:
         tuple[pd.DataFrame, np.ndarray]: ``user_id``/``item_id`` pairs from every
         curated partition up to ``ds``, and item ids ordered by interaction count over
-        the last ``settings.window_days`` days (most popular first).
+        the last ``settings.training.window_days`` days (most popular first).
     """
     day = parse_ds(ds)
     days = [d for d in list_partitions(settings.curated_dir) if d <= day]
@@ -251,6 +251,6 @@ def read_history(settings: Settings, ds: str | dt.date) -> tuple[pd.DataFrame, n
         return pd.DataFrame(
             {contract.USER_ID: pd.Series(dtype="int64"), contract.ITEM_ID: pd.Series(dtype="int64")}
         ), np.empty(0, np.int64)
-    window_start, _ = day_bounds(day - dt.timedelta(days=max(settings.window_days, 1) - 1))
+    window_start, _ = day_bounds(day - dt.timedelta(days=max(settings.training.window_days, 1) - 1))
     recent = interactions[interactions[contract.EVENT_TS] >= window_start]
     return interactions[[contract.USER_ID, contract.ITEM_ID]], popularity_order(recent)

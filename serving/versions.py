@@ -4,7 +4,7 @@ Publication (:mod:`serving.publish`) and promotion (:mod:`serving.promotion`) ch
 is published and served under one exclusive lock (:func:`publish_lock`), so concurrent
 publishers get distinct version numbers (:func:`next_version`) and never prune a version
 another one is about to serve. :func:`prune` keeps the newest
-``settings.keep_index_versions`` versions, never the one ``CURRENT`` names nor the live
+``settings.index.keep_versions`` versions, never the one ``CURRENT`` names nor the live
 canary's (``CANARY``), and sweeps temporary directories left by killed publishers after
 :data:`STALE_AFTER_S`.
 

@@ -4,7 +4,7 @@ Every kind is a dot-product model over the training graph's users and items, so 
 same evaluation (:func:`training.metrics.evaluate_embeddings`), MLflow registration,
 canary gate, FAISS index and recommender serve all of them:
 
-* ``lightgcn``: LightGCN (:func:`training.train.train_lightgcn`) with ``settings.loss``
+* ``lightgcn``: LightGCN (:func:`training.train.train_lightgcn`) with ``settings.training.loss``
   (full softmax by default, or BPR), dimension ``embedding_dim``;
 * ``mf``: MF-BPR, the same trainer with ``num_layers = 0``, dimension ``embedding_dim``;
 * ``gfcf``: GF-CF, closed form and training-free (:func:`training.gfcf.fit_gfcf`),
@@ -92,10 +92,12 @@ def model_params(kind: str, config: TrainConfig, settings: Settings) -> dict[str
     if kind == "lightgcn":
         return dataclasses.asdict(config)
     if kind == "mf":  # MF-BPR: no propagation, always the BPR loss
-        decay = DEFAULT_WEIGHT_DECAY["bpr"] if settings.weight_decay is None else settings.weight_decay
+        decay = (
+            DEFAULT_WEIGHT_DECAY["bpr"] if settings.training.weight_decay is None else settings.training.weight_decay
+        )
         return dataclasses.asdict(dataclasses.replace(config, num_layers=0, loss="bpr", weight_decay=decay))
     if kind == "gfcf":
-        return {"k": settings.gfcf_k, "alpha": settings.gfcf_alpha, "seed": settings.seed}
+        return {"k": settings.training.gfcf_k, "alpha": settings.training.gfcf_alpha, "seed": settings.seed}
     return {}
 
 

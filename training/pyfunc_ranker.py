@@ -68,7 +68,7 @@ def log_and_register(settings, directory: Path, run_id: str) -> int:
     finally:
         for module in by_value:
             cloudpickle.unregister_pickle_by_value(module)
-    version = mlflow.register_model(info.model_uri, settings.ranker_model_name)
+    version = mlflow.register_model(info.model_uri, settings.mlflow.ranker_model_name)
     return int(version.version)
 
 
@@ -76,9 +76,9 @@ def resolve_version(settings, ref: int | str) -> int:
     """A ranker version number from a number or an alias."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         return int(ref)
-    version = registry.get_alias_version(settings, str(ref), model=settings.ranker_model_name)
+    version = registry.get_alias_version(settings, str(ref), model=settings.mlflow.ranker_model_name)
     if version is None:
-        raise LookupError(f"model {settings.ranker_model_name!r} has no alias {ref!r}")
+        raise LookupError(f"model {settings.mlflow.ranker_model_name!r} has no alias {ref!r}")
     return version
 
 
@@ -91,7 +91,7 @@ def download(settings, ref: int | str) -> Path:
     atexit.register(shutil.rmtree, tmp, True)
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{settings.ranker_model_name}/{version}",
+            artifact_uri=f"models:/{settings.mlflow.ranker_model_name}/{version}",
             dst_path=tmp,
             tracking_uri=settings.tracking_uri,
             registry_uri=settings.tracking_uri,

@@ -80,20 +80,20 @@ def train_ranker(
         (``ranker_ndcg_at_10`` ...) and its key, row counts, timings.
     """
     started = time.perf_counter()
-    window_days = window_days or settings.window_days
+    window_days = window_days or settings.training.window_days
     window = load_window(settings, ds, window_days)
-    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     task = build_ranking_task(train, holdout)
     if train.empty or task.n_users == 0:
         raise InsufficientDataError(f"no training events or holdout users in {window.data_window} for the ranker")
     retriever = registry.load_model_embeddings(settings, retriever_version)
     items, categories = _catalog_items(settings, ds, train)
-    at = holdout_start(window.end, settings.holdout_days)
+    at = holdout_start(window.end, settings.training.holdout_days)
     rows, info = build_training_rows(settings, train, retriever, at)
     vocab = Vocabulary.build(items, categories)
     model, fit_info = fit_ranker(settings, rows, vocab)
     log.info("ranker fitted in %.1f s (best epoch %s)", fit_info["fit_seconds"], fit_info["best_epoch"])
-    meta = {"seq_len": settings.ranker_seq_len}
+    meta = {"seq_len": settings.ranker.seq_len}
     metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
     registry.configure(settings)
     with mlflow.start_run(run_name=f"ranker-bst-{ds.isoformat()}-{reason}") as run:
@@ -134,9 +134,9 @@ def train_ranker(
             "reason": reason,
             **{k: v for k, v in metrics.items() if v is not None},
         },
-        model=settings.ranker_model_name,
+        model=settings.mlflow.ranker_model_name,
     )
-    registry.set_alias(settings, registry.CHALLENGER, version, model=settings.ranker_model_name)
+    registry.set_alias(settings, registry.CHALLENGER, version, model=settings.mlflow.ranker_model_name)
     log.info("ranker v%s (paired with retriever v%s): %s", version, retriever_version, json.dumps(metrics))
     return result
 
@@ -168,13 +168,13 @@ def _log_run(
             "data_window": json.dumps(window.data_window),
             "dataset_fingerprint": window.fingerprint,
             "retriever_version": retriever_version,
-            "candidates": settings.ranker_candidates,
-            "cuts": settings.ranker_cuts,
-            "cut_every_days": settings.ranker_cut_every_days,
-            "max_users": settings.ranker_max_users,
-            "seq_len": settings.ranker_seq_len,
-            "negatives_per_list": settings.ranker_negatives_per_list,
-            "epochs": settings.ranker_epochs,
+            "candidates": settings.ranker.candidates,
+            "cuts": settings.ranker.cuts,
+            "cut_every_days": settings.ranker.cut_every_days,
+            "max_users": settings.ranker.max_users,
+            "seq_len": settings.ranker.seq_len,
+            "negatives_per_list": settings.ranker.negatives_per_list,
+            "epochs": settings.ranker.epochs,
             "seed": settings.seed,
             **model.config(),
         }
@@ -214,24 +214,24 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: Vocabulary) -> tup
 
     Rows are encoded whole (a row's rank and score gap within its list need the full
     list); the training users' rows are then sampled (:func:`sample_negatives`,
-    ``settings.ranker_negatives_per_list``), the validation users' are all kept, so the
+    ``settings.ranker.negatives_per_list``), the validation users' are all kept, so the
     early-stopping AUC is measured on lists as the ranker meets them.
     """
     users = rows[contract.USER_ID].to_numpy(np.int64)
     valid_mask = (pd.util.hash_array(users ^ settings.seed) % 10) == 0
-    batch = encode(rows, vocab, settings.ranker_seq_len)
+    batch = encode(rows, vocab, settings.ranker.seq_len)
     labels = rows[LABEL].to_numpy(np.float32)
-    model = build_bst(vocab, seed=settings.seed, seq_len=settings.ranker_seq_len)
+    model = build_bst(vocab, seed=settings.seed, seq_len=settings.ranker.seq_len)
     valid = None
     sampled = np.zeros(len(rows), dtype=bool)
-    sampled[sample_negatives(rows, settings.ranker_negatives_per_list, settings.seed)] = True
+    sampled[sample_negatives(rows, settings.ranker.negatives_per_list, settings.seed)] = True
     train_index = np.flatnonzero(~valid_mask & sampled)
     if valid_mask.any() and (~valid_mask).any():
         index = np.flatnonzero(valid_mask)
         valid = (batch.subset(index), labels[index])
     else:
         train_index = np.flatnonzero(sampled)
-    config = BSTTrainConfig(epochs=settings.ranker_epochs, seed=settings.seed, patience=2 if valid else 0)
+    config = BSTTrainConfig(epochs=settings.ranker.epochs, seed=settings.seed, patience=2 if valid else 0)
     result = fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
     return model, {
         "losses": list(result.losses),
@@ -246,7 +246,7 @@ def register_ranker(settings: Settings, model: BST, vocab: Vocabulary, run_id: s
     """Log the ranker's files (``ranker/``) to ``run_id`` and register them as a new version."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / RANKER_DIR
-        save_ranker(model, vocab, directory, extra={**extra, "seq_len": settings.ranker_seq_len})
+        save_ranker(model, vocab, directory, extra={**extra, "seq_len": settings.ranker.seq_len})
         version = pyfunc_ranker.log_and_register(settings, directory, run_id)
     return version
 

@@ -122,18 +122,18 @@ def evaluate_pairs(
         with a ranker, ``ranker_hr_at_k, ranker_ndcg_at_k, ranker_auc``, plus
         ``n_eval_users`` and ``candidates``.
     """
-    k = settings.ranker_k
+    k = settings.ranker.k
     popular = retrieve(popularity_model(history), task.user_ids, history, k)
     baseline = list_metrics(task, popular.user_ids, popular.items, k).as_dict("popularity_")
     results: list[dict[str, Any]] = []
     lists: list[Candidates] = []
     for retriever, _ in pairs:
-        candidates = retrieve(retriever, task.user_ids, history, settings.ranker_candidates)
+        candidates = retrieve(retriever, task.user_ids, history, settings.ranker.candidates)
         lists.append(candidates)
         results.append(
             {
                 "n_eval_users": task.n_users,
-                "candidates": settings.ranker_candidates,
+                "candidates": settings.ranker.candidates,
                 **list_metrics(task, candidates.user_ids, candidates.items, k).as_dict("retrieval_"),
                 **baseline,
             }
@@ -150,7 +150,7 @@ def evaluate_pairs(
     for i, frame in zip(ranked, frames):
         model, vocab, meta = pairs[i][1]
         rows = frame.merge(joined, how="left", on=[contract.USER_ID, contract.ITEM_ID], validate="many_to_one")
-        probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker_seq_len)))
+        probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker.seq_len)))
         results[i] |= list_metrics(task, lists[i].user_ids, rerank(lists[i], probabilities), k).as_dict("ranker_")
         labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
         results[i]["ranker_auc"] = round(auc(labels, probabilities), 6) if 0 < labels.sum() < len(labels) else None
@@ -164,7 +164,7 @@ def evaluation_key(settings: Settings, fingerprint: str, window_days: int) -> di
     return {
         "dataset_fingerprint": fingerprint,
         "window_days": int(window_days),
-        "holdout_days": settings.holdout_days,
-        "candidates": settings.ranker_candidates,
-        "k": settings.ranker_k,
+        "holdout_days": settings.training.holdout_days,
+        "candidates": settings.ranker.candidates,
+        "k": settings.ranker.k,
     }

@@ -120,19 +120,19 @@ def next_proxy(
     """The proxy for a cut at ``cut``: it never sees an event at or after ``cut``.
 
     The previous cut's proxy is reused while ``cut`` is at most
-    ``settings.ranker_proxy_reuse_days`` after the end of its data; beyond that, a trained
-    kind is warm-started from it for ``settings.ranker_proxy_warm_epochs`` epochs on the
+    ``settings.ranker.proxy_reuse_days`` after the end of its data; beyond that, a trained
+    kind is warm-started from it for ``settings.ranker.proxy_warm_epochs`` epochs on the
     events before ``cut``; the first proxy (or a closed-form kind) is fitted from scratch.
     """
     if previous is not None and previous.until <= cut <= previous.until + pd.Timedelta(
-        days=settings.ranker_proxy_reuse_days
+        days=settings.ranker.proxy_reuse_days
     ):
         return Proxy(previous.fitted, previous.until, "reused", previous.version)
     before = train[train[contract.EVENT_TS] < cut]
     graph = build_graph(before)
     seed = previous.fitted.base_embeddings if previous is not None else None
     if kind in TRAINED_KINDS and seed is not None and seed.dim == params.get("embedding_dim"):
-        warm = {**params, "epochs": settings.ranker_proxy_warm_epochs}
+        warm = {**params, "epochs": settings.ranker.proxy_warm_epochs}
         return Proxy(fit_model(kind, warm, graph, before, init=seed), cut, "warm")
     return Proxy(fit_model(kind, params, graph, before), cut, "fit")
 
@@ -169,11 +169,11 @@ def replay_cuts(
         InsufficientDataError: no cut has users with both history and next items.
     """
     kind, params = proxy_params(retriever)
-    horizon = pd.Timedelta(days=settings.holdout_days)
-    every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
+    horizon = pd.Timedelta(days=settings.training.holdout_days)
+    every = pd.Timedelta(days=settings.ranker.cut_every_days or settings.training.holdout_days)
     rng = np.random.default_rng(settings.seed)
     plans = []  # (cut, task, users), latest cut first: the order the users are sampled in
-    for k in range(1, settings.ranker_cuts + 1):
+    for k in range(1, settings.ranker.cuts + 1):
         cut = holdout_from - horizon - (k - 1) * every
         before = train[train[contract.EVENT_TS] < cut]
         after = train[(train[contract.EVENT_TS] >= cut) & (train[contract.EVENT_TS] < cut + horizon)]
@@ -182,8 +182,8 @@ def replay_cuts(
             log.info("ranker rows: cut %s has no user with history and next items; skipped", cut)
             continue
         users = task.user_ids
-        if len(users) > settings.ranker_max_users:
-            users = np.sort(rng.choice(users, settings.ranker_max_users, replace=False))
+        if len(users) > settings.ranker.max_users:
+            users = np.sort(rng.choice(users, settings.ranker.max_users, replace=False))
         plans.append((cut, task, users))
     parts, cuts, proxies, proxy_seconds = [], [], [], 0.0
     proxy = start_from
@@ -196,7 +196,7 @@ def replay_cuts(
             continue
         proxy_seconds += time.perf_counter() - started
         before = train[train[contract.EVENT_TS] < cut]
-        rows = candidate_rows(retrieve(proxy.fitted.embeddings, users, before, settings.ranker_candidates), task, cut)
+        rows = candidate_rows(retrieve(proxy.fitted.embeddings, users, before, settings.ranker.candidates), task, cut)
         log.info(
             "ranker rows: cut %s: proxy %s (%s, events before %s), %d rows of %d users, %d positive",
             cut,
@@ -221,7 +221,7 @@ def replay_cuts(
     if not parts or not 0 < rows[LABEL].sum() < len(rows):
         raise InsufficientDataError(
             f"no cut before {holdout_from} gives the ranker both positive and negative rows "
-            f"({settings.ranker_cuts} cuts of {settings.holdout_days} days)"
+            f"({settings.ranker.cuts} cuts of {settings.training.holdout_days} days)"
         )
     return rows, {
         "cuts": cuts,
@@ -248,9 +248,9 @@ def build_training_rows(
         InsufficientDataError: no cut has users with both history and next items.
     """
     kind, _ = proxy_params(retriever)
-    horizon = pd.Timedelta(days=settings.holdout_days)
-    every = pd.Timedelta(days=settings.ranker_cut_every_days or settings.holdout_days)
-    earliest = holdout_from - horizon - (settings.ranker_cuts - 1) * every
+    horizon = pd.Timedelta(days=settings.training.holdout_days)
+    every = pd.Timedelta(days=settings.ranker.cut_every_days or settings.training.holdout_days)
+    earliest = holdout_from - horizon - (settings.ranker.cuts - 1) * every
     rows, info = replay_cuts(
         settings, train, retriever, holdout_from, start_from=registered_proxy(settings, kind, earliest)
     )

@@ -2,7 +2,7 @@
 
 Embedded default: tracking and registry in SQLite under ``settings.mlflow_dir`` and
 artifacts under ``settings.artifacts_dir`` (the experiment is created with that
-artifact location, so nothing lands in ``./mlruns``). With ``GRAPHREC_MLFLOW_TRACKING_URI``
+artifact location, so nothing lands in ``./mlruns``). With ``GRAPHREC_MLFLOW__TRACKING_URI``
 pointing at an MLflow server, the server decides where artifacts go.
 
 A retriever version is a pyfunc model (:class:`training.pyfunc_model.EmbeddingRetriever`)
@@ -55,7 +55,7 @@ def configure(settings: Settings) -> str:
     """Point MLflow at the installation's tracking store and experiment.
 
     Sets the process's tracking and registry URI to ``settings.tracking_uri``, creates
-    the experiment ``settings.mlflow_experiment`` if needed (with
+    the experiment ``settings.mlflow.experiment`` if needed (with
     ``artifact_location = settings.artifacts_dir`` for local stores) and makes it the
     active experiment.
 
@@ -69,13 +69,13 @@ def configure(settings: Settings) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = client_for(settings)
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment)
     if experiment is None:
         location = settings.artifacts_dir.as_uri() if _is_local_store(uri) else None
         try:
-            experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+            experiment_id = client.create_experiment(settings.mlflow.experiment, artifact_location=location)
         except MlflowException:  # created concurrently by another task
-            experiment_id = client.get_experiment_by_name(settings.mlflow_experiment).experiment_id
+            experiment_id = client.get_experiment_by_name(settings.mlflow.experiment).experiment_id
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -130,7 +130,7 @@ def register_model(
         alias: an alias to point at the new version (e.g. ``"challenger"``).
 
     Returns:
-        The new version number of ``settings.retriever_model_name``.
+        The new version number of ``settings.mlflow.retriever_model_name``.
     """
     # lazy: the pyfunc model imports torch (training.topk); reading versions stays light
     from training import ids, pyfunc_model, topk
@@ -157,10 +157,10 @@ def register_model(
         finally:
             for module in by_value:
                 cloudpickle.unregister_pickle_by_value(module)
-        version = mlflow.register_model(info.model_uri, settings.retriever_model_name)
+        version = mlflow.register_model(info.model_uri, settings.mlflow.retriever_model_name)
     client = client_for(settings)
     for key, value in (tags or {}).items():
-        client.set_model_version_tag(settings.retriever_model_name, version.version, key, str(value))
+        client.set_model_version_tag(settings.mlflow.retriever_model_name, version.version, key, str(value))
     if alias is not None:
         set_alias(settings, alias, int(version.version))
     return int(version.version)
@@ -168,13 +168,13 @@ def register_model(
 
 def set_alias(settings: Settings, alias: str, version: int, *, model: str | None = None) -> None:
     """Point ``alias`` of ``model`` (default: the retriever) at ``version`` (moving it if it exists)."""
-    client_for(settings).set_registered_model_alias(model or settings.retriever_model_name, alias, str(version))
+    client_for(settings).set_registered_model_alias(model or settings.mlflow.retriever_model_name, alias, str(version))
 
 
 def get_alias_version(settings: Settings, alias: str, *, model: str | None = None) -> int | None:
     """The version ``alias`` of ``model`` (default: the retriever) points at, or ``None``."""
     try:
-        version = client_for(settings).get_model_version_by_alias(model or settings.retriever_model_name, alias)
+        version = client_for(settings).get_model_version_by_alias(model or settings.mlflow.retriever_model_name, alias)
     except MlflowException as exc:
         # No registered model yet, or no such alias on it; anything else is a real error.
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
@@ -187,12 +187,14 @@ def set_version_tags(settings: Settings, version: int, tags: dict[str, Any], *, 
     """Set (stringified) tags on a version of ``model`` (default: the retriever)."""
     client = client_for(settings)
     for key, value in tags.items():
-        client.set_model_version_tag(model or settings.retriever_model_name, str(version), key, str(value))
+        client.set_model_version_tag(model or settings.mlflow.retriever_model_name, str(version), key, str(value))
 
 
 def get_version_tags(settings: Settings, version: int, *, model: str | None = None) -> dict[str, str]:
     """The tags of a version of ``model`` (default: the retriever)."""
-    return dict(client_for(settings).get_model_version(model or settings.retriever_model_name, str(version)).tags)
+    return dict(
+        client_for(settings).get_model_version(model or settings.mlflow.retriever_model_name, str(version)).tags
+    )
 
 
 def list_model_versions(settings: Settings) -> list[dict[str, Any]]:
@@ -204,7 +206,7 @@ def list_model_versions(settings: Settings) -> list[dict[str, Any]]:
         list is empty when nothing is registered yet.
     """
     try:
-        versions = client_for(settings).search_model_versions(f"name='{settings.retriever_model_name}'")
+        versions = client_for(settings).search_model_versions(f"name='{settings.mlflow.retriever_model_name}'")
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return []
@@ -212,7 +214,7 @@ def list_model_versions(settings: Settings) -> list[dict[str, Any]]:
     # Search results do not carry aliases in every store: read them off the model.
     aliases: dict[int, list[str]] = {}
     if versions:
-        model = client_for(settings).get_registered_model(settings.retriever_model_name)
+        model = client_for(settings).get_registered_model(settings.mlflow.retriever_model_name)
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(int(version), []).append(alias)
     rows = []
@@ -244,7 +246,7 @@ def resolve_version(settings: Settings, ref: int | str) -> int:
         return int(ref)
     version = get_alias_version(settings, ref)
     if version is None:
-        raise LookupError(f"model {settings.retriever_model_name!r} has no alias {ref!r}")
+        raise LookupError(f"model {settings.mlflow.retriever_model_name!r} has no alias {ref!r}")
     return version
 
 
@@ -280,12 +282,12 @@ def load_warm_start_embeddings(settings: Settings, ref: int | str) -> ModelEmbed
 def _load(settings: Settings, ref: int | str, *, base: bool) -> ModelEmbeddings:
     version = resolve_version(settings, ref)
     client = client_for(settings)
-    model_version = client.get_model_version(settings.retriever_model_name, str(version))
+    model_version = client.get_model_version(settings.mlflow.retriever_model_name, str(version))
     # Resolving a models:/ URI consults the process-wide registry URI even when one is passed
     # explicitly (MLflow 3.17), so a fresh process (an Airflow task) must set it first.
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    uri = f"models:/{settings.retriever_model_name}/{version}"
+    uri = f"models:/{settings.mlflow.retriever_model_name}/{version}"
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=tmp, tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
@@ -295,7 +297,7 @@ def _load(settings: Settings, ref: int | str, *, base: bool) -> ModelEmbeddings:
         layer0 = ModelEmbeddings.load_base(directory) if base else None
     meta = {
         **embeddings.meta,
-        "model_name": settings.retriever_model_name,
+        "model_name": settings.mlflow.retriever_model_name,
         "model_version": version,
         "run_id": model_version.run_id or embeddings.meta.get("run_id"),
     }

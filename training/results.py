@@ -23,7 +23,7 @@ class RetrieverResult(Handoff):
 
     Args:
         run_id: the MLflow run.
-        model_version: the registered version of ``settings.retriever_model_name``.
+        model_version: the registered version of ``settings.mlflow.retriever_model_name``.
         model: the retriever kind (``lightgcn``, ``mf``, ``gfcf``, ``popularity``).
         recall_at_20, ndcg_at_20: the model's holdout metrics.
         popularity_recall_at_20, popularity_ndcg_at_20: the popularity baseline's.
@@ -94,7 +94,7 @@ class RankerResult(Handoff):
 
     Args:
         run_id: the MLflow run.
-        model_version: the registered version of ``settings.ranker_model_name``.
+        model_version: the registered version of ``settings.mlflow.ranker_model_name``.
         retriever_version: the retriever version it re-ranks (tag ``retriever_version``).
         ds: the run's day.
         reason: why the run happened.

@@ -1,16 +1,16 @@
 """The retriever training task: window → split → model → evaluation → MLflow version.
 
 The model is one of the kinds of :mod:`training.models` (``lightgcn``, ``mf``, ``gfcf``,
-``popularity``), chosen by ``settings.retriever_model`` or the ``model`` argument; all
+``popularity``), chosen by ``settings.training.model`` or the ``model`` argument; all
 are evaluated, logged and registered the same way.
 
 **Validation and early stopping** (:mod:`training.retriever_fit`). The trained kinds (``lightgcn``, ``mf``) never see the
-holdout while training: with ``settings.validation_fraction > 0`` each user's latest
+holdout while training: with ``settings.training.validation_fraction > 0`` each user's latest
 training events are split off (:func:`training.data.validation_split`), the graph and
 id maps are built from the rest (the *fit* part), the trainer's evaluation callback
-scores the validation events every ``settings.eval_every`` epochs and stops after
-``settings.patience`` evaluations without a better validation Recall@20, keeping the
-embeddings of the best one. With ``settings.refit`` (default) the model is then trained
+scores the validation events every ``settings.training.eval_every`` epochs and stops after
+``settings.training.patience`` evaluations without a better validation Recall@20, keeping the
+embeddings of the best one. With ``settings.training.refit`` (default) the model is then trained
 again on the whole training part for the number of epochs early stopping chose, because
 the validation split holds each user's newest events, the most telling ones for the next
 day (on the demo's drifted day 10: holdout Recall@20 0.1634 from the fit part alone,
@@ -95,23 +95,25 @@ def train_config(settings: Settings, epochs: int | None = None) -> TrainConfig:
     """The :class:`~training.train_config.TrainConfig` the settings describe (``epochs`` overrides).
 
     Early stopping (``patience``) needs a validation split to watch: it is off when
-    ``settings.validation_fraction`` is 0, so that nothing ever stops on the holdout.
+    ``settings.training.validation_fraction`` is 0, so that nothing ever stops on the holdout.
     """
     values = {
-        "epochs": epochs or settings.epochs,
-        "embedding_dim": settings.embedding_dim,
-        "num_layers": settings.num_layers,
-        "learning_rate": settings.learning_rate,
-        "batch_size": settings.batch_size,
-        "max_steps_per_epoch": settings.max_steps_per_epoch,
-        "loss": settings.loss,
-        "weight_decay": DEFAULT_WEIGHT_DECAY[settings.loss] if settings.weight_decay is None else settings.weight_decay,
-        "init_std": settings.init_std,
-        "temperature": settings.temperature,
-        "item_l2_degree_power": settings.item_l2_degree_power,
+        "epochs": epochs or settings.training.epochs,
+        "embedding_dim": settings.training.embedding_dim,
+        "num_layers": settings.training.num_layers,
+        "learning_rate": settings.training.learning_rate,
+        "batch_size": settings.training.batch_size,
+        "max_steps_per_epoch": settings.training.max_steps_per_epoch,
+        "loss": settings.training.loss,
+        "weight_decay": DEFAULT_WEIGHT_DECAY[settings.training.loss]
+        if settings.training.weight_decay is None
+        else settings.training.weight_decay,
+        "init_std": settings.training.init_std,
+        "temperature": settings.training.temperature,
+        "item_l2_degree_power": settings.training.item_l2_degree_power,
         "seed": settings.seed,
-        "eval_every": settings.eval_every,
-        "patience": settings.patience if settings.validation_fraction > 0 else 0,
+        "eval_every": settings.training.eval_every,
+        "patience": settings.training.patience if settings.training.validation_fraction > 0 else 0,
     }
     # Only the fields this trainer has (``patience`` came with early stopping).
     fields = {field.name for field in dataclasses.fields(TrainConfig)}
@@ -159,15 +161,15 @@ def train_retriever(
 
     Args:
         settings: the installation's settings (hyper-parameters, seed, MLflow stores).
-        ds: the last curated day of the window; its last ``settings.holdout_days`` days
+        ds: the last curated day of the window; its last ``settings.training.holdout_days`` days
             are the evaluation holdout.
-        window_days: window length; defaults to ``settings.window_days``.
-        epochs: training epochs of ``lightgcn`` and ``mf``; defaults to ``settings.epochs``.
+        window_days: window length; defaults to ``settings.training.window_days``.
+        epochs: training epochs of ``lightgcn`` and ``mf``; defaults to ``settings.training.epochs``.
         reason: why this run happens (``"schedule"``, ``"drift"``, ``"manual"``...);
             logged as a param and a version tag.
         reuse: return the existing version when the same inputs were trained before.
         model: the retriever kind (``lightgcn``, ``mf``, ``gfcf`` or ``popularity``, see
-            :mod:`training.models`); defaults to ``settings.retriever_model``. It is the
+            :mod:`training.models`); defaults to ``settings.training.model``. It is the
             run's ``model`` tag and param, a version tag and ``meta["model"]``.
         tags: extra run and version tags, e.g. what triggered the run
             (``trigger=drift``, ``drift_report``, ``drift_episode``).
@@ -188,23 +190,23 @@ def train_retriever(
         ValueError: an unknown ``model``.
     """
     started = time.perf_counter()
-    kind = check_kind(model or settings.retriever_model)
-    window_days = window_days or settings.window_days
+    kind = check_kind(model or settings.training.model)
+    window_days = window_days or settings.training.window_days
     window = load_window(settings, ds, window_days)
-    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     if train.empty:
         raise InsufficientDataError(
-            f"no training events in {window.data_window} before the {settings.holdout_days}-day holdout "
+            f"no training events in {window.data_window} before the {settings.training.holdout_days}-day holdout "
             f"(curated days found: {[d.isoformat() for d in window.days]})"
         )
     task = build_ranking_task(train, holdout)
     if task.n_users == 0:
         raise InsufficientDataError(
-            f"no holdout users to evaluate on: the holdout from {holdout_start(window.end, settings.holdout_days).date()} "
+            f"no holdout users to evaluate on: the holdout from {holdout_start(window.end, settings.training.holdout_days).date()} "
             f"to {ds} has {len(holdout)} events and none is a new item of a user with history"
         )
     params = model_params(kind, train_config(settings, epochs), settings)
-    validation_fraction = settings.validation_fraction if kind in TRAINED_KINDS else 0.0
+    validation_fraction = settings.training.validation_fraction if kind in TRAINED_KINDS else 0.0
     code = code_version()
     registry.configure(settings)
     init = choose_init(settings, ds, kind, params, reason=reason, full_retrain=full_retrain)
@@ -216,9 +218,9 @@ def train_retriever(
         window.fingerprint,
         ds,
         window_days,
-        settings.holdout_days,
+        settings.training.holdout_days,
         kind,
-        {**params, "refit": settings.refit} if validation_fraction else params,
+        {**params, "refit": settings.training.refit} if validation_fraction else params,
         code,
         validation_fraction,
         init.source_version,
@@ -335,7 +337,9 @@ def train_retriever(
         meta = {
             "model": kind,
             "data_window": window.data_window,
-            "train_until": (holdout_start(window.end, settings.holdout_days).date() - dt.timedelta(days=1)).isoformat(),
+            "train_until": (
+                holdout_start(window.end, settings.training.holdout_days).date() - dt.timedelta(days=1)
+            ).isoformat(),
             "partitions": [d.isoformat() for d in window.days],
             "dataset_fingerprint": window.fingerprint,
             "metrics": metrics,

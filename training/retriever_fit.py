@@ -4,7 +4,7 @@ The trained kinds (``lightgcn``, ``mf``) never see the holdout while training: w
 validation fraction each user's latest training events are split off
 (:func:`split_for_validation`; for a warm start only the events the champion never saw,
 :func:`training.retriever_init.unseen_validation`), the model is fitted on the rest with
-early stopping on validation Recall@20, and with ``settings.refit`` it is trained again
+early stopping on validation Recall@20, and with ``settings.training.refit`` it is trained again
 on the whole training part for the epochs early stopping chose
 (:func:`fit_with_refit`). Only the metric curves are logged here
 (:func:`training.retriever_mlflow.log_curves`); :func:`training.retriever.train_retriever`
@@ -112,7 +112,7 @@ def fit_with_refit(
     )
     log_curves(settings, run_id, result)
     embeddings, base, refit_epochs = result.embeddings, result.base_embeddings, 0
-    if settings.refit and split.task is not None and result.best_epoch:
+    if settings.training.refit and split.task is not None and result.best_epoch:
         # The validation split held out each user's newest events, the most telling for
         # tomorrow: retrain on the whole window for the epochs early stopping chose
         # (from the same start: the champion's embeddings for a warm start).

@@ -5,8 +5,8 @@ serving champion's layer-0 embeddings instead of random ones (:func:`choose_init
 the users and items the champion knows get its vectors (matched by external id), new
 ones the usual random init, and those that left the window are dropped. A warm-started
 run validates only on the validation events newer than the champion's training data
-(:func:`unseen_validation`), evaluates every ``settings.warm_start_eval_every`` epochs,
-stops after ``settings.warm_start_patience`` evaluations without progress and refits
+(:func:`unseen_validation`), evaluates every ``settings.training.warm_start_eval_every`` epochs,
+stops after ``settings.training.warm_start_patience`` evaluations without progress and refits
 (again from the champion) for the chosen epochs: on the simulator (5,000 users and
 items, 10,000 events a day) 3 + 2 epochs in 11 s instead of 10 + 4 in 37 s, holdout
 Recall@20 0.1610 against 0.1632 (``benchmarks/bench_warm_start.py``); without the refit
@@ -15,7 +15,7 @@ five nights on a smaller simulated world), which the scheduled full retrain boun
 run trains from scratch instead (a *full retrain*) when asked to (``full_retrain=True``),
 when it is drift-triggered (``reason`` starting with ``"drift"``), when there is no
 champion, when the champion's last full
-retrain is ``settings.full_retrain_every_days`` days old or more, or when the champion
+retrain is ``settings.training.full_retrain_every_days`` days old or more, or when the champion
 cannot seed it (another kind, dimension or number of layers, or trained on days inside
 this run's holdout). Which it was is the run's param and tag ``warm_start``,
 ``warm_start_from`` (the champion's version) and ``init_reason``, and the same keys of
@@ -83,7 +83,7 @@ def choose_init(
 ) -> Init:
     """Warm start from the champion, or a full retrain from scratch, and why.
 
-    The source is the ``champion`` version of ``settings.retriever_model_name``; when
+    The source is the ``champion`` version of ``settings.mlflow.retriever_model_name``; when
     the champion is this day's own model (a rerun after its promotion), the model it
     started from, so that a rerun repeats the original run. Reads the source's version
     tags (``ds``, ``model``, ``full_retrain_ds``) and, when they allow a warm start, its
@@ -108,7 +108,7 @@ def choose_init(
         return full("full retrain requested (full_retrain)")
     if reason.startswith("drift"):
         return full(f"drift-triggered run ({reason})")
-    if settings.full_retrain_every_days == 0:
+    if settings.training.full_retrain_every_days == 0:
         return full("warm starts are off (full_retrain_every_days = 0)")
     version = registry.get_alias_version(settings, registry.CHAMPION)
     if version is None:
@@ -130,10 +130,10 @@ def choose_init(
     if last_full is None:
         return full(f"{champion} records no training day")
     age = (ds - last_full).days
-    if age >= settings.full_retrain_every_days:
+    if age >= settings.training.full_retrain_every_days:
         return full(
             f"scheduled full retrain: {champion}'s last full retrain ({last_full}) is {age} days old "
-            f"(full_retrain_every_days = {settings.full_retrain_every_days})"
+            f"(full_retrain_every_days = {settings.training.full_retrain_every_days})"
         )
     embeddings = registry.load_warm_start_embeddings(settings, version)
     theirs = embeddings.meta.get("params") or {}
@@ -142,7 +142,7 @@ def choose_init(
     if kind == "lightgcn" and theirs.get("num_layers") != params["num_layers"]:
         return full(f"{champion} has {theirs.get('num_layers')} layers, this run {params['num_layers']}")
     until = embeddings.meta.get("train_until")
-    if until is None or dt.date.fromisoformat(until) >= holdout_start(ds, settings.holdout_days).date():
+    if until is None or dt.date.fromisoformat(until) >= holdout_start(ds, settings.training.holdout_days).date():
         return full(f"{champion} was trained on days up to {until}, not before this run's holdout")
     epochs = tags.get("full_retrain_epochs") or (embeddings.meta.get("validation") or {}).get("refit_epochs")
     layer = embeddings.meta["embeddings_layer"]
@@ -173,8 +173,8 @@ def unseen_validation(
 
 def warm_start_params(settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` of a warm-started run: its learning rate, evaluation cadence and patience."""
-    patience = settings.warm_start_patience if params.get("patience") else 0
-    changes: dict[str, Any] = {"eval_every": settings.warm_start_eval_every, "patience": patience}
+    patience = settings.training.warm_start_patience if params.get("patience") else 0
+    changes: dict[str, Any] = {"eval_every": settings.training.warm_start_eval_every, "patience": patience}
     if "learning_rate" in params:
-        changes["learning_rate"] = params["learning_rate"] * settings.warm_start_learning_rate_factor
+        changes["learning_rate"] = params["learning_rate"] * settings.training.warm_start_learning_rate_factor
     return {**params, **changes}

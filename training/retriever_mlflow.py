@@ -129,7 +129,7 @@ def find_version(settings: Settings, key: str) -> tuple[int, dict[str, Any]] | N
     """A registered version with ``training_key == key`` and its stored summary."""
     client = registry.client_for(settings)
     try:
-        versions = client.search_model_versions(f"name='{settings.retriever_model_name}'")
+        versions = client.search_model_versions(f"name='{settings.mlflow.retriever_model_name}'")
     except MlflowException:
         return None
     for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
@@ -156,7 +156,7 @@ def log_run_inputs(
     mlflow.log_params(
         {
             "window_days": window_days,
-            "holdout_days": settings.holdout_days,
+            "holdout_days": settings.training.holdout_days,
             "data_window": json.dumps(window.data_window),
             "partitions": json.dumps([d.isoformat() for d in window.days]),
             "dataset_fingerprint": window.fingerprint,

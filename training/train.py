@@ -12,7 +12,7 @@ user-item graph without weights or non-linearities:
 and scores a user-item pair by ``<x_u, x_i>``. Training uses Adam on one of two losses
 (:func:`training.losses.batch_loss`, ``TrainConfig.loss``):
 
-* ``"softmax"``, what the product trains with (the default of ``settings.loss``): each
+* ``"softmax"``, what the product trains with (the default of ``settings.training.loss``): each
   positive against a softmax over *all* items, with the epoch's edges grouped by user
   (:func:`epoch_order`). A step still costs one full-graph propagation, but it teaches
   every positive against every item instead of one negative: on Gowalla it reaches in

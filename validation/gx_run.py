@@ -22,6 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from validation.failures import failures_from_result
+from validation.suite import build_interactions_suite
+
 log = logging.getLogger(__name__)
 
 # SUMMARY gives counts and a few unexpected values without materializing every row index;
@@ -152,8 +155,6 @@ def validate_interactions(
     Returns:
         list[dict]: failure records (see :mod:`validation.failures`); empty means valid.
     """
-    from validation.failures import failures_from_result
-    from validation.suite import build_interactions_suite
 
     run_time = now or dt.datetime.now(dt.UTC)
     (run,) = run_suites([(build_interactions_suite(ds, now, config), frame)], run_name=f"ds={ds}", run_time=run_time)

@@ -36,11 +36,11 @@ from graphrec import contract
 from graphrec.lake import day_bounds
 from graphrec.settings import ValidationSettings
 from validation.checks import Profile, severity_of
+from validation.history import BatchHistory
+from validation.reading import nullable_ints
 
 if TYPE_CHECKING:
     import great_expectations as gx
-
-    from validation.history import BatchHistory
 
 INTERACTIONS_SUITE = "interactions"
 BATCH_SUITE = "interactions_batch"
@@ -58,7 +58,6 @@ def pandas_dtypes(schema: pa.Schema) -> dict[str, str]:
     ``{"user_id": "Int64", ..., "event_ts": "datetime64[us, UTC]"}``. String columns come
     back as ``object`` and are checked value by value instead.
     """
-    from validation.reading import nullable_ints
 
     frame = schema.empty_table().to_pandas(ignore_metadata=True, types_mapper=nullable_ints)
     return {name: str(dtype) for name, dtype in frame.dtypes.items()}

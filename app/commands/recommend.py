@@ -20,13 +20,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 2
     settings = get_settings()
     ranker_features = None
-    if settings.ranker_enabled and settings.feast_dir.exists():
+    if settings.ranker.enabled and settings.feast_dir.exists():
         ranker_features = OnlineFeatures(settings)  # opens Feast on its first read
     recommender = Recommender(
         settings,
         recent_items_fn=_recent_items_fn(settings),
         ranker_features_fn=ranker_features,
-        rerank_candidates=settings.ranker_candidates,
+        rerank_candidates=settings.ranker.candidates,
     )
     try:
         rec = recommender.recommend(args.user_id, args.k)

@@ -16,8 +16,8 @@ from serving.metrics import MULTIPROCESS_ENV
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
-    workers = args.workers or settings.serve_workers
-    host, port = args.host or settings.serve_host, args.port or settings.serve_port
+    workers = args.workers or settings.serve.workers
+    host, port = args.host or settings.serve.host, args.port or settings.serve.port
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, access_log=not args.no_access_log)
         return 0

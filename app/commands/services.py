@@ -43,7 +43,7 @@ def cmd_services(args: argparse.Namespace) -> int:
                 print("the stack is not up (`make up` starts it)")
             return 0 if rows and all(r["alive"] for r in rows) else 1
         elif args.action == "password":
-            given = stack.settings.airflow_admin_password
+            given = stack.settings.airflow.admin_password
             path = stack.settings.services_dir / "secrets.json"
             if given is None and not path.exists():
                 raise ServicesError(
@@ -69,11 +69,11 @@ def _print_stack(stack: ServicesStack, info: dict) -> None:
 graphrec services are up ({len(stack.processes())} processes, logs in {stack.log_dir})
   Airflow UI and API   {info["airflow"]}   user {info["airflow_user"]}
                        password: source {env_file}; graphrec services password
-                       (generated once into {info["secrets_file"]}, or GRAPHREC_AIRFLOW_ADMIN_PASSWORD)
+                       (generated once into {info["secrets_file"]}, or GRAPHREC_AIRFLOW__ADMIN_PASSWORD)
   MLflow UI            {info["mlflow"]}
   recommendation API   {info["service"]}/docs   (metrics: {info["service"]}/metrics)
   Celery workers       {", ".join(info["celery_workers"]) or "none (LocalExecutor)"}
   nightly DAG          {"paused" if info["dag_paused"] else "unpaused: runs at 02:00 UTC"}; trigger it from the UI
-  alert mail           SMTP {s.smtp_host}:{s.smtp_port}, stored under {s.mail_dir}
+  alert mail           SMTP {s.alerts.smtp_host}:{s.alerts.smtp_port}, stored under {s.mail_dir}
   this shell           source {env_file}
 Stop everything with `make down`.""")

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from graphrec.settings.groups import (
@@ -112,37 +112,6 @@ class Settings(BaseSettings):
         # The 0.1 flat names come after the grouped ones: where both are set, the new name wins.
         return init_settings, env_settings, LegacyEnvSource(settings_cls), dotenv_settings, file_secret_settings
 
-    # --- TEMPORARY compat (removed once call sites use groups) ---------------------------
-    @model_validator(mode="before")
-    @classmethod
-    def _compat_nest(cls, data: Any) -> Any:
-        from graphrec.settings import _compat
-
-        return _compat.nest(data, depth=4)
-
-    def __getattr__(self, name: str) -> Any:
-        from graphrec.settings.legacy import RENAMED
-
-        if name in RENAMED:
-            from graphrec.settings import _compat
-
-            _compat.record("attr", name)
-            group, field = RENAMED[name]
-            return getattr(getattr(self, group), field)
-        return super().__getattr__(name)
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Settings:
-        from graphrec.settings import _compat
-        from graphrec.settings.legacy import RENAMED
-
-        if update and any(k in RENAMED for k in update):
-            for k in update:
-                if k in RENAMED:
-                    _compat.record("copy", k)
-            return self.updated({(".".join(RENAMED[k]) if k in RENAMED else k): v for k, v in update.items()})
-        return super().model_copy(update=update, deep=deep)
-
-    # -------------------------------------------------------------------------------------
     def updated(self, changes: dict[str, Any]) -> Settings:
         """A validated copy with ``changes`` applied; keys are ``field`` or ``group.field``.
 

@@ -19,7 +19,7 @@ def test_only_the_component_that_forks_the_tasks_preloads(tmp_path):
     # Under Celery the scheduler forks nothing; each worker does.
     assert component_command(services, "scheduler")[1:] == ["-m", "airflow", "scheduler"]
     assert component_command(services, "celery-worker", index=2)[1:4] == ["-m", "app.airflow_preload", "celery"]
-    plain = Settings(home=tmp_path, airflow_preload=False)
+    plain = Settings(home=tmp_path, airflow={"preload": False})
     assert airflow_command(plain, "scheduler")[1:] == ["-m", "airflow", "scheduler"]
 
 

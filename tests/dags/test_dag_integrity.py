@@ -68,7 +68,7 @@ def test_model_param_offers_every_retriever_kind(dagbag):
 
     param = dagbag.get_dag("graphrec_nightly").params.get_param("model")
     assert param.schema["enum"] == ["lightgcn", "mf", "gfcf", "popularity"] == list(RETRIEVER_MODELS)
-    assert param.value == get_settings().retriever_model and param.description
+    assert param.value == get_settings().training.model and param.description
     assert param.resolve("gfcf") == "gfcf"
     with pytest.raises(ParamValidationError):
         param.resolve("svd")

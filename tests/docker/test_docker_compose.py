@@ -174,7 +174,7 @@ BROKEN: list[tuple[str, str, Callable[[dict], None], str]] = [
     (
         "misspelt host",
         "url hosts",
-        lambda d: d["services"]["mlflow"]["environment"].update(GRAPHREC_REDIS_URL="redis://rediss:6379"),
+        lambda d: d["services"]["mlflow"]["environment"].update(GRAPHREC_SERVERS__REDIS_URL="redis://rediss:6379"),
         "rediss",
     ),
     ("missing context", "builds", lambda d: d["services"]["mlflow"]["build"].update(context="../nowhere"), "nowhere"),

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_scheduler_executes_drift_triggered_retrain(tmp_path):
-    settings = Settings(home=tmp_path / "home", epochs=8)
+    settings = Settings(home=tmp_path / "home", training={"epochs": 8})
     config = SimulationConfig(
         n_users=300, n_items=150, days=3, events_per_day=1500, drift_day=3, drift_new_items=40, seed=7
     )
@@ -42,7 +42,7 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     # The retrain's model version records in MLflow that drift triggered it, and which report.
     from training import registry
 
-    versions = registry.client_for(settings).search_model_versions(f"name='{settings.retriever_model_name}'")
+    versions = registry.client_for(settings).search_model_versions(f"name='{settings.mlflow.retriever_model_name}'")
     drifted = [v for v in versions if v.tags.get("trigger") == "drift"]
     assert len(drifted) == 1, [v.tags for v in versions]
     report = drifted[0].tags["drift_report"]

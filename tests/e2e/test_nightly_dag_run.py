@@ -128,7 +128,7 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     assert sorted(m["X-Graphrec-Kind"] for m in stored) == ["drift", "task-failed"], [m["Subject"] for m in stored]
     message = kinds["drift"]
     assert "drift" in message["Subject"].lower() and CONFIG.day(4).isoformat() in message["Subject"]
-    assert message["To"] == ", ".join(settings.alert_recipients)
+    assert message["To"] == ", ".join(settings.alerts.recipients)
     # Day 2's failed validate task emailed too (the failure callback every task carries).
     failure = kinds["task-failed"]
     assert failure["Subject"].startswith("[graphrec] task failed: graphrec_nightly.validate")
@@ -148,13 +148,13 @@ def test_nightly_dag_end_to_end(airflow_db, lake, monkeypatch):
     from training import registry
 
     assert day4["train_ranker"] == "success" and day4["canary"] == "success", day4
-    rankers = registry.client_for(settings).search_model_versions(f"name='{settings.ranker_model_name}'")
+    rankers = registry.client_for(settings).search_model_versions(f"name='{settings.mlflow.ranker_model_name}'")
     assert len(rankers) == 1
     tags = rankers[0].tags
     assert tags["retriever_version"] == str(registry.get_alias_version(settings, registry.CHALLENGER))
     assert tags["canary.decision"] in ("promoted", "rejected") and "canary.ranker_ndcg_at_10" in tags
     promoted = tags["canary.decision"] == "promoted"
-    ranker_champion = registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name)
+    ranker_champion = registry.get_alias_version(settings, registry.CHAMPION, model=settings.mlflow.ranker_model_name)
     assert (ranker_champion == int(rankers[0].version)) == promoted
     assert (registry.get_alias_version(settings, registry.CHAMPION) == int(tags["retriever_version"])) == promoted
     # The pair that passed the canary is the pair that serves.

@@ -46,17 +46,16 @@ def homes(tmp_path_factory):
     services = Settings(
         home=root / "services",
         profile="services",
-        feast_redis_db=FEAST_DB,
-        database_prefix=f"graphrec_f{secrets.token_hex(3)}",
+        servers={"feast_redis_db": FEAST_DB, "database_prefix": f"graphrec_f{secrets.token_hex(3)}"},
     )
     try:
         check_servers(services)
     except ServicesError as exc:
         pytest.skip(
             f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
-            "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them."
+            "on 127.0.0.1:6379, or GRAPHREC_SERVERS__POSTGRES_URL / GRAPHREC_SERVERS__REDIS_URL pointing at them."
         )
-    online = redis.Redis.from_url(f"{services.redis_url}/{FEAST_DB}")
+    online = redis.Redis.from_url(f"{services.servers.redis_url}/{FEAST_DB}")
     online.flushdb()
     ensure_databases(services)
     for part in simulate(CFG, root / "landing"):

@@ -50,9 +50,9 @@ def run(policy, days, start=DAY0):
 
 
 def settings_for(tmp_path, **overrides) -> Settings:
-    """Settings with two recipients and a sender, in ``tmp_path``."""
-    values = dict(alert_recipients=["mlops@example.org", "oncall@example.org"], alert_sender="graphrec@example.org")
-    return Settings(home=tmp_path, **(values | overrides))
+    """Settings with two recipients and a sender, in ``tmp_path`` (``overrides``: more alert settings)."""
+    alerts = {"recipients": ["mlops@example.org", "oncall@example.org"], "sender": "graphrec@example.org"}
+    return Settings(home=tmp_path, alerts=alerts | overrides)
 
 
 def smtp_connection(port: int) -> str:

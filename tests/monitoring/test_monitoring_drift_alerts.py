@@ -25,7 +25,7 @@ def test_send_episode_alert_delivers_through_the_smtp_notifier(warning_alert, tm
         sent = send_episode_alert(decision, signals, settings, report_path=REPORT, dag_run_note="Run: test-run-1")
         [path] = sink.messages()
 
-    assert sent.episode_id == "drift-2025-01-21" and sent.recipients == settings.alert_recipients
+    assert sent.episode_id == "drift-2025-01-21" and sent.recipients == settings.alerts.recipients
     message = read_message(path)
     assert message["Subject"] == sent.subject == "[graphrec] WARNING drift: item_popularity since 2025-01-21"
     assert message["X-RcptTo"] == "mlops@example.org, oncall@example.org"  # the SMTP envelope

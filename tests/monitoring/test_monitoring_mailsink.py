@@ -80,7 +80,7 @@ def test_message_filename_is_a_utc_stamp_and_a_content_hash():
 
 
 def test_serve_forever_runs_on_the_settings_address_until_stopped(tmp_path):
-    settings = Settings(home=tmp_path, smtp_port=_free_port())
+    settings = Settings(home=tmp_path, alerts={"smtp_port": _free_port()})
     stop = threading.Event()
     server = threading.Thread(target=serve_forever, args=(settings,), kwargs={"stop": stop}, daemon=True)
     server.start()
@@ -88,7 +88,7 @@ def test_serve_forever_runs_on_the_settings_address_until_stopped(tmp_path):
         deadline = time.monotonic() + 10
         while True:
             try:
-                client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=5)
+                client = smtplib.SMTP(settings.alerts.smtp_host, settings.alerts.smtp_port, timeout=5)
                 break
             except ConnectionRefusedError:
                 if time.monotonic() > deadline:

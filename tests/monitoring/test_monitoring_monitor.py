@@ -24,7 +24,7 @@ SIZE = {"n_users": 300, "n_items": 200, "events_per_day": 1500}
 
 def _run(tmp_path_factory, name: str, first: int, last: int, *, days: int = 24) -> tuple[Settings, list[MonitorResult]]:
     sc = scenario(name, days=days, drift_day=DRIFT_DAY, **SIZE)
-    settings = Settings(home=tmp_path_factory.mktemp(name), window_days=WINDOW)
+    settings = Settings(home=tmp_path_factory.mktemp(name), training={"window_days": WINDOW})
     simulate_scenario(sc, settings.curated_dir)
     results = [monitor_day(settings, sc.config.day(index)) for index in range(first, last + 1)]
     return settings, results

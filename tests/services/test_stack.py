@@ -45,7 +45,7 @@ def _free_port() -> int:
 def _pg(settings: Settings, name: str):
     import psycopg2
 
-    return psycopg2.connect(f"{settings.postgres_url}/{settings.database_prefix}_{name}")
+    return psycopg2.connect(f"{settings.servers.postgres_url}/{settings.servers.database_prefix}_{name}")
 
 
 def _query(settings: Settings, name: str, sql: str, args=()) -> list[tuple]:
@@ -70,24 +70,25 @@ def stack(tmp_path_factory):
     settings = Settings(
         home=home,
         profile="services",
-        database_prefix=f"graphrec_t{secrets.token_hex(3)}",
-        feast_redis_db=FEAST_DB,
-        celery_redis_db=CELERY_DB,
-        airflow_port=_free_port(),
-        mlflow_port=_free_port(),
-        serve_port=_free_port(),
-        smtp_port=_free_port(),
-        alert_recipients=["oncall@localhost"],
+        servers={
+            "database_prefix": f"graphrec_t{secrets.token_hex(3)}",
+            "feast_redis_db": FEAST_DB,
+            "celery_redis_db": CELERY_DB,
+        },
+        airflow={"port": _free_port()},
+        mlflow={"port": _free_port()},
+        serve={"port": _free_port()},
+        alerts={"smtp_port": _free_port(), "recipients": ["oncall@localhost"]},
     )
     try:
         check_servers(settings)
     except ServicesError as exc:
         pytest.skip(
             f"{exc}. The services tests need PostgreSQL on 127.0.0.1:5432 (user postgres) and Redis "
-            "on 127.0.0.1:6379, or GRAPHREC_POSTGRES_URL / GRAPHREC_REDIS_URL pointing at them."
+            "on 127.0.0.1:6379, or GRAPHREC_SERVERS__POSTGRES_URL / GRAPHREC_SERVERS__REDIS_URL pointing at them."
         )
     for db in (FEAST_DB, CELERY_DB):
-        redis.Redis.from_url(f"{settings.redis_url}/{db}").flushdb()
+        redis.Redis.from_url(f"{settings.servers.redis_url}/{db}").flushdb()
     simulate(CONFIG, settings.landing_dir)
     for index in range(1, CONFIG.days):
         outcome = validate_partition(settings, CONFIG.day(index), profile="backfill")
@@ -101,7 +102,7 @@ def stack(tmp_path_factory):
         services.down()
         drop_databases(settings)
         for db in (FEAST_DB, CELERY_DB):
-            redis.Redis.from_url(f"{settings.redis_url}/{db}").flushdb()
+            redis.Redis.from_url(f"{settings.servers.redis_url}/{db}").flushdb()
 
 
 @pytest.fixture(scope="module")
@@ -207,19 +208,19 @@ def test_mlflow_registry_on_postgres_with_the_alias_flow(stack, client, rest_run
     services, _ = stack
     settings = services.settings
     assert rest_run["run"]["state"] == "success"
-    assert settings.tracking_uri == f"http://127.0.0.1:{settings.mlflow_port}"
+    assert settings.tracking_uri == f"http://127.0.0.1:{settings.mlflow.port}"
     rows = dict(
         ((name, alias), version)
         for name, alias, version in _query(
             settings, "mlflow", "SELECT name, alias, version FROM registered_model_aliases"
         )
     )
-    assert rows[(settings.retriever_model_name, "challenger")] == 1
+    assert rows[(settings.mlflow.retriever_model_name, "challenger")] == 1
     # force_publish: the first version becomes champion whatever the gate says of it.
-    assert rows[(settings.retriever_model_name, "champion")] == 1
+    assert rows[(settings.mlflow.retriever_model_name, "champion")] == 1
     # The same through the MLflow server the tasks used.
     assert registry.get_alias_version(settings, registry.CHAMPION) == 1
-    tags = registry.client_for(settings).get_model_version(settings.retriever_model_name, "1").tags
+    tags = registry.client_for(settings).get_model_version(settings.mlflow.retriever_model_name, "1").tags
     canary = client.xcom(DAG_ID, rest_run["run_id"], "canary")
     assert canary["promoted"]
     assert tags["canary.decision"] == ("forced" if canary["forced"] else "promoted"), (tags, canary["reason"])
@@ -239,7 +240,7 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
     services, info = stack
     settings = services.settings
     assert rest_run["run"]["state"] == "success"
-    assert redis.Redis.from_url(f"{settings.redis_url}/{FEAST_DB}").dbsize() > 0
+    assert redis.Redis.from_url(f"{settings.servers.redis_url}/{FEAST_DB}").dbsize() > 0
     tables = {r[0] for r in _query(settings, "feast", "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert "feature_views" in tables, tables
     store = feature_store(settings)

@@ -130,10 +130,10 @@ def registry_settings(tmp_path, model_registry, sim_curated) -> Settings:
 
     from training import registry
 
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=model_registry)
+    settings = Settings(home=tmp_path / "home", mlflow={"tracking_uri": model_registry})
     shutil.copytree(sim_curated, settings.curated_dir)
     client = registry.client_for(settings)
-    for model in (settings.retriever_model_name, settings.ranker_model_name):
+    for model in (settings.mlflow.retriever_model_name, settings.mlflow.ranker_model_name):
         try:
             client.delete_registered_model_alias(model, registry.CHAMPION)
         except MlflowException:
@@ -158,7 +158,7 @@ def ranker_registry_down(monkeypatch):
     set_alias = registry.set_alias
 
     def refuse_ranker(settings, alias, version, *, model=None):
-        if model == settings.ranker_model_name:
+        if model == settings.mlflow.ranker_model_name:
             raise ConnectionError("registry unreachable")
         return set_alias(settings, alias, version, model=model)
 

@@ -26,14 +26,14 @@ DS = "2025-01-04"
 def _champions(settings) -> tuple[int | None, int | None]:
     return (
         registry.get_alias_version(settings, registry.CHAMPION),
-        registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name),
+        registry.get_alias_version(settings, registry.CHAMPION, model=settings.mlflow.ranker_model_name),
     )
 
 
 def _serve_champion(settings, version: int = 1, ranker: int | None = 1) -> None:
     registry.set_alias(settings, registry.CHAMPION, version)
     if ranker is not None:
-        registry.set_alias(settings, registry.CHAMPION, ranker, model=settings.ranker_model_name)
+        registry.set_alias(settings, registry.CHAMPION, ranker, model=settings.mlflow.ranker_model_name)
     publish_model(settings, version, DS, ranker_version=ranker)
 
 
@@ -82,11 +82,11 @@ def test_canary_start_defaults_come_from_settings_and_the_lake(cli_settings, cap
     assert cli.main(["canary", "start", "2"]) == 0
     assert "live canary v0002 (split, share 0.1): model 2, ranker None" in capsys.readouterr().out
     spec = layout.read_canary(settings.indexes_dir)
-    assert (spec.share, spec.mode) == (settings.live_canary_share, settings.live_canary_mode)
+    assert (spec.share, spec.mode) == (settings.serve.live_canary_share, settings.serve.live_canary_mode)
     assert layout.read_manifest(settings.indexes_dir / "v0002")["ds"] == DS  # the newest curated partition
 
     # a second start replaces the first
-    result = start_canary(settings.model_copy(update={"live_canary_share": 0.3}), 1, ranker_version=2)
+    result = start_canary(settings.updated({"serve.live_canary_share": 0.3}), 1, ranker_version=2)
     assert result["replaced"]["version"] == "v0002" and result["canary"]["share"] == 0.3
     assert layout.read_canary(settings.indexes_dir).version == "v0003"
 
@@ -166,7 +166,7 @@ def test_a_failed_promotion_keeps_the_canary_running(cli_settings, capsys, reque
 
 
 def test_the_canary_version_survives_pruning(cli_settings):
-    settings = cli_settings.model_copy(update={"keep_index_versions": 1})
+    settings = cli_settings.updated({"index.keep_versions": 1})
     _serve_champion(settings)
     start_canary(settings, 2, ranker_version=2)
     for _ in range(2):

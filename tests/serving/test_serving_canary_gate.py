@@ -27,7 +27,7 @@ DS = SMALL.day(SMALL.days)
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return curated_world(tmp_path_factory.mktemp("canary_gate"), SMALL, epochs=20, batch_size=1024)
+    return curated_world(tmp_path_factory.mktemp("canary_gate"), SMALL, training={"epochs": 20, "batch_size": 1024})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,9 @@ def _set_champion(settings, version: int | None) -> None:
     if version is not None:
         registry.set_alias(settings, registry.CHAMPION, version)
     elif registry.get_alias_version(settings, registry.CHAMPION) is not None:
-        registry.client_for(settings).delete_registered_model_alias(settings.retriever_model_name, registry.CHAMPION)
+        registry.client_for(settings).delete_registered_model_alias(
+            settings.mlflow.retriever_model_name, registry.CHAMPION
+        )
 
 
 def _register(settings, reference: ModelEmbeddings, user_emb, item_emb, kind: str, **ids) -> int:
@@ -78,8 +80,8 @@ def random_challenger(settings, lightgcn) -> int:
 def shuffled_challengers(settings, lightgcn) -> dict[str, int]:
     """LightGCN and MF trained on the window with item ids permuted (labels shuffled)."""
     reference = registry.load_model_embeddings(settings, lightgcn)
-    window = load_window(settings, DS, settings.window_days)
-    train, _ = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, DS, settings.training.window_days)
+    train, _ = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     items = np.unique(train["item_id"].to_numpy())
     permuted = dict(zip(items.tolist(), np.random.default_rng(1).permutation(items).tolist()))
     train = train.assign(item_id=train["item_id"].map(permuted).astype(np.int64))
@@ -133,7 +135,7 @@ def test_broken_challengers_are_rejected_against_a_champion(settings, mf, broken
     result = run_canary(settings, DS, broken)
     _assert_rejected(settings, result, broken, {"no_regression", "beats_popularity"}, mf)
     delta = result.delta.recall
-    assert delta.ci_high < -settings.canary_tolerance and delta.n_users == result.n_eval_users
+    assert delta.ci_high < -settings.canary.tolerance and delta.n_users == result.n_eval_users
     assert registry.get_version_tags(settings, mf)["canary.decision"] == "retained"
 
 
@@ -166,8 +168,8 @@ def test_nan_embeddings_are_rejected_without_scoring(settings, lightgcn, mf, cha
 def test_a_coverage_collapsed_challenger_is_rejected(settings, lightgcn, mf):
     """The trained model restricted to the 60 most popular items: beats popularity and the champion."""
     reference = registry.load_model_embeddings(settings, lightgcn)
-    window = load_window(settings, DS, settings.window_days)
-    train, _ = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, DS, settings.training.window_days)
+    train, _ = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     popular = train.groupby("item_id").size().sort_values(ascending=False).index[:60].to_numpy()
     scores = reference.user_emb @ reference.item_emb.T
     lift = float(scores.max() - scores.min())  # popular items always outrank the others
@@ -175,7 +177,7 @@ def test_a_coverage_collapsed_challenger_is_rejected(settings, lightgcn, mf):
     item_emb = np.hstack([reference.item_emb, np.where(np.isin(reference.item_ids, popular), lift, 0.0)[:, None]])
     version = _register(settings, reference, user_emb, item_emb, "collapsed")
     _set_champion(settings, mf)
-    result = run_canary(settings.model_copy(update={"canary_coverage_floor": 0.5}), DS, version)
+    result = run_canary(settings.updated({"canary.coverage_floor": 0.5}), DS, version)
     _assert_rejected(settings, result, version, {"coverage"}, mf)
     assert result.failed_checks == ("coverage",), result.reason
     coverage = result.checks["coverage"]
@@ -185,8 +187,8 @@ def test_a_coverage_collapsed_challenger_is_rejected(settings, lightgcn, mf):
 
 
 def test_an_index_below_the_recall_floor_rejects(settings, lightgcn, mf):
-    coarse = settings.model_copy(
-        update={"index_factory": "IVF64,Flat", "index_search_params": "nprobe=1", "index_recall_floor": 0.99}
+    coarse = settings.updated(
+        {"index.factory": "IVF64,Flat", "index.search_params": "nprobe=1", "index.recall_floor": 0.99}
     )
     _set_champion(coarse, mf)
     result = run_canary(coarse, DS, lightgcn)
@@ -209,7 +211,7 @@ def test_a_better_challenger_is_promoted_with_its_numbers_recorded(settings, lig
     delta = result.delta.recall
     assert delta.ci_low > 0 and delta.ci_low <= delta.mean <= delta.ci_high
     assert delta.mean == pytest.approx(result.challenger.recall - result.champion.recall, abs=1e-5)
-    assert delta.confidence == 0.95 and delta.n_resamples == settings.canary_bootstrap_samples
+    assert delta.confidence == 0.95 and delta.n_resamples == settings.canary.bootstrap_samples
     assert result.delta.ndcg.method == "percentile"
 
     for version, role in ((lightgcn, "challenger"), (mf, "champion")):
@@ -242,7 +244,7 @@ def test_rejection_summary_line_has_the_interval_and_the_allowed_regression(sett
     assert shown is not None
     for text, value in zip(shown.groups(), (delta.mean, delta.ci_low, delta.ci_high)):
         assert float(text) == pytest.approx(value, abs=1e-4)
-    assert f"over {result.n_eval_users} users, allowed {-settings.canary_tolerance:.4f};" in summary
+    assert f"over {result.n_eval_users} users, allowed {-settings.canary.tolerance:.4f};" in summary
     assert "failed: no_regression, beats_popularity" in result.summary
 
 

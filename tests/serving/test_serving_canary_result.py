@@ -119,7 +119,7 @@ def test_scores_are_rounded_and_named_like_the_tags():
 def test_gate_tags_carry_the_numbers_of_the_result(tmp_path):
     evidence = _evidence()
     result = _result(evidence)
-    settings = Settings(home=tmp_path, canary_tolerance=0.01)
+    settings = Settings(home=tmp_path, canary={"tolerance": 0.01})
     common = gate_tags(evidence, settings, ds=DS, reason=result.reason, challenger_version=3, champion_version=2)
     assert common["canary.ds"] == "2025-01-04" and common["canary.champion_version"] == 2
     assert common["canary.delta_recall_at_20"] == result.delta.recall.mean

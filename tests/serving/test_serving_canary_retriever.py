@@ -40,7 +40,7 @@ SUMMARY_KEYS = {
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return curated_world(tmp_path_factory.mktemp("retriever"), SMALL, epochs=20, batch_size=1024)
+    return curated_world(tmp_path_factory.mktemp("retriever"), SMALL, training={"epochs": 20, "batch_size": 1024})
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_run_has_params_epoch_metrics_and_a_challenger_version(settings, trained
     epochs_run = trained.epochs_run  # 20 unless the validation split stopped it early
     losses = client.get_metric_history(trained.run_id, "train_loss")
     assert sorted(m.step for m in losses) == list(range(1, epochs_run + 1))
-    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.eval_every == 0 or e == epochs_run]
+    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.training.eval_every == 0 or e == epochs_run]
     assert [m.step for m in client.get_metric_history(trained.run_id, "val_recall_at_20")] == evaluated
     assert registry.get_alias_version(settings, registry.CHALLENGER) == trained.model_version
     tags = registry.get_version_tags(settings, trained.model_version)
@@ -155,7 +155,7 @@ def test_canary_scores_models_with_different_id_maps(settings):
     """A model trained on an older, shorter window is compared through external ids."""
     older = train_retriever(settings, DS - dt.timedelta(days=1), window_days=3)
     current_champion = registry.get_alias_version(settings, registry.CHAMPION)
-    strict = settings.model_copy(update={"canary_coverage_floor": 0.9})
+    strict = settings.updated({"canary.coverage_floor": 0.9})
     result = run_canary(strict, DS, older.model_version)
     assert result.champion_version_before == current_champion
     # The older LightGCN beats the random champion (with certainty) and popularity on today's holdout...

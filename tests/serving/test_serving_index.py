@@ -169,22 +169,22 @@ def _publish(settings, emb, interactions, popularity):
 def test_manifest_records_the_index_and_its_build_time_recall(
     settings, make_embeddings, interactions, popularity, factory, index_type
 ):
-    settings = settings.model_copy(update={"index_factory": factory, "index_recall_k": 10})
+    settings = settings.updated({"index.factory": factory, "index.recall_k": 10})
     emb = make_embeddings()
     out = _publish(settings, emb, interactions, popularity)
     manifest = layout.read_manifest(settings.indexes_dir / out.index_version)
     assert manifest["index_factory"] == ("Flat" if factory == "auto" else factory)
     assert manifest["index_type"] == index_type
-    assert manifest["index_search_params"] == settings.index_search_params
+    assert manifest["index_search_params"] == settings.index.search_params
     check = manifest["index_check"]
-    assert check["k"] == 10 and check["floor"] == settings.index_recall_floor
+    assert check["k"] == 10 and check["floor"] == settings.index.recall_floor
     assert check["n_queries"] == len(emb.user_ids)
-    assert settings.index_recall_floor <= check["recall_at_k"] <= 1.0
+    assert settings.index.recall_floor <= check["recall_at_k"] <= 1.0
     # the check is what recall_against_exact says for the published index and the same queries
     loaded = load_bundle(settings.indexes_dir / out.index_version)
     assert recall_against_exact(loaded.index, emb.item_emb, emb.user_emb, 10) == pytest.approx(check["recall_at_k"])
     # k is clipped to the catalog
-    big_k = settings.model_copy(update={"index_recall_k": 10_000})
+    big_k = settings.updated({"index.recall_k": 10_000})
     out = _publish(big_k, emb, interactions, popularity)
     assert layout.read_manifest(big_k.indexes_dir / out.index_version)["index_check"]["k"] == len(emb.item_ids)
 
@@ -192,13 +192,13 @@ def test_manifest_records_the_index_and_its_build_time_recall(
 def test_a_build_below_the_recall_floor_is_not_published(settings, make_embeddings, interactions, popularity):
     _publish(settings, make_embeddings(), interactions, popularity)
     pointer = (settings.indexes_dir / "CURRENT").read_bytes()
-    bad = settings.model_copy(
-        update={"index_factory": "IVF64,Flat", "index_search_params": "nprobe=1", "index_recall_floor": 0.99}
+    bad = settings.updated(
+        {"index.factory": "IVF64,Flat", "index.search_params": "nprobe=1", "index.recall_floor": 0.99}
     )
     emb = make_embeddings(seed=1, model_version=2)
     # it really is a bad index: built the same way, its recall is far below the floor
     index = build_index(emb.item_emb, "IVF64,Flat", "nprobe=1")
-    k = min(bad.index_recall_k, len(emb.item_ids))
+    k = min(bad.index.recall_k, len(emb.item_ids))
     assert recall_against_exact(index, emb.item_emb, emb.user_emb, k) < 0.99
     with pytest.raises(layout.BundleError, match="below the floor"):
         _publish(bad, emb, interactions, popularity)
@@ -206,12 +206,12 @@ def test_a_build_below_the_recall_floor_is_not_published(settings, make_embeddin
     assert [p.name for p in layout.version_dirs(settings.indexes_dir)] == ["v0001"]
     assert not [p for p in settings.indexes_dir.iterdir() if p.name.startswith(layout.TMP_PREFIX)]
     # the same factory with enough probes is published
-    good = bad.model_copy(update={"index_search_params": "nprobe=64"})
+    good = bad.updated({"index.search_params": "nprobe=64"})
     assert _publish(good, emb, interactions, popularity).index_version == "v0002"
 
 
 def test_a_loaded_bundle_gets_its_search_params_from_the_manifest(settings, make_embeddings, interactions, popularity):
-    hnsw = settings.model_copy(update={"index_factory": "HNSW32", "index_search_params": "efSearch=123"})
+    hnsw = settings.updated({"index.factory": "HNSW32", "index.search_params": "efSearch=123"})
     path = settings.indexes_dir / _publish(hnsw, make_embeddings(), interactions, popularity).index_version
     assert faiss.downcast_index(load_bundle(path).index).hnsw.efSearch == 123
     # the manifest, not the index file, decides (it is not among its own checksums)
@@ -220,6 +220,6 @@ def test_a_loaded_bundle_gets_its_search_params_from_the_manifest(settings, make
     (path / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
     assert faiss.downcast_index(load_bundle(path).index).hnsw.efSearch == 45
 
-    ivf = settings.model_copy(update={"index_factory": "IVF8,Flat", "index_search_params": "nprobe=8"})
+    ivf = settings.updated({"index.factory": "IVF8,Flat", "index.search_params": "nprobe=8"})
     path = settings.indexes_dir / _publish(ivf, make_embeddings(seed=1), interactions, popularity).index_version
     assert faiss.extract_index_ivf(load_bundle(path).index).nprobe == 8  # every list: exact

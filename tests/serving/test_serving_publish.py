@@ -127,7 +127,7 @@ def test_bad_seen_frame_fails_before_anything_is_visible(settings, make_embeddin
 
 @pytest.mark.parametrize("keep", [1, 2, 3])
 def test_old_versions_are_pruned_and_numbers_keep_growing(settings, make_embeddings, interactions, popularity, keep):
-    settings = settings.model_copy(update={"keep_index_versions": keep})
+    settings = settings.updated({"index.keep_versions": keep})
     published = [
         _publish(settings, make_embeddings(seed=i, model_version=i + 1), interactions, popularity).index_version
         for i in range(4)
@@ -161,7 +161,7 @@ def test_concurrent_publishers_get_distinct_versions(settings, make_embeddings, 
 def test_read_history_uses_partitions_up_to_ds(sim_curated, interactions, tmp_path):
     from graphrec.settings import Settings
 
-    settings = Settings(home=sim_curated.parent, window_days=2)
+    settings = Settings(home=sim_curated.parent, training={"window_days": 2})
     seen, popular = read_history(settings, "2025-01-03")
     upto = interactions[interactions["event_ts"] < pd.Timestamp("2025-01-04", tz="UTC")]
     assert len(seen) == len(upto)

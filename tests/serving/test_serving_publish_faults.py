@@ -137,7 +137,7 @@ def test_publication_interrupted_at_each_step_leaves_the_previous_version_servin
 
 
 def test_a_failure_while_pruning_does_not_undo_the_publication(settings, make_embeddings, interactions, popularity):
-    settings = settings.model_copy(update={"keep_index_versions": 1})
+    settings = settings.updated({"index.keep_versions": 1})
     _publish(settings, make_embeddings(seed=0), interactions, popularity)
     serving = Recommender(settings)
     serving.recommend(0, 5)

@@ -43,7 +43,7 @@ PUBLISHER = textwrap.dedent(
     from serving.publish import publish_embeddings
     from training.embeddings import ModelEmbeddings
 
-    settings = Settings(home=sys.argv[1], keep_index_versions=2)
+    settings = Settings(home=sys.argv[1], index={"keep_versions": 2})
     rng = np.random.default_rng(int(sys.argv[2]))
     users, items = np.arange(60, dtype=np.int64), np.arange(1000, 1050, dtype=np.int64)
     seen = pd.DataFrame({"user_id": rng.integers(0, 60, 300), "item_id": rng.integers(1000, 1050, 300)})
@@ -73,7 +73,7 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:
 
 def test_killing_a_publisher_at_random_moments_leaves_a_complete_version_serving(tmp_path):
     home = tmp_path / "home"
-    settings = Settings(home=home, keep_index_versions=2)
+    settings = Settings(home=home, index={"keep_versions": 2})
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -373,7 +373,7 @@ def test_app_wires_the_online_store_and_degrades_without_one(
     from features.online import OnlineFeatures
 
     _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=4)
-    assert settings.ranker_enabled
+    assert settings.ranker.enabled
     with TestClient(create_app(settings, online_features=False)) as client:
         rec = client.app.state.recommender
         hook = rec._ranker_features_fn
@@ -475,7 +475,7 @@ def test_publish_model_fetches_the_ranker_by_alias(
     registry.configure(settings)
     with mlflow.start_run() as run:
         ranker_version = pyfunc_ranker.log_and_register(settings, ranker_dir, run.info.run_id)
-    registry.set_alias(settings, "champion", ranker_version, model=settings.ranker_model_name)
+    registry.set_alias(settings, "champion", ranker_version, model=settings.mlflow.ranker_model_name)
 
     out = publish_model(settings, model_version, "2025-01-04", ranker_version="champion")
     assert (out.model_version, out.ranker_version) == (model_version, ranker_version)

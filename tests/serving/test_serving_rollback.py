@@ -30,7 +30,7 @@ def _answers(recommender: Recommender) -> list[dict]:
 def _champions(settings) -> tuple[int | None, int | None]:
     return (
         registry.get_alias_version(settings, registry.CHAMPION),
-        registry.get_alias_version(settings, registry.CHAMPION, model=settings.ranker_model_name),
+        registry.get_alias_version(settings, registry.CHAMPION, model=settings.mlflow.ranker_model_name),
     )
 
 
@@ -38,7 +38,7 @@ def _promote_and_publish(settings, version: int, ranker: int | None = None) -> s
     """What a nightly run does once a challenger wins: move the aliases, publish the pair."""
     registry.set_alias(settings, registry.CHAMPION, version)
     if ranker is not None:
-        registry.set_alias(settings, registry.CHAMPION, ranker, model=settings.ranker_model_name)
+        registry.set_alias(settings, registry.CHAMPION, ranker, model=settings.mlflow.ranker_model_name)
     return publish_model(settings, version, DS, ranker_version=ranker).index_version
 
 
@@ -66,8 +66,8 @@ def test_rollback_restores_the_previous_answers_and_champions_exactly(registry_s
     assert result["index_version"] == "v0001" and result["previous_version"] == "v0002"
     assert (result["model_version"], result["ranker_version"]) == (1, 1)
     assert result["champions"] == {
-        settings.retriever_model_name: {"from": 2, "to": 1},
-        settings.ranker_model_name: {"from": 2, "to": 1},
+        settings.mlflow.retriever_model_name: {"from": 2, "to": 1},
+        settings.mlflow.ranker_model_name: {"from": 2, "to": 1},
     }
     assert result["notes"] == [] and result["canary"] is None
     assert current_version(settings) == "v0001" and _champions(settings) == (1, 1)
@@ -85,8 +85,8 @@ def test_cli_rollback_rolls_back_and_forward(cli_settings, capsys):
     assert cli.main(["rollback"]) == 0
     out = capsys.readouterr().out
     assert "CURRENT: v0002 -> v0001" in out
-    assert f"champion {settings.retriever_model_name}: 2 -> 1" in out
-    assert f"champion {settings.ranker_model_name}: 2 -> 1" in out
+    assert f"champion {settings.mlflow.retriever_model_name}: 2 -> 1" in out
+    assert f"champion {settings.mlflow.ranker_model_name}: 2 -> 1" in out
     assert _answers(Recommender(settings)) == before and _champions(settings) == (1, 1)
 
     assert cli.main(["rollback", "v0002", "--json"]) == 0
@@ -175,7 +175,7 @@ def test_rollback_to_a_retrieval_only_version_leaves_the_ranker_champion(cli_set
     out = capsys.readouterr().out
     assert "CURRENT: v0002 -> v0001" in out
     assert (
-        f"note: v0001 was published without a ranker_version: the {settings.ranker_model_name} champion alias "
+        f"note: v0001 was published without a ranker_version: the {settings.mlflow.ranker_model_name} champion alias "
         "stays at version 2" in out
     )
     assert _champions(settings) == (1, 2)
@@ -203,7 +203,7 @@ def test_versions_lists_every_version_with_its_lineage_and_index(cli_settings, c
         assert v["metrics"]["ndcg_at_20"] == pytest.approx(0.05 + seed / 100)
         assert (v["index_type"], v["index_factory"]) == ("IndexFlatIP", "Flat")
         assert v["index_recall_at_k"] == pytest.approx(1.0) and v["index_recall_k"] == min(
-            settings.index_recall_k, v["n_items"]
+            settings.index.recall_k, v["n_items"]
         )
 
     assert cli.main(["versions"]) == 0

@@ -41,7 +41,7 @@ def test_rollback_repoints_current_and_refuses_broken_versions(settings, make_em
 
 
 def test_pruning_spares_the_current_and_the_canary_version(settings, make_embeddings, interactions, popularity):
-    settings = settings.model_copy(update={"keep_index_versions": 1})
+    settings = settings.updated({"index.keep_versions": 1})
     root = settings.indexes_dir
 
     def names():

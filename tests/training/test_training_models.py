@@ -26,7 +26,7 @@ EPOCHS = 3  # lightgcn and mf: enough to check the plumbing, not the quality
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return curated_world(tmp_path_factory.mktemp("models"), SMALL, epochs=EPOCHS, batch_size=1024)
+    return curated_world(tmp_path_factory.mktemp("models"), SMALL, training={"epochs": EPOCHS, "batch_size": 1024})
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,17 @@ def trained(settings):
 
 @pytest.fixture(scope="module")
 def task(settings):
-    window = load_window(settings, DS, settings.window_days)
-    history, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, DS, settings.training.window_days)
+    history, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     return build_ranking_task(history, holdout)
 
 
 def test_settings_choose_the_model_from_the_environment(monkeypatch):
-    assert Settings().retriever_model == "lightgcn"
-    assert (Settings().gfcf_k, Settings().gfcf_alpha) == (256, 0.3)
-    monkeypatch.setenv("GRAPHREC_RETRIEVER_MODEL", "gfcf")
-    assert Settings().retriever_model == "gfcf"
-    monkeypatch.setenv("GRAPHREC_RETRIEVER_MODEL", "svd")
+    assert Settings().training.model == "lightgcn"
+    assert (Settings().training.gfcf_k, Settings().training.gfcf_alpha) == (256, 0.3)
+    monkeypatch.setenv("GRAPHREC_TRAINING__MODEL", "gfcf")
+    assert Settings().training.model == "gfcf"
+    monkeypatch.setenv("GRAPHREC_TRAINING__MODEL", "svd")
     with pytest.raises(ValidationError):
         Settings()
 
@@ -70,7 +70,7 @@ def test_each_kind_registers_a_version_scored_by_the_shared_evaluation(settings,
         "lightgcn": 64,
         "mf": 64,
         "popularity": 1,
-        "gfcf": 2 * min(settings.gfcf_k, summary.n_users - 1, summary.n_items - 1),
+        "gfcf": 2 * min(settings.training.gfcf_k, summary.n_users - 1, summary.n_items - 1),
     }[kind]
     assert loaded.dim == expected_dim
     assert run.data.metrics["embedding_dim"] == expected_dim
@@ -105,11 +105,11 @@ def test_gfcf_beats_popularity_and_popularity_is_the_baseline(trained):
 def test_training_key_includes_the_kind_and_its_params(settings, trained):
     again = train_retriever(settings, DS, model="gfcf")
     assert again.reused and again.model_version == trained["gfcf"].model_version
-    other = train_retriever(settings.model_copy(update={"gfcf_k": 8}), DS, model="gfcf")
+    other = train_retriever(settings.updated({"training.gfcf_k": 8}), DS, model="gfcf")
     assert not other.reused and other.model_version > max(s.model_version for s in trained.values())
     assert registry.load_model_embeddings(settings, other.model_version).dim == 16
     # The setting is the default kind; the argument overrides it.
-    by_setting = train_retriever(settings.model_copy(update={"retriever_model": "mf"}), DS)
+    by_setting = train_retriever(settings.updated({"training.model": "mf"}), DS)
     assert by_setting.reused and by_setting.model_version == trained["mf"].model_version
 
 
@@ -129,7 +129,7 @@ def test_canary_compares_kinds_of_different_dimensions(settings, trained):
     # of the per-user deltas and the popularity floor decide.
     delta = result.delta.recall
     assert delta.mean == pytest.approx(result.challenger.recall - result.champion.recall, abs=3e-6)
-    assert result.checks["no_regression"].status == ("pass" if delta.ci_low >= -settings.canary_tolerance else "fail")
+    assert result.checks["no_regression"].status == ("pass" if delta.ci_low >= -settings.canary.tolerance else "fail")
     assert result.promoted == (not result.failed_checks)
     baseline = run_canary(settings, DS, trained["popularity"].model_version)
     assert not baseline.promoted and "popularity" in baseline.reason

@@ -50,9 +50,7 @@ def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeyp
     import training.ranker_rows as ranking
 
     settings, train, retriever, holdout_from = replay_world
-    settings = settings.model_copy(
-        update={"ranker_cuts": 3, "ranker_proxy_reuse_days": reuse_days, "ranker_candidates": 20}
-    )
+    settings = settings.updated({"ranker.cuts": 3, "ranker.proxy_reuse_days": reuse_days, "ranker.candidates": 20})
     seen_until = []  # the newest event each real fit was given, in call order
     real_fit = ranking.fit_model
 
@@ -89,7 +87,7 @@ def test_a_registered_retriever_older_than_the_cut_stands_in_for_the_first_proxy
     from training.models import FittedRetriever
 
     settings, train, retriever, holdout_from = replay_world
-    settings = settings.model_copy(update={"ranker_cuts": 3, "ranker_proxy_reuse_days": 7, "ranker_candidates": 20})
+    settings = settings.updated({"ranker.cuts": 3, "ranker.proxy_reuse_days": 7, "ranker.candidates": 20})
     first_cut = holdout_from - pd.Timedelta(days=3)
     until = first_cut - pd.Timedelta(days=1)  # its data ends a day before the first cut
     older = ranking.Proxy(FittedRetriever(retriever, 0.0), until, "registered", version=4)

@@ -33,7 +33,7 @@ def test_configure_keeps_everything_under_home(settings, monkeypatch, tmp_path):
     experiment_id = registry.configure(settings)
     assert registry.configure(settings) == experiment_id  # idempotent
     experiment = registry.client_for(settings).get_experiment(experiment_id)
-    assert experiment.name == settings.mlflow_experiment
+    assert experiment.name == settings.mlflow.experiment
     assert experiment.artifact_location == settings.artifacts_dir.as_uri()
     assert mlflow.get_tracking_uri() == settings.tracking_uri
     assert (settings.mlflow_dir / "mlflow.db").exists()
@@ -81,7 +81,7 @@ def test_empty_registry_has_no_alias(tmp_path):
 def test_pyfunc_predicts_top_k_by_inner_product(settings, k):
     original = _random_embeddings(4)
     version = registry.register_model(settings, original)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.retriever_model_name}/{version}")
+    model = mlflow.pyfunc.load_model(f"models:/{settings.mlflow.retriever_model_name}/{version}")
     users = [101, 129, 999_999]  # the last one is unknown to the model
     out = model.predict(pd.DataFrame({"user_id": users}), params={"k": k})
     assert list(out.columns) == ["user_id", "rank", "item_id", "score"]

@@ -28,7 +28,9 @@ KEY = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return curated_world(tmp_path_factory.mktemp("retriever-mlflow"), SMALL, epochs=EPOCHS, batch_size=1024)
+    return curated_world(
+        tmp_path_factory.mktemp("retriever-mlflow"), SMALL, training={"epochs": EPOCHS, "batch_size": 1024}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,8 @@ def test_validation_comes_from_the_training_part_only(settings, trained):
     summary, calls = trained
     assert len(calls) == 1
     given, fit, validation = calls[0]
-    window = load_window(settings, DS, settings.window_days)
-    train, holdout = temporal_split(window.interactions, settings.holdout_days, end=window.end)
+    window = load_window(settings, DS, settings.training.window_days)
+    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
     holdout_keys = pd.MultiIndex.from_frame(holdout[KEY])
     for part in (given, fit, validation):
         assert not pd.MultiIndex.from_frame(part[KEY]).isin(holdout_keys).any()
@@ -79,7 +81,7 @@ def test_curves_have_one_point_per_epoch_and_evaluation(settings, trained):
     assert 1 <= epochs_run <= EPOCHS
     losses = client.get_metric_history(summary.run_id, "train_loss")
     assert sorted(m.step for m in losses) == list(range(1, epochs_run + 1))
-    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.eval_every == 0 or e == epochs_run]
+    evaluated = [e for e in range(1, epochs_run + 1) if e % settings.training.eval_every == 0 or e == epochs_run]
     for name in ("val_recall_at_20", "val_ndcg_at_20"):
         history = client.get_metric_history(summary.run_id, name)
         assert sorted(m.step for m in history) == evaluated
@@ -87,7 +89,7 @@ def test_curves_have_one_point_per_epoch_and_evaluation(settings, trained):
     run = client.get_run(summary.run_id)
     assert run.data.metrics["epochs_run"] == epochs_run
     assert run.data.metrics["stopped_early"] == float(summary.stopped_early)
-    assert run.data.params["validation_fraction"] == str(settings.validation_fraction)
+    assert run.data.params["validation_fraction"] == str(settings.training.validation_fraction)
     assert run.data.params["train.seed"] == str(settings.seed)
     assert run.data.params["dataset_fingerprint"] == summary.dataset_fingerprint
     assert "code_version" in run.data.params
@@ -141,7 +143,7 @@ def test_chosen_evaluation_is_that_of_the_kept_embeddings(fields, expected):
 
 
 def test_early_stopping_is_off_without_a_validation_split(settings):
-    on, off = train_config(settings), train_config(settings.model_copy(update={"validation_fraction": 0.0}))
-    assert on.eval_every == off.eval_every == settings.eval_every
+    on, off = train_config(settings), train_config(settings.updated({"training.validation_fraction": 0.0}))
+    assert on.eval_every == off.eval_every == settings.training.eval_every
     if hasattr(on, "patience"):  # the early-stopping trainer's field
-        assert (on.patience, off.patience) == (settings.patience, 0)
+        assert (on.patience, off.patience) == (settings.training.patience, 0)

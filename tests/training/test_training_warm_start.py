@@ -129,7 +129,7 @@ def test_warm_starts_validate_on_what_the_champion_did_not_see():
 # The product path: train_retriever with a registry -----------------------------------------
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return curated_world(tmp_path_factory.mktemp("warm-start"), WORLD, epochs=EPOCHS, batch_size=1024)
+    return curated_world(tmp_path_factory.mktemp("warm-start"), WORLD, training={"epochs": EPOCHS, "batch_size": 1024})
 
 
 @pytest.fixture
@@ -199,10 +199,10 @@ def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
     run_tags, params, version_tags = _tags(settings, summary)
     assert run_tags["warm_start"] == params["warm_start"] == version_tags["warm_start"] == "true"
     assert run_tags["warm_start_from"] == params["warm_start_from"] == str(champion.model_version)
-    assert params["train.eval_every"] == str(settings.warm_start_eval_every)
-    assert params["train.patience"] == str(settings.warm_start_patience)
+    assert params["train.eval_every"] == str(settings.training.warm_start_eval_every)
+    assert params["train.patience"] == str(settings.training.warm_start_patience)
     assert float(params["train.learning_rate"]) == pytest.approx(
-        settings.learning_rate * settings.warm_start_learning_rate_factor
+        settings.training.learning_rate * settings.training.warm_start_learning_rate_factor
     )
     meta = registry.load_model_embeddings(settings, summary.model_version).meta
     assert (meta["warm_start"], meta["warm_start_from"], meta["init_reason"]) == (
@@ -214,9 +214,9 @@ def test_nightly_run_starts_from_the_champion_by_id(settings, champion, starts):
     assert meta["full_retrain_ds"] == YESTERDAY.isoformat()
     assert meta["full_retrain_epochs"] == meta["validation"]["full_refit_epochs"] == champion.refit_epochs
     # Early stopping watched only the validation events after the champion's last training day.
-    window = load_window(settings, DS, settings.window_days)
-    train, _ = temporal_split(window.interactions, settings.holdout_days, end=window.end)
-    _, validation = validation_split(train, settings.validation_fraction, settings.seed)
+    window = load_window(settings, DS, settings.training.window_days)
+    train, _ = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
+    _, validation = validation_split(train, settings.training.validation_fraction, settings.seed)
     unseen = validation["event_ts"] >= pd.Timestamp(source.meta["train_until"], tz="UTC") + pd.Timedelta(days=1)
     assert 0 < summary.n_validation == int(unseen.sum()) < len(validation)
 
@@ -255,7 +255,7 @@ def test_requested_and_drift_triggered_runs_train_from_scratch(settings, champio
 
 
 def test_mismatched_dimension_falls_back_with_a_logged_reason(settings, champion, caplog):
-    small = settings.model_copy(update={"embedding_dim": 16})
+    small = settings.updated({"training.embedding_dim": 16})
     with caplog.at_level(logging.INFO, logger="training.retriever"):
         summary = train_retriever(small, DS)
     expected = f"champion v{champion.model_version} has dimension 64, this run 16"
@@ -265,7 +265,9 @@ def test_mismatched_dimension_falls_back_with_a_logged_reason(settings, champion
 
 
 def _params(settings, kind="lightgcn", **changes):
-    return model_params(kind, train_config(settings.model_copy(update=changes)), settings)
+    return model_params(
+        kind, train_config(settings.updated({f"training.{k}": v for k, v in changes.items()})), settings
+    )
 
 
 @pytest.mark.parametrize(
@@ -280,7 +282,7 @@ def _params(settings, kind="lightgcn", **changes):
     ],
 )
 def test_champions_that_cannot_seed_the_run_mean_a_full_retrain(settings, champion, kind, changes, reason):
-    changed = settings.model_copy(update=changes)
+    changed = settings.updated({f"training.{k}": v for k, v in changes.items()})
     init = choose_init(changed, DS, kind, _params(settings, kind, **changes), reason="schedule", full_retrain=False)
     assert not init.warm_start and init.embeddings is None and reason in init.reason
     ok = choose_init(settings, DS, "lightgcn", _params(settings), reason="schedule", full_retrain=False)
