@@ -1,4 +1,4 @@
-"""``python -m graphrec``: the same as the ``graphrec`` command."""
+"""``python -m app``: the same as the ``graphrec`` command (the services launcher starts components this way)."""
 
 from app.cli import main
 

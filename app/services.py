@@ -235,9 +235,9 @@ def component_command(settings: Settings, name: str, *, index: int = 0) -> list[
             "1",
         ]
     if name == "serve":
-        return [py, "-m", "graphrec", "serve", "--host", settings.serve.host, "--port", str(settings.serve.port)]
+        return [py, "-m", "app", "serve", "--host", settings.serve.host, "--port", str(settings.serve.port)]
     if name == "mail-sink":
-        return [py, "-m", "graphrec", "mail-sink"]
+        return [py, "-m", "app", "mail-sink"]
     raise ValueError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")
 
 

@@ -257,3 +257,4 @@ def load_ranker(settings: Settings, ref: int | str) -> tuple[BST, Vocabulary, di
     long as the process (publication copies them into the index bundle)."""
     directory = pyfunc_ranker.download(settings, ref)
     model, vocab, meta = bst_io.load_ranker(directory)
+    return model, vocab, meta, directory

@@ -26,3 +26,20 @@ def test_only_the_component_that_forks_the_tasks_preloads(tmp_path):
 def test_preload_imports_what_is_installed_and_skips_the_rest():
     took = airflow_preload.preload(("json", "graphrec_no_such_module"))
     assert list(took) == ["json"] and "json" in sys.modules
+
+
+def test_every_component_runs_a_module_that_python_can_run(tmp_path):
+    import importlib.util
+
+    from app.services import COMPONENTS
+
+    services = Settings(home=tmp_path, profile="services")
+    for name in COMPONENTS:
+        if name == "init":
+            continue
+        command = component_command(services, name, index=1)
+        module = command[command.index("-m") + 1]
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, (name, module)
+        if spec.submodule_search_locations is not None:  # `python -m package` runs package.__main__
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, (name, module)

@@ -484,3 +484,11 @@ def test_publish_model_fetches_the_ranker_by_alias(
         assert (path / name).read_bytes() == (ranker_dir / name).read_bytes()
     rec = Recommender(settings).recommend(0, 3)
     assert (rec.model_version, rec.ranker_version) == (model_version, ranker_version)
+
+    # The canary loads registered rankers the same way, by version or alias.
+    from training.ranker import load_ranker
+
+    for ref in (ranker_version, "champion"):
+        model, vocab, meta, files = load_ranker(settings, ref)
+        assert isinstance(model, torch.nn.Module) and len(vocab.item_ids) == len(emb.item_ids)
+        assert {p.name for p in files.iterdir()} >= set(layout.RANKER_FILES) and isinstance(meta, dict)
