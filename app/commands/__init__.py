@@ -8,6 +8,7 @@ top without slowing ``graphrec --help``. Each command takes the parsed
 * :mod:`app.commands.data`: simulate, load, validate, quarantine, contract
 * :mod:`app.commands.pipeline`: demo, status
 * :mod:`app.commands.publication`: versions, rollback, canary
-* :mod:`app.commands.serve`: recommend, serve
-* :mod:`app.commands.stack`: services, airflow-env, mail-sink
+* :mod:`app.commands.recommend`: recommend
+* :mod:`app.commands.serve`: serve, mail-sink
+* :mod:`app.commands.services`: services, airflow-env
 """
