@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 RUNTIME_STAMP := $(VENV)/.graphrec-runtime
 
-.PHONY: demo test test-unit lint up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start bench-train-steps
+.PHONY: demo test test-unit lint fuzz up down install lock clean-var bench-validation bench-retrieval bench-ranker bench-load bench-drift bench-nightly bench-warm-start bench-train-steps
 
 install: $(STAMP)
 
@@ -51,6 +51,11 @@ down:
 	@if test -x $(BIN)/graphrec; then \
 		GRAPHREC_PROFILE=services GRAPHREC_HOME=$${GRAPHREC_HOME:-$(STACK_HOME)} $(BIN)/graphrec services down; \
 	else echo "nothing to stop: $(VENV) is missing"; fi
+
+# A longer, random soak of the data contract's fuzzing (make test runs a few fixed examples).
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	GRAPHREC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/validation/test_validation_fuzz.py --hypothesis-show-statistics -q
 
 # Benchmarks print figures and record them under benchmarks/results/.
 bench-validation: $(STAMP)

@@ -6,6 +6,7 @@ import pyarrow as pa
 
 USER_ID = "user_id"
 ITEM_ID = "item_id"
+ID_COLUMNS = (USER_ID, ITEM_ID)
 EVENT_TS = "event_ts"
 EVENT_TYPE = "event_type"
 RATING = "rating"

@@ -17,6 +17,7 @@ Modules:
     canary: the gate itself (registry reads, alias moves, tags).
     swap: the bundles the service answers from, hot-swapped when published files change.
     candidates: one bundle's retrieval, popularity fallback and ranker scores for a user.
+    sources: the breakers of the optional sources (recent items, ranker features) and their probes.
     recommender: the in-process recommender answering one request.
     schemas: pydantic models shared by the recommender and the HTTP API.
     routes: one FastAPI router per resource.

@@ -17,8 +17,12 @@ collide in the process-wide default registry. What is exported:
   the share of the served list the challenger would also have served, and its items'
   popularity;
 * ``graphrec_index_version{role}`` (the number of the ``current`` and ``canary``
-  versions; 0 when none), ``graphrec_canary_share`` and ``graphrec_index_info`` (labels
-  with the served index, model and ranker versions; value 1).
+  versions, and of the ``refused`` version ``CURRENT`` names but the service refuses; 0
+  when none), ``graphrec_canary_share`` and ``graphrec_index_info`` (labels with the
+  served index, model and ranker versions; value 1);
+* ``graphrec_serving_refused`` (1 while the service refuses the version ``CURRENT`` names
+  and serves another) and ``graphrec_serving_fallback`` (1 while a process that started
+  on a refused ``CURRENT`` serves the newest older version that verifies).
 
 With several worker processes (``graphrec serve --workers N``) each process counts its
 own requests; ``PROMETHEUS_MULTIPROC_DIR`` and ``GRAPHREC_METRICS_MULTIPROC_DIR`` (both
@@ -141,6 +145,18 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.refused = Gauge(
+            "graphrec_serving_refused",
+            "1 while the version CURRENT names is refused (fails verification) and another one serves.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.fallback_serving = Gauge(
+            "graphrec_serving_fallback",
+            "1 while serving the newest older verified version because CURRENT's failed at start-up.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self._info_labels: set[tuple[str, ...]] = set()
 
     # Recommender hooks (serving.recommender.ServiceObserver) -----------------
@@ -161,8 +177,18 @@ class ServiceMetrics:
         self.requests.labels(endpoint, str(status), variant).inc()
         self.latency.labels(endpoint, variant).observe(seconds)
 
-    def set_versions(self, current: Any | None, canary: Any | None) -> None:
-        """Refresh the version gauges from the bundles in use (called at scrape time)."""
+    def set_versions(self, current: Any | None, canary: Any | None, state: Any | None = None) -> None:
+        """Refresh the version gauges from the bundles in use (called at scrape time).
+
+        Args:
+            current: the champion bundle, or ``None``.
+            canary: the live canary (:class:`serving.swap.LiveCanary`), or ``None``.
+            state: the :class:`serving.swap.ServingState` (refused version, fallback), or ``None``.
+        """
+        refused = getattr(state, "refused_version", None)
+        self.index_version.labels("refused").set((version_number(refused) or 0) if refused else 0)
+        self.refused.set(1 if current is not None and getattr(state, "detail", None) else 0)
+        self.fallback_serving.set(1 if getattr(state, "fallback", False) else 0)
         labels = set()
         for role, bundle in (("current", current), ("canary", getattr(canary, "bundle", None))):
             number = version_number(bundle.version) if bundle is not None else None

@@ -27,12 +27,18 @@ challenger, which is logged (logger ``graphrec.shadow``, one JSON line) and obse
 (overlap with the served list) but never served. A canary that fails to load is
 ignored: everybody gets the champion.
 
-A failing optional source (recent items, ranker features) is skipped for
-``recent_items_retry_s`` seconds, so an unreachable store does not add its timeout to
-every request.
+**Optional sources.** A failing optional source (recent items, ranker features, the
+ranker) degrades the request that met the failure, never fails it. A failure of the
+store itself opens the source's breaker: it is skipped for ``recent_items_retry_s``
+seconds, so an unreachable store does not add its timeout to every request. A failure
+caused by one request's input never opens it: before opening, the source is probed once
+with a known-good input (another user the bundle knows and, for the ranker, a few popular
+items); if the probe succeeds, only that request is degraded (:mod:`serving.sources`).
 
 A version that fails verification is refused: the recommender keeps serving the
-bundle it has, or raises :class:`serving.swap.NoPublishedIndex` (HTTP 503) if it has none.
+bundle it has; a recommender that has none yet serves the newest older version that
+verifies; with none, it raises :class:`serving.swap.NoPublishedIndex` (HTTP 503).
+:attr:`Recommender.state` says which version is refused and why.
 """
 
 from __future__ import annotations
@@ -40,8 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -57,14 +62,11 @@ from serving.candidates import (
 )
 from serving.index import search, set_search_threads
 from serving.schemas import Recommendation, ScoredItem, SimilarItems
-from serving.swap import LiveBundles, LiveCanary
+from serving.sources import RecentItemsFn, SourceBreakers, ranker_probe, read_recent_items, recent_items_probe
+from serving.swap import LiveBundles, LiveCanary, ServingState
 
 log = logging.getLogger(__name__)
 shadow_log = logging.getLogger("graphrec.shadow")
-
-#: ``recent_items_fn(user_ids) -> {user_id: [item_id, ...]}``, e.g. the ``recent_items``
-#: method of ``features.online.OnlineFeatures``.
-RecentItemsFn = Callable[[list[int]], Mapping[int, Iterable[int]]]
 
 
 class ServiceObserver(Protocol):
@@ -113,10 +115,12 @@ class Recommender:
         search_threads (int | None): FAISS OpenMP threads for this process; 1 suits
             one-query-per-request serving (:func:`serving.index.set_search_threads`).
             ``None`` leaves it unchanged.
-        recent_items_retry_s (float): after an optional source (``recent_items_fn``,
-            ``ranker_features_fn`` or the ranker itself) fails, skip it (and report it
-            as degraded) for this many seconds, so an unreachable store does not add
-            its timeout to every request.
+        recent_items_retry_s (float): after the store behind an optional source
+            (``recent_items_fn``, ``ranker_features_fn`` or the ranker itself) fails,
+            skip the source (and report it as degraded) for this many seconds, so an
+            unreachable store does not add its timeout to every request. A failure that
+            a probe with a known-good input shows to be the request's own does not
+            pause the source (:class:`serving.sources.SourceBreakers`).
         ranker_features_fn (RankerFeaturesFn | None): online features of (user,
             candidate) rows for the bundle's BST ranker, e.g.
             ``features.online.OnlineFeatures(settings)``.
@@ -157,8 +161,7 @@ class Recommender:
         self._ranker_features_fn = ranker_features_fn
         self._rerank_candidates = rerank_candidates
         self._ranker_threads = ranker_threads
-        self._retry_s = recent_items_retry_s
-        self._down_until: dict[str, float] = {}  # optional source -> monotonic time to retry it
+        self._breakers = SourceBreakers(recent_items_retry_s)
         self._metrics = metrics
         self._live = LiveBundles(
             settings.indexes_dir, verify=verify, background_swap=background_swap, on_load=self._on_load
@@ -180,6 +183,11 @@ class Recommender:
                 and no earlier bundle is loaded (:meth:`serving.swap.LiveBundles.refresh`).
         """
         return self._live.refresh()
+
+    @property
+    def state(self) -> ServingState:
+        """What ``CURRENT`` names next to what is served, and why they differ (:class:`ServingState`)."""
+        return self._live.state
 
     @property
     def canary(self) -> LiveCanary | None:
@@ -354,13 +362,14 @@ class Recommender:
         """The best ``k`` candidates by ranker probability; ``None`` (degraded) on failure."""
         if not ids:
             return []
-        if self._is_down(RANKER_FEATURES):
+        if self._breakers.is_open(RANKER_FEATURES):
             degraded.append(RANKER_FEATURES)
             return None
         try:
             probabilities = ranker_probabilities(bundle, self._ranker_features_fn, user_id, ids, scores)
-        except Exception:  # optional stage: answer in retrieval order, never fail the request
-            self._mark_down(RANKER_FEATURES)
+        except Exception as exc:  # optional stage: answer in retrieval order, never fail the request
+            probe = ranker_probe(self._ranker_features_fn, bundle, user_id)
+            self._breakers.failed(RANKER_FEATURES, exc, f"user {user_id}", probe)
             degraded.append(RANKER_FEATURES)
             return None
         order = np.argsort(-probabilities, kind="stable")[:k]  # ties keep retrieval order
@@ -371,24 +380,14 @@ class Recommender:
         seen = bundle.seen.items_for(user_id)
         if self._recent_items_fn is None:
             return seen
-        if self._is_down(RECENT_ITEMS):
+        if self._breakers.is_open(RECENT_ITEMS):
             degraded.append(RECENT_ITEMS)
             return seen
         try:
-            recent = self._recent_items_fn([int(user_id)]).get(int(user_id)) or []
-            recent_arr = np.fromiter((int(i) for i in recent), dtype=np.int64)
-        except Exception:  # optional source: degrade, never fail the request
-            self._mark_down(RECENT_ITEMS)
+            recent_arr = read_recent_items(self._recent_items_fn, user_id)
+        except Exception as exc:  # optional source: degrade, never fail the request
+            probe = recent_items_probe(self._recent_items_fn, bundle, user_id)
+            self._breakers.failed(RECENT_ITEMS, exc, f"user {user_id}", probe)
             degraded.append(RECENT_ITEMS)
             return seen
         return np.union1d(seen, recent_arr) if recent_arr.size else seen
-
-    # Optional sources ------------------------------------------------------
-    def _is_down(self, source: str) -> bool:
-        """Whether ``source`` failed less than ``recent_items_retry_s`` seconds ago."""
-        return time.monotonic() < self._down_until.get(source, 0.0)
-
-    def _mark_down(self, source: str) -> None:
-        """Log the current exception and skip ``source`` for the retry period."""
-        log.warning("%s unavailable (skipping it for %.0f s)", source, self._retry_s, exc_info=True)
-        self._down_until[source] = time.monotonic() + self._retry_s

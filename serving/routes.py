@@ -27,6 +27,10 @@ from serving.recommender import Recommender, UnknownItem
 from serving.schemas import Health, Ready, Recommendation, SimilarItems, VersionInfo
 from serving.swap import NoPublishedIndex
 
+#: The largest id the lake, the bundles and the feature store can hold (int64). A larger
+#: one is refused (422) before it reaches them.
+MAX_ID = 2**63 - 1
+
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "No usable index has been published yet."}}
 
 
@@ -49,7 +53,7 @@ version_router = APIRouter(prefix="/version", tags=["version"])
 
 @recommend_router.get("/{user_id}", response_model=Recommendation, responses=_UNAVAILABLE)
 async def recommend(
-    user_id: Annotated[int, Path(ge=0, description="External user id.")],
+    user_id: Annotated[int, Path(ge=0, le=MAX_ID, description="External user id (int64: 0 to 2**63 - 1).")],
     recommender: RecommenderDep,
     request: Request,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
@@ -68,7 +72,7 @@ async def recommend(
     responses={**_UNAVAILABLE, 404: {"description": "The item is not in the served index."}},
 )
 async def similar(
-    item_id: Annotated[int, Path(ge=0, description="External item id.")],
+    item_id: Annotated[int, Path(ge=0, le=MAX_ID, description="External item id (int64: 0 to 2**63 - 1).")],
     recommender: RecommenderDep,
     request: Request,
     k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
@@ -93,35 +97,66 @@ def _json(model: BaseModel) -> Response:
 
 
 @health_router.get("/healthz", response_model=Health)
+@health_router.head("/healthz", response_model=Health, include_in_schema=False)
 def healthz(recommender: RecommenderDep) -> Health:
-    """Liveness (always 200) plus whether an index is loaded and which one."""
+    """Liveness (always 200) plus whether an index is loaded, which one, and which version ``CURRENT``
+    names when the service refuses it. ``HEAD`` answers the same status without a body."""
     try:
         bundle = recommender.refresh()
     except NoPublishedIndex as exc:
-        return Health(status="no_index", detail=str(exc))
+        state = recommender.state
+        return Health(
+            status="no_index",
+            detail=str(exc),
+            pointer_version=state.pointer_version,
+            refused_version=state.refused_version,
+        )
+    state = recommender.state
     return Health(
         status="ok",
         index_version=bundle.version,
         model_version=bundle.model_version,
         ranker_version=bundle.ranker_version,
+        detail=state.detail,
+        pointer_version=state.pointer_version,
+        refused_version=state.refused_version,
+        fallback=state.fallback,
     )
 
 
 @health_router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+@health_router.head("/readyz", response_model=Ready, include_in_schema=False)
 def readyz(recommender: RecommenderDep) -> Ready | JSONResponse:
-    """Readiness: 200 once a verified index is loaded (and the live canary, if any), else 503."""
+    """Readiness: 200 once a verified index is loaded (and the live canary, if any), else 503.
+
+    Still 200 while the version ``CURRENT`` names is refused and an older one serves
+    (``refused_version``, ``fallback`` and ``detail`` say so). ``HEAD`` answers the same
+    status without a body.
+    """
     try:
         bundle = recommender.refresh()
     except NoPublishedIndex as exc:
-        return JSONResponse(status_code=503, content=Ready(status="not_ready", detail=str(exc)).model_dump())
+        state = recommender.state
+        not_ready = Ready(
+            status="not_ready",
+            detail=str(exc),
+            pointer_version=state.pointer_version,
+            refused_version=state.refused_version,
+        )
+        return JSONResponse(status_code=503, content=not_ready.model_dump())
     canary = recommender.refresh_canary()
+    state = recommender.state
+    problems = [text for text in (state.detail, recommender.canary_error) if text]
     return Ready(
         status="ready",
         index_version=bundle.version,
         canary_version=canary.bundle.version if canary else None,
         canary_mode=canary.spec.mode if canary else None,
         canary_share=canary.spec.share if canary else None,
-        detail=recommender.canary_error,
+        detail="; ".join(problems) or None,
+        pointer_version=state.pointer_version,
+        refused_version=state.refused_version,
+        fallback=state.fallback,
     )
 
 
@@ -134,7 +169,7 @@ def metrics(request: Request, recommender: RecommenderDep) -> Response:
         current = recommender.refresh()
     except NoPublishedIndex:
         current = None
-    sink.set_versions(current, recommender.refresh_canary())
+    sink.set_versions(current, recommender.refresh_canary(), recommender.state)
     body, content_type = sink.render()
     return Response(content=body, media_type=content_type)
 

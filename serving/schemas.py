@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -57,6 +57,23 @@ class SimilarItems(BaseModel):
     model_version: int | str | None = None
 
 
+PointerVersion = Annotated[str | None, Field(description="The version the CURRENT pointer names.")]
+RefusedVersion = Annotated[
+    str | None,
+    Field(
+        description="The version CURRENT names that the service refuses (it fails verification or cannot be "
+        "read); index_version keeps serving. Null when the service serves what CURRENT names."
+    ),
+]
+Fallback = Annotated[
+    bool,
+    Field(
+        description="True when the process started while CURRENT's version was refused and serves the newest older "
+        "version that verifies instead; false again once CURRENT names a version that loads."
+    ),
+]
+
+
 class Ready(BaseModel):
     """Readiness: whether the service can answer recommendations now."""
 
@@ -65,7 +82,10 @@ class Ready(BaseModel):
     canary_version: str | None = None
     canary_mode: str | None = None
     canary_share: float | None = None
-    detail: str | None = None
+    detail: str | None = Field(None, description="Why CURRENT's version or the named canary is not served.")
+    pointer_version: PointerVersion = None
+    refused_version: RefusedVersion = None
+    fallback: Fallback = False
 
 
 class Health(BaseModel):
@@ -75,7 +95,10 @@ class Health(BaseModel):
     index_version: str | None = None
     model_version: int | str | None = None
     ranker_version: int | None = None
-    detail: str | None = None
+    detail: str | None = Field(None, description="Why no index is loaded, or why CURRENT's version is refused.")
+    pointer_version: PointerVersion = None
+    refused_version: RefusedVersion = None
+    fallback: Fallback = False
 
 
 class VersionInfo(BaseModel):

@@ -8,9 +8,15 @@ the single reference to it is replaced: requests already running keep the old bu
 new ones get the new one, and nobody sees a mix. With ``background_swap`` the load runs
 in a background thread and requests keep being answered from the old bundle meanwhile.
 
-A version that fails verification is refused: the old bundle keeps serving, or
-:class:`NoPublishedIndex` (HTTP 503) is raised when there is none. A canary that fails
-to load is ignored (everybody gets the champion) until the ``CANARY`` file changes.
+A version that fails verification is refused: the old bundle keeps serving, and
+:attr:`LiveBundles.state` names the refused version and why until a good version loads.
+A process that starts while ``CURRENT`` names a version that cannot be loaded serves the
+newest *older* version that verifies instead (a **fallback**; never a newer one: after a
+rollback those are the versions rolled back from, and a challenger is published above
+``CURRENT``). ``CURRENT`` itself is left alone (the publisher owns it): when it moves to a
+good version, the service swaps to it as usual. With no older version that verifies,
+:class:`NoPublishedIndex` (HTTP 503) is raised. A canary that fails to load is ignored
+(everybody gets the champion) until the ``CANARY`` file changes.
 """
 
 from __future__ import annotations
@@ -33,6 +39,27 @@ class NoPublishedIndex(RuntimeError):
 
     The HTTP service answers 503 with the message; the CLI prints it.
     """
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingState:
+    """What ``CURRENT`` names next to what is served: they differ while a version is refused.
+
+    Args:
+        pointer_version: the version ``CURRENT`` names (``None``: nothing published, or
+            the pointer cannot be read).
+        refused_version: the version ``CURRENT`` names that the service refused (it fails
+            verification or cannot be read), or ``None`` when it serves what ``CURRENT``
+            names (or the pointer itself cannot be read: ``detail`` says so).
+        fallback: the bundle served was picked at start-up because ``CURRENT``'s failed:
+            the newest older version that verifies.
+        detail: why ``CURRENT``'s version is not served, in words; ``None`` when it is.
+    """
+
+    pointer_version: str | None = None
+    refused_version: str | None = None
+    fallback: bool = False
+    detail: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +97,7 @@ class LiveBundles:
         self._on_load = on_load
         self._bundle: Bundle | None = None
         self._signature: tuple[int, int, int] | None = None
-        self._last_error: str | None = None
+        self._state = ServingState()
         self._load_lock = threading.Lock()
         self._canary: LiveCanary | None = None
         self._canary_signature: tuple[int, int, int] | None = None
@@ -82,6 +109,11 @@ class LiveBundles:
     def bundle(self) -> Bundle | None:
         """The bundle in use right now (no refresh), or ``None`` before the first load."""
         return self._bundle
+
+    @property
+    def state(self) -> ServingState:
+        """What ``CURRENT`` names, whether it is refused and whether a fallback serves (no refresh)."""
+        return self._state
 
     def refresh(self) -> Bundle:
         """Return the bundle to use, loading a newly published version if ``CURRENT`` moved.
@@ -127,35 +159,78 @@ class LiveBundles:
         if signature == self._signature:  # another thread finished while we waited
             if current is not None:
                 return current
-            raise NoPublishedIndex(self._last_error or "no usable index version")
+            raise NoPublishedIndex(self._state.detail or "no usable index version")
+        version: str | None = None
         try:
             version = layout.read_pointer(self._root)
             if version is None:
                 raise BundleError("the CURRENT pointer disappeared")
-            if current is not None and current.version == version:
-                new = current
-            else:
-                new = load_bundle(self._root / version, verify=self._verify)
-                log.info(
-                    "serving index %s (model version %s, ranker version %s)",
-                    new.version,
-                    new.model_version,
-                    new.ranker_version,
-                )
-                if self._on_load is not None:
-                    self._on_load(new)
+            new = current if current is not None and current.version == version else self._load(version)
         except BundleError as exc:
-            self._last_error = str(exc)
             self._signature = signature  # do not retry until the pointer moves again
-            if current is not None:
-                log.error("keeping index %s: %s", current.version, exc)
-                return current
-            log.error("no usable index: %s", exc)
-            raise NoPublishedIndex(str(exc)) from exc
+            return self._refuse(version, exc)
         self._bundle = new  # one reference assignment: the swap
         self._signature = signature
-        self._last_error = None
+        self._state = ServingState(pointer_version=version)
         return new
+
+    def _load(self, version: str) -> Bundle:
+        """Load (and verify) one published version; log it and call ``on_load``."""
+        new = load_bundle(self._root / version, verify=self._verify)
+        log.info(
+            "serving index %s (model version %s, ranker version %s)", new.version, new.model_version, new.ranker_version
+        )
+        if self._on_load is not None:
+            self._on_load(new)
+        return new
+
+    def _refuse(self, version: str | None, error: BundleError) -> Bundle:
+        """Refuse what ``CURRENT`` names: keep the bundle served (at start-up: fall back) and say why.
+
+        Raises:
+            NoPublishedIndex: there is no bundle to keep and no older version verifies.
+        """
+        current, fallback, skipped = self._bundle, self._state.fallback, ""
+        if current is None:
+            current, problems = self._fall_back(version)
+            fallback = current is not None
+            skipped = f" (skipped: {'; '.join(problems)})" if problems else ""
+        if current is None:
+            detail = f"{error}; no older version verifies{skipped}"
+            log.error("no usable index: %s", detail)
+            self._state = ServingState(version, version, detail=detail)
+            raise NoPublishedIndex(detail) from error
+        refused = f"CURRENT names {version}, which is refused: {error}" if version else str(error)
+        served = ", the newest older version that verifies" if fallback else ""
+        detail = f"{refused}; serving {current.version}{served}{skipped}"
+        log.error("%s", detail)
+        self._bundle = current  # the fallback's first serve; otherwise unchanged
+        self._state = ServingState(version, version, fallback, detail)
+        return current
+
+    def _fall_back(self, pointer: str | None) -> tuple[Bundle | None, list[str]]:
+        """The newest version older than ``pointer`` that verifies, and why newer ones were skipped.
+
+        Candidates are the version directories numbered below ``pointer``, newest first
+        (a newer one is a challenger or was rolled back from), the live canary's left out.
+        ``CURRENT`` itself is never touched. ``None`` when ``pointer`` is not a version name.
+        """
+        number = layout.version_number(pointer) if pointer is not None else None
+        if number is None:
+            return None, []
+        try:
+            canary = layout.read_canary(self._root)
+        except BundleError:
+            canary = None
+        problems: list[str] = []
+        for path in reversed(layout.version_dirs(self._root)):
+            if layout.version_number(path.name) >= number or (canary is not None and path.name == canary.version):
+                continue
+            try:
+                return self._load(path.name), problems
+            except BundleError as exc:
+                problems.append(str(exc))
+        return None, problems
 
     # CANARY ------------------------------------------------------------------
     @property

@@ -11,7 +11,7 @@ built or run.
 """
 
 from validation.checks import CHECKS, severity_of
-from validation.outcome import MissingPartition, PartitionRejected, ValidationOutcome
+from validation.outcome import MissingPartition, PartitionRejected, QuarantinedPartition, ValidationOutcome
 from validation.partition import validate_partition
 from validation.quarantine import list_quarantined, show_quarantined
 from validation.suite import build_interactions_suite
@@ -20,6 +20,7 @@ __all__ = [
     "CHECKS",
     "MissingPartition",
     "PartitionRejected",
+    "QuarantinedPartition",
     "ValidationOutcome",
     "build_interactions_suite",
     "list_quarantined",

@@ -45,12 +45,27 @@ _CHECKS = (
     Check("wrong_format", "file", "blocking", "the file is not Parquet (e.g. CSV or JSON text)"),
     Check("corrupt_file", "file", "blocking", "Parquet that cannot be read (truncated or damaged)"),
     Check("wrong_encoding", "file", "blocking", "text values that are not valid UTF-8"),
+    Check(
+        "check_error", "file", "blocking", "a check could not be evaluated on this data (the reason names the error)"
+    ),
     Check("missing_columns", "file", "blocking", "a contract column is absent"),
     Check("extra_columns", "file", "blocking", "a column the contract does not define"),
     Check("wrong_types", "file", "blocking", "a column's type differs from the contract"),
     # Row level.
     Check("null_ids", "row", "blocking", "user_id or item_id is null"),
     Check("negative_ids", "row", "blocking", "user_id or item_id is negative"),
+    Check("ids_out_of_range", "row", "blocking", "user_id or item_id outside [id_min, id_max] (default [0, 2**53))"),
+    Check(
+        "sentinel_ids",
+        "row",
+        "blocking",
+        "an id equal to a placeholder (sentinel_ids, e.g. 2**31-1) and more than twice every other id of its column",
+    ),
+    # Referential: only where the partition has the file. Warnings by default, because an
+    # earlier day in quarantine that introduced an item would otherwise block every later
+    # day that uses it; set them to blocking where the catalog feed is authoritative.
+    Check("unlisted_users", "row", "warning", "a user_id that neither users.parquet nor an earlier day lists"),
+    Check("unlisted_items", "row", "warning", "an item_id that neither items.parquet nor an earlier day lists"),
     Check("null_values", "row", "blocking", "event_ts or event_type is null"),
     Check("timestamp_outside_day", "row", "blocking", "event_ts outside the partition's UTC day"),
     Check("timestamp_in_future", "row", "blocking", "event_ts later than the validation time"),
@@ -73,12 +88,14 @@ _CHECKS = (
     Check("items_schema", "items", "blocking", "items columns or types differ from the contract"),
     Check("items_null_values", "items", "blocking", "null item_id, category or first_seen_ts"),
     Check("items_negative_ids", "items", "blocking", "negative item_id"),
+    Check("items_ids_out_of_range", "items", "blocking", "item_id outside [id_min, id_max]"),
     Check("items_duplicate_ids", "items", "blocking", "an item_id appears twice"),
     Check("items_invalid_category", "items", "blocking", "category not allowed (set or pattern)"),
     Check("users_unreadable", "users", "blocking", "users.parquet cannot be read as Parquet"),
     Check("users_schema", "users", "blocking", "users file lacks user_id or has the wrong type"),
     Check("users_null_ids", "users", "blocking", "null user_id"),
     Check("users_negative_ids", "users", "blocking", "negative user_id"),
+    Check("users_ids_out_of_range", "users", "blocking", "user_id outside [id_min, id_max]"),
     Check("users_duplicate_ids", "users", "blocking", "a user_id appears twice"),
 )
 

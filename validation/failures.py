@@ -16,6 +16,7 @@ the ``status`` command all show. It is a dict::
         "observed_value": None,            # e.g. the observed dtype or column list
         "details": None,                   # e.g. missing and unexpected columns
         "error": None,                     # set when GX could not evaluate it at all
+        "hint": None,                      # how to fix the writer, where the contract knows
     }
 
 Everything here is a pure transform: no I/O, no GX import (results are read by attribute).
@@ -56,6 +57,35 @@ def _exception_messages(exception_info: Any) -> list[str]:
     return messages
 
 
+_ARROW_TYPES = {
+    "Int64": "int64",
+    "int64": "int64",
+    "float64": "double",
+    "object": "string",
+    "datetime64[us, UTC]": "timestamp[us, tz=UTC]",
+}
+
+
+def type_hint(column: str | None, observed: Any, expected: Any) -> str | None:
+    """How to write ``column`` so that it matches the contract, for a wrong-type failure."""
+    if column is None or expected is None:
+        return None
+    want = _ARROW_TYPES.get(str(expected), str(expected))
+    observed_text = str(observed or "")
+    if column in contract.ID_COLUMNS:
+        return (
+            f"write {column} as {want} integers, not text, floats or unsigned: map external keys such as 'u149' "
+            "to integer ids upstream and write with schema=graphrec.contract.INTERACTIONS_SCHEMA"
+        )
+    if observed_text.startswith("datetime64") or want.startswith("timestamp"):
+        return (
+            f"write {column} as {want}: pyarrow.Table.from_pandas(frame, schema=graphrec.contract."
+            "INTERACTIONS_SCHEMA), or DataFrame.to_parquet(..., coerce_timestamps='us') after "
+            "frame[column].dt.tz_convert('UTC'); curated files must share one Parquet schema"
+        )
+    return f"write {column} as {want} (graphrec.contract.INTERACTIONS_SCHEMA; `graphrec contract` lists the types)"
+
+
 def _base(check: str, severity: str | None = None) -> dict[str, Any]:
     spec = CHECKS[check]
     return {"check": check, "severity": severity or spec.severity, "level": spec.level}
@@ -80,6 +110,11 @@ def failure_record(expectation_result: Any) -> dict[str, Any]:
         "observed_value": jsonable(result.get("observed_value")),
         "details": jsonable(result.get("details")),
         "error": "; ".join(errors) or None,
+        "hint": (
+            type_hint(kwargs.get("column"), result.get("observed_value"), kwargs.get("type_"))
+            if meta.get("check", "").endswith(("wrong_types", "_schema")) and kwargs.get("type_") is not None
+            else None
+        ),
     }
 
 
@@ -97,7 +132,8 @@ def _split_column_set(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _reading_order(failure: Mapping[str, Any]) -> tuple[int, int, str]:
+def reading_order(failure: Mapping[str, Any]) -> tuple[int, int, str]:
+    """Sort key of failure records: file level first, then rows by contract column, then the rest."""
     levels = ("file", "row", "batch", "items", "users")
     level = levels.index(failure.get("level", "file")) if failure.get("level") in levels else 0
     column = failure.get("column")
@@ -141,7 +177,7 @@ def failures_from_result(suite_result: Any, columns: Iterable[str] | None = None
         )
         if not consequence:
             kept.append(f)
-    return sorted(kept, key=_reading_order)
+    return sorted(kept, key=reading_order)
 
 
 def file_failure(check: str, message: str, severity: str | None = None) -> dict[str, Any]:
@@ -157,6 +193,7 @@ def file_failure(check: str, message: str, severity: str | None = None) -> dict[
         "observed_value": None,
         "details": None,
         "error": message,
+        "hint": None,
     }
 
 
@@ -191,4 +228,5 @@ def describe_failure(failure: Mapping[str, Any]) -> str:
     if failure.get("expectation") == UNREADABLE:
         return f"{check}: {failure.get('error')}"
     name = f"{check} [{failure['expectation']}({target})]" if check else f"{failure['expectation']}({target})"
-    return f"{name}: {what}"
+    hint = f" (fix: {failure['hint']})" if failure.get("hint") else ""
+    return f"{name}: {what}{hint}"

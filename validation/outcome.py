@@ -16,6 +16,13 @@ class MissingPartition(LookupError):
     """Neither ``landing/`` nor ``curated/`` holds a partition for the requested day."""
 
 
+class QuarantinedPartition(MissingPartition):
+    """Nothing is in ``landing/`` or ``curated/`` for the day because it was quarantined.
+
+    The message says when, why, where the files are and how to re-land them.
+    """
+
+
 class PartitionRejected(Exception):
     """A partition failed validation and was quarantined.
 

@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,11 +41,11 @@ from graphrec import contract
 from graphrec.lake import atomic_write_json, list_partitions, parse_ds, partition_name, sha256_file
 from graphrec.settings import Settings
 from validation.checks import Profile, severity_of, validate_overrides
-from validation.failures import failures_from_result, file_failure
+from validation.failures import failures_from_result, file_failure, reading_order
 from validation.gx_run import run_suites
 from validation.history import load_history
-from validation.outcome import MissingPartition, ValidationOutcome
-from validation.quarantine import quarantine_partition, utc_stamp
+from validation.outcome import MissingPartition, QuarantinedPartition, ValidationOutcome
+from validation.quarantine import latest_attempt, quarantine_partition, utc_stamp
 from validation.reading import read_parquet_checked
 from validation.suite import (
     batch_frame,
@@ -52,6 +53,7 @@ from validation.suite import (
     build_interactions_suite,
     build_items_suite,
     build_users_suite,
+    has_integer_ids,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,14 @@ def read_interactions(path: Path) -> pd.DataFrame:
 def partition_checksums(part_dir: Path) -> dict[str, str]:
     """sha256 of every file under a partition directory, keyed by relative path."""
     return {p.relative_to(part_dir).as_posix(): sha256_file(p) for p in sorted(part_dir.rglob("*")) if p.is_file()}
+
+
+def listed_ids(catalog: pd.DataFrame, column: str) -> np.ndarray | None:
+    """The int64 ids a users or items file lists, or ``None`` when its id column is unusable
+    (missing, repeated or not integer: the file's own schema check reports that)."""
+    if list(catalog.columns).count(column) != 1 or str(catalog[column].dtype) not in ("Int64", "int64"):
+        return None
+    return catalog[column].dropna().to_numpy(dtype="int64")
 
 
 def _count_rows(path: Path) -> int:
@@ -136,18 +146,10 @@ def check_files(
     rows = 0
     history = load_history(settings.curated_dir, ds, config.trailing_days)
 
-    frame, problem = read_parquet_checked(part_dir / contract.INTERACTIONS_FILE)
-    if problem is not None:
-        # An unreadable file cannot be accepted whatever the configuration says.
-        failures.append(file_failure(problem.check, problem.message, "blocking"))
-    else:
-        rows = len(frame)
-        batches.append((build_interactions_suite(ds, now, config, profile), frame))
-        if rows and {contract.USER_ID, contract.ITEM_ID} <= set(frame.columns):  # 0 rows: empty_file says it
-            batches.append((build_batch_suite(ds, history, rows, config, profile), batch_frame(frame, history)))
-    for file, prefix, build in (
-        (contract.ITEMS_FILE, "items_", build_items_suite),
-        (contract.USERS_FILE, "users_", build_users_suite),
+    listed: dict[str, np.ndarray | None] = {contract.USER_ID: None, contract.ITEM_ID: None}
+    for file, prefix, build, column in (
+        (contract.ITEMS_FILE, "items_", build_items_suite, contract.ITEM_ID),
+        (contract.USERS_FILE, "users_", build_users_suite, contract.USER_ID),
     ):
         path = part_dir / file
         if not path.exists():
@@ -159,11 +161,31 @@ def check_files(
                 failures.append(file_failure(problem.check, problem.message, severity))
         else:
             batches.append((build(config, profile), extra))
+            listed[column] = listed_ids(extra, column)
 
+    frame, problem = read_parquet_checked(part_dir / contract.INTERACTIONS_FILE)
+    if problem is not None:
+        # An unreadable file cannot be accepted whatever the configuration says.
+        failures.append(file_failure(problem.check, problem.message, "blocking"))
+    else:
+        rows = len(frame)
+        batches.insert(0, (build_interactions_suite(ds, now, config, profile), frame))
+        if rows and has_integer_ids(frame):  # 0 rows: empty_file says it; other types: wrong_types
+            lists = (listed[contract.USER_ID] is not None, listed[contract.ITEM_ID] is not None)
+            batches.insert(
+                1,
+                (
+                    build_batch_suite(ds, history, rows, config, profile, listed=lists),
+                    batch_frame(
+                        frame, history, listed[contract.USER_ID], listed[contract.ITEM_ID], config.sentinel_ids
+                    ),
+                ),
+            )
     docs_dir = settings.data_docs_dir if config.data_docs else None
     runs = run_suites(batches, run_name=run_name or partition_name(ds), run_time=now, docs_dir=docs_dir)
     for (_suite, checked), run in zip(batches, runs):
         failures.extend(failures_from_result(run.result, columns=checked.columns))
+    failures.sort(key=reading_order)
     pages = {run.suite: str(run.page) for run in runs if run.page is not None}
     return rows, failures, pages, history.describe()
 
@@ -204,7 +226,9 @@ def validate_partition(
         :meth:`ValidationOutcome.raise_for_status` to turn a rejection into an exception.
 
     Raises:
-        MissingPartition: the day is neither in ``landing/`` nor in ``curated/``.
+        MissingPartition: the day is neither in ``landing/`` nor in ``curated/``
+            (:class:`~validation.outcome.QuarantinedPartition` when its latest delivery
+            was quarantined: the message says when, why and how to re-land it).
         ValueError: a severity override names no check.
     """
     validate_overrides(settings.validation.severity)
@@ -225,6 +249,9 @@ def validate_partition(
                 checksums=partition_checksums(curated),
                 profile=profile,
             )
+        attempt = latest_attempt(settings, ds)
+        if attempt is not None:
+            raise QuarantinedPartition(quarantined_message(settings, ds, attempt))
         raise MissingPartition(
             f"no partition {name}: neither {landing} nor {curated} exists "
             f"(has the day been landed? landed days: see {settings.landing_dir})"
@@ -232,9 +259,15 @@ def validate_partition(
 
     checked_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     checksums = partition_checksums(landing)
-    rows, failures, pages, history = check_files(
-        settings, landing, ds, now=checked_at, profile=profile, run_name=f"{name}_{utc_stamp(checked_at)}"
-    )
+    try:
+        rows, failures, pages, history = check_files(
+            settings, landing, ds, now=checked_at, profile=profile, run_name=f"{name}_{utc_stamp(checked_at)}"
+        )
+    except Exception as exc:  # the contract never crashes on data: the partition is quarantined, intact
+        log.exception("%s: a check could not be evaluated; quarantining the partition unchanged", name)
+        message = f"{type(exc).__name__}: {exc}"
+        rows, failures, pages, history = _count_rows(landing / contract.INTERACTIONS_FILE), [], {}, {}
+        failures.append(file_failure("check_error", message[:2000], "blocking"))
     blocking = [f for f in failures if f["severity"] == "blocking"]
     warnings = [f for f in failures if f["severity"] == "warning"]
     common = dict(
@@ -278,6 +311,22 @@ def validate_partition(
     for suite, page in pages.items():
         log.info("Data Docs for %s (%s): file://%s", name, suite, page)
     return outcome
+
+
+def quarantined_message(settings: Settings, ds: dt.date, attempt: dict[str, Any]) -> str:
+    """What ``validate`` says about a day whose latest delivery is in quarantine."""
+    name, day = partition_name(ds), ds.isoformat()
+    checked = attempt.get("checked_at")
+    try:
+        when = dt.datetime.fromisoformat(checked).isoformat(timespec="seconds") if checked else "at an unknown time"
+    except ValueError:
+        when = str(checked)
+    return (
+        f"{name} was quarantined at {when} (reason: {attempt.get('reason')}); nothing for it is in landing/ or "
+        f"curated/. Its files are in {attempt['path']} (`graphrec quarantine show {day}`). To re-land it, write the "
+        f"corrected files to {settings.landing_dir / name}/ (or re-run the load that delivered it) and run "
+        f"`graphrec validate {day}` again."
+    )
 
 
 def recent_validations(settings: Settings, days: int = 14) -> list[dict[str, Any]]:

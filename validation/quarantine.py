@@ -155,6 +155,15 @@ def _entry(settings: Settings, ds: dt.date, attempt: Path) -> dict[str, Any]:
     return entry
 
 
+def latest_attempt(settings: Settings, ds: dt.date) -> dict[str, Any] | None:
+    """The newest quarantined attempt of day ``ds`` (an entry as :func:`list_quarantined` gives), or ``None``."""
+    day_dir = settings.quarantine_dir / partition_name(ds)
+    if not day_dir.is_dir():
+        return None
+    attempts = sorted((p for p in day_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+    return _entry(settings, ds, attempts[-1]) if attempts else None
+
+
 def list_quarantined(settings: Settings) -> list[dict[str, Any]]:
     """Every quarantined attempt, oldest day first (``graphrec quarantine list``, ``status``).
 

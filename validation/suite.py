@@ -5,11 +5,14 @@ same expectations, so a validation can be reproduced later):
 
 * :func:`build_interactions_suite`: file- and row-level rules for one day's interactions:
   exact column set, ``empty_file`` (at least one row), contract dtypes, non-null keys,
-  non-negative ids, ``event_ts`` inside the day and not in the future, known event types,
-  ratings in range, no duplicate events.
-* :func:`build_batch_suite`: batch-level rules over :func:`batch_frame`, compared with the
-  trailing curated days (:class:`validation.history.BatchHistory`): row count, share of
-  events by never-seen users / on never-seen items, one user or item dominating the batch.
+  ids non-negative and inside the configured range,
+  ``event_ts`` inside the day and not in the future, known event types, ratings in range,
+  no duplicate events.
+* :func:`build_batch_suite`: rules over :func:`batch_frame`, compared with the trailing
+  curated days (:class:`validation.history.BatchHistory`): row count, share of events by
+  never-seen users / on never-seen items, one user or item dominating the batch; ids that
+  are placeholder (sentinel) values; and the referential rules (every id listed by the
+  partition's users/items file or an earlier day).
 * :func:`build_items_suite` and :func:`build_users_suite`: the partition's catalog files.
 
 Every expectation carries ``meta = {"check": <name>, "severity": <severity>}`` with a name
@@ -49,7 +52,16 @@ USERS_SUITE = "users"
 SOURCE_ROWS_SUITE = "source_rows"
 
 DUPLICATE_KEY = [contract.USER_ID, contract.ITEM_ID, contract.EVENT_TS, contract.EVENT_TYPE]
-BATCH_COLUMNS = ("user_is_new", "item_is_new", "user_share", "item_share")
+BATCH_COLUMNS = (
+    "user_is_new",
+    "item_is_new",
+    "user_share",
+    "item_share",
+    "unlisted_user_id",
+    "unlisted_item_id",
+    "sentinel_user_id",
+    "sentinel_item_id",
+)
 
 
 def pandas_dtypes(schema: pa.Schema) -> dict[str, str]:
@@ -88,6 +100,19 @@ class _Builder:
                 self.add(check, gxe.ExpectColumnValuesToBeOfType, column=column, type_="str")
             else:
                 self.add(check, gxe.ExpectColumnTypeToBe, column=column, type_=dtype)
+
+    def id_rules(self, prefix: str, column: str) -> None:
+        """The range rule of one id column (``prefix``: ``""``, ``items_`` or ``users_``)."""
+        import great_expectations.expectations as gxe
+
+        low = self.config.id_min if self.config.id_min > 0 else None  # below 0: *negative_ids says it
+        self.add(
+            f"{prefix}ids_out_of_range",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=column,
+            min_value=low,
+            max_value=self.config.id_max,
+        )
 
     def suite(self, name: str, meta: dict[str, Any]) -> gx.ExpectationSuite:
         import great_expectations as gx
@@ -128,6 +153,7 @@ def build_interactions_suite(
     for column in (contract.USER_ID, contract.ITEM_ID):
         b.add("null_ids", gxe.ExpectColumnValuesToNotBeNull, column=column)
         b.add("negative_ids", gxe.ExpectColumnValuesToBeBetween, column=column, min_value=0)
+        b.id_rules("", column)
     for column in (contract.EVENT_TS, contract.EVENT_TYPE):
         b.add("null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
     if ds is not None:
@@ -176,27 +202,100 @@ def build_source_rows_suite(now: dt.datetime | None = None, config: ValidationSe
     return build_interactions_suite(None, now, config)
 
 
-def batch_frame(frame: pd.DataFrame, history: BatchHistory) -> pd.DataFrame:
-    """Per-event batch features: is the user / item new, and its share of the batch.
+def has_integer_ids(frame: pd.DataFrame) -> bool:
+    """Whether both id columns exist, once each, as (nullable) int64: what :func:`batch_frame` needs.
+
+    Anything else is a ``missing_columns``/``wrong_types`` failure of the interactions suite.
+    """
+    columns = list(frame.columns)
+    return all(columns.count(c) == 1 and str(frame[c].dtype) in ("Int64", "int64") for c in contract.ID_COLUMNS)
+
+
+def _exact_ids(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """int64 values (0 where null) and the not-null mask: ids stay exact whatever their size."""
+    valid = series.notna().to_numpy(dtype=bool)
+    return series.to_numpy(dtype="int64", na_value=0), valid
+
+
+def _share(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each row's id's share of the batch's rows (0 for null ids: null_ids reports those)."""
+    out = np.zeros(len(values), dtype="float64")
+    if valid.any():
+        codes, _ = pd.factorize(values[valid])
+        out[valid] = np.bincount(codes)[codes] / max(len(values), 1)
+    return out
+
+
+def _unlisted(values: np.ndarray, valid: np.ndarray, listed: np.ndarray | None) -> pd.Series:
+    """The id where it is not in ``listed``, else null (``listed is None``: nothing to check)."""
+    out = pd.array(values, dtype="Int64")
+    if listed is None:
+        out[:] = pd.NA
+    else:
+        out[~valid | np.isin(values, listed)] = pd.NA
+    return pd.Series(out)
+
+
+def _sentinels(values: np.ndarray, valid: np.ndarray, known: np.ndarray, candidates: list[int]) -> pd.Series:
+    """The id where it is a placeholder that stands apart, else null.
+
+    A candidate (say 2**31 - 1) counts only when it is more than twice every other id of
+    its column, in the batch and in the history: among ids below 50,000 it is a
+    placeholder, among ids spread over the whole int64 range (hashes) or in a catalog of
+    40,000 items (where 2**15 - 1 is just an item) it is not.
+    """
+    out = pd.array(np.zeros(len(values), dtype=np.int64), dtype="Int64")
+    out[:] = pd.NA
+    present = [c for c in candidates if valid.any() and np.any(values[valid] == c)]
+    for candidate in present:
+        others = values[valid & (values != candidate)]
+        largest = max(int(others.max()) if len(others) else -1, int(known[known != candidate].max(initial=-1)))
+        if candidate > 2 * largest:
+            hit = valid & (values == candidate)
+            out[hit] = candidate
+    return pd.Series(out)
+
+
+def batch_frame(
+    frame: pd.DataFrame,
+    history: BatchHistory,
+    listed_users: np.ndarray | None = None,
+    listed_items: np.ndarray | None = None,
+    sentinels: list[int] | tuple[int, ...] = (),
+) -> pd.DataFrame:
+    """Per-event batch features: is the user / item new, its share of the batch, is it listed,
+    is it a placeholder value.
 
     ``user_share`` of a row is the share of the batch's events made by that row's user,
-    so the column's maximum is the share of the most active user.
-    """
-    # float64 with NaN for null ids (null_ids reports those); ids stay exact below 2**53.
-    users = frame[contract.USER_ID].to_numpy(dtype="float64", na_value=np.nan)
-    items = frame[contract.ITEM_ID].to_numpy(dtype="float64", na_value=np.nan)
-    n = max(len(frame), 1)
+    so the column's maximum is the share of the most active user. ``unlisted_user_id`` is
+    the row's user id when neither ``listed_users`` (the partition's users file) nor the
+    history knows it, else null; ``None`` for ``listed_users`` (no users file) leaves it
+    null. ``sentinel_user_id`` is the id where it is one of ``sentinels`` standing apart
+    from the other ids (:func:`_sentinels`). Ids are compared as int64, exactly (float64
+    would merge ids above 2**53).
 
-    def share(values: np.ndarray) -> np.ndarray:
-        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-        return counts[inverse] / n
+    Args:
+        frame: interactions whose id columns are int64 (see :func:`has_integer_ids`).
+        history: the trailing curated days.
+        listed_users, listed_items: ids of the partition's users / items file, or ``None``.
+        sentinels: placeholder values (``ValidationSettings.sentinel_ids``).
+    """
+    users, user_ok = _exact_ids(frame[contract.USER_ID])
+    items, item_ok = _exact_ids(frame[contract.ITEM_ID])
+
+    def known(listed: np.ndarray | None, earlier: np.ndarray) -> np.ndarray | None:
+        return None if listed is None else np.union1d(np.asarray(listed, dtype=np.int64), earlier)
 
     return pd.DataFrame(
         {
-            "user_is_new": (~np.isin(users, history.known_users)).astype("int8"),
-            "item_is_new": (~np.isin(items, history.known_items)).astype("int8"),
-            "user_share": share(users),
-            "item_share": share(items),
+            "user_is_new": (user_ok & ~np.isin(users, history.known_users)).astype("int8"),
+            "item_is_new": (item_ok & ~np.isin(items, history.known_items)).astype("int8"),
+            "user_share": _share(users, user_ok),
+            "item_share": _share(items, item_ok),
+            "unlisted_user_id": _unlisted(users, user_ok, known(listed_users, history.known_users)),
+            "unlisted_item_id": _unlisted(items, item_ok, known(listed_items, history.known_items)),
+            "sentinel_user_id": _sentinels(users, user_ok, history.known_users, list(sentinels)),
+            "sentinel_item_id": _sentinels(items, item_ok, history.known_items, list(sentinels)),
         }
     )
 
@@ -207,17 +306,25 @@ def build_batch_suite(
     rows: int,
     config: ValidationSettings | None = None,
     profile: Profile = "live",
+    *,
+    listed: tuple[bool, bool] = (False, False),
 ) -> gx.ExpectationSuite:
     """Batch-level rules for day ``ds`` against the trailing curated days.
 
     Row count and new-id shares need ``config.min_history_days`` earlier curated days;
     the dominance rules need ``config.dominance_min_rows`` rows (one user making 5% of ten
-    events is not a bot). Each rule has a warning tier and a blocking tier.
+    events is not a bot). Each rule has a warning tier and a blocking tier. ``listed``
+    says whether the partition has a readable (users, items) file: the referential rules
+    ``unlisted_users`` / ``unlisted_items`` run only then.
     """
     import great_expectations.expectations as gxe
 
     config = config or ValidationSettings()
     b = _Builder(config, profile)
+    for who, has_file in zip(("user", "item"), listed):
+        b.add("sentinel_ids", gxe.ExpectColumnValuesToBeNull, column=f"sentinel_{who}_id")
+        if has_file:
+            b.add(f"unlisted_{who}s", gxe.ExpectColumnValuesToBeNull, column=f"unlisted_{who}_id")
     if history.days >= config.min_history_days:
         low, high = min(history.row_counts), max(history.row_counts)
         for check, ratio in (
@@ -274,6 +381,7 @@ def build_items_suite(config: ValidationSettings | None = None, profile: Profile
     for column in contract.ITEMS_SCHEMA.names:
         b.add("items_null_values", gxe.ExpectColumnValuesToNotBeNull, column=column)
     b.add("items_negative_ids", gxe.ExpectColumnValuesToBeBetween, column=contract.ITEM_ID, min_value=0)
+    b.id_rules("items_", contract.ITEM_ID)
     b.add("items_duplicate_ids", gxe.ExpectColumnValuesToBeUnique, column=contract.ITEM_ID)
     if config.categories is not None:
         b.add(
@@ -305,5 +413,6 @@ def build_users_suite(config: ValidationSettings | None = None, profile: Profile
     b.types("users_schema", pandas_dtypes(contract.USERS_SCHEMA))
     b.add("users_null_ids", gxe.ExpectColumnValuesToNotBeNull, column=contract.USER_ID)
     b.add("users_negative_ids", gxe.ExpectColumnValuesToBeBetween, column=contract.USER_ID, min_value=0)
+    b.id_rules("users_", contract.USER_ID)
     b.add("users_duplicate_ids", gxe.ExpectColumnValuesToBeUnique, column=contract.USER_ID)
     return b.suite(USERS_SUITE, {"contract": "graphrec.contract.USERS_SCHEMA"})

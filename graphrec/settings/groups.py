@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 Severity = Literal["blocking", "warning", "off"]
 
@@ -53,6 +53,19 @@ class ValidationSettings(Group):
     item_share_block: float = Field(0.35, ge=0, le=1, description="Largest share of one item's events: block.")
     # Row level
     future_tolerance_s: int = Field(300, ge=0, description="Clock skew allowed for events 'in the future' (seconds).")
+    id_min: int = Field(0, ge=0, description="Smallest valid user_id / item_id (ids_out_of_range).")
+    id_max: int = Field(
+        2**53 - 1,
+        ge=0,
+        le=2**63 - 1,
+        description="Largest valid user_id / item_id (ids_out_of_range); the default keeps ids exact in float64 "
+        "and JSON numbers.",
+    )
+    sentinel_ids: list[int] = Field(
+        default_factory=lambda: [2**15 - 1, 2**16 - 1, 2**31 - 1, 2**32 - 1, 2**53 - 1],
+        description="Id values that upstream systems write as placeholders (type maxima); an id equal to one "
+        "and more than twice every other id of its column (this day's and earlier days') is sentinel_ids.",
+    )
     # Items file
     categories: list[str] | None = Field(None, description="Allowed item categories; unset: any matching the pattern.")
     category_pattern: str = Field(
@@ -60,6 +73,12 @@ class ValidationSettings(Group):
     )
     # Output
     data_docs: bool = Field(True, description="Write Great Expectations Data Docs (HTML) for every run.")
+
+    @model_validator(mode="after")
+    def _id_range_is_ordered(self) -> ValidationSettings:
+        if self.id_min > self.id_max:
+            raise ValueError(f"id_min ({self.id_min}) is larger than id_max ({self.id_max})")
+        return self
 
 
 class ServerSettings(Group):

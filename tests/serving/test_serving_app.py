@@ -57,6 +57,9 @@ def test_healthz_reports_no_index_then_ok(client, settings, make_embeddings, int
         "model_version": 3,
         "ranker_version": None,
         "detail": None,
+        "pointer_version": "v0001",
+        "refused_version": None,
+        "fallback": False,
     }
 
 

@@ -308,6 +308,40 @@ def test_a_failing_features_fn_answers_in_retrieval_order(
     assert len(calls) == 3
 
 
+def test_features_failing_for_one_user_do_not_pause_reranking_for_others(
+    settings, make_embeddings, interactions, popularity, ranker_dir, features_fn
+):
+    """The probe (another known user, popular items) succeeds: the failure was the request's own."""
+    _publish(settings, make_embeddings(), interactions, popularity, ranker_dir, ranker_version=2)
+    calls = []
+
+    def fails_for_user_8(user_id, item_ids):
+        calls.append(user_id)
+        if user_id == 8:
+            raise ValueError("Value out of range")
+        return features_fn(user_id, item_ids)
+
+    recommender = Recommender(settings, ranker_features_fn=fails_for_user_8, recent_items_retry_s=3600)
+    bad = recommender.recommend(8, 5)
+    assert bad.degraded == ["ranker_features"] and not bad.reranked
+    for user_id in (3, 42):
+        rec = recommender.recommend(user_id, 5)
+        assert rec.reranked and rec.degraded == [], user_id
+    assert recommender.recommend(8, 5).degraded == ["ranker_features"]
+    reference = calls[1]
+    assert reference not in (8, 3, 42)  # the probe asks for another user the bundle knows
+    assert calls == [8, reference, 3, 42, 8, reference]  # never paused: each failure probed again
+
+    def broken(user_id, item_ids):  # fails for everyone: the probe fails too and the breaker opens
+        calls.append(user_id)
+        raise ValueError("feature service schema mismatch")
+
+    calls.clear()
+    recommender = Recommender(settings, ranker_features_fn=broken, recent_items_retry_s=3600)
+    assert [recommender.recommend(u, 5).degraded for u in (8, 3)] == [["ranker_features"]] * 2
+    assert len(calls) == 2  # the request and its probe; the next request skipped the source
+
+
 @pytest.mark.parametrize(
     "mangle",
     [lambda f: f.drop(columns=[columns.RECENT_ITEMS]), lambda f: f.iloc[::-1], lambda f: f.iloc[:-1]],

@@ -22,6 +22,12 @@ def _seen(interactions, user_id) -> set[int]:
     return set(interactions.loc[interactions["user_id"] == user_id, "item_id"].tolist())
 
 
+def _corrupt_user_emb(version_dir) -> None:
+    """Overwrite the tail of a published version's user embeddings: its checksum fails."""
+    user_emb = version_dir / "user_emb.npy"
+    user_emb.write_bytes(user_emb.read_bytes()[:-8] + b"\x00" * 8)
+
+
 def _unreachable_recent_items(user_ids):
     """A real network call to a closed loopback port (the online store is down)."""
     with socket.socket() as probe:
@@ -161,9 +167,16 @@ def test_a_tampered_new_version_is_refused_and_the_old_one_kept(settings, make_e
 
     # publish v0002, then corrupt it before the service notices the pointer change
     out = _publish(settings, make_embeddings(seed=1, model_version=2), interactions, popularity)
-    user_emb = settings.indexes_dir / out.index_version / "user_emb.npy"
-    user_emb.write_bytes(user_emb.read_bytes()[:-8] + b"\x00" * 8)
+    _corrupt_user_emb(settings.indexes_dir / out.index_version)
 
     assert recommender.recommend(0, 5).index_version == "v0001"
-    with pytest.raises(NoPublishedIndex, match="failed verification"):
+    state = recommender.state
+    assert (state.pointer_version, state.refused_version, state.fallback) == ("v0002", "v0002", False)
+    assert "failed verification" in state.detail
+    # a fresh start on the refused version serves the newest older version that verifies
+    fresh = Recommender(settings)
+    assert fresh.recommend(0, 5).index_version == "v0001"
+    assert fresh.state.refused_version == "v0002" and fresh.state.fallback
+    _corrupt_user_emb(settings.indexes_dir / "v0001")  # none left: a clear error
+    with pytest.raises(NoPublishedIndex, match="failed verification.*no older version verifies"):
         Recommender(settings).recommend(0, 5)

@@ -185,6 +185,9 @@ def new_user_flood(s):
     n = int(len(f) * 0.6)
     f.loc[f.index[:n], contract.USER_ID] = np.arange(100_000, 100_000 + n)
     rewrite(s, f)
+    # The new users are listed in the users file, as a real feed would list them.
+    users = pd.DataFrame({contract.USER_ID: np.unique(f[contract.USER_ID])})
+    rewrite(s, users, contract.USERS_FILE)
 
 
 def new_item_flood(s):
@@ -192,6 +195,16 @@ def new_item_flood(s):
     n = int(len(f) * 0.6)
     f.loc[f.index[:n], contract.ITEM_ID] = np.arange(500_000, 500_000 + n)
     rewrite(s, f)
+    items = pd.DataFrame(
+        {
+            contract.ITEM_ID: np.arange(500_000, 500_000 + n),
+            contract.CATEGORY: "books",
+            contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC"),
+        }
+    ).astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"})
+    old = pq.read_table(day_dir(s) / contract.ITEMS_FILE)
+    new = pa.Table.from_pandas(items, schema=contract.ITEMS_SCHEMA, preserve_index=False)
+    rewrite(s, pa.concat_tables([old, new]), contract.ITEMS_FILE)
 
 
 def _concentrate(s, column: str, share: float) -> None:
@@ -246,6 +259,22 @@ def items_bad_category(s):
     )
 
 
+def items_huge_ids(s):
+    items = pq.read_table(day_dir(s) / contract.ITEMS_FILE)
+    extra = pa.Table.from_pandas(
+        pd.DataFrame(
+            {
+                contract.ITEM_ID: [2**60],
+                contract.CATEGORY: ["books"],
+                contract.FIRST_SEEN_TS: pd.Timestamp(DAY.isoformat(), tz="UTC"),
+            }
+        ).astype({contract.FIRST_SEEN_TS: "datetime64[us, UTC]"}),
+        schema=contract.ITEMS_SCHEMA,
+        preserve_index=False,
+    )
+    rewrite(s, pa.concat_tables([items, extra]) if items.num_rows else extra, contract.ITEMS_FILE)
+
+
 def items_garbage(s):
     (day_dir(s) / contract.ITEMS_FILE).write_bytes(b"item_id,category\n1,books\n")
 
@@ -253,6 +282,72 @@ def items_garbage(s):
 def users_dupes(s):
     users = frame_of(s, contract.USERS_FILE)
     rewrite(s, pd.concat([users, users.iloc[:3]], ignore_index=True), contract.USERS_FILE)
+
+
+def text_user_ids(s):
+    """Ids written as text (``"u149"``) by an upstream system."""
+    f = frame_of(s)
+    rewrite(s, f.assign(**{contract.USER_ID: "u" + f[contract.USER_ID].astype(str)}))
+
+
+def text_item_ids(s):
+    f = frame_of(s)
+    rewrite(s, f.assign(**{contract.ITEM_ID: f[contract.ITEM_ID].astype(str)}))
+
+
+def _give_rows(s, column: str, value: int, share: float, *, list_it: bool = True) -> None:
+    """Set ``column`` to ``value`` on ``share`` of the rows (times kept unique); list the id
+    in the partition's users file so that only the value itself is wrong."""
+    f = frame_of(s)
+    n = max(1, int(len(f) * share))
+    rows = f.index[:: len(f) // n][:n]
+    f.loc[rows, column] = value
+    f.loc[rows, contract.EVENT_TS] += pd.to_timedelta(np.arange(n), unit="us")
+    rewrite(s, f)
+    if list_it and column == contract.USER_ID:
+        users = frame_of(s, contract.USERS_FILE)
+        rewrite(
+            s, pd.concat([users, pd.DataFrame({contract.USER_ID: [value]})], ignore_index=True), contract.USERS_FILE
+        )
+
+
+def int64_max_users_5pct(s):
+    _give_rows(s, contract.USER_ID, 2**63 - 1, 0.05)
+
+
+def int64_max_users_2pct(s):
+    _give_rows(s, contract.USER_ID, 2**63 - 1, 0.02)
+
+
+def int32_max_users_2pct(s):
+    """A sentinel inside the valid range: INT32_MAX as a placeholder user."""
+    _give_rows(s, contract.USER_ID, 2**31 - 1, 0.02)
+
+
+def ids_above_2_53(s):
+    f = frame_of(s)
+    f.loc[f.index[:2], contract.ITEM_ID] = [2**53, 2**53 + 1]
+    rewrite(s, f)
+
+
+def unlisted_users(s):
+    """Interactions by users that the partition's users file does not list (nor any earlier day)."""
+    f = frame_of(s)
+    f.loc[f.index[:5], contract.USER_ID] = np.arange(700_000, 700_005)
+    rewrite(s, f)
+
+
+def unlisted_items(s):
+    """Interactions on items that no items file (this day's or an earlier day's) lists."""
+    f = frame_of(s)
+    f.loc[f.index[:5], contract.ITEM_ID] = np.arange(800_000, 800_005)
+    rewrite(s, f)
+
+
+def nanosecond_timestamps(s):
+    """Valid values, but written as ``timestamp[ns, UTC]`` (pandas' default unit)."""
+    f = frame_of(s)
+    rewrite(s, f.astype({contract.EVENT_TS: "datetime64[ns, UTC]"}))
 
 
 CORPUS: list[tuple[Callable[[Settings], None], set[str]]] = [
@@ -281,8 +376,16 @@ CORPUS: list[tuple[Callable[[Settings], None], set[str]]] = [
     (hot_item, {"item_dominance"}),
     (items_dupes, {"items_duplicate_ids"}),
     (items_bad_category, {"items_invalid_category"}),
+    (items_huge_ids, {"items_ids_out_of_range"}),
     (items_garbage, {"items_unreadable"}),
     (users_dupes, {"users_duplicate_ids"}),
+    (text_user_ids, {"wrong_types"}),
+    (text_item_ids, {"wrong_types"}),
+    (int64_max_users_5pct, {"ids_out_of_range", "users_ids_out_of_range"}),
+    (int64_max_users_2pct, {"ids_out_of_range", "users_ids_out_of_range"}),
+    (int32_max_users_2pct, {"sentinel_ids"}),
+    (ids_above_2_53, {"ids_out_of_range"}),
+    (nanosecond_timestamps, {"wrong_types"}),
 ]
 
 
@@ -292,7 +395,10 @@ def test_the_corpus_covers_every_blocking_check_kind():
     expected = {name for name, check in CHECKS.items() if check.severity == "blocking"}
     # Null/negative ids and schema problems of the users file share their code path with
     # the interactions file; they are covered in test_validation_suite.py.
+    # check_error is what a check that cannot be evaluated gives: no data triggers it (the
+    # fuzzing tests assert so); test_a_check_that_crashes_quarantines_the_day_intact forces it.
     assert expected - covered <= {
+        "check_error",
         "items_schema",
         "items_null_values",
         "items_negative_ids",
@@ -347,19 +453,21 @@ def test_warning_level_problem_is_accepted_and_reported(settings):
     outcome = validate_partition(settings, DAY, now=AFTER)
 
     assert outcome.status == "curated", outcome.message()
-    assert [w["check"] for w in outcome.warnings] == ["new_items_high"]
-    assert outcome.warnings[0]["observed_value"] == pytest.approx(n / len(f), abs=1e-3)
+    # The new items are not in the items file either: the referential check warns too.
+    assert sorted(w["check"] for w in outcome.warnings) == ["new_items_high", "unlisted_items"]
+    (high,) = [w for w in outcome.warnings if w["check"] == "new_items_high"]
+    assert high["observed_value"] == pytest.approx(n / len(f), abs=1e-3)
     assert "new_items_high" in outcome.message()
     summary = outcome.to_dict()
-    assert summary["warning_checks"] == ["new_items_high"] and summary["failed_checks"] == []
+    assert summary["warning_checks"] == ["new_items_high", "unlisted_items"] and summary["failed_checks"] == []
     record = json.loads(outcome.record_path.read_text())
-    assert record["status"] == "curated" and record["warning_checks"] == ["new_items_high"]
+    assert record["status"] == "curated" and record["warning_checks"] == ["new_items_high", "unlisted_items"]
 
     from app.status import collect_status, format_status
 
     status = collect_status(settings)
     (latest,) = [v for v in status["validation"]["recent"] if v["ds"] == DAY.isoformat()]
-    assert latest["warning_checks"] == ["new_items_high"]
+    assert latest["warning_checks"] == ["new_items_high", "unlisted_items"]
     assert "new_items_high" in format_status(status)
 
 
@@ -455,3 +563,70 @@ def test_data_docs_are_written_and_linked(settings):
         assert Path(page).is_relative_to(with_docs.data_docs_dir) and "<html" in html.lower()
     assert (with_docs.data_docs_dir / "index.html").is_file()
     assert f"file://{outcome.data_docs['interactions']}" in outcome.message()
+
+
+def test_nanosecond_timestamps_are_refused_with_the_fix_in_the_reason(settings):
+    """Kept strict (curated files must share one Parquet schema); the reason says how to fix the writer."""
+    nanosecond_timestamps(settings)
+    outcome = validate_partition(settings, DAY, now=AFTER)
+    assert outcome.status == "quarantined"
+    (failure,) = [f for f in outcome.failed if f["column"] == contract.EVENT_TS]
+    assert "datetime64[ns, UTC]" in str(failure["observed_value"])
+    assert "timestamp[us" in failure["hint"] and "coerce_timestamps" in failure["hint"]
+    assert failure["hint"] in outcome.message()
+
+
+def test_text_ids_name_the_column_and_say_how_to_fix(settings):
+    text_user_ids(settings)
+    outcome = validate_partition(settings, DAY, now=AFTER)
+    (failure,) = outcome.failed
+    assert failure["check"] == "wrong_types" and failure["column"] == contract.USER_ID
+    assert "int64" in failure["hint"]
+
+
+@pytest.mark.parametrize("severity", ["default", "blocking"])
+@pytest.mark.parametrize(("corrupt", "check"), [(unlisted_users, "unlisted_users"), (unlisted_items, "unlisted_items")])
+def test_unlisted_ids_warn_by_default_and_block_when_configured(settings, corrupt, check, severity):
+    if severity != "default":
+        settings = settings.updated({"validation.severity": {check: severity}})
+    corrupt(settings)
+
+    outcome = validate_partition(settings, DAY, now=AFTER)
+
+    if severity == "default":
+        assert outcome.status == "curated", outcome.message()
+        (failure,) = [f for f in outcome.warnings if f["check"] == check]
+    else:
+        assert outcome.status == "quarantined", outcome.message()
+        (failure,) = outcome.failed
+        assert failure["check"] == check
+    assert failure["unexpected_count"] == 5
+    assert failure["unexpected_sample"] and set(failure["unexpected_sample"]) <= set(range(700_000, 800_005))
+
+
+def test_a_check_that_crashes_quarantines_the_day_intact(settings, monkeypatch):
+    """The safety net: should a check ever raise, the day is quarantined unchanged, with the error."""
+    import validation.partition
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug in a check")
+
+    monkeypatch.setattr(validation.partition, "run_suites", broken)
+    raw = {name: digest for name, (digest, _) in tree(day_dir(settings)).items()}
+    curated_before = tree(settings.curated_dir)
+
+    outcome = validate_partition(settings, DAY, now=AFTER)
+
+    assert outcome.status == "quarantined"
+    (failure,) = outcome.failed
+    assert failure["check"] == "check_error" and "RuntimeError: simulated bug in a check" in failure["error"]
+    assert {p.name: sha256_file(p) for p in outcome.path.iterdir() if p.name != "_reason.json"} == raw
+    assert tree(settings.curated_dir) == curated_before
+
+
+def test_check_error_blocks_whatever_the_configuration_says(settings, monkeypatch):
+    import validation.partition
+
+    monkeypatch.setattr(validation.partition, "run_suites", lambda *a, **k: 1 / 0)
+    relaxed = settings.updated({"validation.severity": {"check_error": "off"}})
+    assert validate_partition(relaxed, DAY, now=AFTER).status == "quarantined"

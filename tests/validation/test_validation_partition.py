@@ -215,6 +215,23 @@ def test_missing_partition_raises(settings):
     assert isinstance(excinfo.value, LookupError)
 
 
+def test_validating_a_quarantined_day_again_says_it_was_quarantined(settings):
+    first = validate_partition(settings, CORRUPT)
+    assert first.status == "quarantined"
+
+    with pytest.raises(MissingPartition) as excinfo:
+        validate_partition(settings, CORRUPT)
+
+    message = str(excinfo.value)
+    assert f"{partition_name(CORRUPT)} was quarantined" in message
+    assert first.checked_at.isoformat(timespec="seconds") in message  # when
+    for check in {f["check"] for f in first.failed}:  # why
+        assert check in message
+    assert str(first.path) in message  # where the files are
+    assert str(settings.landing_dir / partition_name(CORRUPT)) in message  # how to re-land
+    assert "graphrec validate" in message
+
+
 def test_relanded_valid_day_replaces_curated(settings):
     validate_partition(settings, GOOD)
     curated = settings.curated_dir / partition_name(GOOD)
