@@ -153,18 +153,19 @@ def graphrec_nightly():
     @task(retries=0, outlets=[CURATED_INTERACTIONS])
     def validate(day: dict) -> dict:
         """The data contract (Great Expectations): a partition with a blocking failure is
-        quarantined and the run fails; warnings are accepted and returned for the summary.
-        The log links the run's Data Docs."""
+        quarantined and the run fails (so does a re-run while the day's delivery is in
+        quarantine: the message says how to re-land it); warnings are accepted and
+        returned for the summary. The log links the run's Data Docs."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         from graphrec.lake import parse_ds
-        from validation import MissingPartition, PartitionRejected, validate_partition
+        from validation import MissingPartition, PartitionRejected, QuarantinedPartition, validate_partition
 
         try:
             outcome = validate_partition(get_settings(), parse_ds(day["ds"]))
             print(outcome.message())  # the task log: status, failures, warnings, Data Docs links
             outcome.raise_for_status()
-        except PartitionRejected as exc:
+        except (PartitionRejected, QuarantinedPartition) as exc:  # a re-run of a quarantined day fails too
             raise AirflowFailException(str(exc)) from exc
         except MissingPartition as exc:
             raise AirflowSkipException(str(exc)) from exc

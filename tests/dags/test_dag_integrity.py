@@ -167,3 +167,29 @@ def test_trigger_form_params_are_documented(dagbag):
         assert param.description, name
         assert f"**{name}**" in dag.doc_md, f"{name} is missing from the DAG's docs table"
     assert dag.params.get_param("dry_run").value is False
+
+
+def test_validate_task_fails_on_a_day_whose_delivery_is_in_quarantine(dagbag, tmp_path, monkeypatch):
+    """A re-run of a quarantined day does not skip its way to green: it fails and says how to re-land."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from graphrec import settings as settings_module
+    from ingest.simulator import SimulationConfig, simulate
+    from validation.partition import validate_partition
+
+    monkeypatch.setenv("GRAPHREC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GRAPHREC_VALIDATION__DATA_DOCS", "false")
+    settings_module.get_settings.cache_clear()
+    try:
+        settings = settings_module.get_settings()
+        cfg = SimulationConfig(n_users=60, n_items=40, days=1, events_per_day=200, drift_day=None, corrupt_day=1)
+        simulate(cfg, settings.landing_dir)
+        assert validate_partition(settings, cfg.day(1)).status == "quarantined"
+        validate = dagbag.get_dag("graphrec_nightly").get_task("validate").python_callable
+
+        with pytest.raises(AirflowFailException, match="was quarantined at .* To re-land it"):
+            validate({"ds": cfg.day(1).isoformat()})
+        with pytest.raises(AirflowSkipException, match="has the day been landed"):
+            validate({"ds": "2031-01-01"})
+    finally:
+        settings_module.get_settings.cache_clear()

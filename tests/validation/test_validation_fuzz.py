@@ -250,6 +250,8 @@ def corrupt(data: bytes, op: str, where: int, junk: bytes) -> bytes:
     if op == "truncate":
         return data[:pos]
     if op == "flip":
+        if not data:
+            return junk
         out = bytearray(data)
         for i, b in enumerate(junk[:8]):
             out[(pos + i * 997) % len(out)] ^= b or 0xFF
