@@ -103,7 +103,10 @@ def read_parquet_checked(path: Path, prefix: str = "") -> tuple[pd.DataFrame | N
         table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         return problem("corrupt_file", f"damaged Parquet file: {type(exc).__name__}: {exc}")
-    bad_text = _invalid_utf8(table)
+    try:
+        bad_text = _invalid_utf8(table)
+    except UnicodeDecodeError as exc:  # a column name (in the file's schema) that is not UTF-8
+        return problem("wrong_encoding", f"column names are not valid UTF-8 ({exc.reason} at byte {exc.start})")
     if bad_text:
         return problem("wrong_encoding", f"column(s) {bad_text} hold text that is not valid UTF-8")
     try:
