@@ -51,7 +51,10 @@ def preload(modules: tuple[str, ...] = TASK_LIBRARIES) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from graphrec.logs import quiet_libraries
+
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_libraries()  # before the imports: Great Expectations and FAISS log while importing
     took = preload()
     print(
         f"graphrec: preloaded {', '.join(f'{m} {s:.1f} s' for m, s in took.items())} before forking tasks",

@@ -48,6 +48,7 @@ def describe_run(client, run: dict) -> dict[str, Any]:
         "state": run["state"],
         "conf": run.get("conf") or {},
         "tasks": states,
+        "note": run.get("note") or "",  # the verdicts the tasks wrote (app.airflow_notes)
     }
     day = client.xcom(DAG_ID, run_id, "resolve_day") if states.get("resolve_day") == "success" else None
     out["ds"], out["reason"] = (day or {}).get("ds"), (day or {}).get("reason")
@@ -60,10 +61,11 @@ def describe_run(client, run: dict) -> dict[str, Any]:
 def _line(run: dict[str, Any]) -> str:
     tasks = run["tasks"]
     head = f"  {run.get('ds') or '?'} [{run.get('reason') or '?'}] {run['state']}"
-    if tasks.get("validate") == "skipped":
-        return f"{head}: no partition landed for this day"
     if tasks.get("validate") == "failed":
-        return f"{head}: partition QUARANTINED by validation"
+        data = next((line for line in run.get("note", "").splitlines() if line.startswith("data: ")), "")
+        return f"{head}: {data.removeprefix('data: ') or 'partition QUARANTINED by validation'}".replace(
+            "quarantined:", "partition QUARANTINED by validation:"
+        )
     parts = [head + ":"]
     if warnings := (run.get("validate") or {}).get("warning_checks"):
         parts.append(f"accepted with warnings {warnings};")
@@ -167,7 +169,10 @@ def run_demo(
         "drift_days": status["drift"]["drift_days"],
         "alert_emails": status["mail"]["drift_alerts"],
         "task_alert_emails": status["mail"]["task_alerts"],
-        "drift_retrain_runs": [{"run_id": r["run_id"], "state": r["state"], "reason": r["reason"]} for r in retrains],
+        "drift_retrain_runs": [
+            {"run_id": r["run_id"], "state": r["state"], "reason": r["reason"], "note": r.get("note", "")}
+            for r in retrains
+        ],
         "reports_dir": status["reports_dir"],
         "runs": runs,
     }

@@ -128,16 +128,18 @@ def format_status(status: dict[str, Any]) -> str:
         f"drift days:         {', '.join(drift['drift_days']) or 'none'}",
         f"latest drift report: {latest.get('ds', 'none')} {latest.get('status') or ''} {latest.get('html') or ''}".rstrip(),
         f"alert emails:       {status['mail']['messages']} in {status['mail']['directory']} "
-        f"({status['mail']['drift_alerts']} drift, {status['mail']['task_alerts']} task failure/retry)",
+        f"({status['mail']['drift_alerts']} drift, {status['mail'].get('drift_followups', 0)} drift follow-up, "
+        f"{status['mail']['task_alerts']} task failure/retry)",
     ]
     return "\n".join(lines)
 
 
 def _mail_kinds(paths: list[Path]) -> dict[str, int]:
-    """Stored alerts by kind: drift emails vs task failure/retry emails (``X-Graphrec-Kind``)."""
+    """Stored alerts by kind: drift emails, drift follow-ups and task failure/retry emails (``X-Graphrec-Kind``)."""
     kinds = []
     for path in paths:
         with path.open("rb") as handle:
             kinds.append(email.message_from_binary_file(handle).get(KIND_HEADER, "drift"))
     tasks = sum(1 for kind in kinds if kind.startswith("task-"))
-    return {"drift_alerts": len(kinds) - tasks, "task_alerts": tasks}
+    followups = sum(1 for kind in kinds if kind == "drift-followup")
+    return {"drift_alerts": len(kinds) - tasks - followups, "task_alerts": tasks, "drift_followups": followups}

@@ -29,7 +29,13 @@ both read only these Params. Re-running a day is idempotent. The form rejects va
 outside the ranges above (so does the REST API, with 400 and the schema's message).
 
 Every task emails `alert_recipients` when it fails and when it is retried (Airflow's SMTP
-notifier on the `smtp_default` connection).
+notifier on the `smtp_default` connection). A day whose partition never landed is not a
+success: `validate` fails with "no data landed for <day>" (one email) and the run is red.
+
+Each run carries a **note** with one line per stage (`data: …`, `canary: promoted v9 (R@20
+0.197 vs champion 0.190, …)` or `canary: rejected v7: no_regression …`, `publish: …`,
+`drift: …`), and the deciding tasks carry their verdict as a task note. Drift-triggered
+retrains are named `drift__<day>__<episode>` and their note gives the reason.
 """
 
 from __future__ import annotations
@@ -41,10 +47,39 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from graphrec.assets import CURATED_INTERACTIONS, DRIFT_ALERT, ONLINE_FEATURES, PUBLISHED_INDEX, RETRIEVER_CHALLENGER
+from graphrec.logs import quiet_libraries
 from graphrec.settings import RETRIEVER_MODELS, get_settings
 from monitoring.alerts import task_failure_notifier
 
 _settings = get_settings()  # environment only: no I/O, no connections
+quiet_libraries()  # the tasks' logs carry graphrec's lines, not the libraries' import chatter
+
+
+class _TriggerRetrain(TriggerDagRunOperator):
+    """TriggerDagRunOperator whose run note is templated too (the drift reason of the retrain)."""
+
+    template_fields = (*TriggerDagRunOperator.template_fields, "note")
+
+
+_RETRAIN = "ti.xcom_pull(task_ids='retrain_request')"
+
+
+def _retrain_run_id(ds: str, episode: str | None) -> str:
+    """The drift retrain's run id (as ``trigger_retrain`` renders it): ``drift__<day>__<episode day>``."""
+    return f"drift__{ds}__{(episode or 'none').replace('drift-', '')}"
+
+
+def _annotate(stage: str, line: str) -> None:
+    """The verdict as a line of the run note and as the task's note (app.airflow_notes); printed too."""
+    from app.airflow_notes import annotate
+
+    try:
+        context = get_current_context()
+    except RuntimeError:  # called outside a running task (a test calling the function)
+        print(f"{stage}: {line}")
+        return
+    annotate(get_settings(), context, stage, line)
+
 
 DEFAULT_ARGS = {
     "owner": "graphrec",
@@ -156,20 +191,28 @@ def graphrec_nightly():
         quarantined and the run fails (so does a re-run while the day's delivery is in
         quarantine: the message says how to re-land it); warnings are accepted and
         returned for the summary. The log links the run's Data Docs."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from graphrec.lake import parse_ds
-        from validation import MissingPartition, PartitionRejected, QuarantinedPartition, validate_partition
+        from validation import MissingPartition, QuarantinedPartition, validate_partition
 
+        settings = get_settings()
         try:
-            outcome = validate_partition(get_settings(), parse_ds(day["ds"]))
-            print(outcome.message())  # the task log: status, failures, warnings, Data Docs links
-            outcome.raise_for_status()
-        except (PartitionRejected, QuarantinedPartition) as exc:  # a re-run of a quarantined day fails too
-            raise AirflowFailException(str(exc)) from exc
-        except MissingPartition as exc:
-            raise AirflowSkipException(str(exc)) from exc
-        return outcome.to_dict()
+            outcome = validate_partition(settings, parse_ds(day["ds"]))
+        except QuarantinedPartition as exc:  # a re-run while the day's delivery is in quarantine
+            _annotate("data", f"still quarantined: {day['ds']} (re-land it, then clear)")
+            raise AirflowFailException(str(exc)) from None
+        except MissingPartition as exc:  # not a success: the night has nothing to learn from
+            _annotate("data", f"no data landed for {day['ds']}")
+            raise AirflowFailException(f"no data landed for {day['ds']}: {exc}") from None
+        print(outcome.message())  # the task log: status, failures, warnings, Data Docs links
+        if outcome.status == "quarantined":
+            _annotate("data", f"quarantined: {', '.join(outcome.to_dict()['failed_checks'])}")
+            raise AirflowFailException(f"partition {day['ds']} was quarantined (reasons above)")
+        summary = outcome.to_dict()
+        warned = f", warnings: {', '.join(summary['warning_checks'])}" if summary["warning_checks"] else ""
+        _annotate("data", f"{outcome.status.replace('_', ' ')} {outcome.rows:,} rows{warned}")
+        return summary
 
     @task(outlets=[ONLINE_FEATURES])
     def features(day: dict, _validated: dict) -> dict:
@@ -246,17 +289,20 @@ def graphrec_nightly():
         from serving.canary import run_canary
         from training.results import RankerResult, RetrieverResult
 
+        settings = get_settings()
         params = get_current_context()["params"]
         ranker = RankerResult.from_xcom(ranked) if "model_version" in ranked else None  # else {"skipped": why}
-        return run_canary(
-            get_settings(),
+        result = run_canary(
+            settings,
             parse_ds(day["ds"]),
             RetrieverResult.from_xcom(trained).model_version,
             force=params["force_publish"],
             ranker_version=None if ranker is None else ranker.model_version,
             ranker_result=ranker,
             dry_run=day.get("dry_run", False),
-        ).to_xcom()
+        )
+        _annotate("canary", result.verdict())
+        return result.to_xcom()
 
     @task(outlets=[PUBLISHED_INDEX])
     def publish(day: dict, decision: dict) -> dict:
@@ -270,12 +316,12 @@ def graphrec_nightly():
         verdict = CanaryResult.from_xcom(decision)
         if not verdict.promoted:
             raise AirflowSkipException(f"champion kept, nothing to publish: {verdict.reason}")
-        return publish_model(
-            get_settings(),
-            verdict.challenger_version,
-            parse_ds(day["ds"]),
-            ranker_version=verdict.ranker_champion_after,
-        ).to_xcom()
+        settings = get_settings()
+        published = publish_model(
+            settings, verdict.challenger_version, parse_ds(day["ds"]), ranker_version=verdict.ranker_champion_after
+        )
+        _annotate("publish", f"serving {published.index_version}")
+        return published.to_xcom()
 
     @task(trigger_rule="none_failed")
     def drift_check(day: dict) -> dict:
@@ -293,18 +339,25 @@ def graphrec_nightly():
             raise AirflowSkipException("this run is itself a drift-triggered retrain: no new check")
         if not (settings.curated_dir / partition_name(parse_ds(day["ds"]))).is_dir():
             raise AirflowSkipException(f"no curated partition for {day['ds']}: nothing to check")
-        result = monitor_day(settings, parse_ds(day["ds"]))
-        print(f"drift decision for {day['ds']}: {result.status} (report {result.html})")
-        for line in result.decision.explanation if result.decision else []:
-            print("  " + line)
+        result = monitor_day(settings, parse_ds(day["ds"]))  # logs the decision and its explanation
+        decision = result.decision
+        line = str(result.status) if decision is None else decision.status
+        if decision is not None and (decision.fired or decision.watch):
+            line += ": " + ", ".join([*decision.fired, *(f"{name} (watch)" for name in decision.watch)])
+        if decision is not None and decision.trigger_retrain:
+            line += "; retrain triggered"
+        _annotate("drift", f"{line} (report {result.html or result.report_dir})")
         return result.to_xcom()
 
-    @task(outlets=[DRIFT_ALERT])
-    def send_alert(result: dict) -> dict:
-        """One email per drift episode (the day it opens), through Airflow's SMTP notifier;
-        the optional daily digest when the policy asks for it."""
+    @task(outlets=[DRIFT_ALERT], trigger_rule="none_failed")
+    def send_alert(result: dict | None, retrain: dict | None) -> dict:
+        """One email per drift episode (the day it opens), through Airflow's SMTP notifier,
+        linking the report, this run and the retrain run it triggers; the optional daily
+        digest when the policy asks for it."""
         from airflow.sdk.exceptions import AirflowSkipException
 
+        if result is None:
+            raise AirflowSkipException("no drift check ran")
         from monitoring.drift_alerts import send_digest, send_episode_alert
         from monitoring.monitor import MonitorResult
         from monitoring.policy_files import load_policy
@@ -319,10 +372,42 @@ def graphrec_nightly():
         sent = {}
         if load_policy(settings.drift.policy).digest:
             sent["digest"] = send_digest(decision, monitored.signals, settings, report, context=context).to_xcom()
-        alert = send_episode_alert(decision, monitored.signals, settings, report_path=report, context=context)
+        alert = send_episode_alert(
+            decision,
+            monitored.signals,
+            settings,
+            report_path=report,
+            context=context,
+            retrain_run_id=_retrain_run_id(retrain["ds"], retrain["drift_episode"]) if retrain else None,
+        )
         if alert is None and not sent:
             raise AirflowSkipException(f"no email due: status {decision.status}")
         return {**sent, "alert": alert.to_xcom() if alert else None}
+
+    @task(trigger_rule="none_failed")
+    def drift_followup(day: dict, decision: dict | None, _published: dict | None) -> dict:
+        """On a drift-triggered retrain: email what came of the retrain the drift email announced
+        (promoted or rejected, and why), after publication."""
+        from pathlib import Path
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from monitoring.drift_alerts import canary_followup, send_drift_followup
+        from serving.canary_result import CanaryResult
+
+        tags = day.get("tags") or {}
+        if tags.get("trigger") != "drift" or day.get("dry_run") or decision is None:
+            raise AirflowSkipException("not a drift-triggered retrain: no follow-up")
+        verdict, reasons = canary_followup(CanaryResult.from_xcom(decision))
+        return send_drift_followup(
+            get_settings(),
+            ds=day["ds"],
+            episode=tags.get("drift_episode") or None,
+            verdict=verdict,
+            reasons=reasons,
+            report_path=Path(tags["drift_report"]) if tags.get("drift_report") else None,
+            context=get_current_context(),
+        ).to_xcom()
 
     @task
     def retrain_request(day: dict, result: dict) -> dict:
@@ -358,14 +443,21 @@ def graphrec_nightly():
     published = publish(day, decision)
     drift = drift_check(day)
     published >> drift
-    send_alert(drift)
+    drift_followup(day, decision, published)
     retrain_conf = retrain_request(day, drift)
-    retrain_conf >> TriggerDagRunOperator(
+    send_alert(drift, retrain_conf)
+    retrain_conf >> _TriggerRetrain(
         task_id="trigger_retrain",
         trigger_dag_id="graphrec_nightly",
         conf=retrain_conf,
         logical_date=None,
         wait_for_completion=False,
+        # A readable run id, one per day and episode: a re-run of the day triggers nothing twice.
+        trigger_run_id=(
+            f"drift__{{{{ {_RETRAIN}['ds'] }}}}__{{{{ ({_RETRAIN}['drift_episode'] or 'none') | replace('drift-', '') }}}}"
+        ),
+        skip_when_already_exists=True,
+        note=f"retrain: drift-triggered for {{{{ {_RETRAIN}['ds'] }}}}: {{{{ {_RETRAIN}['trigger_reason'] }}}}",
     )
 
 

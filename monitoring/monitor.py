@@ -39,7 +39,7 @@ from monitoring.offline_serving import ServingModel
 from monitoring.policy import Decision, decide
 from monitoring.policy_files import load_policy, load_state, save_state
 from monitoring.policy_rules import DriftPolicy
-from monitoring.report_files import SERVED_FILE, write_signal_report
+from monitoring.report_files import SERVED_FILE, ReportHeader, write_signal_report
 from monitoring.signal_values import Signal
 from monitoring.signals import compute_signals
 from serving.bundle import Bundle, load_bundle
@@ -163,6 +163,7 @@ def monitor_day(
         MonitorResult: the day's result; also written to the day's ``summary.json``.
     """
     day = lake.parse_ds(ds)
+    policy_file = settings.drift.policy if policy is None else None  # the reports' header names the file applied
     policy = policy or load_policy(settings.drift.policy)
     if model is None:
         champion = champion_context(settings)
@@ -211,11 +212,12 @@ def monitor_day(
         offline_recall=offline_recall,
         k=20,
     )
-    paths = write_signal_report(report, out_dir)
     signals = list(report.signals.values())
 
     state_path = drift_dir(settings) / STATE_FILE
     decision, state = decide(policy, day, signals, load_state(state_path))
+    header = ReportHeader(decision, policy, ref_days, window=window, policy_file=policy_file)
+    paths = write_signal_report(report, out_dir, header)  # the reports open with the decision and why
     save_state(state_path, state)
     lake.atomic_write_json(out_dir / DECISION_JSON, decision.to_xcom())
     html = next((path for path in paths.values() if path.suffix == ".html"), None)

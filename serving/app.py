@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from features.online import OnlineFeatures
 from graphrec import __version__
@@ -31,6 +32,9 @@ from serving.routes import health_router, metrics_router, recommend_router, simi
 from serving.swap import NoPublishedIndex
 
 log = logging.getLogger(__name__)
+
+#: Where the service serves the Swagger UI and ReDoc assets (shipped by ``fastapi-offline``).
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def online_recent_items_hook(settings: Settings) -> RecentItemsFn:
@@ -123,7 +127,9 @@ def create_app(
     Returns:
         FastAPI: the application with ``/recommend/{user_id}``, ``/similar/{item_id}``,
         ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/version``; ``/docs``
-        serves the OpenAPI UI.
+        (Swagger UI) and ``/redoc`` serve the OpenAPI description with their JavaScript,
+        CSS and favicon from the service itself (:data:`DOCS_ASSETS_URL`), so they work
+        without internet access.
     """
     service_metrics = ServiceMetrics()
 
@@ -171,7 +177,9 @@ def create_app(
         yield
         app.state.recommender = None
 
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load their assets from a CDN: blank on an offline host.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS_URL,
         title="graphrec recommendations",
         version=__version__,
         description="Top-k recommendations from the currently published retriever/FAISS index, re-ranked by its "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from graphrec.settings import Settings
@@ -86,9 +87,20 @@ def run_canary(
     they describe each version's latest judgement. The
     :func:`~serving.canary_result.summary_line` is logged at INFO.
     """
+    started = time.perf_counter()
+    log.info("canary %s: preparing the holdout (the %d day(s) ending %s)", ds, settings.training.holdout_days, ds)
     holdout = prepare_holdout(settings, ds)
     first_holdout_day = holdout_start(ds, settings.training.holdout_days).date()
     champion_before = registry.get_alias_version(settings, registry.CHAMPION)
+    log.info(
+        "canary %s: scoring challenger v%s, %s and popularity on %d holdout users; then the paired bootstrap "
+        "(%.1f s so far)",
+        ds,
+        challenger_version,
+        "no champion" if champion_before is None else f"champion v{champion_before}",
+        len(holdout.task.user_ids),
+        time.perf_counter() - started,
+    )
 
     challenger = registry.load_model_embeddings(settings, challenger_version)
     champion = None if champion_before is None else registry.load_model_embeddings(settings, champion_before)
@@ -107,6 +119,13 @@ def run_canary(
         decision = decide(evidence.checks, force=force)
     pair = None
     if ranker_version is not None:
+        log.info(
+            "canary %s: retrieval judged (%s); judging ranker v%s with it as a pair (%.1f s so far)",
+            ds,
+            decision.reason,
+            ranker_version,
+            time.perf_counter() - started,
+        )
         pair = judge_pair(
             settings, holdout, challenger, ranker_version, champion_before, champion, handed_over=ranker_result
         )
@@ -125,7 +144,9 @@ def run_canary(
     if dry_run:
         outcome = "dry-run: " + label(GateDecision(would_promote, decision.passed, decision.reason))
     summary = summary_line(ds, outcome, challenger_version, champion_before, evidence, settings.canary.tolerance)
-    log.info(summary)
+    if pair is not None:
+        summary += "; ranker pair: " + ("passed" if pair.passed else "rejected: " + "; ".join(pair.failures))
+    log.info("%s (%.1f s)", summary, time.perf_counter() - started)
 
     challenger_scores = None if evidence.challenger is None else ModelScores.of(evidence.challenger)
     champion_scores = None if evidence.champion is None else ModelScores.of(evidence.champion)

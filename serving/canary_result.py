@@ -177,6 +177,42 @@ class CanaryResult(Handoff):
     ranker_version: int | None
     ranker_champion_after: int | None
 
+    def verdict(self) -> str:
+        """The decision in one line for the Airflow grid's notes.
+
+        E.g. ``promoted v9 (R@20 0.197 vs champion 0.190, ΔR@20 +0.0070 CI [+0.0021,
+        +0.0114])`` or ``rejected v7: no_regression (R@20 0.181 vs champion 0.190, ΔR@20
+        -0.0123 CI [-0.0201, -0.0046]); ranker pair: …``.
+        """
+        if self.dry_run:
+            head = f"dry run: would {'promote' if self.would_promote else 'reject'} v{self.challenger_version}"
+        elif self.promoted:
+            head = f"{'forced: promoted' if self.forced else 'promoted'} v{self.challenger_version}"
+        else:
+            head = f"rejected v{self.challenger_version}"
+        failed = ", ".join(self.failed_checks)
+        if failed and not (self.promoted and not self.forced):
+            head += f": {failed}"
+        numbers = []
+        if self.challenger is not None:
+            k = self.challenger.k
+            against = (
+                f"champion {self.champion.recall:.3f}"
+                if self.champion is not None
+                else f"popularity {self.popularity.recall:.3f}"
+            )
+            numbers.append(f"R@{k} {self.challenger.recall:.3f} vs {against}")
+            recall = self.delta.recall if self.delta is not None else None
+            if recall is not None and recall.mean is not None:
+                interval = ""
+                if recall.ci_low is not None and recall.ci_high is not None:
+                    interval = f" CI [{recall.ci_low:+.4f}, {recall.ci_high:+.4f}]"
+                numbers.append(f"ΔR@{k} {recall.mean:+.4f}{interval}")
+        line = head + (f" ({', '.join(numbers)})" if numbers else "")
+        if self.ranker is not None and not self.ranker.passed:
+            line += f"; ranker pair rejected: {'; '.join(self.ranker.failures)}"
+        return line
+
 
 def summary_line(
     ds: dt.date, label: str, challenger_version: int, champion_version: int | None, evidence: Evidence, tolerance: float

@@ -24,12 +24,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from serving.recommender import Recommender, UnknownItem
-from serving.schemas import Health, Ready, Recommendation, SimilarItems, VersionInfo
+from serving.schemas import MAX_ID, MAX_K, Health, Ready, Recommendation, SimilarItems, VersionInfo
 from serving.swap import NoPublishedIndex
-
-#: The largest id the lake, the bundles and the feature store can hold (int64). A larger
-#: one is refused (422) before it reaches them.
-MAX_ID = 2**63 - 1
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "No usable index has been published yet."}}
 
@@ -56,7 +52,7 @@ async def recommend(
     user_id: Annotated[int, Path(ge=0, le=MAX_ID, description="External user id (int64: 0 to 2**63 - 1).")],
     recommender: RecommenderDep,
     request: Request,
-    k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of items to return.")] = 10,
 ) -> Response:
     """Top-k unseen items for a user, re-ranked by the BST ranker when the index carries one;
     unknown users get the popularity fallback. During a live canary, a stable share of
@@ -75,7 +71,7 @@ async def similar(
     item_id: Annotated[int, Path(ge=0, le=MAX_ID, description="External item id (int64: 0 to 2**63 - 1).")],
     recommender: RecommenderDep,
     request: Request,
-    k: Annotated[int, Query(ge=1, le=100, description="Number of items to return.")] = 10,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="Number of items to return.")] = 10,
 ) -> Response:
     """Items closest to an item in the champion's embedding space (inner product), itself excluded."""
     request.state.variant = "champion"

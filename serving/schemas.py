@@ -6,6 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+#: The largest id the lake, the bundles and the feature store can hold (int64). A larger
+#: one is refused (422 on the API, a usage error in ``graphrec``) before it reaches them.
+MAX_ID = 2**63 - 1
+#: The most items one answer holds: the bound of ``k`` on ``/recommend`` and ``/similar``, and of
+#: ``graphrec recommend --k``.
+MAX_K = 100
+
 
 class ScoredItem(BaseModel):
     """One recommended item."""

@@ -5,6 +5,12 @@ a whole-dataframe batch definition; an ``ExpectationSuite`` and that batch defin
 a ``ValidationDefinition``; a ``Checkpoint`` runs it with ``batch_parameters={"dataframe":
 frame}`` and its ``UpdateDataDocsAction`` renders the result as an HTML page.
 
+Data Docs pages take their layout and status icons from CDN stylesheets; without internet
+they are unstyled and an expectation's pass/fail icon is empty. Every page therefore also
+inlines :data:`OFFLINE_STYLES` (GX's ``data_docs_custom_styles.css``), which writes
+"passed" or "failed" beside each icon in colour. ``reports/validation/index.html``
+(:mod:`validation.report_page`) is the overview that needs no internet at all.
+
 Each call builds its own ephemeral context configured in code: suites and definitions in
 memory, GX's progress bars off (they would flood Airflow task logs). With a ``docs_dir``
 the validation results are kept as JSON under ``docs_dir/../gx_results`` and the Data Docs
@@ -22,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from graphrec.lake import atomic_write_bytes
 from validation.failures import failures_from_result
 from validation.suite import build_interactions_suite
 
@@ -31,6 +38,26 @@ log = logging.getLogger(__name__)
 # COMPLETE (used for source files) also gives the index of every unexpected row.
 SUMMARY = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
 COMPLETE = {"result_format": "COMPLETE"}
+
+#: GX inlines a ``data_docs_custom_styles.css`` found in a page view's ``custom_styles_directory``
+#: into every page it renders. Font Awesome, which draws the status icons, comes from a CDN.
+OFFLINE_STYLES = """/* graphrec: each expectation's status in words, also without the CDN stylesheets */
+.fa-check-circle.text-success::after { content: " passed"; }
+.fa-times.text-danger::after { content: " failed"; }
+i.fas::after { font-family: system-ui, sans-serif; font-style: normal; font-weight: 600; }
+.text-success { color: #116329; }
+.text-danger { color: #a40e26; }
+"""
+STYLES_FILE = "data_docs_custom_styles.css"
+
+
+def _styles_dir(docs_dir: Path) -> Path:
+    """A directory holding :data:`OFFLINE_STYLES` as GX's custom styles file (rewritten when it differs)."""
+    styles_dir = docs_dir.parent / "data_docs_styles"
+    path = styles_dir / STYLES_FILE
+    if not path.is_file() or path.read_text() != OFFLINE_STYLES:
+        atomic_write_bytes(path, OFFLINE_STYLES.encode())
+    return styles_dir
 
 
 @dataclasses.dataclass
@@ -60,11 +87,15 @@ def _context(docs_dir: Path | None):
             "class_name": "ValidationResultsStore",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(results_dir)},
         }
+        # Set per section: GX looks for custom styles only under a context's plugins
+        # directory, which it also appends to sys.path on every context.
+        styles = {"custom_styles_directory": str(_styles_dir(docs_dir))}
         config.data_docs_sites = {
             "graphrec": {
                 "class_name": "SiteBuilder",
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_section_builders": {"expectations": styles, "validations": styles},
             }
         }
     return gx.get_context(mode="ephemeral", project_config=config)

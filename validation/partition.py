@@ -47,6 +47,7 @@ from validation.history import load_history
 from validation.outcome import MissingPartition, QuarantinedPartition, ValidationOutcome
 from validation.quarantine import latest_attempt, quarantine_partition, utc_stamp
 from validation.reading import read_parquet_checked
+from validation.report_page import update_report_page
 from validation.suite import (
     batch_frame,
     build_batch_suite,
@@ -309,7 +310,8 @@ def validate_partition(
     record = write_record(settings, outcome, failures, history)
     outcome = dataclasses.replace(outcome, record_path=record)
     for suite, page in pages.items():
-        log.info("Data Docs for %s (%s): file://%s", name, suite, page)
+        log.debug("Data Docs for %s (%s): file://%s", name, suite, page)  # outcome.message() lists them
+    update_report_page(settings)
     return outcome
 
 

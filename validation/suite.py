@@ -16,7 +16,8 @@ same expectations, so a validation can be reproduced later):
 * :func:`build_items_suite` and :func:`build_users_suite`: the partition's catalog files.
 
 Every expectation carries ``meta = {"check": <name>, "severity": <severity>}`` with a name
-from :mod:`validation.checks`; checks whose severity is ``off`` are left out.
+from :mod:`validation.checks`, and ``notes`` that Data Docs show beside it (check name,
+severity and description); checks whose severity is ``off`` are left out.
 
 The types are strict on purpose: curated partitions are read together (by Feast's offline
 store and the training window), and Parquet readers refuse to merge files whose schemas
@@ -38,7 +39,7 @@ import pyarrow as pa
 from graphrec import contract
 from graphrec.lake import day_bounds
 from graphrec.settings import ValidationSettings
-from validation.checks import Profile, severity_of
+from validation.checks import CHECKS, Profile, severity_of
 from validation.history import BatchHistory
 from validation.reading import nullable_ints
 
@@ -80,6 +81,15 @@ def expected_dtypes() -> dict[str, str]:
     return pandas_dtypes(contract.INTERACTIONS_SCHEMA)
 
 
+def check_notes(check: str, severity: str) -> list[str]:
+    """The note Data Docs show beside an expectation: which graphrec check it is, how severe, why.
+
+    A one-item list: GX renders a plain-string note in red, which would read as a failure
+    on an expectation that passed.
+    """
+    return [f"graphrec check `{check}` ({severity}): {CHECKS[check].description}"]
+
+
 class _Builder:
     """Collects expectations tagged with their check name and effective severity."""
 
@@ -90,7 +100,11 @@ class _Builder:
     def add(self, check: str, expectation_cls: Any, **kwargs: Any) -> None:
         severity = severity_of(check, self.config.severity, self.profile)
         if severity != "off":
-            self.expectations.append(expectation_cls(**kwargs, meta={"check": check, "severity": severity}))
+            self.expectations.append(
+                expectation_cls(
+                    **kwargs, meta={"check": check, "severity": severity}, notes=check_notes(check, severity)
+                )
+            )
 
     def types(self, check: str, dtypes: dict[str, str]) -> None:
         import great_expectations.expectations as gxe

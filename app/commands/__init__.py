@@ -3,7 +3,9 @@
 :mod:`app.cli` builds the parser and imports a group's module only when one of its
 commands runs, so these modules import the heavy layers (torch, MLflow, Feast) at their
 top without slowing ``graphrec --help``. Each command takes the parsed
-``argparse.Namespace`` and returns the process exit code.
+``argparse.Namespace`` and returns the process exit code. Results go to stdout; a step
+that makes the operator wait (loading an index, validating a day, publishing) is wrapped in
+:func:`app.progress.step`, which notes it on stderr.
 
 * :mod:`app.commands.data`: simulate, load, validate, quarantine, contract
 * :mod:`app.commands.pipeline`: demo, status

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.land import BadSourceRows, land_source
+from app.progress import step
 from graphrec.settings import Settings, get_settings
 from ingest import generic, gowalla, movielens
 from ingest.loading import SourceLoad
@@ -47,8 +48,12 @@ def _source_load(args: argparse.Namespace, settings: Settings) -> SourceLoad:
 def cmd_load(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
-        load = _source_load(args, settings)
-        report = land_source(settings, load, on_bad_rows=args.on_bad_rows, validate=not args.no_validate)
+        where = f" {args.path}" if args.path else ""
+        with step(f"reading the {args.source} source{where}"):
+            load = _source_load(args, settings)
+        checks = "checking, landing" + ("" if args.no_validate else " and validating")
+        with step(f"{checks} {len(load.interactions)} rows"):
+            report = land_source(settings, load, on_bad_rows=args.on_bad_rows, validate=not args.no_validate)
     except BadSourceRows as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
@@ -66,7 +71,8 @@ def cmd_load_movielens(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        outcome = validate_partition(get_settings(), args.ds, profile=args.profile)
+        with step(f"validating {args.ds} ({args.profile} profile)"):
+            outcome = validate_partition(get_settings(), args.ds, profile=args.profile)
     except (MissingPartition, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

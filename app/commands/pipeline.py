@@ -6,6 +6,7 @@ import argparse
 import json
 
 from app.demo import format_summary, run_demo
+from app.progress import step
 from app.status import collect_status, format_status
 from graphrec.settings import get_settings
 from ingest.simulator import SimulationConfig
@@ -23,6 +24,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = collect_status(get_settings())
+    with step("reading the lake, the published index's checksums and the model registry"):
+        status = collect_status(get_settings())
     print(json.dumps(status, indent=2, sort_keys=True) if args.json else format_status(status))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from app.progress import step
 from graphrec.settings import get_settings
 from serving import promotion
 from serving.versions import list_versions
@@ -68,7 +69,8 @@ def _print_switch(result: dict) -> None:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     try:
-        result = promotion.rollback(get_settings(), args.version)
+        with step(f"rolling back to {args.version or 'the previous version'}: CURRENT and the champion aliases"):
+            result = promotion.rollback(get_settings(), args.version)
     except Exception as exc:
         return _publication_error(exc)
     if args.json:
@@ -82,20 +84,24 @@ def cmd_canary(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         if args.action == "start":
-            result = promotion.start_canary(
-                settings,
-                args.model_version,
-                ranker_version=args.ranker_version,
-                share=args.share,
-                mode=args.mode,
-                ds=args.ds,
-            )
+            ranker = f" with ranker {args.ranker_version}" if args.ranker_version else ""
+            with step(f"publishing model {args.model_version}{ranker} as the live canary"):
+                result = promotion.start_canary(
+                    settings,
+                    args.model_version,
+                    ranker_version=args.ranker_version,
+                    share=args.share,
+                    mode=args.mode,
+                    ds=args.ds,
+                )
         elif args.action == "status":
-            result = promotion.canary_status(settings)
+            with step("reading the live canary and verifying its and CURRENT's checksums"):
+                result = promotion.canary_status(settings)
         elif args.action == "stop":
             result = promotion.stop_canary(settings)
         else:
-            result = promotion.promote_canary(settings)
+            with step("promoting the live canary: CURRENT and the champion aliases"):
+                result = promotion.promote_canary(settings)
     except Exception as exc:
         return _publication_error(exc)
     if args.json:

@@ -378,3 +378,13 @@ class AlertSettings(Group):
     smtp_conn_id: str = Field("smtp_default", description="Airflow connection alert email goes through.")
     smtp_host: str = Field("127.0.0.1", description="The SMTP server alerts go to.")
     smtp_port: int = Field(8025, ge=1, le=65535, description="Port of the SMTP server.")
+    airflow_url: str | None = Field(
+        None,
+        description="Public base URL of the Airflow UI that links in email point to (e.g. https://airflow.example.com); "
+        "unset: http://<airflow.host>:<airflow.port>.",
+    )
+    reports_url: str | None = Field(
+        None,
+        description="Public base URL under which GRAPHREC_HOME/reports/ is served (e.g. https://ops.example.com/reports); "
+        "unset: links in email are file:// paths on the machine that wrote them.",
+    )

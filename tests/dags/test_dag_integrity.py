@@ -169,9 +169,9 @@ def test_trigger_form_params_are_documented(dagbag):
     assert dag.params.get_param("dry_run").value is False
 
 
-def test_validate_task_fails_on_a_day_whose_delivery_is_in_quarantine(dagbag, tmp_path, monkeypatch):
-    """A re-run of a quarantined day does not skip its way to green: it fails and says how to re-land."""
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+def test_validate_task_fails_on_a_quarantined_or_missing_day(dagbag, tmp_path, monkeypatch):
+    """A re-run of a quarantined day, or a day that never landed, does not skip its way to green."""
+    from airflow.sdk.exceptions import AirflowFailException
 
     from graphrec import settings as settings_module
     from ingest.simulator import SimulationConfig, simulate
@@ -189,7 +189,7 @@ def test_validate_task_fails_on_a_day_whose_delivery_is_in_quarantine(dagbag, tm
 
         with pytest.raises(AirflowFailException, match="was quarantined at .* To re-land it"):
             validate({"ds": cfg.day(1).isoformat()})
-        with pytest.raises(AirflowSkipException, match="has the day been landed"):
+        with pytest.raises(AirflowFailException, match="no data landed for 2031-01-01"):
             validate({"ds": "2031-01-01"})
     finally:
         settings_module.get_settings.cache_clear()

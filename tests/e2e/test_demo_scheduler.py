@@ -34,8 +34,16 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     retrains = summary["drift_retrain_runs"]
     assert len(retrains) == 1 and retrains[0]["state"] == "success", lines
     assert retrains[0]["reason"].startswith(f"drift on {config.day(3).isoformat()}")
-    # The retrain is a separate run created by TriggerDagRunOperator, not one the test asked for.
-    assert not retrains[0]["run_id"].startswith("demo__")
+    # The retrain is a separate run created by TriggerDagRunOperator, not one the test asked for,
+    # named after its day and episode, with the reason as its note.
+    day3 = config.day(3).isoformat()
+    assert retrains[0]["run_id"] == f"drift__{day3}__{day3}", retrains[0]["run_id"]
+    assert retrains[0]["note"].startswith(f"retrain: drift-triggered for {day3}: drift on {day3}")
+    # Every run states its verdicts in its note (written by the tasks through the REST API).
+    notes = {r["ds"]: r["note"] for r in summary["runs"] if r["run_id"].startswith("demo__")}
+    assert notes[config.day(1).isoformat()].startswith("data: curated"), notes
+    assert "\ncanary: " in notes[config.day(2).isoformat()] or "canary: " in notes[config.day(2).isoformat()], notes
+    assert "drift: alert" in notes[day3] and "retrain triggered" in notes[day3], notes
     retrain_run = next(r for r in summary["runs"] if r["run_id"] == retrains[0]["run_id"])
     assert retrain_run["tasks"]["train"] == "success"
     assert retrain_run["tasks"]["drift_check"] == "skipped"  # no alert loop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 from graphrec.settings import Settings
 from monitoring.policy import decide
@@ -59,3 +60,25 @@ def smtp_connection(port: int) -> str:
     return json.dumps(
         {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": {"disable_tls": True, "disable_ssl": True}}
     )
+
+
+AIRFLOW_URL = "https://airflow.example.com/ui"
+REPORTS_URL = "https://ops.example.com/graphrec/reports"
+
+
+def linked_settings(tmp_path, **overrides) -> Settings:
+    """:func:`settings_for` with public base URLs for the Airflow UI and the reports."""
+    return settings_for(tmp_path, airflow_url=AIRFLOW_URL + "/", reports_url=REPORTS_URL, **overrides)
+
+
+def hrefs(page: str) -> list[str]:
+    """The ``href`` targets of an HTML part."""
+    return re.findall(r"href=['\"]([^'\"]+)['\"]", page)
+
+
+def parts(message) -> tuple[str, str]:
+    """``(plain text, HTML)`` of a ``multipart/alternative`` message (both must exist)."""
+    assert message.get_content_type() == "multipart/alternative"
+    plain, page = message.get_body(("plain",)), message.get_body(("html",))
+    assert plain is not None and page is not None
+    return plain.get_content(), page.get_content()

@@ -70,7 +70,11 @@ def test_equal_scores_are_ranked_by_item_row_and_do_not_depend_on_the_batch(k):
     item_emb[[5, 17, 33]] = item_emb[40]  # four items with the same vector: tied for every user
     tied = ServingModel(model.user_ids, model.user_emb, model.item_ids, item_emb, model.seen, model.popular)
     served = serve_batch(tied, tied.user_ids, k=k, batch_size=3)
-    pd.testing.assert_frame_equal(served, serve_batch(tied, tied.user_ids, k=k, batch_size=8))
+    other = serve_batch(tied, tied.user_ids, k=k, batch_size=8)
+    # The same lists in the same order; the float32 scores may differ in their last bits,
+    # because BLAS picks its kernel by the matrix's shape (seen on AVX-512 machines).
+    pd.testing.assert_frame_equal(served.drop(columns=[SCORE]), other.drop(columns=[SCORE]))
+    np.testing.assert_allclose(served[SCORE], other[SCORE], rtol=1e-5, atol=1e-6)
     rows = RowLookup.of(tied.item_ids)
     for _, got in served.groupby(contract.USER_ID):
         listed = [int(row) for row in rows.rows_of(got[contract.ITEM_ID].to_numpy()) if row in (5, 17, 33, 40)]

@@ -275,12 +275,16 @@ def test_feast_materializes_into_redis_and_serves_online_reads(stack, rest_run):
 
 def test_ui_login_trigger_form_and_a_dry_run(stack, client, rest_run, tmp_path):
     """Headless Chromium: sign in, open the trigger form, set Params, trigger; the run completes."""
+    from urllib.parse import quote
+
     from tests.services.airflow_ui import (
         launch,
         login,
         new_run_id,
+        save_page,
         skip_without_chromium,
         trigger_from_form,
+        ui_step,
         wait_for_run,
     )
 
@@ -312,6 +316,20 @@ def test_ui_login_trigger_form_and_a_dry_run(stack, client, rest_run, tmp_path):
     canary = client.xcom(DAG_ID, ui_run_id, "canary")
     assert canary["dry_run"] is True and canary["promoted"] is False, canary
     assert states["publish"] == "skipped" and states["drift_check"] == "skipped", states
+    # The run says what happened: its note (written by the tasks) carries the data and canary verdicts.
+    assert run["note"].startswith("data: curated") and "\ncanary: dry run: would " in run["note"], run["note"]
+    # ... and the UI shows it on the run's page, where an operator looks.
+    with sync_api.sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            login(page, info["airflow"], "admin", service_secrets(settings)["admin_password"], artifacts=tmp_path)
+            with ui_step(page, "run-note", tmp_path):
+                page.goto(f"{info['airflow']}/dags/{DAG_ID}/runs/{quote(ui_run_id, safe='')}")
+                page.get_by_text("canary: dry run: would", exact=False).first.wait_for(timeout=60_000)
+            save_page(page, tmp_path, "run-note")
+        finally:
+            browser.close()
     assert registry.get_alias_version(settings, registry.CHAMPION) == champion_before
     assert current_version(settings) == index_before
     # Both Celery workers have executed tasks by now.

@@ -229,7 +229,11 @@ def test_a_better_challenger_is_promoted_with_its_numbers_recorded(settings, lig
     assert registry.get_version_tags(settings, mf)["canary.decision"] == "replaced"
 
     lines = [r.getMessage() for r in caplog.records if r.name == "serving.canary"]
-    assert lines == [result.summary]
+    # Progress while it works (holdout, scoring), then the decision in one line with its time.
+    assert lines[0].startswith(f"canary {DS.isoformat()}: preparing the holdout")
+    assert "scoring challenger" in lines[1] and "holdout users" in lines[1]
+    assert lines[-1].startswith(result.summary) and lines[-1].endswith(" s)")
+    lines = lines[-1:]
     assert lines[0].startswith(f"canary {DS.isoformat()}: promoted v{lightgcn} vs champion v{mf}: ΔRecall@20 +")
     assert "[95% CI +" in lines[0] and "all checks passed" in lines[0]
 

@@ -146,3 +146,22 @@ def test_ranker_tags_skip_a_champion_that_was_not_evaluated():
     assert theirs["canary.decision"] == "retained" and theirs["canary.ranker_ndcg_at_10"] == 0.2
     assert ranker_tags(dataclasses.replace(PAIR, champion=None), "rejected", False, "why")[1] is None
     assert ranker_tags(dataclasses.replace(PAIR, champion_ranker_version=5), "promoted", True, "why")[1] is None
+
+
+def test_the_verdict_fits_one_line_with_the_numbers_that_decided():
+    promoted = _result(_evidence())
+    line = promoted.verdict()
+    assert line.startswith("promoted v3 (R@20 0.312 vs champion 0.300, ΔR@20 ")
+    assert " CI [" in line and "\n" not in line
+
+    rejected = dataclasses.replace(promoted, promoted=False, would_promote=False, failed_checks=("no_regression",))
+    assert rejected.verdict().startswith("rejected v3: no_regression (R@20 0.312 vs champion 0.300")
+
+    # The ranker pair's rejection is part of the verdict, not left out.
+    paired = dataclasses.replace(_result(_evidence(), PAIR), promoted=False, would_promote=False)
+    assert "ranker pair rejected: pair NDCG@10 0.1000 trails" in paired.verdict()
+
+    first = _result(_evidence(champion=False))
+    assert first.verdict().startswith("promoted v3 (R@20 0.312 vs popularity 0.200")
+    dry = dataclasses.replace(first, promoted=False, dry_run=True)
+    assert dry.verdict().startswith("dry run: would promote v3")
