@@ -2,7 +2,8 @@
 
 :func:`fit_bst` trains a :class:`training.bst.BST` in place with binary cross-entropy
 on logits and Adam, optionally early-stopping on a validation set's AUC; it is
-deterministic for a given seed. :func:`predict` turns a
+deterministic for a given seed, and logs one INFO line per epoch (``ranker epoch 3/8:
+train logloss 0.4120, val AUC 0.7310, 2.1 s``). :func:`predict` turns a
 :class:`~training.bst_encoding.RankerBatch` into click probabilities in eval mode. No
 I/O: batches in, a trained model and numbers out.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import time
 
 import numpy as np
@@ -21,6 +23,8 @@ from torch import Tensor
 from training.bst import BST
 from training.bst_encoding import RankerBatch
 from training.threads import torch_threads
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +130,7 @@ def fit_bst(
             model.fit_dense_scaling(batch.dense)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         for epoch in range(1, config.epochs + 1):
+            epoch_started = time.perf_counter()
             model.train()
             order = torch.randperm(len(batch), generator=generator)
             total = 0.0
@@ -137,10 +142,17 @@ def fit_bst(
                 optimizer.step()
                 total += loss.item() * len(rows)
             losses.append(total / len(batch))
-            if valid is None:
-                continue
-            aucs.append(auc(valid_labels, predict(model, valid[0])))
-            if config.patience == 0:
+            if valid is not None:
+                aucs.append(auc(valid_labels, predict(model, valid[0])))
+            log.info(
+                "ranker epoch %d/%d: train logloss %.4f%s, %.1f s",
+                epoch,
+                config.epochs,
+                losses[-1],
+                f", val AUC {aucs[-1]:.4f}" if valid is not None else "",
+                time.perf_counter() - epoch_started,
+            )
+            if valid is None or config.patience == 0:
                 continue
             if best is None or aucs[-1] > best[0]:
                 best = (aucs[-1], epoch, copy.deepcopy(model.state_dict()))

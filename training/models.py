@@ -114,6 +114,7 @@ def fit_model(
     evaluate: EvalFn | None = None,
     checkpoint_dir: Path | None = None,
     init: ModelEmbeddings | None = None,
+    label: str | None = None,
 ) -> FittedRetriever:
     """Fit a retriever of ``kind`` on the training graph.
 
@@ -131,6 +132,7 @@ def fit_model(
         init: the trained kinds: warm-start from these layer-0 embeddings (matched by
             external id; see :func:`training.train.train_lightgcn`). Other kinds have no
             parameters to start from and refuse it.
+        label: the trained kinds: what their epoch lines call the fit (default: ``kind``).
 
     Raises:
         InsufficientDataError: GF-CF on fewer than two users or items (no SVD to take).
@@ -148,6 +150,7 @@ def fit_model(
             checkpoint_dir=checkpoint_dir,
             resume=checkpoint_dir is not None,
             init=init,
+            label=label or kind,
         )
         return FittedRetriever(
             result.embeddings,

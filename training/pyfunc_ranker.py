@@ -49,8 +49,8 @@ class BSTRanker(PythonModel):
         return bst_fit.predict(self.model, batch)
 
 
-def log_and_register(settings, directory: Path, run_id: str) -> int:
-    """Log ``directory`` as the pyfunc model of ``run_id`` and register a new ranker version."""
+def log_and_register(settings, directory: Path, run_id: str, tags: dict | None = None) -> int:
+    """Log ``directory`` as the pyfunc model of ``run_id`` and register a new ranker version with ``tags``."""
     registry.configure(settings)
     by_value = (*BY_VALUE, sys.modules[__name__])
     for module in by_value:
@@ -68,8 +68,9 @@ def log_and_register(settings, directory: Path, run_id: str) -> int:
     finally:
         for module in by_value:
             cloudpickle.unregister_pickle_by_value(module)
-    version = mlflow.register_model(info.model_uri, settings.mlflow.ranker_model_name)
-    return int(version.version)
+    return registry.create_version(
+        settings, settings.mlflow.ranker_model_name, info, run_id, tags, description=registry.RANKER_DESCRIPTION
+    )
 
 
 def resolve_version(settings, ref: int | str) -> int:

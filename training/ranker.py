@@ -12,6 +12,12 @@ re-ranks the retriever's candidates, paired with one registered retriever versio
    (:mod:`training.pyfunc_ranker`) and the version aliased ``challenger`` with the tag
    ``retriever_version``: the canary judges and promotes the two together.
 
+The MLflow run starts before step 1 (:func:`training.runs.training_run`), so its
+duration is the work's. It holds the window, the ranker's settings and the model's
+constructor arguments (``bst.dim``...) as params, the curves ``train_loss`` and ``val_auc`` per epoch,
+the evaluation's HR@k, NDCG@k and AUC as metrics, and its counts and timings (rows,
+users, proxy fits, seconds) as params. The version's tags are few (:func:`version_tags`).
+
 The result is a :class:`training.results.RankerResult`.
 """
 
@@ -33,7 +39,7 @@ import pandas as pd
 from features.ranker_columns import EVENT_TIMESTAMP
 from graphrec import contract, lake
 from graphrec.settings import Settings
-from training import bst_io, pyfunc_ranker, registry
+from training import bst_io, pyfunc_ranker, registry, runs
 from training.bst import BST, build_bst
 from training.bst_encoding import encode
 from training.bst_fit import BSTTrainConfig, fit_bst
@@ -42,7 +48,7 @@ from training.bst_vocab import Vocabulary
 from training.data import InsufficientDataError, Window, holdout_start, load_window, temporal_split
 from training.metrics import build_ranking_task
 from training.ranker_candidates import LABEL
-from training.ranker_eval import evaluate_pair, evaluation_key
+from training.ranker_eval import describe_evaluation, evaluate_pair, evaluation_key
 from training.ranker_rows import build_training_rows
 from training.results import RankerResult
 
@@ -81,37 +87,39 @@ def train_ranker(
     """
     started = time.perf_counter()
     window_days = window_days or settings.training.window_days
-    window = load_window(settings, ds, window_days)
-    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
-    task = build_ranking_task(train, holdout)
-    if train.empty or task.n_users == 0:
-        raise InsufficientDataError(f"no training events or holdout users in {window.data_window} for the ranker")
-    retriever = registry.load_model_embeddings(settings, retriever_version)
-    items, categories = _catalog_items(settings, ds, train)
-    at = holdout_start(window.end, settings.training.holdout_days)
-    rows, info = build_training_rows(settings, train, retriever, at)
-    vocab = Vocabulary.build(items, categories)
-    model, fit_info = fit_ranker(settings, rows, vocab)
-    log.info("ranker fitted in %.1f s (best epoch %s)", fit_info["fit_seconds"], fit_info["best_epoch"])
-    meta = {"seq_len": settings.ranker.seq_len}
-    metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
-    registry.configure(settings)
-    with mlflow.start_run(run_name=f"ranker-bst-{ds.isoformat()}-{reason}") as run:
-        _log_run(settings, window, retriever_version, model, fit_info, metrics, info, reason=reason, tags=tags)
+    # The run starts before the data is read: its duration is the whole work's.
+    with runs.training_run(settings, f"ranker-bst-{ds.isoformat()}-{reason}") as run:
+        window = load_window(settings, ds, window_days)
+        train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
+        task = build_ranking_task(train, holdout)
+        if train.empty or task.n_users == 0:
+            raise InsufficientDataError(f"no training events or holdout users in {window.data_window} for the ranker")
+        _log_inputs(settings, window, retriever_version, reason=reason, tags=tags)
+        retriever = registry.load_model_embeddings(settings, retriever_version)
+        items, categories = _catalog_items(settings, ds, train)
+        at = holdout_start(window.end, settings.training.holdout_days)
+        rows, info = build_training_rows(settings, train, retriever, at)
+        vocab = Vocabulary.build(items, categories)
+        model, fit_info = fit_ranker(settings, rows, vocab)
+        log.info("ranker fitted in %.1f s (best epoch %s)", fit_info["fit_seconds"], fit_info["best_epoch"])
+        meta = {"seq_len": settings.ranker.seq_len}
+        metrics = evaluate_pair(settings, task, train, at, retriever, (model, vocab, meta))
+        _log_results(model, fit_info, metrics, info)
         version = register_ranker(
             settings,
             model,
             vocab,
-            run.info.run_id,
+            run.run_id,
             extra={
                 "retriever_version": retriever_version,
                 "ds": ds.isoformat(),
                 "data_window": window.data_window,
                 "metrics": metrics,
             },
+            tags=version_tags(settings, retriever_version, ds, reason, window, metrics, tags),
         )
     result = RankerResult(
-        run_id=run.info.run_id,
+        run_id=run.run_id,
         model_version=version,
         retriever_version=retriever_version,
         ds=ds,
@@ -124,36 +132,53 @@ def train_ranker(
         n_fit_rows=fit_info["n_fit_rows"],
         seconds=round(time.perf_counter() - started, 2),
     )
-    registry.set_version_tags(
-        settings,
-        version,
-        {
-            **(tags or {}),
-            PAIRED_RETRIEVER_TAG: retriever_version,
-            "ds": ds.isoformat(),
-            "reason": reason,
-            **{k: v for k, v in metrics.items() if v is not None},
-        },
-        model=settings.mlflow.ranker_model_name,
-    )
     registry.set_alias(settings, registry.CHALLENGER, version, model=settings.mlflow.ranker_model_name)
-    log.info("ranker v%s (paired with retriever v%s): %s", version, retriever_version, json.dumps(metrics))
+    log.info(
+        "ranker v%s (paired with retriever v%s) %s",
+        version,
+        retriever_version,
+        describe_evaluation(metrics, settings.ranker.k, at.date(), ds),
+    )
     return result
 
 
-def _log_run(
+def version_tags(
+    settings: Settings,
+    retriever_version: int,
+    ds: dt.date,
+    reason: str,
+    window: Window,
+    metrics: dict[str, Any],
+    tags: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """A ranker version's tags: lineage and the headline numbers; the rest is in its run.
+
+    Lineage: :data:`PAIRED_RETRIEVER_TAG` (the canary judges the pair), ``ds``, ``reason``,
+    ``data_window`` and the run's trigger tags (``tags``). Quality: ``ranker_ndcg_at_k``
+    against ``retrieval_ndcg_at_k`` (the retriever's own order) and ``ranker_auc``; every
+    number of :func:`~training.ranker_eval.evaluate_pair` is a metric or param of the run.
+    """
+    k = settings.ranker.k
+    quality = (f"ranker_ndcg_at_{k}", f"retrieval_ndcg_at_{k}", "ranker_auc")
+    return {
+        **(tags or {}),
+        PAIRED_RETRIEVER_TAG: retriever_version,
+        "ds": ds.isoformat(),
+        "reason": reason,
+        "data_window": json.dumps(window.data_window),
+        **{name: metrics[name] for name in quality if metrics.get(name) is not None},
+    }
+
+
+def _log_inputs(
     settings: Settings,
     window: Window,
     retriever_version: int,
-    model: BST,
-    fit_info: dict[str, Any],
-    metrics: dict[str, Any],
-    info: dict[str, Any],
     *,
     reason: str,
     tags: Mapping[str, str] | None,
 ) -> None:
-    """The active run's tags, params, per-epoch ``train_loss``/``val_auc`` and numeric results."""
+    """The active run's tags and the params known before the work."""
     mlflow.set_tags(
         {
             "ds": window.end.isoformat(),
@@ -176,13 +201,27 @@ def _log_run(
             "negatives_per_list": settings.ranker.negatives_per_list,
             "epochs": settings.ranker.epochs,
             "seed": settings.seed,
-            **model.config(),
         }
     )
+
+
+def _log_results(model: BST, fit_info: dict[str, Any], metrics: dict[str, Any], info: dict[str, Any]) -> None:
+    """The model's params, per-epoch ``train_loss``/``val_auc``, the evaluation's metrics and,
+    as params, the counts and timings (one number each, nothing to chart)."""
     for epoch, (loss, val_auc) in enumerate(zip(fit_info["losses"], fit_info["val_auc"]), start=1):
         mlflow.log_metrics({"train_loss": loss, **({"val_auc": val_auc} if val_auc is not None else {})}, step=epoch)
-    numbers = {key: float(v) for key, v in {**metrics, **info}.items() if isinstance(v, (int, float)) and v is not None}
-    mlflow.log_metrics(numbers)
+    quality = {name: float(value) for name, value in metrics.items() if _is_quality(name) and value is not None}
+    mlflow.log_metrics(quality)
+    counts = {name: value for name, value in metrics.items() if not _is_quality(name) and name != "candidates"}
+    counts |= {name: fit_info[name] for name in ("best_epoch", "fit_seconds", "n_fit_rows")}
+    for name, value in info.items():  # the cut times are "cut_times": "cuts" is the setting
+        counts["cut_times" if name == "cuts" else name] = json.dumps(value) if isinstance(value, list) else value
+    mlflow.log_params({**{f"bst.{name}": value for name, value in model.config().items()}, **counts})
+
+
+def _is_quality(name: str) -> bool:
+    """Whether an evaluation number is a quality metric (HR, NDCG, AUC) rather than a count."""
+    return "_hr_at_" in name or "_ndcg_at_" in name or name.endswith("_auc")
 
 
 def sample_negatives(rows: pd.DataFrame, per_list: int, seed: int) -> np.ndarray:
@@ -219,7 +258,9 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: Vocabulary) -> tup
     """
     users = rows[contract.USER_ID].to_numpy(np.int64)
     valid_mask = (pd.util.hash_array(users ^ settings.seed) % 10) == 0
+    encoded_at = time.perf_counter()
     batch = encode(rows, vocab, settings.ranker.seq_len)
+    encoding_seconds = time.perf_counter() - encoded_at
     labels = rows[LABEL].to_numpy(np.float32)
     model = build_bst(vocab, seed=settings.seed, seq_len=settings.ranker.seq_len)
     valid = None
@@ -231,6 +272,13 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: Vocabulary) -> tup
         valid = (batch.subset(index), labels[index])
     else:
         train_index = np.flatnonzero(sampled)
+    log.info(
+        "ranker: %s rows encoded in %.1f s; training on %s of them (negatives sampled), validating on %s",
+        f"{len(rows):,}",
+        encoding_seconds,
+        f"{len(train_index):,}",
+        f"{len(valid[1]):,}" if valid is not None else "none",
+    )
     config = BSTTrainConfig(epochs=settings.ranker.epochs, seed=settings.seed, patience=2 if valid else 0)
     result = fit_bst(model, batch.subset(train_index), labels[train_index], config, valid=valid)
     return model, {
@@ -242,12 +290,19 @@ def fit_ranker(settings: Settings, rows: pd.DataFrame, vocab: Vocabulary) -> tup
     }
 
 
-def register_ranker(settings: Settings, model: BST, vocab: Vocabulary, run_id: str, extra: dict[str, Any]) -> int:
-    """Log the ranker's files (``ranker/``) to ``run_id`` and register them as a new version."""
+def register_ranker(
+    settings: Settings,
+    model: BST,
+    vocab: Vocabulary,
+    run_id: str,
+    extra: dict[str, Any],
+    tags: dict[str, Any] | None = None,
+) -> int:
+    """Log the ranker's files (``ranker/``) to ``run_id`` and register them as a new version with ``tags``."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / RANKER_DIR
         save_ranker(model, vocab, directory, extra={**extra, "seq_len": settings.ranker.seq_len})
-        version = pyfunc_ranker.log_and_register(settings, directory, run_id)
+        version = pyfunc_ranker.log_and_register(settings, directory, run_id, tags)
     return version
 
 

@@ -11,6 +11,7 @@ start here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,10 @@ from graphrec import contract
 from training.embeddings import ModelEmbeddings
 from training.ids import RowLookup
 from training.metrics import RankingTask
+from training.progress import RateLog
 from training.topk import top_k_indices
+
+log = logging.getLogger(__name__)
 
 #: The rows' label column: 1 when the user took the candidate in the label window.
 LABEL = "label"
@@ -49,11 +53,19 @@ class Candidates:
 
 
 def retrieve(
-    model: ModelEmbeddings, users: np.ndarray, seen: pd.DataFrame, n: int, batch_size: int = 1024
+    model: ModelEmbeddings,
+    users: np.ndarray,
+    seen: pd.DataFrame,
+    n: int,
+    batch_size: int = 1024,
+    *,
+    progress: str = "candidates for",
 ) -> Candidates:
     """Top ``n`` items by inner product for ``users``, masking each user's ``seen`` items.
 
-    Users the model does not know get no candidates (a row of ``-1``).
+    Users the model does not know get no candidates (a row of ``-1``). When it takes more
+    than a few seconds, the users done, the rate and the time left are logged
+    (:class:`training.progress.RateLog`), each line starting with ``progress``.
     """
     users = np.asarray(users, dtype=np.int64)
     n = min(n, len(model.item_ids))
@@ -66,6 +78,7 @@ def retrieve(
         raise ValueError("retrieve() needs distinct users")
     seen = seen[[contract.USER_ID, contract.ITEM_ID]].drop_duplicates()
     item_t = np.ascontiguousarray(np.asarray(model.item_emb, dtype=np.float32).T)
+    rate = RateLog(log, progress, len(known), "users")
     for lo in range(0, len(known), batch_size):
         batch = known[lo : lo + batch_size]
         block = np.asarray(model.user_emb, dtype=np.float32)[rows[batch]] @ item_t
@@ -78,6 +91,8 @@ def retrieve(
         top_scores = np.take_along_axis(block, top, axis=1)
         top_items = np.where(np.isfinite(top_scores), model.item_ids[top], -1)
         items[batch], scores[batch] = top_items, top_scores
+        rate.update(lo + len(batch))
+    rate.close()
     return Candidates(users, items, scores)
 
 

@@ -18,6 +18,9 @@ says when the two evaluations are the same one.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -34,7 +37,10 @@ from training.bst_vocab import Vocabulary
 from training.embeddings import ModelEmbeddings
 from training.ids import RowLookup
 from training.metrics import RankingTask, popularity_model
+from training.progress import heartbeat
 from training.ranker_candidates import Candidates, retrieve
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +134,9 @@ def evaluate_pairs(
     results: list[dict[str, Any]] = []
     lists: list[Candidates] = []
     for retriever, _ in pairs:
-        candidates = retrieve(retriever, task.user_ids, history, settings.ranker.candidates)
+        candidates = retrieve(
+            retriever, task.user_ids, history, settings.ranker.candidates, progress="ranker evaluation: candidates for"
+        )
         lists.append(candidates)
         results.append(
             {
@@ -145,12 +153,20 @@ def evaluate_pairs(
     keys = pd.concat([f[[contract.USER_ID, contract.ITEM_ID]] for f in frames], ignore_index=True)
     keys = keys.drop_duplicates(ignore_index=True)
     keys[EVENT_TIMESTAMP] = at
-    joined = historical_ranker_features(settings, keys)
+    what = f"ranker evaluation: Feast point-in-time features of {len(keys):,} candidate rows"
+    log.info("%s ...", what)
+    joined_at = time.perf_counter()
+    with heartbeat(log, what):
+        joined = historical_ranker_features(settings, keys)
+    seconds = time.perf_counter() - joined_at
+    log.info("%s joined in %.1f s (%s rows/s)", what, seconds, f"{len(keys) / max(seconds, 1e-9):,.0f}")
     relevant = pd.MultiIndex.from_arrays([np.repeat(task.user_ids, np.diff(task.test_indptr)), task.test_items])
     for i, frame in zip(ranked, frames):
         model, vocab, meta = pairs[i][1]
         rows = frame.merge(joined, how="left", on=[contract.USER_ID, contract.ITEM_ID], validate="many_to_one")
+        scored_at = time.perf_counter()
         probabilities = score_rows(model, vocab, rows, int(meta.get("seq_len", settings.ranker.seq_len)))
+        log.info("ranker evaluation: %s rows scored in %.1f s", f"{len(rows):,}", time.perf_counter() - scored_at)
         results[i] |= list_metrics(task, lists[i].user_ids, rerank(lists[i], probabilities), k).as_dict("ranker_")
         labels = pd.MultiIndex.from_frame(rows[[contract.USER_ID, contract.ITEM_ID]]).isin(relevant).astype(int)
         results[i]["ranker_auc"] = round(auc(labels, probabilities), 6) if 0 < labels.sum() < len(labels) else None
@@ -168,3 +184,24 @@ def evaluation_key(settings: Settings, fingerprint: str, window_days: int) -> di
         "candidates": settings.ranker.candidates,
         "k": settings.ranker.k,
     }
+
+
+#: How :func:`describe_evaluation` names the lists of :func:`evaluate_pairs`' metric prefixes.
+WHO = (("ranker", "ranker"), ("retrieval order", "retrieval"), ("popularity", "popularity"))
+
+
+def describe_evaluation(metrics: dict[str, Any], k: int, first: dt.date, last: dt.date) -> str:
+    """:func:`evaluate_pair`'s numbers in words, e.g. ``on the holdout 2025-01-14 (812 users,
+    100 candidates each): NDCG@10 ranker 0.1234, retrieval order 0.1100, popularity 0.0500;
+    HR@10 ...; ranker AUC 0.7310``."""
+    holdout = last.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+    def row(name: str) -> str:
+        values = [(who, metrics.get(f"{prefix}_{name}_at_{k}")) for who, prefix in WHO]
+        return f"{name.upper()}@{k} " + ", ".join(f"{who} {value:.4f}" for who, value in values if value is not None)
+
+    auc_value = metrics.get("ranker_auc")
+    return (
+        f"on the holdout {holdout} ({metrics.get('n_eval_users')} users, {metrics.get('candidates')} candidates each): "
+        f"{row('ndcg')}; {row('hr')}" + (f"; ranker AUC {auc_value:.4f}" if auc_value is not None else "")
+    )

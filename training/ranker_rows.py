@@ -35,6 +35,7 @@ from training.data import InsufficientDataError, build_graph
 from training.embeddings import ModelEmbeddings
 from training.metrics import build_ranking_task
 from training.models import TRAINED_KINDS, FittedRetriever, fit_model
+from training.progress import heartbeat
 from training.ranker_candidates import LABEL, candidate_rows, retrieve
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,11 @@ def next_proxy(
     before = train[train[contract.EVENT_TS] < cut]
     graph = build_graph(before)
     seed = previous.fitted.base_embeddings if previous is not None else None
+    label = f"ranker proxy {kind} (events before {cut.date()})"
     if kind in TRAINED_KINDS and seed is not None and seed.dim == params.get("embedding_dim"):
         warm = {**params, "epochs": settings.ranker.proxy_warm_epochs}
-        return Proxy(fit_model(kind, warm, graph, before, init=seed), cut, "warm")
-    return Proxy(fit_model(kind, params, graph, before), cut, "fit")
+        return Proxy(fit_model(kind, warm, graph, before, init=seed, label=label), cut, "warm")
+    return Proxy(fit_model(kind, params, graph, before, label=label), cut, "fit")
 
 
 def replay_cuts(
@@ -187,7 +189,8 @@ def replay_cuts(
         plans.append((cut, task, users))
     parts, cuts, proxies, proxy_seconds = [], [], [], 0.0
     proxy = start_from
-    for cut, task, users in sorted(plans, key=lambda plan: plan[0]):
+    replay_started = time.perf_counter()
+    for done, (cut, task, users) in enumerate(sorted(plans, key=lambda plan: plan[0])):
         started = time.perf_counter()
         try:
             proxy = next_proxy(settings, kind, params, proxy, train, cut)
@@ -196,9 +199,16 @@ def replay_cuts(
             continue
         proxy_seconds += time.perf_counter() - started
         before = train[train[contract.EVENT_TS] < cut]
-        rows = candidate_rows(retrieve(proxy.fitted.embeddings, users, before, settings.ranker.candidates), task, cut)
+        candidates = retrieve(
+            proxy.fitted.embeddings, users, before, settings.ranker.candidates, progress=f"ranker rows: cut {cut}:"
+        )
+        rows = candidate_rows(candidates, task, cut)
+        elapsed = time.perf_counter() - replay_started
         log.info(
-            "ranker rows: cut %s: proxy %s (%s, events before %s), %d rows of %d users, %d positive",
+            "ranker rows: cut %d/%d (%s): proxy %s (%s, events before %s), %d rows of %d users, %d positive; "
+            "%.1f s so far, ETA %.0f s",
+            done + 1,
+            len(plans),
             cut,
             kind,
             proxy.mode,
@@ -206,6 +216,8 @@ def replay_cuts(
             len(rows),
             len(users),
             int(rows[LABEL].sum()),
+            elapsed,
+            elapsed / (done + 1) * (len(plans) - done - 1),
         )
         parts.append(rows)
         cuts.append(cut.isoformat())
@@ -254,17 +266,17 @@ def build_training_rows(
     rows, info = replay_cuts(
         settings, train, retriever, holdout_from, start_from=registered_proxy(settings, kind, earliest)
     )
+    what = f"ranker rows: Feast point-in-time features of {len(rows):,} rows ({len(info['cuts'])} cuts)"
+    log.info("%s ...", what)  # one query: it cannot say how far it is, the heartbeat says it is alive
     joined_at = time.perf_counter()
-    rows = historical_ranker_features(settings, rows)
-    log.info(
-        "ranker rows: Feast point-in-time features of %d rows joined in %.1f s",
-        len(rows),
-        time.perf_counter() - joined_at,
-    )
+    with heartbeat(log, what):
+        rows = historical_ranker_features(settings, rows)
+    seconds = time.perf_counter() - joined_at
+    log.info("%s joined in %.1f s (%s rows/s)", what, seconds, f"{len(rows) / max(seconds, 1e-9):,.0f}")
     return rows, {
         "n_rows": len(rows),
         "n_positives": int(rows[LABEL].sum()),
         "n_users": int(rows[contract.USER_ID].nunique()),
         **info,
-        "feature_join_seconds": round(time.perf_counter() - joined_at, 2),
+        "feature_join_seconds": round(seconds, 2),
     }

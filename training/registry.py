@@ -5,6 +5,17 @@ artifacts under ``settings.artifacts_dir`` (the experiment is created with that
 artifact location, so nothing lands in ``./mlruns``). With ``GRAPHREC_MLFLOW__TRACKING_URI``
 pointing at an MLflow server, the server decides where artifacts go.
 
+The experiment carries a description (``mlflow.note.content``, :func:`experiment_description`:
+what its runs are and which metrics matter) and ``mlflow.experimentKind =
+custom_model_development``. MLflow 3.17's UI decides between its GenAI (traces) and
+machine-learning (runs) views with the sidebar's workflow switch, which a browser remembers
+(or ``?workflowType=machine_learning`` in the URL); UIs that read the experiment's kind
+instead open its runs.
+
+A registered model is created once, the first time (:func:`create_version`), so that no
+night logs MLflow's "already exists" message. Training runs are opened by
+:func:`training.runs.training_run`.
+
 A retriever version is a pyfunc model (:class:`training.pyfunc_model.EmbeddingRetriever`)
 whose only artifact is the ``embeddings/`` directory of a
 :class:`~training.embeddings.ModelEmbeddings` (for the trained kinds with their layer-0
@@ -29,6 +40,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from graphrec.settings import Settings
@@ -37,6 +49,12 @@ from training.embeddings import ModelEmbeddings
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_NAME_IN_RUN = "retriever"
+
+#: The experiment's description, shown above its runs (Markdown).
+NOTE_TAG = "mlflow.note.content"
+#: What the MLflow UI takes the experiment for; graphrec's runs train models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"
 
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("long", "user_id")]),
@@ -51,13 +69,36 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
 
+def experiment_description(settings: Settings) -> str:
+    """The experiment's description: what its runs are and which numbers to read (Markdown)."""
+    retriever, ranker = settings.mlflow.retriever_model_name, settings.mlflow.ranker_model_name
+    k, days = settings.ranker.k, settings.training.holdout_days
+    holdout = "the window's last day" if days == 1 else f"the window's last {days} days"
+    return f"""Training runs of graphrec's nightly pipeline (Airflow DAG `graphrec_nightly`): one retriever and one
+ranker run a night, more on drift-triggered retrains.
+
+* `retriever-<kind>-<ds>-<reason>`: the retriever (LightGCN by default; MF, GF-CF or popularity).
+  Judge it by `recall_at_20` and `ndcg_at_20` on the holdout ({holdout}) against
+  `popularity_recall_at_20` / `popularity_ndcg_at_20`; per-epoch curves `train_loss`,
+  `val_recall_at_20`, `val_ndcg_at_20` (validation split of the training days). Registered as
+  `{retriever}`.
+* `ranker-bst-<ds>-<reason>`: the BST ranker that re-ranks the retriever's candidates. Judge it by
+  `ranker_ndcg_at_{k}` against `retrieval_ndcg_at_{k}` (the retriever's own order) and `ranker_auc`;
+  per-epoch curves `train_loss`, `val_auc`. Registered as `{ranker}`, tag `retriever_version`.
+
+Counts, sizes and timings are params; tags `ds`, `reason`, `model` say which night and why. The
+canary compares the new pair with the serving one and moves the `champion` aliases
+(`challenger` is the night's candidate)."""
+
+
 def configure(settings: Settings) -> str:
     """Point MLflow at the installation's tracking store and experiment.
 
     Sets the process's tracking and registry URI to ``settings.tracking_uri``, creates
     the experiment ``settings.mlflow.experiment`` if needed (with
-    ``artifact_location = settings.artifacts_dir`` for local stores) and makes it the
-    active experiment.
+    ``artifact_location = settings.artifacts_dir`` for local stores), gives it its
+    description and kind when it has none (a description edited in the UI is kept) and
+    makes it the active experiment.
 
     Returns:
         The experiment id.
@@ -76,8 +117,13 @@ def configure(settings: Settings) -> str:
             experiment_id = client.create_experiment(settings.mlflow.experiment, artifact_location=location)
         except MlflowException:  # created concurrently by another task
             experiment_id = client.get_experiment_by_name(settings.mlflow.experiment).experiment_id
+        tags = {}
     else:
-        experiment_id = experiment.experiment_id
+        experiment_id, tags = experiment.experiment_id, experiment.tags
+    wanted = {NOTE_TAG: experiment_description(settings), EXPERIMENT_KIND_TAG: CUSTOM_MODEL_DEVELOPMENT}
+    for key, value in wanted.items():
+        if not tags.get(key):
+            client.set_experiment_tag(experiment_id, key, value)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -126,7 +172,7 @@ def register_model(
         base_embeddings: the trained kinds' layer-0 embeddings, stored beside the served
             ones as ``base_embeddings.npz`` for the next warm start (not served).
         run_id: the run to log into; defaults to the active run, or a new run.
-        tags: model-version tags (values are stringified).
+        tags: model-version tags (values are stringified), set as the version is created.
         alias: an alias to point at the new version (e.g. ``"challenger"``).
 
     Returns:
@@ -157,12 +203,57 @@ def register_model(
         finally:
             for module in by_value:
                 cloudpickle.unregister_pickle_by_value(module)
-        version = mlflow.register_model(info.model_uri, settings.mlflow.retriever_model_name)
-    client = client_for(settings)
-    for key, value in (tags or {}).items():
-        client.set_model_version_tag(settings.mlflow.retriever_model_name, version.version, key, str(value))
+        version = create_version(
+            settings, settings.mlflow.retriever_model_name, info, active_run_id, tags, description=RETRIEVER_DESCRIPTION
+        )
     if alias is not None:
-        set_alias(settings, alias, int(version.version))
+        set_alias(settings, alias, version)
+    return version
+
+
+RETRIEVER_DESCRIPTION = (
+    "graphrec's retriever: user and item embeddings (pyfunc: user_id -> top-k items by inner product). "
+    "Alias `challenger`: the latest night's candidate; `champion`: the version that serves."
+)
+RANKER_DESCRIPTION = (
+    "graphrec's BST ranker: re-ranks the retriever's candidates (pyfunc: feature rows -> click "
+    "probability). Tag `retriever_version`: the retriever it was trained and judged with."
+)
+
+
+def create_version(
+    settings: Settings,
+    name: str,
+    info: ModelInfo,
+    run_id: str,
+    tags: dict[str, Any] | None = None,
+    *,
+    description: str | None = None,
+) -> int:
+    """Register the logged model ``info`` as a new version of ``name`` with ``tags``; its number.
+
+    The registered model is created only when it does not exist yet (with ``description``):
+    :func:`mlflow.register_model` would try to create it every time and print "Registered
+    model ... already exists" to stderr, which Airflow's task log shows at error level.
+    """
+    client = client_for(settings)
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            client.create_registered_model(name, description=description)
+        except MlflowException as again:  # created concurrently by another task
+            if again.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+    version = client.create_model_version(
+        name,
+        source=info.model_uri,
+        run_id=run_id,
+        tags={key: str(value) for key, value in (tags or {}).items()},
+        model_id=info.model_id,
+    )
     return int(version.version)
 
 

@@ -25,8 +25,8 @@ starts and full retrains** (which start a run begins from) in :mod:`training.ret
 inputs: a rerun with the same curated bytes, hyper-parameters, code and warm-start
 source finds the version it registered before (model-version tag ``training_key``),
 points ``challenger`` at it again and returns the same summary, instead of registering a
-duplicate. A rerun after that version became the champion starts from where the
-original run started. Pass ``reuse=False`` to force a fresh run. The result is a
+duplicate (the run it opened is deleted: it trained nothing). A rerun after that version
+became the champion starts from where the original run started. Pass ``reuse=False`` to force a fresh run. The result is a
 :class:`training.results.RetrieverResult`.
 """
 
@@ -43,32 +43,33 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import mlflow
+import pandas as pd
 
 import graphrec
 from graphrec.settings import PROJECT_ROOT, Settings
-from training import registry
+from training import registry, runs
 from training.data import (
     InsufficientDataError,
+    Window,
     build_graph,
     holdout_start,
     load_window,
     temporal_split,
 )
 from training.losses import DEFAULT_WEIGHT_DECAY
-from training.metrics import DEFAULT_K, build_ranking_task, evaluate_embeddings, popularity_model
+from training.metrics import DEFAULT_K, RankingTask, build_ranking_task, evaluate_embeddings, popularity_model
 from training.models import TRAINED_KINDS, check_kind, model_params
 from training.results import RetrieverResult
-from training.retriever_fit import fit_with_refit, split_for_validation, training_record
+from training.retriever_fit import fit_with_refit, holdout_report, split_for_validation, training_record
 from training.retriever_init import choose_init, warm_start_params
 from training.retriever_mlflow import (
-    TRAINING_KEY_TAG,
     chosen_evaluation,
     find_version,
     log_run_inputs,
     log_run_results,
     register_version,
     tag_value,
+    version_tags,
 )
 from training.train_config import TrainConfig
 from training.warm_start import warm_start_rows
@@ -192,56 +193,41 @@ def train_retriever(
     started = time.perf_counter()
     kind = check_kind(model or settings.training.model)
     window_days = window_days or settings.training.window_days
-    window = load_window(settings, ds, window_days)
-    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
-    if train.empty:
-        raise InsufficientDataError(
-            f"no training events in {window.data_window} before the {settings.training.holdout_days}-day holdout "
-            f"(curated days found: {[d.isoformat() for d in window.days]})"
+    # The run starts before the data is read: its duration is the whole work's.
+    with runs.training_run(settings, f"retriever-{kind}-{ds.isoformat()}-{reason}") as run:
+        window, train, holdout, task = _load_split(settings, ds, window_days)
+        params = model_params(kind, train_config(settings, epochs), settings)
+        validation_fraction = settings.training.validation_fraction if kind in TRAINED_KINDS else 0.0
+        code = code_version()
+        init = choose_init(settings, ds, kind, params, reason=reason, full_retrain=full_retrain)
+        log.info("%s", init.reason)
+        full_params = params  # what a full retrain of this line uses (the ranker's proxies fit with them)
+        if init.warm_start:
+            params = warm_start_params(settings, params)
+        key = _training_key(
+            window.fingerprint,
+            ds,
+            window_days,
+            settings.training.holdout_days,
+            kind,
+            {**params, "refit": settings.training.refit} if validation_fraction else params,
+            code,
+            validation_fraction,
+            init.source_version,
         )
-    task = build_ranking_task(train, holdout)
-    if task.n_users == 0:
-        raise InsufficientDataError(
-            f"no holdout users to evaluate on: the holdout from {holdout_start(window.end, settings.training.holdout_days).date()} "
-            f"to {ds} has {len(holdout)} events and none is a new item of a user with history"
-        )
-    params = model_params(kind, train_config(settings, epochs), settings)
-    validation_fraction = settings.training.validation_fraction if kind in TRAINED_KINDS else 0.0
-    code = code_version()
-    registry.configure(settings)
-    init = choose_init(settings, ds, kind, params, reason=reason, full_retrain=full_retrain)
-    log.info("%s", init.reason)
-    full_params = params  # what a full retrain of this line uses (the ranker's proxies fit with them)
-    if init.warm_start:
-        params = warm_start_params(settings, params)
-    key = _training_key(
-        window.fingerprint,
-        ds,
-        window_days,
-        settings.training.holdout_days,
-        kind,
-        {**params, "refit": settings.training.refit} if validation_fraction else params,
-        code,
-        validation_fraction,
-        init.source_version,
-    )
-    if reuse and (found := find_version(settings, key)) is not None:
-        version, summary = found
-        registry.set_alias(settings, registry.CHALLENGER, version)
-        return RetrieverResult.from_summary(
-            summary,
-            reason=reason,
-            init_reason=init.reason,
-            reused=True,
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        if reuse and (found := find_version(settings, key)) is not None:
+            run.discard()  # nothing trained: the version registered before stands
+            version, summary = found
+            registry.set_alias(settings, registry.CHALLENGER, version)
+            return RetrieverResult.from_summary(
+                summary,
+                reason=reason,
+                init_reason=init.reason,
+                reused=True,
+                seconds=round(time.perf_counter() - started, 3),
+            )
 
-    split = split_for_validation(train, params, validation_fraction, init, settings.seed)
-    graph = build_graph(split.fit)
-    k = DEFAULT_K
-    init_tags = {name: tag_value(value) for name, value in init.record().items()}
-    warm = init.embeddings if init.warm_start else None
-    with mlflow.start_run(run_name=f"retriever-{kind}-{ds.isoformat()}-{reason}") as run:
+        init_tags = {name: tag_value(value) for name, value in init.record().items()}
         log_run_inputs(
             settings,
             window,
@@ -254,9 +240,13 @@ def train_retriever(
             init_tags=init_tags,
             tags=dict(tags or {}),
         )
+        split = split_for_validation(train, params, validation_fraction, init, settings.seed)
+        graph = build_graph(split.fit)
+        k = DEFAULT_K
+        warm = init.embeddings if init.warm_start else None
         # An Airflow retry of the same inputs resumes from the interrupted attempt's checkpoint.
         checkpoints = settings.home / "checkpoints" / key[:16]
-        fitted = fit_with_refit(settings, kind, split, graph, train, run.info.run_id, checkpoints, warm)
+        fitted = fit_with_refit(settings, kind, split, graph, train, run.run_id, checkpoints, warm)
         result, graph = fitted.result, fitted.graph
         chosen = chosen_evaluation(result)
         warm_counts = {}
@@ -277,9 +267,9 @@ def train_retriever(
             final,
             popularity,
             chosen,
+            metrics,
             {
-                **metrics,
-                "train_seconds": result.seconds,
+                "train_seconds": round(result.seconds, 3),
                 "n_eval_users": final.n_users,
                 "n_users": graph.n_users,
                 "n_items": graph.n_items,
@@ -291,25 +281,26 @@ def train_retriever(
                 **result.details,
                 **warm_counts,
                 **{
-                    name: float(value)
+                    name: value
                     for name, value in training.items()
                     if name in ("epochs_run", "stopped_early", "best_epoch", "refit_epochs")
                 },
             },
         )
         log.info(
-            "%s: holdout recall@%d %.4f, ndcg@%d %.4f (popularity %.4f, %.4f)%s",
-            kind,
-            k,
-            final.recall,
-            k,
-            final.ndcg,
-            popularity.recall,
-            popularity.ndcg,
-            "".join(f", {name} {value}" for name, value in training.items()),
+            "%s",
+            holdout_report(
+                kind,
+                final,
+                popularity,
+                training,
+                window,
+                holdout_start(window.end, settings.training.holdout_days),
+                canary_window_days=settings.training.window_days,
+            ),
         )
         summary = {
-            "run_id": run.info.run_id,
+            "run_id": run.run_id,
             "model_version": None,
             "model": kind,
             **{name: round(value, 6) for name, value in metrics.items()},
@@ -365,21 +356,43 @@ def train_retriever(
         version = register_version(
             settings,
             dataclasses.replace(fitted.embeddings, meta=meta),
-            run_id=run.info.run_id,
+            run_id=run.run_id,
             base=fitted.base,
-            tags={
-                **(tags or {}),
-                "ds": ds.isoformat(),
-                "reason": reason,
-                "model": kind,
-                **metrics,
-                "data_window": json.dumps(window.data_window),
-                **init_tags,
-                **{name: tag_value(value) for name, value in lineage.items()},
-                "dataset_fingerprint": window.fingerprint,
-                TRAINING_KEY_TAG: key,
-            },
+            tags=version_tags(
+                ds=ds.isoformat(),
+                reason=reason,
+                kind=kind,
+                data_window=window.data_window,
+                quality={name: metrics[name] for name in (f"recall_at_{k}", f"ndcg_at_{k}")},
+                lineage={name: init.record()[name] for name in ("warm_start", "warm_start_from")} | lineage,
+                key=key,
+                extra=tags,
+            ),
             summary=summary,
         )
     shutil.rmtree(checkpoints, ignore_errors=True)  # registered: nothing left to resume
     return RetrieverResult.from_summary(summary, model_version=version, seconds=round(time.perf_counter() - started, 3))
+
+
+def _load_split(
+    settings: Settings, ds: dt.date, window_days: int
+) -> tuple[Window, pd.DataFrame, pd.DataFrame, RankingTask]:
+    """The window ending at ``ds``, its training part, its holdout and the holdout's ranking task.
+
+    Raises:
+        InsufficientDataError: no training events, or no holdout user with history.
+    """
+    window = load_window(settings, ds, window_days)
+    train, holdout = temporal_split(window.interactions, settings.training.holdout_days, end=window.end)
+    if train.empty:
+        raise InsufficientDataError(
+            f"no training events in {window.data_window} before the {settings.training.holdout_days}-day holdout "
+            f"(curated days found: {[d.isoformat() for d in window.days]})"
+        )
+    task = build_ranking_task(train, holdout)
+    if task.n_users == 0:
+        raise InsufficientDataError(
+            f"no holdout users to evaluate on: the holdout from {holdout_start(window.end, settings.training.holdout_days).date()} "
+            f"to {ds} has {len(holdout)} events and none is a new item of a user with history"
+        )
+    return window, train, holdout, task

@@ -8,7 +8,8 @@ early stopping on validation Recall@20, and with ``settings.training.refit`` it 
 on the whole training part for the epochs early stopping chose
 (:func:`fit_with_refit`). Only the metric curves are logged here
 (:func:`training.retriever_mlflow.log_curves`); :func:`training.retriever.train_retriever`
-logs and registers the rest.
+logs and registers the rest, and its summary line (:func:`holdout_report`) says which
+events each number was measured on.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Any
 import pandas as pd
 
 from graphrec.settings import Settings
-from training.data import BipartiteGraph, build_graph, validation_split
+from training.data import BipartiteGraph, Window, build_graph, validation_split
 from training.embeddings import ModelEmbeddings
-from training.metrics import DEFAULT_K, RankingTask, build_ranking_task, evaluate_embeddings
+from training.metrics import DEFAULT_K, RankingMetrics, RankingTask, build_ranking_task, evaluate_embeddings
 from training.models import TRAINED_KINDS, FittedRetriever, fit_model
 from training.retriever_init import Init, unseen_validation
 from training.retriever_mlflow import log_curves
@@ -108,7 +109,14 @@ def fit_with_refit(
         return {f"recall_at_{k}": metrics.recall, f"ndcg_at_{k}": metrics.ndcg}
 
     result = fit_model(
-        kind, split.params, graph, train, evaluate if split.task is not None else None, checkpoints, init=warm
+        kind,
+        split.params,
+        graph,
+        train,
+        evaluate if split.task is not None else None,
+        checkpoints,
+        init=warm,
+        label=f"retriever {kind}",
     )
     log_curves(settings, run_id, result)
     embeddings, base, refit_epochs = result.embeddings, result.base_embeddings, 0
@@ -125,6 +133,7 @@ def fit_with_refit(
             train,
             checkpoint_dir=checkpoints / "refit",
             init=warm,
+            label=f"retriever {kind} refit",
         )
         embeddings, base = refit.embeddings, refit.base_embeddings
         log.info(
@@ -145,3 +154,46 @@ def training_record(kind: str, fitted: RetrieverFit, chosen: tuple[int, dict[str
         if chosen is not None:
             training.update({f"val_{name}": round(value, 6) for name, value in chosen[1].items()})
     return training
+
+
+def holdout_report(
+    kind: str,
+    final: RankingMetrics,
+    popularity: RankingMetrics,
+    training: dict[str, Any],
+    window: Window,
+    first_holdout: pd.Timestamp,
+    *,
+    canary_window_days: int,
+) -> str:
+    """The run's result in words, saying which events each number was measured on.
+
+    The holdout numbers are on the window's last days (:func:`training.data.temporal_split`);
+    the nightly canary scores the same model on the same days again, over a window of
+    ``canary_window_days`` (``settings.training.window_days``): the same numbers when the
+    windows are equal, otherwise other users and another popularity. The ``val_*``
+    numbers are on the validation split of the training days, not on the holdout.
+    """
+    k = final.k
+    first, last = first_holdout.date(), window.end
+    days = (last - first).days + 1
+    window_days = (window.end - window.start).days + 1
+    holdout = last.isoformat() if days == 1 else f"{first.isoformat()}..{last.isoformat()}"
+    canary = "the canary scores it again on the same holdout"
+    if canary_window_days != window_days:
+        canary += f" over a {canary_window_days}-day window (other users and popularity than this run's)"
+    text = (
+        f"{kind} on the training holdout ({holdout}: the last {days} day{'s' if days > 1 else ''} of the "
+        f"{window_days}-day window {window.start.isoformat()}..{last.isoformat()}, {final.n_users} users with history "
+        f"and new items): recall@{k} {final.recall:.4f}, ndcg@{k} {final.ndcg:.4f}; popularity on the same holdout: "
+        f"recall@{k} {popularity.recall:.4f}, ndcg@{k} {popularity.ndcg:.4f}; {canary}"
+    )
+    epochs = {name: value for name, value in training.items() if not name.startswith("val_")}
+    if epochs:
+        text += "; training: " + ", ".join(f"{name} {value}" for name, value in epochs.items())
+    validation = {name: value for name, value in training.items() if name.startswith("val_")}
+    if validation:
+        text += "; on the validation split (each user's latest training events, not the holdout): " + ", ".join(
+            f"{name} {value:.4f}" for name, value in validation.items()
+        )
+    return text

@@ -1,28 +1,32 @@
 """The retriever run's MLflow records: tags, params, metrics, the final table, the version.
 
 What :func:`training.retriever.train_retriever` logs (the pure fit and evaluation stay
-in :mod:`training.retriever`):
+in :mod:`training.retriever`); the run starts before the data is loaded
+(:func:`training.runs.training_run`), so its duration is the work's:
 
 * **Params**: the window, partitions, ``dataset_fingerprint``, ``code_version``,
   ``validation_fraction``, the warm-start record and the kind's params (``train.seed``,
-  ``train.patience``...) (:func:`log_run_inputs`).
+  ``train.patience``...) (:func:`log_run_inputs`); after the fit, its counts, sizes and
+  timings (``n_users``, ``n_items``, ``n_edges``, ``n_fit``, ``n_validation``,
+  ``n_val_users``, ``n_eval_users``, ``embedding_dim``, ``train_seconds``, ``epochs_run``,
+  ``best_epoch``, ``stopped_early``, ``refit_epochs``...) (:func:`log_run_results`): one
+  number each, nothing to chart.
 * **Metric histories** with ``step = epoch`` (:func:`log_curves`): ``train_loss``,
   ``val_recall_at_20``, ``val_ndcg_at_20``.
 * **Metrics**: the holdout ``recall_at_20``, ``ndcg_at_20`` and the popularity
-  baseline's, sizes, ``epochs_run``, ``best_epoch``, ``stopped_early`` and
-  ``refit_epochs`` when the trainer reports them; the artifact ``final_metrics.json``
-  (:func:`final_metrics_table`): one row per model scored on the holdout
-  (:func:`log_run_results`).
-* **The version** (:func:`register_version`): a pyfunc model of the embeddings, tagged
-  with the run's day, reason, metrics, lineage, the idempotency key
-  (:data:`TRAINING_KEY_TAG`) and the JSON summary (:data:`SUMMARY_TAG`) that a rerun with
-  the same key returns (:func:`find_version`), and aliased ``challenger``.
+  baseline's; the artifact ``final_metrics.json`` (:func:`final_metrics_table`): one row
+  per model scored on the holdout (:func:`log_run_results`).
+* **The version** (:func:`register_version`): a pyfunc model of the embeddings with the
+  few tags something reads (:func:`version_tags`), the JSON summary (:data:`SUMMARY_TAG`)
+  that a rerun with the same key returns (:func:`find_version`), and aliased
+  ``challenger``.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import mlflow
@@ -176,10 +180,49 @@ def log_run_results(
     popularity: RankingMetrics,
     chosen: tuple[int, dict[str, float]] | None,
     metrics: dict[str, float],
+    sizes: dict[str, Any],
 ) -> None:
-    """The active run's :data:`FINAL_METRICS_TABLE` artifact and its metrics."""
+    """The active run's :data:`FINAL_METRICS_TABLE` artifact, its ``metrics`` and, as params, its ``sizes``."""
     mlflow.log_table(final_metrics_table(kind, final, popularity, chosen), FINAL_METRICS_TABLE)
     mlflow.log_metrics(metrics)
+    mlflow.log_params({name: tag_value(value) for name, value in sizes.items()})
+
+
+def version_tags(
+    *,
+    ds: str,
+    reason: str,
+    kind: str,
+    data_window: list[str],
+    quality: dict[str, float],
+    lineage: dict[str, Any],
+    key: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """A retriever version's tags: what something reads, grouped; the rest is in :data:`SUMMARY_TAG`.
+
+    * lineage: ``ds``, ``reason``, ``model``, ``data_window``, and ``warm_start``,
+      ``warm_start_from``, ``full_retrain_ds``, ``full_retrain_epochs`` (``lineage``),
+      which the next night's :func:`training.retriever_init.choose_init` reads, with
+      ``ds`` and ``model``; :data:`TRAINING_KEY_TAG` (:func:`find_version`);
+    * quality: the holdout ``recall_at_20`` and ``ndcg_at_20`` (``quality``; listed by
+      :func:`training.registry.list_model_versions`, e.g. ``graphrec status``);
+    * ``extra``: the run's trigger tags (``trigger=drift``, ``drift_report``...).
+
+    The popularity baseline's numbers, ``init_reason`` and ``dataset_fingerprint`` are in
+    the summary tag, the run and the version's ``meta.json``; the canary adds its own
+    ``canary.*`` tags later.
+    """
+    return {
+        **{name: tag_value(value) for name, value in (extra or {}).items()},
+        "ds": ds,
+        "reason": reason,
+        "model": kind,
+        "data_window": json.dumps(data_window),
+        **{name: tag_value(value) for name, value in lineage.items()},
+        **{name: str(value) for name, value in quality.items()},
+        TRAINING_KEY_TAG: key,
+    }
 
 
 def register_version(
@@ -198,14 +241,14 @@ def register_version(
         embeddings: the served embeddings, their ``meta`` complete.
         run_id: the run the version is logged to.
         base: the layer-0 embeddings a later warm start reads (trained kinds).
-        tags: the version tags (:data:`TRAINING_KEY_TAG` among them).
+        tags: the version tags (:func:`version_tags`), set as it is created.
         summary: the run's summary; stored with the version's number as :data:`SUMMARY_TAG`.
 
     Returns:
         The version number.
     """
-    version = registry.register_model(settings, embeddings, run_id=run_id, base_embeddings=base)
+    version = registry.register_model(settings, embeddings, run_id=run_id, tags=tags, base_embeddings=base)
     stored = {**summary, "model_version": version}
-    registry.set_version_tags(settings, version, {**tags, SUMMARY_TAG: json.dumps(stored)})
+    registry.set_version_tags(settings, version, {SUMMARY_TAG: json.dumps(stored)})
     registry.set_alias(settings, registry.CHALLENGER, version)
     return version

@@ -43,7 +43,7 @@ Hygiene, all off by default (the defaults train exactly as before they existed):
   (:mod:`training.checkpoint`); ``resume=True`` continues from it, and a run of ``N``
   epochs equals ``N / 2`` epochs plus a resume to ``N``, bit for bit.
 * **Progress** (:mod:`training.progress`): a tqdm bar with the live loss and metric on a
-  terminal, one log line per epoch elsewhere (Airflow's task logs).
+  terminal, one labelled log line per epoch elsewhere (Airflow's task logs).
 * **Warm start** (``init``): start from another model's layer-0 embeddings (the
   previous night's champion, :mod:`training.retriever_init`) instead of random ones. Users and
   items are matched by external id (:mod:`training.warm_start`); those ``init`` does not know
@@ -255,6 +255,7 @@ def train_lightgcn(
     resume: bool = False,
     progress: bool | None = None,
     init: ModelEmbeddings | None = None,
+    label: str = "lightgcn",
 ) -> TrainResult:
     """Train LightGCN on a bipartite graph with ``config.loss`` (full softmax, or BPR with uniform negatives).
 
@@ -283,6 +284,7 @@ def train_lightgcn(
         init: warm start: layer-0 embeddings (:attr:`TrainResult.base_embeddings` of an
             earlier run) for the users and items they know, matched by external id; the
             others get the usual random init. ``None`` (default) starts from scratch.
+        label: what the progress lines call this run (e.g. ``"retriever lightgcn"``).
 
     Returns:
         A :class:`TrainResult` with the embeddings (``model.get_embedding``, the
@@ -314,7 +316,11 @@ def train_lightgcn(
             step_model = DistributedDataParallel(step_model, broadcast_buffers=False)
         (evaluating,) = from_main(ranks, evaluate is not None)
         early = bool(evaluating) and config.patience > 0
-        reporter = EpochProgress(config.epochs, state.epoch, config.monitor, progress) if ranks.main else None
+        reporter = (
+            EpochProgress(config.epochs, state.epoch, config.monitor, progress, label=label, loss=config.loss)
+            if ranks.main
+            else None
+        )
         start = time.perf_counter() - state.seconds
         stopped = early and state.stale >= config.patience
         try:

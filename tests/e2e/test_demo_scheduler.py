@@ -38,7 +38,9 @@ def test_scheduler_executes_drift_triggered_retrain(tmp_path):
     # named after its day and episode, with the reason as its note.
     day3 = config.day(3).isoformat()
     assert retrains[0]["run_id"] == f"drift__{day3}__{day3}", retrains[0]["run_id"]
-    assert retrains[0]["note"].startswith(f"retrain: drift-triggered for {day3}: drift on {day3}")
+    note = retrains[0]["note"].splitlines()
+    assert any(line.startswith(f"retrain: drift-triggered for {day3}: drift on {day3}") for line in note), note
+    assert any(line.startswith("canary: ") for line in note), note  # the retrain's own verdict
     # Every run states its verdicts in its note (written by the tasks through the REST API).
     notes = {r["ds"]: r["note"] for r in summary["runs"] if r["run_id"].startswith("demo__")}
     assert notes[config.day(1).isoformat()].startswith("data: curated"), notes

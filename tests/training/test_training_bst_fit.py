@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -106,3 +108,18 @@ def test_auc():
     assert auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9])) == 1.0
     assert auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
     assert np.isnan(auc(np.array([1, 1]), np.array([0.2, 0.3])))
+
+
+@pytest.mark.parametrize("validated", [True, False])
+def test_each_epoch_is_one_labelled_log_line(synthetic, caplog, validated):
+    batch, labels = synthetic["train"]
+    config = BSTTrainConfig(epochs=2, batch_size=512, seed=0, num_threads=1)
+    with caplog.at_level(logging.INFO, logger="training.bst_fit"):
+        fit_bst(
+            build_bst(VOCAB, seed=0, **SMALL), batch, labels, config, valid=synthetic["valid"] if validated else None
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "training.bst_fit"]
+    auc_part = r", val AUC 0\.\d{4}" if validated else ""
+    assert len(lines) == 2
+    for epoch, line in enumerate(lines, start=1):
+        assert re.fullmatch(rf"ranker epoch {epoch}/2: train logloss \d\.\d{{4}}{auc_part}, \d+\.\d s", line), line

@@ -73,7 +73,7 @@ def test_each_kind_registers_a_version_scored_by_the_shared_evaluation(settings,
         "gfcf": 2 * min(settings.training.gfcf_k, summary.n_users - 1, summary.n_items - 1),
     }[kind]
     assert loaded.dim == expected_dim
-    assert run.data.metrics["embedding_dim"] == expected_dim
+    assert run.data.params["embedding_dim"] == str(expected_dim) and "embedding_dim" not in run.data.metrics
     table = mlflow.load_table(FINAL_METRICS_TABLE, run_ids=[summary.run_id])
     assert table["model"].tolist() == [kind, "popularity"]
     expected = [metrics.recall, summary.popularity_recall_at_20]

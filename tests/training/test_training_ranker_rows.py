@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,7 +49,7 @@ def replay_world(tmp_path_factory):
 
 
 @pytest.mark.parametrize("reuse_days, modes", [(7, ["fit", "reused", "reused"]), (0, ["fit", "warm", "warm"])])
-def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeypatch, reuse_days, modes):
+def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeypatch, caplog, reuse_days, modes):
     import training.ranker_rows as ranking
 
     settings, train, retriever, holdout_from = replay_world
@@ -59,9 +62,20 @@ def test_no_proxy_sees_the_label_window_of_a_row_it_scores(replay_world, monkeyp
         return real_fit(kind, params, graph, history, *args, **kwargs)
 
     monkeypatch.setattr(ranking, "fit_model", recording_fit)
-    rows, info = ranking.replay_cuts(settings, train, retriever, holdout_from)
+    with caplog.at_level(logging.INFO):
+        rows, info = ranking.replay_cuts(settings, train, retriever, holdout_from)
 
     assert [p["mode"] for p in info["proxies"]] == modes
+    # Each cut is one line saying how far the replay is; each proxy's epochs say they are a proxy's.
+    cut_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ranker rows: cut ")]
+    assert [line.split(" (")[0] for line in cut_lines] == [
+        "ranker rows: cut 1/3",
+        "ranker rows: cut 2/3",
+        "ranker rows: cut 3/3",
+    ]
+    assert all(re.search(r"\d+\.\d s so far, ETA \d+ s$", line) for line in cut_lines)
+    epochs = [r.getMessage() for r in caplog.records if r.name == "training.progress"]
+    assert epochs and all(line.startswith("ranker proxy mf (events before ") for line in epochs)
     assert len(seen_until) == info["proxy_fits"] == modes.count("fit") + modes.count("warm")
     fits = iter(seen_until)
     newest_seen = None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
 from graphrec.settings import Settings
-from training import registry
+from training import registry, runs
+from training.data import InsufficientDataError
 from training.embeddings import ModelEmbeddings
 
 
@@ -124,3 +127,43 @@ def test_load_in_a_fresh_process_without_configure(settings, tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == str(version)
+
+
+def test_a_registered_model_is_created_once_and_registering_prints_nothing(settings, capfd):
+    capfd.readouterr()
+    first = registry.register_model(settings, _random_embeddings(8), tags={"ds": "2025-01-03", "reason": "manual"})
+    second = registry.register_model(settings, _random_embeddings(9))
+    err = capfd.readouterr().err
+    # mlflow.register_model prints these to stderr, which Airflow's task log shows as errors.
+    for message in ("already exists", "Successfully registered", "Created version"):
+        assert message not in err
+    assert second == first + 1
+    assert registry.get_version_tags(settings, first) == {"ds": "2025-01-03", "reason": "manual"}
+    model = registry.client_for(settings).get_registered_model(settings.mlflow.retriever_model_name)
+    assert model.description == registry.RETRIEVER_DESCRIPTION
+
+
+def test_the_experiment_gets_a_description_and_its_kind(settings):
+    experiment = registry.client_for(settings).get_experiment(registry.configure(settings))
+    assert experiment.tags[registry.NOTE_TAG] == registry.experiment_description(settings)
+    assert experiment.tags[registry.EXPERIMENT_KIND_TAG] == "custom_model_development"
+
+
+@pytest.mark.parametrize("outcome", ["kept", "discarded", "insufficient", "failed"])
+def test_a_training_run_is_deleted_when_it_trained_nothing(settings, outcome):
+    def work(run):
+        mlflow.log_param("n_rows", 3)
+        if outcome == "discarded":
+            run.discard()
+        elif outcome == "insufficient":
+            raise InsufficientDataError("no rows")
+        elif outcome == "failed":
+            raise RuntimeError("broken")
+
+    with contextlib.suppress(InsufficientDataError, RuntimeError), runs.training_run(settings, "r") as run:
+        work(run)
+    assert mlflow.active_run() is None
+    stored = registry.client_for(settings).get_run(run.run_id)
+    deleted = outcome in ("discarded", "insufficient")
+    assert (stored.info.lifecycle_stage == "deleted") == deleted
+    assert stored.info.status == {"kept": "FINISHED", "failed": "FAILED"}.get(outcome, "KILLED")

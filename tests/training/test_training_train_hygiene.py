@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from training.losses import LOSSES
+from training.progress import RateLog, heartbeat
 from training.train import train_lightgcn
 from training.train_config import TrainConfig
 
@@ -79,16 +80,23 @@ def test_early_stopping_needs_the_monitored_metric(tiny_graph):
         train_lightgcn(tiny_graph, config, Scripted([0.1] * 6))
 
 
-def test_progress_logs_one_line_per_epoch(tiny_graph, caplog):
+def test_progress_logs_one_labelled_line_per_epoch(tiny_graph, caplog):
     with caplog.at_level(logging.INFO, logger="training.progress"):
         train_lightgcn(
-            tiny_graph, dataclasses.replace(CONFIG, epochs=3, eval_every=2), Scripted([0.25, 0.5]), progress=False
+            tiny_graph,
+            dataclasses.replace(CONFIG, epochs=4, eval_every=2),
+            Scripted([0.25, 0.5]),
+            progress=False,
+            label="retriever lightgcn",
         )
     lines = [r.getMessage() for r in caplog.records if r.name == "training.progress"]
-    assert len(lines) == 3
-    assert re.fullmatch(r"epoch 1/3 loss \d\.\d{4} \d+\.\d s", lines[0])
-    assert re.fullmatch(r"epoch 2/3 loss \d\.\d{4} recall_at_20 0\.2500 \d+\.\d s", lines[1])
-    assert re.fullmatch(r"epoch 3/3 loss \d\.\d{4} recall_at_20 0\.5000 \d+\.\d s", lines[2])
+    assert len(lines) == 4
+    head, loss, time = r"retriever lightgcn epoch", r"train bpr loss \d\.\d{4}", r"\d+\.\d s"
+    assert re.fullmatch(rf"{head} 1/4: {loss}, {time}", lines[0])
+    assert re.fullmatch(rf"{head} 2/4: {loss}, val recall_at_20 0\.2500, {time}", lines[1])
+    # An epoch without an evaluation shows the latest one, with the epoch it is from.
+    assert re.fullmatch(rf"{head} 3/4: {loss}, val recall_at_20 0\.2500 \(epoch 2\), {time}", lines[2])
+    assert re.fullmatch(rf"{head} 4/4: {loss}, val recall_at_20 0\.5000, {time}", lines[3])
 
 
 def test_progress_bar_shows_loss_and_metric(tiny_graph, capsys, caplog):
@@ -97,3 +105,33 @@ def test_progress_bar_shows_loss_and_metric(tiny_graph, capsys, caplog):
     err = capsys.readouterr().err
     assert "2/2" in err and "loss=" in err and "recall_at_20=0.5000" in err
     assert not [r for r in caplog.records if r.name == "training.progress"]
+
+
+def test_rate_log_is_silent_for_short_loops_and_says_done_rate_and_eta_for_long_ones(caplog):
+    logger = logging.getLogger("test.progress")
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        quick = RateLog(logger, "quick:", 100)
+        for done in (50, 100):
+            quick.update(done)
+        quick.close()
+        assert not caplog.records
+        slow = RateLog(logger, "candidates for", 4000, "users", every=0.0, after=0.0)
+        slow.update(1000)
+        slow.update(4000)
+        slow.close()
+    first, last = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(r"candidates for 1,000/4,000 users \(25%\), [\d,]+ users/s, ETA \d+ s", first)
+    assert re.fullmatch(r"candidates for 4,000 users done in \d+\.\d s \([\d,]+ users/s\)", last)
+
+
+def test_heartbeat_says_a_long_call_is_still_running(caplog):
+    import time
+
+    logger = logging.getLogger("test.progress")
+    with caplog.at_level(logging.INFO, logger="test.progress"), heartbeat(logger, "joining", every=0.02):
+        time.sleep(0.1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines and all(re.fullmatch(r"joining: still running, \d+ s", line) for line in lines)
+    count = len(lines)
+    time.sleep(0.05)
+    assert len(caplog.records) == count  # stopped with the block

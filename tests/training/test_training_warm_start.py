@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 
 import numpy as np
@@ -166,7 +167,8 @@ def test_without_a_champion_the_run_trains_from_scratch_and_stores_layer0(settin
     assert champion.full_retrain_ds == YESTERDAY
     run_tags, params, version_tags = _tags(settings, champion)
     assert run_tags["warm_start"] == params["warm_start"] == version_tags["warm_start"] == "false"
-    assert run_tags["init_reason"] == version_tags["init_reason"] == champion.init_reason
+    assert run_tags["init_reason"] == params["init_reason"] == champion.init_reason
+    assert json.loads(version_tags["summary"])["init_reason"] == champion.init_reason
     assert version_tags["full_retrain_ds"] == YESTERDAY.isoformat()
     base = registry.load_warm_start_embeddings(settings, champion.model_version)
     served = registry.load_model_embeddings(settings, champion.model_version)
