@@ -3,7 +3,8 @@
 A task of ``graphrec_nightly`` states what it decided in one line (``quarantined:
 null_ids``, ``promoted v9 (R@20 0.197 vs champion 0.190 …)``, ``no data landed for
 2025-01-11``) as its **task note**, and keeps one line per stage in the **run note**
-(``data: …``, ``canary: …``, ``drift: …``), which the grid shows on the run.
+(``canary: …``, ``data: …``, ``drift: …``), which the UI shows on the run (its first
+line, the night's verdict, without a click).
 
 Airflow 3's task processes reach the metadata only through the execution API, which has
 no note call; notes are written with the public REST API (``PATCH
@@ -33,15 +34,16 @@ log = logging.getLogger(__name__)
 
 #: Airflow keeps at most this many characters of a note.
 NOTE_LIMIT = 1000
-#: The stages that keep a line in the run note, in the order they are shown.
-STAGES = ("data", "canary", "publish", "drift", "retrain")
+#: The stages that keep a line in the run note, in the order they are shown: the night's
+#: verdict (the canary's) first, because the UI shows a run note's first line.
+STAGES = ("canary", "data", "publish", "drift", "retrain")
 
 
 def merge_run_note(current: str | None, stage: str, line: str) -> str:
     """The run note with ``stage``'s line replaced (or added), stages in :data:`STAGES` order.
 
     >>> merge_run_note("data: curated 4,012 rows", "canary", "rejected v7: no_regression")
-    'data: curated 4,012 rows\\ncanary: rejected v7: no_regression'
+    'canary: rejected v7: no_regression\\ndata: curated 4,012 rows'
     """
     lines: dict[str, str] = {}
     other: list[str] = []

@@ -8,11 +8,11 @@ from app.airflow_notes import NOTE_LIMIT, NoteWriter, merge_run_note
 from graphrec.settings import Settings
 
 
-def test_each_stage_keeps_one_line_in_pipeline_order():
+def test_each_stage_keeps_one_line_the_verdict_first():
     note = merge_run_note(None, "canary", "rejected v7: no_regression")
     note = merge_run_note(note, "data", "curated 4,012 rows")
     note = merge_run_note(note, "canary", "promoted v8 (R@20 0.197 vs champion 0.190)")
-    assert note == "data: curated 4,012 rows\ncanary: promoted v8 (R@20 0.197 vs champion 0.190)"
+    assert note == "canary: promoted v8 (R@20 0.197 vs champion 0.190)\ndata: curated 4,012 rows"
 
 
 def test_an_operators_own_lines_survive_and_the_note_fits_airflows_limit():

@@ -317,7 +317,9 @@ def test_ui_login_trigger_form_and_a_dry_run(stack, client, rest_run, tmp_path):
     assert canary["dry_run"] is True and canary["promoted"] is False, canary
     assert states["publish"] == "skipped" and states["drift_check"] == "skipped", states
     # The run says what happened: its note (written by the tasks) carries the data and canary verdicts.
-    assert run["note"].startswith("data: curated") and "\ncanary: dry run: would " in run["note"], run["note"]
+    lines = run["note"].splitlines()
+    assert lines[0].startswith("canary: dry run: would "), run["note"]  # the verdict first: the UI shows it
+    assert lines[1].startswith("data: ") and "curated" in lines[1], run["note"]
     # ... and the UI shows it on the run's page, where an operator looks.
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
