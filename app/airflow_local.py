@@ -106,6 +106,9 @@ def airflow_env(settings: Settings, *, api_port: int, smtp_port: int | None = No
         "GRAPHREC_HOME": str(settings.root),
         **explicit_settings_env(settings),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # MLflow's own handler writes its INFO and WARNING lines to stderr, which Airflow's task
+        # logs show at error level; unconfigured, they reach Airflow's handlers at their own level.
+        "MLFLOW_CONFIGURE_LOGGING": "false",
         "PYTHONUNBUFFERED": "1",
         "NO_COLOR": "1",
     }
